@@ -1,0 +1,172 @@
+"""Configuration of IVT, the one-encoder text-based person retrieval model of Shu et al. 2022.
+
+"See Finer, See More: Implicit Modality Alignment for Text-based Person Retrieval" (arXiv 2208.08608). One ViT-B/16
+transformer encodes both images and text: attention and LayerNorms are shared, each modality has its own feed-forward
+block. The defaults reproduce the reference model at 384x128 with patch stride 16 (the RSTPReid setting); CUHK-PEDES
+and ICFG-PEDES use `patch_stride=12`.
+
+This file imports only transformers so that it can be copied next to saved weights and loaded with
+`trust_remote_code=True` in a Python that has not installed `ivt_hf`.
+"""
+
+from __future__ import annotations
+
+from transformers import PretrainedConfig
+
+TOKEN_DROP_MODES = ("batch", "per_sample")
+
+
+class IVTConfig(PretrainedConfig):
+    r"""
+    Every architecture number of IVT is a field here; there is no text/vision sub-config because one encoder serves
+    both modalities.
+
+    Args:
+        hidden_size (`int`, defaults to 768): width D of the shared encoder and of the embeddings.
+        num_hidden_layers (`int`, defaults to 12): number of shared pre-norm blocks.
+        num_attention_heads (`int`, defaults to 12): attention heads; `hidden_size` must be divisible by it.
+        intermediate_size (`int`, defaults to 3072): hidden width of BOTH feed-forward blocks (vision and text).
+        hidden_act (`str`, defaults to `"gelu"`): feed-forward activation (exact, erf-based GELU in the reference).
+        layer_norm_eps (`float`, defaults to 1e-6): epsilon of the block LayerNorms and of the final LayerNorm.
+        text_layer_norm_eps (`float`, defaults to 1e-12): epsilon of the text-embedding LayerNorm (BERT's).
+        vocab_size (`int`, defaults to 30522): WordPiece vocabulary (bert-base-uncased).
+        max_position_embeddings (`int`, defaults to 512): number of learned text positions; longer text is an error.
+        type_vocab_size (`int`, defaults to 2): BERT token types (IVT always uses type 0).
+        pad_token_id (`int`, defaults to 0): id of `[PAD]`.
+        image_size (`tuple[int, int]`, defaults to `(384, 128)`): input (height, width).
+        patch_size (`int`, defaults to 16): side of the square patch convolution kernel.
+        patch_stride (`int`, defaults to 16): stride of the patch convolution; 12 gives overlapping patches (31 x 10
+            tokens at 384x128), 16 gives 24 x 8.
+        num_channels (`int`, defaults to 3): image channels.
+        qkv_bias (`bool`, defaults to `True`): bias in the fused query/key/value projection.
+        drop_path_rate (`float`, defaults to 0.1): stochastic depth of the last block, rising linearly from 0 at the
+            first block (training only).
+        text_embedding_dropout (`float`, defaults to 0.1): dropout after the text-embedding LayerNorm.
+        attention_dropout (`float`, defaults to 0.0): dropout on attention probabilities.
+        initializer_range (`float`, defaults to 0.02): std of the truncated-normal initialisation.
+        token_drop_ratio (`float`, defaults to 0.2): bidirectional mask modelling (BMM). In training only, after the
+            embeddings, k tokens are removed, k drawn uniformly from 0..floor(ratio * sequence length); the CLS token
+            is never removed. 0 disables it.
+        token_drop_mode (`str`, defaults to `"batch"`): `"batch"` draws one set of positions for the whole batch, as
+            the reference does (text padding may be "dropped" while `[SEP]` goes); `"per_sample"` draws positions per
+            sample among its real (non-padding) tokens only.
+    """
+
+    model_type = "ivt"
+
+    def __init__(
+        self,
+        hidden_size: int = 768,
+        num_hidden_layers: int = 12,
+        num_attention_heads: int = 12,
+        intermediate_size: int = 3072,
+        hidden_act: str = "gelu",
+        layer_norm_eps: float = 1e-6,
+        text_layer_norm_eps: float = 1e-12,
+        vocab_size: int = 30522,
+        max_position_embeddings: int = 512,
+        type_vocab_size: int = 2,
+        pad_token_id: int = 0,
+        image_size: tuple[int, int] | list[int] = (384, 128),
+        patch_size: int = 16,
+        patch_stride: int = 16,
+        num_channels: int = 3,
+        qkv_bias: bool = True,
+        drop_path_rate: float = 0.1,
+        text_embedding_dropout: float = 0.1,
+        attention_dropout: float = 0.0,
+        initializer_range: float = 0.02,
+        token_drop_ratio: float = 0.2,
+        token_drop_mode: str = "batch",
+        **kwargs,
+    ):
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.intermediate_size = intermediate_size
+        self.hidden_act = hidden_act
+        self.layer_norm_eps = layer_norm_eps
+        self.text_layer_norm_eps = text_layer_norm_eps
+        self.vocab_size = vocab_size
+        self.max_position_embeddings = max_position_embeddings
+        self.type_vocab_size = type_vocab_size
+        self.image_size = list(image_size) if isinstance(image_size, (list, tuple)) else image_size
+        self.patch_size = patch_size
+        self.patch_stride = patch_stride
+        self.num_channels = num_channels
+        self.qkv_bias = qkv_bias
+        self.drop_path_rate = drop_path_rate
+        self.text_embedding_dropout = text_embedding_dropout
+        self.attention_dropout = attention_dropout
+        self.initializer_range = initializer_range
+        self.token_drop_ratio = token_drop_ratio
+        self.token_drop_mode = token_drop_mode
+        super().__init__(pad_token_id=pad_token_id, **kwargs)
+        self.validate_ivt()
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """Patch grid (n_y, n_x): `(H - patch) // stride + 1` along each side, tokens flattened row-major."""
+        height, width = self.image_size
+        return (
+            (height - self.patch_size) // self.patch_stride + 1,
+            (width - self.patch_size) // self.patch_stride + 1,
+        )
+
+    @property
+    def num_patches(self) -> int:
+        grid_y, grid_x = self.grid_size
+        return grid_y * grid_x
+
+    def validate_ivt(self) -> None:
+        """Raise a `ValueError` naming the field when a value cannot describe a working model."""
+        positive_ints = (
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "vocab_size",
+            "max_position_embeddings",
+            "type_vocab_size",
+            "patch_size",
+            "patch_stride",
+            "num_channels",
+        )
+        for name in positive_ints:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"IVTConfig.{name} must be a positive int, got {value!r}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"IVTConfig.hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
+                f"({self.num_attention_heads})"
+            )
+        if (
+            not isinstance(self.image_size, list)
+            or len(self.image_size) != 2
+            or not all(isinstance(side, int) and not isinstance(side, bool) for side in self.image_size)
+        ):
+            raise ValueError(f"IVTConfig.image_size must be (height, width) ints, got {self.image_size!r}")
+        if min(self.image_size) < self.patch_size:
+            raise ValueError(
+                f"IVTConfig.image_size {tuple(self.image_size)} is smaller than patch_size {self.patch_size}"
+            )
+        for name in ("drop_path_rate", "text_embedding_dropout", "attention_dropout"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"IVTConfig.{name} must be in [0, 1), got {value!r}")
+        if not 0.0 <= self.token_drop_ratio < 1.0:
+            raise ValueError(f"IVTConfig.token_drop_ratio must be in [0, 1), got {self.token_drop_ratio!r}")
+        if self.token_drop_mode not in TOKEN_DROP_MODES:
+            raise ValueError(
+                f"IVTConfig.token_drop_mode must be one of {TOKEN_DROP_MODES}, got {self.token_drop_mode!r}"
+            )
+        for name in ("layer_norm_eps", "text_layer_norm_eps", "initializer_range"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"IVTConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        pad_token_id = self.pad_token_id
+        if pad_token_id is not None and not 0 <= pad_token_id < self.vocab_size:
+            raise ValueError(f"IVTConfig.pad_token_id {pad_token_id} is outside the vocabulary of {self.vocab_size}")
+
+
+__all__ = ["IVTConfig"]

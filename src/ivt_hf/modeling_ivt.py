@@ -1,0 +1,454 @@
+"""IVT: one transformer for pedestrian images and their descriptions.
+
+Re-implemented from the description of Shu et al. 2022, "See Finer, See More: Implicit Modality Alignment for
+Text-based Person Retrieval" (arXiv 2208.08608) and its public code's behaviour (no code taken from it). Reads top to
+bottom: output, embeddings (image, text), token dropping (BMM), attention, feed-forward, layer, encoder,
+pre-trained base, public model.
+
+An image and a text pass run separately through the SAME blocks: attention and LayerNorms are shared, each block has
+a vision and a text feed-forward. The embedding of a modality is the final-LayerNorm CLS token; retrieval ranks images
+by cosine similarity to the text embedding.
+
+This file imports only torch and transformers so that `save_pretrained` can copy it beside the weights for
+`trust_remote_code=True` loading.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import ModelOutput
+
+from .configuration_ivt import IVTConfig
+
+IMAGE = "image"
+TEXT = "text"
+
+
+@dataclass
+class IVTOutput(ModelOutput):
+    """
+    Outputs of [`IVTModel.forward`].
+
+    Args:
+        logits_per_text (`torch.FloatTensor` of shape `(text_batch, image_batch)`): cosine similarity of every text to
+            every image (no temperature: IVT has none). Rank images for a text by a row of this.
+        logits_per_image (`torch.FloatTensor` of shape `(image_batch, text_batch)`): its transpose.
+        text_embeds (`torch.FloatTensor` of shape `(text_batch, hidden_size)`): final-LayerNorm CLS token of the text
+            pass, NOT L2-normalised (the training loss uses the raw vectors).
+        image_embeds (`torch.FloatTensor` of shape `(image_batch, hidden_size)`): the same for the image pass.
+        text_last_hidden_state (`torch.FloatTensor` of shape `(text_batch, text_seq, hidden_size)`): final-LayerNorm
+            states of every text token (after BMM token dropping in training).
+        image_last_hidden_state (`torch.FloatTensor` of shape `(image_batch, 1 + num_patches, hidden_size)`).
+    """
+
+    logits_per_text: torch.FloatTensor | None = None
+    logits_per_image: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+    image_embeds: torch.FloatTensor | None = None
+    text_last_hidden_state: torch.FloatTensor | None = None
+    image_last_hidden_state: torch.FloatTensor | None = None
+
+
+class IVTImageEmbeddings(nn.Module):
+    """Patch convolution (possibly overlapping), CLS token, position embedding and the image-only modality embedding."""
+
+    def __init__(self, config: IVTConfig):
+        super().__init__()
+        self.config = config
+        self.patch_embedding = nn.Conv2d(
+            config.num_channels, config.hidden_size, kernel_size=config.patch_size, stride=config.patch_stride
+        )
+        num_positions = 1 + config.num_patches
+        self.class_embedding = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
+        self.position_embedding = nn.Parameter(torch.zeros(1, num_positions, config.hidden_size))
+        # Added to every image token (CLS included) and never to text: tells the shared blocks which modality it is.
+        self.modality_embedding = nn.Parameter(torch.zeros(1, num_positions, config.hidden_size))
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        expected = (self.config.num_channels, *self.config.image_size)
+        if pixel_values.dim() != 4 or tuple(pixel_values.shape[1:]) != expected:
+            raise ValueError(
+                f"pixel_values must have shape (batch, {expected[0]}, {expected[1]}, {expected[2]}) for this model's "
+                f"image_size {tuple(self.config.image_size)}, got {tuple(pixel_values.shape)}; run the images through "
+                "IVTImageProcessor (or IVTProcessor) first"
+            )
+        target_dtype = self.patch_embedding.weight.dtype
+        patches = self.patch_embedding(pixel_values.to(target_dtype))  # (batch, hidden, grid_y, grid_x)
+        patches = patches.flatten(2).transpose(1, 2)  # (batch, grid_y * grid_x, hidden), row-major
+        class_tokens = self.class_embedding.expand(patches.shape[0], -1, -1)
+        embeddings = torch.cat([class_tokens, patches], dim=1)  # (batch, 1 + num_patches, hidden)
+        return embeddings + self.position_embedding + self.modality_embedding
+
+
+class IVTTextEmbeddings(nn.Module):
+    """BERT's embeddings: word + absolute position + token type (always 0), LayerNorm, dropout. No modality term."""
+
+    def __init__(self, config: IVTConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.text_layer_norm_eps)
+        self.dropout = nn.Dropout(config.text_embedding_dropout)
+        self.register_buffer(
+            "position_ids", torch.arange(config.max_position_embeddings).unsqueeze(0), persistent=False
+        )
+
+    def forward(self, input_ids: torch.LongTensor) -> torch.Tensor:
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must have shape (batch, sequence), got {tuple(input_ids.shape)}")
+        seq_length = input_ids.shape[1]
+        max_positions = self.position_embeddings.num_embeddings
+        if seq_length > max_positions:
+            raise ValueError(
+                f"input_ids has {seq_length} tokens but the model has {max_positions} text positions; truncate the "
+                "text (IVTProcessor does so, with a warning)"
+            )
+        if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.word_embeddings.num_embeddings):
+            raise ValueError(
+                f"input_ids must lie in [0, {self.word_embeddings.num_embeddings}), got values in "
+                f"[{int(input_ids.min())}, {int(input_ids.max())}]"
+            )
+        position_ids = self.position_ids[:, :seq_length]
+        token_type_ids = torch.zeros_like(input_ids)
+        embeddings = (
+            self.word_embeddings(input_ids)
+            + self.token_type_embeddings(token_type_ids)
+            + self.position_embeddings(position_ids)
+        )
+        return self.dropout(self.layer_norm(embeddings))  # (batch, seq, hidden)
+
+
+def drop_tokens(
+    hidden_states: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    ratio: float,
+    mode: str,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Bidirectional mask modelling (BMM): remove a random number of non-CLS tokens (training only).
+
+    k is drawn uniformly from 0..floor(ratio * N), N the sequence length including CLS (per sample: its real tokens),
+    and k positions among 1..N-1 are removed. `"batch"` mode draws one k and one set of positions for the whole batch
+    (the reference behaviour, which can remove text padding instead of words); `"per_sample"` draws them per sample
+    among real tokens and re-packs each row, padding the shorter ones and returning a matching mask.
+
+    Args:
+        hidden_states: `(batch, seq, hidden)` embeddings, positions already added.
+        attention_mask: `(batch, seq)` with 1 for real tokens, or None (no padding).
+    Returns:
+        the shortened `(batch, seq', hidden)` states and the `(batch, seq')` mask (None if none was given and none is
+        needed).
+    """
+    batch_size, seq_length, _ = hidden_states.shape
+    device = hidden_states.device
+    if mode == "batch":
+        num_drop = int(torch.randint(0, math.floor(ratio * seq_length) + 1, ()).item())
+        if num_drop == 0:
+            return hidden_states, attention_mask
+        dropped = torch.randperm(seq_length - 1, device=device)[:num_drop] + 1  # never position 0 (CLS)
+        keep = torch.ones(seq_length, dtype=torch.bool, device=device)
+        keep[dropped] = False
+        kept_positions = keep.nonzero().squeeze(1)
+        hidden_states = hidden_states[:, kept_positions]
+        attention_mask = attention_mask[:, kept_positions] if attention_mask is not None else None
+        return hidden_states, attention_mask
+
+    # per_sample: random scores pick which real, non-CLS tokens go; a stable sort packs the kept tokens to the left
+    real = attention_mask.bool() if attention_mask is not None else torch.ones(batch_size, seq_length, dtype=torch.bool)
+    real = real.to(device)
+    num_real = real.sum(dim=1)  # (batch,)
+    max_drop = torch.floor(ratio * num_real.to(torch.float64)).long()
+    num_drop = (torch.rand(batch_size, device=device) * (max_drop + 1).to(torch.float32)).long().clamp(max=max_drop)
+    candidate = real.clone()
+    candidate[:, 0] = False
+    scores = torch.rand(batch_size, seq_length, device=device).masked_fill(~candidate, 2.0)
+    order = scores.argsort(dim=1)  # candidates first, in random order
+    drop_rank = torch.empty_like(order)
+    drop_rank.scatter_(1, order, torch.arange(seq_length, device=device).expand(batch_size, -1))
+    keep = real & ~(drop_rank < num_drop.unsqueeze(1))
+    new_length = int(keep.sum(dim=1).max().item())
+    pack_order = (~keep).to(torch.int8).argsort(dim=1, stable=True)[:, :new_length]  # kept tokens, original order
+    hidden_states = hidden_states.gather(1, pack_order.unsqueeze(-1).expand(-1, -1, hidden_states.shape[-1]))
+    new_mask = keep.gather(1, pack_order).to(attention_mask.dtype if attention_mask is not None else torch.long)
+    return hidden_states, new_mask
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain softmax attention. query/key/value: `(batch, heads, seq, head_dim)`; mask additive `(batch, 1, 1, seq)`."""
+    attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask
+    attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()  # (batch, seq, heads, head_dim)
+    return attn_output, attn_weights
+
+
+class IVTAttention(nn.Module):
+    """Multi-head self-attention shared by both modalities, with the reference's fused [q; k; v] projection."""
+
+    def __init__(self, config: IVTConfig):
+        super().__init__()
+        self.config = config
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.qkv_bias)
+        self.out_proj = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        batch_size, seq_length, hidden_size = hidden_states.shape
+        qkv = self.qkv(hidden_states).view(batch_size, seq_length, 3, self.num_heads, self.head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (batch, heads, seq, head_dim)
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        attn_output, _ = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            scaling=self.scaling,
+            dropout=self.config.attention_dropout if self.training else 0.0,
+            is_causal=False,
+        )
+        return self.out_proj(attn_output.reshape(batch_size, seq_length, hidden_size))
+
+
+class IVTMLP(nn.Module):
+    """Feed-forward block: fc1 -> GELU -> fc2. Each layer has one for images and one for text."""
+
+    def __init__(self, config: IVTConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.activation_fn = ACT2FN[config.hidden_act]
+        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.activation_fn(self.fc1(hidden_states)))
+
+
+class IVTDropPath(nn.Module):
+    """Stochastic depth: drop a block's residual branch for whole samples, in training only."""
+
+    def __init__(self, drop_prob: float):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return hidden_states
+        keep_prob = 1.0 - self.drop_prob
+        shape = (hidden_states.shape[0],) + (1,) * (hidden_states.dim() - 1)
+        keep = hidden_states.new_empty(shape).bernoulli_(keep_prob)
+        return hidden_states * keep / keep_prob
+
+    def extra_repr(self) -> str:
+        return f"p={self.drop_prob}"
+
+
+class IVTEncoderLayer(GradientCheckpointingLayer):
+    """Pre-norm block: shared attention and LayerNorms, modality-specific feed-forward."""
+
+    def __init__(self, config: IVTConfig, drop_path_rate: float):
+        super().__init__()
+        self.layer_norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.self_attn = IVTAttention(config)
+        self.layer_norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.vision_mlp = IVTMLP(config)
+        self.text_mlp = IVTMLP(config)
+        self.drop_path = IVTDropPath(drop_path_rate)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, modality: str) -> torch.Tensor:
+        hidden_states = hidden_states + self.drop_path(self.self_attn(self.layer_norm1(hidden_states), attention_mask))
+        mlp = self.vision_mlp if modality == IMAGE else self.text_mlp
+        return hidden_states + self.drop_path(mlp(self.layer_norm2(hidden_states)))
+
+
+class IVTEncoder(nn.Module):
+    def __init__(self, config: IVTConfig):
+        super().__init__()
+        num_layers = config.num_hidden_layers
+        rates = [
+            config.drop_path_rate * index / (num_layers - 1) if num_layers > 1 else 0.0 for index in range(num_layers)
+        ]
+        self.layers = nn.ModuleList([IVTEncoderLayer(config, rate) for rate in rates])
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, modality: str) -> torch.Tensor:
+        # (batch, seq) 1/0 mask -> additive (batch, 1, 1, seq): padding keys get the dtype's lowest value
+        additive_mask = None
+        if attention_mask is not None and not bool(attention_mask.all()):
+            additive_mask = (1.0 - attention_mask[:, None, None, :].to(hidden_states.dtype)) * torch.finfo(
+                hidden_states.dtype
+            ).min
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, additive_mask, modality)
+        return hidden_states
+
+
+class IVTPreTrainedModel(PreTrainedModel):
+    config: IVTConfig
+    config_class = IVTConfig
+    base_model_prefix = "ivt"
+    main_input_name = "pixel_values"
+    input_modalities = ("image", "text")
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["IVTEncoderLayer", "IVTImageEmbeddings", "IVTTextEmbeddings"]
+    _supports_sdpa = True
+    _supports_flash_attn = False
+    _supports_attention_backend = True
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """Truncated normal (std `initializer_range`) for linear, conv and embedding weights and the learned tokens,
+        like the reference's ViT; LayerNorms at 1/0."""
+        std = self.config.initializer_range
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            init.trunc_normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.padding_idx is not None:
+                init.zeros_(module.weight[module.padding_idx])
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, IVTImageEmbeddings):
+            init.trunc_normal_(module.class_embedding, mean=0.0, std=std)
+            init.trunc_normal_(module.position_embedding, mean=0.0, std=std)
+            init.trunc_normal_(module.modality_embedding, mean=0.0, std=std)
+        elif isinstance(module, IVTTextEmbeddings):
+            init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).unsqueeze(0))
+
+
+class IVTModel(IVTPreTrainedModel):
+    """The IVT encoder: `get_image_features`, `get_text_features`, and `forward` for both with cosine logits.
+
+    Example:
+    ```python
+    >>> from transformers import AutoModel, AutoProcessor
+    >>> model = AutoModel.from_pretrained("path/to/ivt")
+    >>> processor = AutoProcessor.from_pretrained("path/to/ivt")
+    >>> inputs = processor(images=images, text=["a woman in a red coat"], return_tensors="pt")
+    >>> outputs = model(**inputs)
+    >>> best_image_per_text = outputs.logits_per_text.argmax(dim=-1)
+    ```
+    """
+
+    def __init__(self, config: IVTConfig):
+        super().__init__(config)
+        self.image_embeddings = IVTImageEmbeddings(config)
+        self.text_embeddings = IVTTextEmbeddings(config)
+        self.encoder = IVTEncoder(config)
+        self.post_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.text_embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.text_embeddings.word_embeddings = value
+
+    def _encode(self, embeddings: torch.Tensor, attention_mask: torch.Tensor | None, modality: str) -> torch.Tensor:
+        """Shared path: BMM token dropping (training only), the blocks, the final LayerNorm. Returns all states."""
+        if self.training and self.config.token_drop_ratio > 0:
+            embeddings, attention_mask = drop_tokens(
+                embeddings, attention_mask, self.config.token_drop_ratio, self.config.token_drop_mode
+            )
+        hidden_states = self.encoder(embeddings, attention_mask, modality)
+        return self.post_layernorm(hidden_states)  # (batch, seq, hidden)
+
+    def image_hidden_states(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Final-LayerNorm states of the image pass, `(batch, 1 + num_patches, hidden)` (fewer tokens under BMM)."""
+        return self._encode(self.image_embeddings(pixel_values), None, IMAGE)
+
+    def text_hidden_states(
+        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Final-LayerNorm states of the text pass, `(batch, seq, hidden)` (fewer tokens under BMM)."""
+        if attention_mask is not None and attention_mask.shape != input_ids.shape:
+            raise ValueError(
+                f"attention_mask shape {tuple(attention_mask.shape)} does not match input_ids {tuple(input_ids.shape)}"
+            )
+        return self._encode(self.text_embeddings(input_ids), attention_mask, TEXT)
+
+    def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Image embeddings `(batch, hidden)`: the final-LayerNorm CLS token, not normalised.
+
+        Unlike transformers 5.x CLIP (which returns an output object) this returns the tensor itself, the vector IVT
+        retrieves with.
+        """
+        return self.image_hidden_states(pixel_values)[:, 0]
+
+    def get_text_features(
+        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Text embeddings `(batch, hidden)`: the final-LayerNorm CLS (`[CLS]`) token, not normalised."""
+        return self.text_hidden_states(input_ids, attention_mask)[:, 0]
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> IVTOutput | tuple:
+        """Encode images and/or texts (two separate passes of the same blocks; no cross-attention).
+
+        Args:
+            pixel_values: `(image_batch, channels, height, width)` normalised images.
+            input_ids: `(text_batch, seq)` BERT uncased token ids, `[CLS] ... [SEP] [PAD]...`.
+            attention_mask: `(text_batch, seq)`, 1 for real tokens, 0 for padding.
+        Returns:
+            [`IVTOutput`]; the logits are filled when both modalities are given.
+        """
+        if pixel_values is None and input_ids is None:
+            raise ValueError("IVTModel needs pixel_values, input_ids, or both")
+        image_states = self.image_hidden_states(pixel_values) if pixel_values is not None else None
+        text_states = self.text_hidden_states(input_ids, attention_mask) if input_ids is not None else None
+        image_embeds = image_states[:, 0] if image_states is not None else None
+        text_embeds = text_states[:, 0] if text_states is not None else None
+
+        logits_per_text = logits_per_image = None
+        if image_embeds is not None and text_embeds is not None:
+            logits_per_text = (
+                nn.functional.normalize(text_embeds, dim=-1) @ nn.functional.normalize(image_embeds, dim=-1).t()
+            )  # (text_batch, image_batch)
+            logits_per_image = logits_per_text.t()
+
+        output = IVTOutput(
+            logits_per_text=logits_per_text,
+            logits_per_image=logits_per_image,
+            text_embeds=text_embeds,
+            image_embeds=image_embeds,
+            text_last_hidden_state=text_states,
+            image_last_hidden_state=image_states,
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        return output if return_dict else output.to_tuple()
+
+
+__all__ = ["IVTModel", "IVTPreTrainedModel", "IVTOutput"]

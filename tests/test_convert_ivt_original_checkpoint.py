@@ -1,0 +1,211 @@
+"""Conversion of the authors' checkpoints and initialisation from public backbones, against the authors' outputs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ivt_hf import IVTConfig, convert_original_checkpoint
+from ivt_hf.backbones import BackboneLayoutError, build_model_from_backbones
+from ivt_hf.convert_ivt_original_checkpoint import CheckpointConversionError, reference_to_hf_key
+
+
+@pytest.fixture(scope="module")
+def reference_io(fixtures_dir_module):
+    io = load_file(fixtures_dir_module / "ivt_tiny_io.safetensors")
+    io["pixel_values"] = (io["pixel_values_uint8"].float() / 255 - 0.5) / 0.5
+    return io
+
+
+@pytest.fixture(scope="module")
+def fixtures_dir_module():
+    from conftest import FIXTURES
+
+    return FIXTURES
+
+
+@pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
+@pytest.mark.parametrize(
+    "checkpoint, suffix, stride, has_prefix",
+    [("ivt_tiny_s12_ddp.pth", "s12", 12, True), ("ivt_tiny_s16.pth", "s16", 16, False)],
+)
+def test_converted_checkpoint_reproduces_reference_embeddings(
+    fixtures_dir, reference_io, checkpoint, suffix, stride, has_prefix, attn_implementation
+):
+    model, report = convert_original_checkpoint(fixtures_dir / checkpoint, num_attention_heads=2)
+    model.config._attn_implementation = attn_implementation
+    assert model.config.patch_stride == stride and not model.training
+    assert ("module." in report.source_format) == has_prefix
+    reference = json.loads((fixtures_dir / "reference.json").read_text())["config"]
+    for field in ("hidden_size", "num_hidden_layers", "intermediate_size", "vocab_size", "max_position_embeddings"):
+        assert getattr(model.config, field) == reference[field]
+    assert report.dropped_keys == [
+        "bottleneck_img.bias",
+        "bottleneck_img.num_batches_tracked",
+        "bottleneck_img.running_mean",
+        "bottleneck_img.running_var",
+        "bottleneck_img.weight",
+        "classifier_img.weight",
+        "encoder_vl.embeddings.position_ids",
+        "temp",
+    ]
+    with torch.no_grad():
+        image_embeds = model.get_image_features(reference_io["pixel_values"])
+        text_embeds = model.get_text_features(reference_io["input_ids"], reference_io["attention_mask"])
+    torch.testing.assert_close(image_embeds, reference_io[f"image_embeds_{suffix}"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(text_embeds, reference_io[f"text_embeds_{suffix}"], atol=1e-5, rtol=0)
+
+
+def _reference_state(fixtures_dir, name="ivt_tiny_s16.pth"):
+    return torch.load(fixtures_dir / name, weights_only=True)
+
+
+def test_bare_state_dict_and_pretrain_keys_are_accepted(fixtures_dir, tmp_path, reference_io):
+    state = _reference_state(fixtures_dir)["state_dict"]
+    state["encoder_fusion.layer.0.weight"] = torch.zeros(2)  # pre-training checkpoints carry these
+    state["itm.weight"] = torch.zeros(2, 32)
+    torch.save(state, tmp_path / "bare.pth")
+    model, report = convert_original_checkpoint(tmp_path / "bare.pth", num_attention_heads=2)
+    assert report.source_format == "bare state dict"
+    assert "itm.weight" in report.dropped_keys and "encoder_fusion.layer.0.weight" in report.dropped_keys
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model.get_image_features(reference_io["pixel_values"]), reference_io["image_embeds_s16"], atol=1e-5, rtol=0
+        )
+
+
+def test_unexpected_keys_are_an_error(fixtures_dir, tmp_path):
+    checkpoint = _reference_state(fixtures_dir)
+    checkpoint["state_dict"]["encoder_vl.blocks.0.attn.extra.weight"] = torch.zeros(1)
+    checkpoint["state_dict"]["somebody_else.weight"] = torch.zeros(1)
+    torch.save(checkpoint, tmp_path / "foreign.pth")
+    with pytest.raises(CheckpointConversionError, match="unexpected keys.*encoder_vl.blocks.0.attn.extra.weight"):
+        convert_original_checkpoint(tmp_path / "foreign.pth", num_attention_heads=2)
+
+
+def test_stride_that_fits_no_grid_is_an_error(fixtures_dir, tmp_path):
+    checkpoint = _reference_state(fixtures_dir)
+    for key in ("encoder_vl.pos_embed", "encoder_vl.type_embed"):
+        checkpoint["state_dict"][key] = torch.zeros(1, 200, 32)
+    torch.save(checkpoint, tmp_path / "odd.pth")
+    with pytest.raises(CheckpointConversionError, match="200 positions, which fits no patch stride"):
+        convert_original_checkpoint(tmp_path / "odd.pth", num_attention_heads=2)
+
+
+def test_missing_tensor_and_non_checkpoint_files_are_errors(fixtures_dir, tmp_path):
+    checkpoint = _reference_state(fixtures_dir)
+    del checkpoint["state_dict"]["encoder_vl.blocks.1.mlp_txt.fc2.bias"]
+    torch.save(checkpoint, tmp_path / "partial.pth")
+    with pytest.raises(CheckpointConversionError, match="lacks encoder tensors for encoder.layers.1.text_mlp.fc2.bias"):
+        convert_original_checkpoint(tmp_path / "partial.pth", num_attention_heads=2)
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointConversionError, match="junk.pth could not be read"):
+        convert_original_checkpoint(tmp_path / "junk.pth")
+    with pytest.raises(FileNotFoundError):
+        convert_original_checkpoint(tmp_path / "absent.pth")
+
+
+def test_arbitrary_objects_are_never_unpickled(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"state_dict": {"x": Evil()}}, tmp_path / "evil.pth")
+    with pytest.raises(CheckpointConversionError, match="weights_only=True"):
+        convert_original_checkpoint(tmp_path / "evil.pth")
+
+
+def test_head_count_must_be_given_when_not_inferable(fixtures_dir):
+    with pytest.raises(CheckpointConversionError, match="num_attention_heads"):
+        convert_original_checkpoint(fixtures_dir / "ivt_tiny_s16.pth")
+
+
+def test_convert_script_writes_a_loadable_folder(fixtures_dir, tmp_path, reference_io):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from transformers import AutoModel, AutoProcessor
+
+    script = Path(__file__).parents[1] / "scripts" / "convert_ivt_original_checkpoint.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--checkpoint_path", str(fixtures_dir / "ivt_tiny_s12_ddp.pth"),
+         "--output_dir", str(tmp_path / "out"), "--num_attention_heads", "2"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "stride 12" in result.stdout and "dropped 8 unused keys" in result.stdout
+    model = AutoModel.from_pretrained(tmp_path / "out").eval()
+    processor = AutoProcessor.from_pretrained(tmp_path / "out")
+    assert type(model).__name__ == "IVTModel" and type(processor).__name__ == "IVTProcessor"
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model.get_image_features(reference_io["pixel_values"]), reference_io["image_embeds_s12"], atol=1e-5, rtol=0
+        )
+
+
+# ---- initialisation from public backbones (spec section 6) ----
+
+
+def _tiny_backbone_config():
+    return IVTConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128, vocab_size=500,
+        max_position_embeddings=128, patch_stride=12,
+    )  # fmt: skip
+
+
+def _timm_to_transformers_vit(timm_state):
+    """Write the timm-layout fixture in transformers ViTModel names (q, k, v split), to test the second layout."""
+    hidden = timm_state["cls_token"].shape[-1]
+    state = {
+        "vit.embeddings.cls_token": timm_state["cls_token"],
+        "vit.embeddings.position_embeddings": timm_state["pos_embed"],
+        "vit.embeddings.patch_embeddings.projection.weight": timm_state["patch_embed.proj.weight"],
+        "vit.embeddings.patch_embeddings.projection.bias": timm_state["patch_embed.proj.bias"],
+        "vit.layernorm.weight": timm_state["norm.weight"],
+        "vit.layernorm.bias": timm_state["norm.bias"],
+        "classifier.weight": timm_state["head.weight"],
+    }
+    names = {"norm1": "layernorm_before", "attn.proj": "attention.output.dense", "norm2": "layernorm_after",
+             "mlp.fc1": "intermediate.dense", "mlp.fc2": "output.dense"}  # fmt: skip
+    for index in range(2):
+        for kind in ("weight", "bias"):
+            for timm_name, hf_name in names.items():
+                state[f"vit.encoder.layer.{index}.{hf_name}.{kind}"] = timm_state[f"blocks.{index}.{timm_name}.{kind}"]
+            query, key, value = timm_state[f"blocks.{index}.attn.qkv.{kind}"].split(hidden)
+            for part, tensor in zip(("query", "key", "value"), (query, key, value)):
+                state[f"vit.encoder.layer.{index}.attention.attention.{part}.{kind}"] = tensor
+    return state
+
+
+@pytest.mark.parametrize("layout", ["timm", "transformers"])
+def test_backbone_initialisation_reproduces_reference(fixtures_dir, layout):
+    vit = load_file(fixtures_dir / "init" / "vit_timm_layout.safetensors")
+    bert = load_file(fixtures_dir / "init" / "bert_hf_layout.safetensors")
+    expected = load_file(fixtures_dir / "init" / "expected_encoder_after_init.safetensors")
+    if layout == "transformers":
+        vit = _timm_to_transformers_vit(vit)
+        bert = {f"bert.{key}": value for key, value in bert.items()}  # also accept the BertForX prefix
+    torch.manual_seed(0)
+    model = build_model_from_backbones(_tiny_backbone_config(), vit, bert)
+    state = model.state_dict()
+    for reference_name, tensor in expected.items():
+        assert torch.equal(state[reference_to_hf_key(reference_name)], tensor), reference_name
+    # the modality ("type") embedding keeps its own initialisation
+    torch.manual_seed(0)
+    fresh = build_model_from_backbones(_tiny_backbone_config())
+    assert torch.equal(
+        state["image_embeddings.modality_embedding"], fresh.state_dict()["image_embeddings.modality_embedding"]
+    )
+
+
+def test_backbone_shape_mismatch_is_an_error(fixtures_dir):
+    vit = load_file(fixtures_dir / "init" / "vit_timm_layout.safetensors")
+    config = IVTConfig(**(_tiny_backbone_config().to_dict() | {"hidden_size": 64, "num_attention_heads": 2}))
+    with pytest.raises(BackboneLayoutError, match="shape"):
+        build_model_from_backbones(config, vit)
+    with pytest.raises(BackboneLayoutError, match="neither timm layout"):
+        build_model_from_backbones(_tiny_backbone_config(), {"weight": torch.zeros(1)})
