@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -41,3 +46,39 @@ def tiny_config():
 @pytest.fixture
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+@dataclass
+class TrainedRun:
+    model_dir: Path
+    data_root: Path
+    data: object  # datasets.DatasetDict of the SynthPEDES it was trained on
+    train_results: dict
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_run(tmp_path_factory) -> TrainedRun:
+    """Train the tiny preset for about two minutes (400 steps) on a small SynthPEDES (300 train / 20 val / 100 test identities at
+    64x32) through the real entry point, once per test session; several tests use the trained model."""
+    from ivt_hf.data import load_benchmark
+
+    root = tmp_path_factory.mktemp("trained")
+    data_root, run_dir = root / "synth", root / "run"
+    split_ids = {"train": 300, "validation": 20, "test": 100}
+    data = load_benchmark("synthpedes", data_root, split_ids=split_ids, image_size=(64, 32), seed=1)
+    args = [
+        "--dataset_name", "synthpedes", "--data_root", str(data_root), "--output_dir", str(run_dir),
+        "--model_preset", "tiny", "--image_height", "64", "--image_width", "32",
+        "--synth_train_ids", "300", "--synth_validation_ids", "20", "--synth_test_ids", "100", "--synth_seed", "1",
+        "--per_device_train_batch_size", "32", "--use_cpu", "--report_to", "none",
+        "--optim", "adamw_torch", "--learning_rate", "1e-3", "--weight_decay", "0.01", "--warmup_steps", "60",
+        "--lr_scheduler_type", "cosine", "--max_steps", "400", "--eval_strategy", "no", "--disable_tqdm", "true",
+        "--cache_train_images", "true", "--seed", "0",
+    ]  # fmt: skip
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run(
+        [sys.executable, str(Path(__file__).parents[1] / "scripts" / "train.py"), *args],
+        capture_output=True, text=True, env=env, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return TrainedRun(run_dir, data_root, data, json.loads((run_dir / "train_results.json").read_text()))
