@@ -1,0 +1,87 @@
+"""`ivt demo` end to end at toy size (the full-size run is the README's first command), and generated model cards."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import yaml
+
+from ivt_hf import IVTConfig
+from ivt_hf.model_card import render_model_card
+
+
+def _model_index_values(meta: dict) -> dict[str, float]:
+    return {
+        metric["name"]: metric["value"] for entry in meta["model-index"][0]["results"] for metric in entry["metrics"]
+    }
+
+
+def _front_matter(card: str) -> dict:
+    match = re.match(r"---\n(.*?)\n---\n", card, re.S)
+    assert match, "card has no YAML front matter"
+    return yaml.safe_load(match.group(1))
+
+
+def test_card_carries_the_given_metrics_and_names_the_protocol():
+    evaluation = {
+        "benchmark": "synthpedes",
+        "split": "test",
+        "protocol": "standard",
+        "metrics": {"R1": 51.234, "R5": 80.5, "R10": 88.0, "mAP": 55.5, "mINP": 40.1},
+        "facts": {"num_queries": 1226, "num_gallery": 613},
+        "baselines": {"random": {k: 0.5 for k in ("R1", "R5", "R10", "mAP", "mINP")},
+                      "oracle": {k: 90.0 for k in ("R1", "R5", "R10", "mAP", "mINP")}},
+    }  # fmt: skip
+    card = render_model_card(
+        IVTConfig(patch_stride=12), repo_id="someone/ivt-test", evaluation=evaluation,
+        training={"dataset": "synthpedes", "steps": 600}, provenance="Test weights.", num_parameters=123,
+    )  # fmt: skip
+    meta = _front_matter(card)
+    assert meta["library_name"] == "transformers" and meta["license"] == "apache-2.0"
+    assert meta["pipeline_tag"] and "text-based-person-retrieval" in meta["tags"] and meta["datasets"] == ["synthpedes"]
+    results = meta["model-index"][0]["results"]
+    values = _model_index_values(meta)
+    assert values["R@1 (standard protocol)"] == 51.23 and values["mINP (standard protocol)"] == 40.1
+    assert all(entry["dataset"]["split"] == "test" for entry in results)
+    for section in ("## Model details", "## Intended use", "## How to use", "## Training data and recipe",
+                    "## Evaluation", "## Limitations", "## Citation"):  # fmt: skip
+        assert section in card
+    assert 'AutoModel.from_pretrained("someone/ivt-test")' in card and "2208.08608" in card
+    assert "| random ranking (floor) | 0.50" in card and "**standard**" in card
+    assert "stride 12 (310 patches)" in card
+    assert not re.search(r"\{[a-z_]+\}", card), "unfilled template field"
+
+
+def test_card_without_evaluation_says_so():
+    card = render_model_card(IVTConfig(), repo_id="x/y")
+    assert "Not evaluated in this run." in card and "model-index" not in _front_matter(card)
+
+
+@pytest.mark.parametrize("trust_remote_code", [False])
+def test_demo_runs_end_to_end_at_toy_size(tmp_path, trust_remote_code):
+    from transformers import AutoModel, AutoProcessor
+
+    from ivt_hf.demo import run_demo
+
+    summary = run_demo(
+        tmp_path / "demo",
+        max_steps=4,
+        split_ids={"train": 24, "validation": 6, "test": 6},
+        overrides=["--image_height", "64", "--image_width", "32", "--eval_steps", "2", "--save_steps", "2",
+                   "--logging_steps", "1", "--disable_tqdm", "true"],
+    )  # fmt: skip
+    metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    assert set(metrics) == {"R1", "R5", "R10", "mAP", "mINP"} and metrics == summary["metrics"]
+    assert summary["train_steps"] == 4
+    for path in summary["paths"].values():
+        assert (tmp_path / "demo").exists() and __import__("pathlib").Path(path).exists(), path
+    model_dir = tmp_path / "demo" / "model"
+    model = AutoModel.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    processor = AutoProcessor.from_pretrained(model_dir)
+    assert type(model).__name__ == "IVTModel" and type(processor).__name__ == "IVTProcessor"
+    card = (model_dir / "README.md").read_text()
+    values = _model_index_values(_front_matter(card))
+    assert values["R@1 (standard protocol)"] == round(metrics["R1"], 2)
+    assert json.loads((model_dir / "evaluation.json").read_text())["metrics"] == metrics
