@@ -58,8 +58,8 @@ class TrainedRun:
 
 @pytest.fixture(scope="session")
 def trained_tiny_run(tmp_path_factory) -> TrainedRun:
-    """Train the tiny preset for about two minutes (400 steps) on a small SynthPEDES (300 train / 20 val / 100 test identities at
-    64x32) through the real entry point, once per test session; several tests use the trained model."""
+    """Train the tiny preset for about two minutes (400 steps) on a small SynthPEDES (300 train / 20 val / 100 test
+    identities at 64x32) through the real entry point, once per test session; several tests use the trained model."""
     from ivt_hf.data import load_benchmark
 
     root = tmp_path_factory.mktemp("trained")
