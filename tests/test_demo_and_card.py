@@ -85,3 +85,6 @@ def test_demo_runs_end_to_end_at_toy_size(tmp_path, trust_remote_code):
     values = _model_index_values(_front_matter(card))
     assert values["R@1 (standard protocol)"] == round(metrics["R1"], 2)
     assert json.loads((model_dir / "evaluation.json").read_text())["metrics"] == metrics
+    # a folder meant for sharing carries no pickle
+    assert not (model_dir / "training_args.bin").exists() and (model_dir / "training_args.json").is_file()
+    assert not list(model_dir.glob("*.bin")) and not list(model_dir.glob("*.pkl"))

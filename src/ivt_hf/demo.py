@@ -64,7 +64,7 @@ def run_demo(
     from .evaluation_cli import format_metrics_table
     from .model_card import render_model_card, write_model_card
     from .retrieval import GalleryIndex, evaluate_split
-    from .training import build_trainer, parse_args
+    from .training import build_trainer, parse_args, save_final_model
     from .visualize import RetrievalRow, draw_retrieval, rows_from_evaluation
 
     started = time.perf_counter()
@@ -122,7 +122,7 @@ def run_demo(
     (output_dir / "evaluation.json").write_text(json.dumps(evaluation_record, indent=1))
 
     _section("4/5 saving and reloading")
-    trainer.save_model(str(model_dir))
+    save_final_model(trainer, model_dir)
     training_facts = {
         "dataset": "synthpedes",
         "train / validation / test people": f"{split_ids['train']} / {split_ids['validation']} / {split_ids['test']}",
@@ -144,6 +144,7 @@ def run_demo(
         trainer.model.config,
         repo_id=str(model_dir),
         title="IVT tiny, trained on SynthPEDES by `ivt demo`",
+        model_name="ivt-tiny-synthpedes-demo",
         evaluation=evaluation_record,
         training=training_facts,
         provenance=provenance,

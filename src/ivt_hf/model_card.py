@@ -97,6 +97,7 @@ def render_model_card(
     license: str = "apache-2.0",
     num_parameters: int | None = None,
     extra_limitations: str = "",
+    model_name: str | None = None,
 ) -> str:
     """The card text for a model `config`, from recorded facts.
 
@@ -115,7 +116,7 @@ def render_model_card(
     if training and training.get("dataset") and training["dataset"] not in datasets:
         datasets.insert(0, training["dataset"])
     tags = ["ivt", "text-based-person-retrieval", "person-retrieval", "image-text-retrieval", "ivt_hf"]
-    model_name = repo_id.split("/")[-1]
+    model_name = model_name or repo_id.rstrip("/").split("/")[-1]
     training_text = "No training facts were recorded for these weights."
     if training:
         rows = "\n".join(f"| {key} | {json.dumps(value) if isinstance(value, (dict, list)) else value} |"

@@ -27,11 +27,22 @@ INDEX_MANIFEST = "manifest.json"
 INDEX_FORMAT_VERSION = 1
 
 
-def _model_device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
+def _encode_in_batches(model, num_items: int, batch_size: int, embed_batch, progress: bool, description: str):
+    """Run `embed_batch(start, stop) -> (batch, hidden)` over [0, num_items) in eval mode (restoring the mode
+    afterwards) and return the L2-normalised float32 embeddings `(num_items, hidden)` on the CPU."""
+    was_training = model.training
+    model.eval()
+    chunks = []
+    try:
+        for start in tqdm(range(0, num_items, batch_size), desc=description, disable=not progress, unit="batch"):
+            embeddings = embed_batch(start, min(start + batch_size, num_items))
+            chunks.append(torch.nn.functional.normalize(embeddings.float(), dim=-1).cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(chunks) if chunks else torch.empty(0, model.config.hidden_size)
+
+
 def encode_images(
     model,
     processor,
@@ -43,26 +54,18 @@ def encode_images(
 ) -> torch.Tensor:
     """`(len(images), hidden)` L2-normalised float32 image embeddings. `images`: anything the processor accepts, or a
     `datasets.Dataset` with an `image` column (decoded batch by batch)."""
-    was_training = model.training
-    model.eval()
-    device = _model_device(model)
-    chunks = []
-    try:
-        for start in tqdm(range(0, len(images), batch_size), desc=description, disable=not progress, unit="batch"):
-            batch = images[start : start + batch_size]
-            if isinstance(batch, dict):  # a datasets.Dataset slice
-                batch = batch["image"]
-            pixel_values = processor.image_processor(list(batch), return_tensors="pt")["pixel_values"]
-            embeddings = model.get_image_features(pixel_values.to(device))
-            chunks.append(torch.nn.functional.normalize(embeddings.float(), dim=-1).cpu())
-    finally:
-        model.train(was_training)
-    if not chunks:
-        return torch.empty(0, model.config.hidden_size)
-    return torch.cat(chunks)
+    device = next(model.parameters()).device
+
+    def embed_batch(start: int, stop: int) -> torch.Tensor:
+        batch = images[start:stop]
+        if isinstance(batch, dict):  # a datasets.Dataset slice
+            batch = batch["image"]
+        pixel_values = processor.image_processor(list(batch), return_tensors="pt")["pixel_values"]
+        return model.get_image_features(pixel_values.to(device))
+
+    return _encode_in_batches(model, len(images), batch_size, embed_batch, progress, description)
 
 
-@torch.no_grad()
 def encode_texts(
     model,
     processor,
@@ -74,21 +77,14 @@ def encode_texts(
     description: str = "encoding captions",
 ) -> torch.Tensor:
     """`(len(texts), hidden)` L2-normalised float32 text embeddings."""
-    was_training = model.training
-    model.eval()
-    device = _model_device(model)
+    device = next(model.parameters()).device
     texts = list(texts)
-    chunks = []
-    try:
-        for start in tqdm(range(0, len(texts), batch_size), desc=description, disable=not progress, unit="batch"):
-            encoded = processor(text=texts[start : start + batch_size], max_length=max_length)
-            embeddings = model.get_text_features(encoded["input_ids"].to(device), encoded["attention_mask"].to(device))
-            chunks.append(torch.nn.functional.normalize(embeddings.float(), dim=-1).cpu())
-    finally:
-        model.train(was_training)
-    if not chunks:
-        return torch.empty(0, model.config.hidden_size)
-    return torch.cat(chunks)
+
+    def embed_batch(start: int, stop: int) -> torch.Tensor:
+        encoded = processor(text=texts[start:stop], max_length=max_length)
+        return model.get_text_features(encoded["input_ids"].to(device), encoded["attention_mask"].to(device))
+
+    return _encode_in_batches(model, len(texts), batch_size, embed_batch, progress, description)
 
 
 @dataclass

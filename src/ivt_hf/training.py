@@ -336,6 +336,17 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, training
     )
 
 
+def save_final_model(trainer: IVTTrainer, output_dir: str | Path) -> Path:
+    """`save_model` (model + processor, with `auto_map`), with the training arguments as JSON instead of the
+    Trainer's pickled `training_args.bin`: a folder meant for sharing should not carry a pickle."""
+    trainer.save_model(str(output_dir))
+    output_dir = Path(output_dir)
+    if trainer.is_world_process_zero():
+        (output_dir / "training_args.bin").unlink(missing_ok=True)
+        (output_dir / "training_args.json").write_text(trainer.args.to_json_string())
+    return output_dir
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, IVTTrainingArguments]:
     """Command-line flags, or one JSON recipe file followed by flags that override it."""
     parser = HfArgumentParser((ModelArguments, DataArguments, IVTTrainingArguments))
@@ -371,7 +382,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if resume in ("true", "True", "latest"):
         resume = True
     result = trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model()  # model + processor (the best one when load_best_model_at_end)
+    save_final_model(trainer, training_args.output_dir)  # the best model when load_best_model_at_end
     metrics = dict(result.metrics) | {"world_size": world_size}
     if trainer.is_world_process_zero():
         Path(training_args.output_dir).mkdir(parents=True, exist_ok=True)
@@ -389,4 +400,5 @@ __all__ = [
     "build_trainer",
     "main",
     "parse_args",
+    "save_final_model",
 ]

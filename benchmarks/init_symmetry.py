@@ -1,0 +1,39 @@
+"""How alike are the embeddings of a freshly initialised tiny IVT? (Why training from scratch starts slowly.)
+
+    python benchmarks/init_symmetry.py
+
+Mean pairwise cosine similarity of 32 random images and 32 random token sequences at initialisation. Values near 1
+mean every input gets almost the same embedding, so CMPM's gradient (through the normalised target side) is weak
+until the model breaks that symmetry.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ivt_hf import IVTConfig, IVTModel
+from ivt_hf.training import MODEL_PRESETS
+
+
+def mean_off_diagonal(similarity: torch.Tensor) -> float:
+    count = similarity.shape[0]
+    return float((similarity.sum() - similarity.diagonal().sum()) / (count * count - count))
+
+
+def main() -> None:
+    torch.manual_seed(0)
+    pixel_values = torch.randn(32, 3, 128, 64) * 0.5
+    input_ids = torch.randint(1000, 8000, (32, 30))
+    input_ids[:, 0] = 101  # [CLS]
+    print(f"{'initializer_range':>18} {'image-image cos':>16} {'text-text cos':>14}")
+    for initializer_range in (0.02, 0.06):
+        model = IVTModel(IVTConfig(**MODEL_PRESETS["tiny"], initializer_range=initializer_range)).eval()
+        with torch.no_grad():
+            images = torch.nn.functional.normalize(model.get_image_features(pixel_values), dim=-1)
+            texts = torch.nn.functional.normalize(model.get_text_features(input_ids), dim=-1)
+        print(f"{initializer_range:>18} {mean_off_diagonal(images @ images.t()):>16.4f} "
+              f"{mean_off_diagonal(texts @ texts.t()):>14.4f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
