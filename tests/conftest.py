@@ -78,7 +78,7 @@ def trained_tiny_run(tmp_path_factory) -> TrainedRun:
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     result = subprocess.run(
         [sys.executable, str(Path(__file__).parents[1] / "scripts" / "train.py"), *args],
-        capture_output=True, text=True, env=env, timeout=900,
+        capture_output=True, text=True, env=env, timeout=1800,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return TrainedRun(run_dir, data_root, data, json.loads((run_dir / "train_results.json").read_text()))
