@@ -38,18 +38,8 @@ def run_one(variant_args: list[str], seed: int, max_steps: int, data_root: Path,
             "--load_best_model_at_end", "false", "--disable_tqdm", "true", *variant_args]  # fmt: skip
     trainer = build_trainer(*parse_args(argv))
     trainer.train()
-    from ivt_hf.data import load_benchmark
-
-    data_args = parse_args(argv)[1]
-    data = load_benchmark(
-        "synthpedes",
-        data_root,
-        split_ids={"train": data_args.synth_train_ids, "validation": data_args.synth_validation_ids,
-                   "test": data_args.synth_test_ids},
-        image_size=tuple(trainer.model.config.image_size),
-        seed=data_args.synth_seed,
-    )  # fmt: skip
-    return evaluate_split(trainer.model, trainer.processing_class, data["test"], progress=False).metrics
+    test_split = trainer.benchmark["test"]
+    return evaluate_split(trainer.model, trainer.processing_class, test_split, progress=False).metrics
 
 
 def markdown_table(results: dict[str, list[dict[str, float]]], max_steps: int, seeds: list[int]) -> str:

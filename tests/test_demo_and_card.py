@@ -88,3 +88,17 @@ def test_demo_runs_end_to_end_at_toy_size(tmp_path, trust_remote_code):
     # a folder meant for sharing carries no pickle
     assert not (model_dir / "training_args.bin").exists() and (model_dir / "training_args.json").is_file()
     assert not list(model_dir.glob("*.bin")) and not list(model_dir.glob("*.pkl"))
+
+
+def test_time_budget_stops_training_and_says_so():
+    from transformers import TrainerControl, TrainerState
+
+    from ivt_hf.demo import TimeBudget
+
+    state, control = TrainerState(global_step=3, max_steps=10), TrainerControl()
+    generous = TimeBudget(3600)
+    generous.on_train_begin(None, state, control)
+    assert not generous.on_step_end(None, state, control).should_training_stop and not generous.stopped_early
+    spent = TimeBudget(0)
+    spent.on_train_begin(None, state, control)
+    assert spent.on_step_end(None, state, control).should_training_stop and spent.stopped_early

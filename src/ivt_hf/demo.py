@@ -15,30 +15,26 @@ import time
 from pathlib import Path
 from typing import Any
 
+from transformers import TrainerCallback
+
 RECIPES = Path(__file__).resolve().parent / "recipes"
 DEMO_RECIPE = RECIPES / "synthpedes-cpu.json"
 
 
-class TimeBudget:
-    """A TrainerCallback that ends training once `seconds` of wall time have passed (the steps done are reported)."""
+class TimeBudget(TrainerCallback):
+    """Ends training once `seconds` of wall time have passed; `stopped_early` says whether it cut the run short."""
 
-    def __new__(cls, seconds: float):
-        from transformers import TrainerCallback
+    def __init__(self, seconds: float):
+        self.seconds, self.start, self.stopped_early = seconds, None, False
 
-        class _TimeBudget(TrainerCallback):
-            def __init__(self):
-                self.seconds, self.start, self.stopped_early = seconds, None, False
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.perf_counter()
 
-            def on_train_begin(self, args, state, control, **kwargs):
-                self.start = time.perf_counter()
-
-            def on_step_end(self, args, state, control, **kwargs):
-                if time.perf_counter() - self.start > self.seconds:
-                    control.should_training_stop = True
-                    self.stopped_early = state.global_step < state.max_steps
-                return control
-
-        return _TimeBudget()
+    def on_step_end(self, args, state, control, **kwargs):
+        if time.perf_counter() - self.start > self.seconds:
+            control.should_training_stop = True
+            self.stopped_early = state.global_step < state.max_steps
+        return control
 
 
 def _section(title: str) -> None:
@@ -59,7 +55,6 @@ def run_demo(
     import torch
     from transformers import AutoModel, AutoProcessor
 
-    from .data import load_benchmark
     from .data.synthpedes import baselines
     from .evaluation_cli import format_metrics_table
     from .model_card import render_model_card, write_model_card
@@ -84,8 +79,7 @@ def run_demo(
     _section("1/5 SynthPEDES")
     trainer = build_trainer(model_args, data_args, training_args)  # generates the benchmark on first use
     image_size = tuple(trainer.model.config.image_size)
-    data = load_benchmark("synthpedes", data_root, split_ids=split_ids, image_size=image_size,
-                          seed=data_args.synth_seed)  # fmt: skip
+    data = trainer.benchmark
     for split, rows in data.items():
         print(f"{split:>10}: {len(set(rows['person_id'])):>5} people {len(rows):>6} images "
               f"{sum(len(c) for c in rows['captions']):>6} captions")  # fmt: skip

@@ -41,7 +41,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from .retrieval import evaluate_split
     from .visualize import draw_retrieval, rows_from_evaluation
 
-    torch.set_num_threads(args.threads) if args.threads else None
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model, processor = load_model_and_processor(args.model)
     data = load_benchmark(args.benchmark, args.root)
     if args.split not in data:

@@ -326,7 +326,7 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, training
         multi_level=training_args.multi_level_alignment,
         max_length=data_args.max_text_length or model.config.max_position_embeddings,
     )
-    return IVTTrainer(
+    trainer = IVTTrainer(
         model=model,
         args=training_args,
         train_dataset=TrainImageDataset(data["train"], cache_images=training_args.cache_train_images),
@@ -334,6 +334,8 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, training
         data_collator=collator,
         processing_class=processor,
     )
+    trainer.benchmark = data  # the whole DatasetDict (test split included), for evaluation after training
+    return trainer
 
 
 def save_final_model(trainer: IVTTrainer, output_dir: str | Path) -> Path:
