@@ -76,6 +76,32 @@ def test_padding_does_not_change_text_embedding(tiny_config):
     torch.testing.assert_close(padded, unpadded, atol=1e-5, rtol=1e-5)
 
 
+def test_text_length_buckets_give_the_same_embeddings_and_gradients(tiny_config):
+    model = IVTModel(tiny_config).eval()
+    generator = torch.Generator().manual_seed(0)
+    lengths = [3, 12, 5, 9, 2, 12, 7]
+    input_ids = torch.zeros(len(lengths), 12, dtype=torch.long)
+    attention_mask = torch.zeros_like(input_ids)
+    for row, length in enumerate(lengths):
+        input_ids[row, :length] = torch.randint(1000, 2000, (length,), generator=generator)
+        input_ids[row, 0], input_ids[row, length - 1] = 101, 102
+        attention_mask[row, :length] = 1
+    whole = model(input_ids=input_ids, attention_mask=attention_mask)
+    bucketed = model(input_ids=input_ids, attention_mask=attention_mask, text_length_buckets=3)
+    torch.testing.assert_close(bucketed.text_embeds, whole.text_embeds, atol=1e-5, rtol=1e-5)
+    assert bucketed.text_last_hidden_state is None  # the groups have different lengths
+    grads = []
+    for buckets in (1, 3):
+        model.zero_grad()
+        output = model(input_ids=input_ids, attention_mask=attention_mask, text_length_buckets=buckets)
+        output.text_embeds.sum().backward()
+        grads.append(model.text_embeddings.word_embeddings.weight.grad.clone())
+    torch.testing.assert_close(grads[1], grads[0], atol=1e-5, rtol=1e-4)
+    # more groups than texts: one text per group
+    many = model(input_ids=input_ids[:2], attention_mask=attention_mask[:2], text_length_buckets=5).text_embeds
+    torch.testing.assert_close(many, whole.text_embeds[:2], atol=1e-5, rtol=1e-5)
+
+
 def test_sdpa_equals_eager(tiny_config):
     pixel_values, input_ids, attention_mask = _inputs(tiny_config)
     torch.manual_seed(0)

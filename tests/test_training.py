@@ -58,6 +58,22 @@ def test_compute_loss_is_cmpm_over_the_three_pairs_and_biases_get_double_lr(synt
     assert [group["lr"] for group in optimizer.param_groups] == [1e-3, 2e-3]
     assert all(name.endswith(".bias") == (id(p) in {id(q) for q in optimizer.param_groups[1]["params"]})
                for name, p in trainer.model.named_parameters())  # fmt: skip
+    assert optimizer.defaults["fused"]  # the fused AdamW kernel on CPU
+
+
+def test_text_length_buckets_reach_the_model_and_keep_the_loss(synth_root, tmp_path):
+    extra = ["--eval_strategy", "no", "--text_length_buckets", "3", "--initializer_range", "0.05"]
+    trainer = build_trainer(*parse_args(_common(synth_root, tmp_path / "out", *extra)))
+    assert trainer.args.text_length_buckets == 3 and trainer.model.config.initializer_range == 0.05
+    batch = next(iter(trainer.get_train_dataloader()))
+    trainer.model.eval()
+    seen = []
+    handle = trainer.model.text_embeddings.register_forward_hook(lambda module, args, out: seen.append(out.shape[1]))
+    bucketed = trainer.compute_loss(trainer.model, batch)
+    handle.remove()
+    assert len(seen) == 3 and max(seen) == batch["input_ids"].shape[1] and min(seen) < max(seen)
+    trainer.args.text_length_buckets = 1
+    torch.testing.assert_close(bucketed, trainer.compute_loss(trainer.model, batch), atol=1e-4, rtol=1e-5)
 
 
 def test_batch_must_be_whole_identities(synth_root, tmp_path):
@@ -146,6 +162,7 @@ def test_it_learns_on_synthpedes(trained_tiny_run):
     processor = AutoProcessor.from_pretrained(trained_tiny_run.model_dir)
     test_split = trained_tiny_run.data["test"]
     evaluation = evaluate_split(model, processor, test_split, progress=False)
+    print(f"trained fixture, test metrics: {evaluation.metrics}")
     chance = 100.0 / len(set(test_split["person_id"]))  # about 1% with 100 test identities
     # the tiny transformer learns slowly from scratch: after 400 steps R@1 is about 5x chance and R@10 about 3x
     # its chance value; a model that learned nothing stays at 1x (see the learning curve in benchmarks/README.md)

@@ -408,12 +408,29 @@ class IVTModel(IVTPreTrainedModel):
         """Text embeddings `(batch, hidden)`: the final-LayerNorm CLS (`[CLS]`) token, not normalised."""
         return self.text_hidden_states(input_ids, attention_mask)[:, 0]
 
+    def _bucketed_text_embeds(
+        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor, num_buckets: int
+    ) -> torch.Tensor:
+        """CLS embeddings of the text pass run as `num_buckets` length-sorted groups, each trimmed to its longest."""
+        if attention_mask.shape != input_ids.shape:
+            raise ValueError(
+                f"attention_mask shape {tuple(attention_mask.shape)} does not match input_ids {tuple(input_ids.shape)}"
+            )
+        lengths = attention_mask.sum(dim=1)
+        order = torch.argsort(lengths, stable=True)
+        embeds = []
+        for group in torch.tensor_split(order, min(num_buckets, len(order))):
+            longest = int(lengths[group].max())
+            embeds.append(self.get_text_features(input_ids[group, :longest], attention_mask[group, :longest]))
+        return torch.cat(embeds)[torch.argsort(order)]
+
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         return_dict: bool | None = None,
+        text_length_buckets: int | None = None,
         **kwargs,
     ) -> IVTOutput | tuple:
         """Encode images and/or texts (two separate passes of the same blocks; no cross-attention).
@@ -422,15 +439,23 @@ class IVTModel(IVTPreTrainedModel):
             pixel_values: `(image_batch, channels, height, width)` normalised images.
             input_ids: `(text_batch, seq)` BERT uncased token ids, `[CLS] ... [SEP] [PAD]...`.
             attention_mask: `(text_batch, seq)`, 1 for real tokens, 0 for padding.
+            text_length_buckets: run the text pass as this many groups of similar length, each trimmed to its
+                longest text, so that short texts (MLA's word and phrase levels) are not padded to the longest
+                sentence. Same embeddings at less cost; `text_last_hidden_state` is then None, and BMM's `"batch"`
+                mode draws its positions per group.
         Returns:
             [`IVTOutput`]; the logits are filled when both modalities are given.
         """
         if pixel_values is None and input_ids is None:
             raise ValueError("IVTModel needs pixel_values, input_ids, or both")
         image_states = self.image_hidden_states(pixel_values) if pixel_values is not None else None
-        text_states = self.text_hidden_states(input_ids, attention_mask) if input_ids is not None else None
         image_embeds = image_states[:, 0] if image_states is not None else None
-        text_embeds = text_states[:, 0] if text_states is not None else None
+        text_states = text_embeds = None
+        if input_ids is not None and text_length_buckets and text_length_buckets > 1 and attention_mask is not None:
+            text_embeds = self._bucketed_text_embeds(input_ids, attention_mask, text_length_buckets)
+        elif input_ids is not None:
+            text_states = self.text_hidden_states(input_ids, attention_mask)
+            text_embeds = text_states[:, 0]
 
         logits_per_text = logits_per_image = None
         if image_embeds is not None and text_embeds is not None:

@@ -71,6 +71,11 @@ class IVTTrainingArguments(TrainingArguments):
         default="bicubic", metadata={"help": "resize filter in training (eval: bilinear)."}
     )
     cache_train_images: bool = field(default=False, metadata={"help": "decode training images once into memory."})
+    text_length_buckets: int = field(
+        default=1,
+        metadata={"help": "run the text pass as this many length-sorted groups, each trimmed to its longest text "
+                  "(less padding for MLA's short word/phrase texts; 1 = one padded batch, as the reference)."},
+    )  # fmt: skip
     eval_max_queries: int | None = field(default=None, metadata={"help": "cap validation captions (speed)."})
     remove_unused_columns: bool = field(default=False)
     ddp_find_unused_parameters: bool | None = field(default=False)
@@ -123,7 +128,10 @@ class IVTTrainer(Trainer):
         labels = inputs["labels"]
         # one forward for both modalities, so that DDP sees every parameter used in this step
         outputs = model(
-            pixel_values=inputs["pixel_values"], input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
+            pixel_values=inputs["pixel_values"],
+            input_ids=inputs["input_ids"],
+            attention_mask=inputs["attention_mask"],
+            text_length_buckets=self.args.text_length_buckets,
         )
         image_embeds, text_embeds = outputs.image_embeds, outputs.text_embeds
         if self.args.gather_loss:
@@ -161,8 +169,16 @@ class IVTTrainer(Trainer):
         if optim == "sgd":
             self.optimizer = torch.optim.SGD(groups, lr=args.learning_rate, momentum=0.9)
         elif optim.startswith("adamw"):
+            # the fused kernel is several times faster than the per-tensor loop (CPU: 4 ms vs 32 ms per step for
+            # the tiny model) and computes the same update
+            params = weights + biases
+            fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
             self.optimizer = torch.optim.AdamW(
-                groups, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon
+                groups,
+                lr=args.learning_rate,
+                betas=(args.adam_beta1, args.adam_beta2),
+                eps=args.adam_epsilon,
+                fused=fused or None,
             )
         else:
             raise ValueError(f"optim must be 'sgd' or 'adamw_torch' for IVTTrainer, got {optim!r}")
@@ -211,6 +227,10 @@ class ModelArguments:
     image_width: int | None = field(default=None)
     token_drop_ratio: float | None = field(default=None, metadata={"help": "BMM ratio (0 disables)."})
     token_drop_mode: str | None = field(default=None, metadata={"help": "batch (reference) or per_sample."})
+    num_hidden_layers: int | None = field(default=None, metadata={"help": "number of blocks (overrides the preset)."})
+    initializer_range: float | None = field(
+        default=None, metadata={"help": "std of the random initialisation (default 0.02)."}
+    )
 
 
 @dataclass
@@ -236,6 +256,8 @@ def build_model(model_args: ModelArguments) -> IVTModel:
             "patch_stride": model_args.patch_stride,
             "token_drop_ratio": model_args.token_drop_ratio,
             "token_drop_mode": model_args.token_drop_mode,
+            "initializer_range": model_args.initializer_range,
+            "num_hidden_layers": model_args.num_hidden_layers,
         }.items()
         if value is not None
     }
@@ -246,7 +268,7 @@ def build_model(model_args: ModelArguments) -> IVTModel:
     if model_args.model_name_or_path:
         from transformers import AutoModel
 
-        for key in ("patch_stride", "image_size"):
+        for key in ("patch_stride", "image_size", "num_hidden_layers"):
             if key in overrides:
                 raise ValueError(f"--{key} cannot change a pretrained model's architecture")
         return AutoModel.from_pretrained(model_args.model_name_or_path, **overrides)
