@@ -100,6 +100,10 @@ def test_text_length_buckets_give_the_same_embeddings_and_gradients(tiny_config)
     # more groups than texts: one text per group
     many = model(input_ids=input_ids[:2], attention_mask=attention_mask[:2], text_length_buckets=5).text_embeds
     torch.testing.assert_close(many, whole.text_embeds[:2], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="right-padded"):
+        model(input_ids=input_ids, attention_mask=attention_mask.flip(1), text_length_buckets=3)
+    with pytest.raises(ValueError, match="text_length_buckets must be >= 1"):
+        model(input_ids=input_ids, attention_mask=attention_mask, text_length_buckets=0)
 
 
 def test_sdpa_equals_eager(tiny_config):

@@ -416,6 +416,11 @@ class IVTModel(IVTPreTrainedModel):
             raise ValueError(
                 f"attention_mask shape {tuple(attention_mask.shape)} does not match input_ids {tuple(input_ids.shape)}"
             )
+        if (attention_mask[:, 1:] > attention_mask[:, :-1]).any():
+            raise ValueError(
+                "text_length_buckets needs right-padded texts (real tokens first, as IVTProcessor returns them); "
+                "attention_mask has a real token after padding"
+            )
         lengths = attention_mask.sum(dim=1)
         order = torch.argsort(lengths, stable=True)
         embeds = []
@@ -448,6 +453,8 @@ class IVTModel(IVTPreTrainedModel):
         """
         if pixel_values is None and input_ids is None:
             raise ValueError("IVTModel needs pixel_values, input_ids, or both")
+        if text_length_buckets is not None and text_length_buckets < 1:
+            raise ValueError(f"text_length_buckets must be >= 1 (1 = no grouping), got {text_length_buckets}")
         image_states = self.image_hidden_states(pixel_values) if pixel_values is not None else None
         image_embeds = image_states[:, 0] if image_states is not None else None
         text_states = text_embeds = None
