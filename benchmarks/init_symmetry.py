@@ -26,7 +26,7 @@ def main() -> None:
     input_ids = torch.randint(1000, 8000, (32, 30))
     input_ids[:, 0] = 101  # [CLS]
     print(f"{'initializer_range':>18} {'image-image cos':>16} {'text-text cos':>14}")
-    for initializer_range in (0.02, 0.06):
+    for initializer_range in (0.02, 0.05, 0.1):
         model = IVTModel(IVTConfig(**MODEL_PRESETS["tiny"], initializer_range=initializer_range)).eval()
         with torch.no_grad():
             images = torch.nn.functional.normalize(model.get_image_features(pixel_values), dim=-1)

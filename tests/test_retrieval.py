@@ -86,7 +86,8 @@ def test_index_round_trip_and_search_finds_the_right_person(trained, gallery_fol
     assert all(len(row) == 5 and row[0].score >= row[-1].score for row in hits)
     top1 = sum(row[0].path.startswith(person) for row, person in zip(hits, truth)) / len(captions)
     chance = 1 / len(set(truth))
-    assert top1 > 4 * chance, top1  # measured: 5.2% for 1% chance after the fixture's 400 steps
+    print(f"index round trip: top-1 is the right person for {top1:.1%} of {len(captions)} captions")
+    assert top1 > 4 * chance, top1  # measured: 6.9% for 1% chance after the fixture's 400 steps
     # exact search equals brute force over the stored embeddings
     queries = encode_texts(model, processor, captions[:7], progress=False)
     expected = (queries @ loaded.embeddings.t()).topk(3).indices

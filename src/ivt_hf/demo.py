@@ -45,7 +45,7 @@ def run_demo(
     output_dir: str | Path = "outputs/demo",
     *,
     max_steps: int | None = None,
-    time_budget_minutes: float = 6.0,
+    time_budget_minutes: float = 5.0,
     seed: int = 0,
     threads: int | None = None,
     split_ids: dict[str, int] | None = None,
@@ -213,7 +213,7 @@ def register(subparsers) -> None:
     demo = subparsers.add_parser("demo", help="train, evaluate, save, reload and search on SynthPEDES (CPU, minutes)")
     demo.add_argument("--output_dir", default="outputs/demo")
     demo.add_argument("--max_steps", type=int, default=None, help="default: the recipe's")
-    demo.add_argument("--time_budget_minutes", type=float, default=6.0, help="stop training after this wall time")
+    demo.add_argument("--time_budget_minutes", type=float, default=5.0, help="stop training after this wall time")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--threads", type=int, default=None)
     demo.set_defaults(handler=_handler)

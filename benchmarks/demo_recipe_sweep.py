@@ -1,0 +1,324 @@
+"""Search for the demo recipe: which settings make the small IVT learn fastest on SynthPEDES?
+
+The demo has a wall-clock budget on 2 CPU cores, so a setting is judged by test R@1 after the number of steps that
+fits the budget here. This script measures both sides separately:
+
+    # seconds per training step on THIS machine, for every variant (a few steps each)
+    python benchmarks/demo_recipe_sweep.py time --data_root DIR
+    # learning curves (test R@1 at several steps) for every variant, N variants at once (a GPU makes this fast)
+    python benchmarks/demo_recipe_sweep.py train --data_root DIR --jobs N --out results.jsonl
+
+It uses the package's own model, processor, MLA collator, augmentation, P x K sampler and CMPM loss, with AdamW
+param groups as `IVTTrainer` builds them, in a plain loop (no `datasets`, so it also runs where only torch and
+transformers are installed). `DIR` is a generated SynthPEDES folder (the CUHK-PEDES layout), e.g. the one `ivt demo`
+writes under `outputs/demo/data`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# The variants: overrides of the base (the demo recipe as it stood on 2026-11-27). Model keys go to IVTConfig.
+BASE = dict(
+    hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=256,
+    token_drop_ratio=0.2, token_drop_mode="batch", initializer_range=0.02,
+    lr=1e-3, warmup=60, steps=600, batch=32, k=4, wd=0.01, clip=1.0, erase_p=0.5, mla=True, beta2=0.999,
+    bias_lr=2.0, schedule="cosine", pad=3, seed=0, buckets=1,
+)  # fmt: skip
+MODEL_KEYS = (
+    "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "token_drop_ratio",
+    "token_drop_mode", "initializer_range",
+)  # fmt: skip
+VARIANTS: dict[str, dict] = {
+    "base": {},
+    "base_1200": dict(steps=1200, warmup=120),
+    "no_erase": dict(erase_p=0.0),
+    "no_clip": dict(clip=0.0),
+    "lr2e-3": dict(lr=2e-3, warmup=100),
+    "lr5e-4": dict(lr=5e-4),
+    "wd0.1": dict(wd=0.1),
+    "beta2_0.98": dict(beta2=0.98),
+    "k2": dict(k=2),
+    "b64": dict(batch=64),
+    "b64_k2": dict(batch=64, k=2),
+    "b16": dict(batch=16, steps=1000, warmup=100),
+    "ffn512": dict(intermediate_size=512),
+    "h192": dict(hidden_size=192, num_attention_heads=3, intermediate_size=384),
+    "h256": dict(hidden_size=256, num_attention_heads=4, intermediate_size=512),
+    "h256_l2": dict(hidden_size=256, num_attention_heads=4, intermediate_size=512, num_hidden_layers=2),
+    "l2": dict(num_hidden_layers=2, steps=900, warmup=90),
+    "l6": dict(num_hidden_layers=6),
+    "heads2": dict(num_attention_heads=2),
+    "bmm_per_sample": dict(token_drop_mode="per_sample"),
+    "no_bmm": dict(token_drop_ratio=0.0),
+    "sentence_only": dict(mla=False),
+    "init0.05": dict(initializer_range=0.05),
+    "warm0_const": dict(warmup=0, schedule="constant"),
+    "no_erase_no_clip": dict(erase_p=0.0, clip=0.0),
+    "no_erase_lr2e-3": dict(erase_p=0.0, lr=2e-3, warmup=100),
+    "no_erase_k2_b64": dict(erase_p=0.0, batch=64, k=2),
+    "no_erase_h256": dict(erase_p=0.0, hidden_size=256, num_attention_heads=4, intermediate_size=512),
+    "no_erase_1200": dict(erase_p=0.0, steps=1200, warmup=120),
+    "pad0": dict(pad=0),
+    "no_erase_pad0": dict(erase_p=0.0, pad=0),
+    "sgd_ref": dict(optim="sgd", lr=5e-3, wd=1e-4),
+    "combo_a": dict(erase_p=0.0, clip=0.0, lr=2e-3, warmup=100, batch=64, k=2),
+    "combo_b": dict(erase_p=0.0, clip=0.0, batch=64, k=2, hidden_size=256, intermediate_size=512),
+    "combo_c": dict(erase_p=0.0, clip=0.0, k=2, num_hidden_layers=2, steps=900, warmup=90),
+    "b96_k2": dict(batch=96, k=2),
+}
+# Round 2: one image per identity in a batch (K = 1: every batch holds `batch` identities), texts run in 3 length
+# groups; the rest as above.
+R2 = dict(k=1, buckets=3)
+_L2 = dict(num_hidden_layers=2)
+_H192 = dict(hidden_size=192, num_attention_heads=3, intermediate_size=384)
+VARIANTS |= {
+    "r2_k1": R2,
+    "r2_k2": R2 | dict(k=2),
+    "r2_k1_seed1": R2 | dict(seed=1),
+    "r2_k1_init0.05": R2 | dict(initializer_range=0.05),
+    "r2_k1_no_erase": R2 | dict(erase_p=0.0),
+    "r2_k1_no_bmm": R2 | dict(token_drop_ratio=0.0),
+    "r2_k1_lr2e-3": R2 | dict(lr=2e-3, warmup=100),
+    "r2_k1_b64": R2 | dict(batch=64),
+    "r2_k1_l2": R2 | _L2,
+    "r2_k1_l2_s1000": R2 | _L2 | dict(steps=1000, warmup=100),
+    "r2_k1_l2_s1500": R2 | _L2 | dict(steps=1500, warmup=150),
+    "r2_k1_l2_s1500_seed1": R2 | _L2 | dict(steps=1500, warmup=150, seed=1),
+    "r2_k1_l2_init0.05_s1500": R2 | _L2 | dict(steps=1500, warmup=150, initializer_range=0.05),
+    "r2_k1_l2_lr2e-3_s1500": R2 | _L2 | dict(steps=1500, warmup=150, lr=2e-3),
+    "r2_k1_l2_b48_s1000": R2 | _L2 | dict(steps=1000, warmup=100, batch=48),
+    "r2_k1_l2_b64_s800": R2 | _L2 | dict(steps=800, warmup=80, batch=64),
+    "r2_k1_l3_s1200": R2 | dict(num_hidden_layers=3, steps=1200, warmup=120),
+    "r2_k1_l4_s1200": R2 | dict(steps=1200, warmup=120),
+    "r2_k1_l2_no_erase_s1500": R2 | _L2 | dict(steps=1500, warmup=150, erase_p=0.0),
+    "r2_k1_l2_h192_s1000": R2 | _L2 | _H192 | dict(steps=1000, warmup=100),
+    "cpu_b64_s400": R2 | dict(initializer_range=0.05, batch=64, steps=400, warmup=40),
+    "cpu_b32_s780": R2 | dict(initializer_range=0.05, steps=780, warmup=78),
+    "cpu_l3_b48_s650": R2 | dict(initializer_range=0.05, num_hidden_layers=3, batch=48, steps=650, warmup=65),
+    "cpu_b32_init0.1_s780": R2 | dict(initializer_range=0.1, steps=780, warmup=78),
+    "r2_k1_b64_s2000": R2 | dict(batch=64, steps=2000, warmup=200),
+}
+for _name, _overrides in VARIANTS.items():
+    unknown = set(_overrides) - set(BASE) - {"optim"}
+    assert not unknown, (_name, unknown)
+
+
+def settings(name: str) -> dict:
+    return {"optim": "adamw"} | BASE | VARIANTS[name]
+
+
+# ---- data ---------------------------------------------------------------------------------------------------------
+
+
+def read_raw(root: Path) -> dict[str, dict[str, list]]:
+    """reid_raw.json + imgs/ -> {split: {image, captions, person_id}} with images decoded (PIL, RGB)."""
+    from PIL import Image
+
+    folders = [root] + sorted(path.parent for path in root.glob("*/reid_raw.json"))
+    folder = next(path for path in folders if (path / "reid_raw.json").exists())
+    records = json.loads((folder / "reid_raw.json").read_text())
+    splits: dict[str, dict[str, list]] = {}
+    for record in records:
+        split = splits.setdefault(record["split"], {"image": [], "captions": [], "person_id": []})
+        with Image.open(folder / "imgs" / record["file_path"]) as image:
+            split["image"].append(image.convert("RGB"))
+        split["captions"].append(list(record["captions"]))
+        split["person_id"].append(int(record["id"]))
+    return splits
+
+
+# ---- one run -------------------------------------------------------------------------------------------------------
+
+
+def build(name: str, data, device):
+    import torch
+    from torch.utils.data import DataLoader
+
+    from ivt_hf import IVTConfig, IVTModel, IVTProcessor
+    from ivt_hf.collator import KeyedBatchSampler, MLACollator, TrainImageDataset
+    from ivt_hf.sampler import IdentityBatchSampler
+    from ivt_hf.training import MODEL_PRESETS
+    from ivt_hf.transforms import TrainTransform
+
+    s = settings(name)
+    torch.manual_seed(s["seed"])
+    config = IVTConfig(**(MODEL_PRESETS["tiny"] | {key: s[key] for key in MODEL_KEYS}))
+    model = IVTModel(config).to(device)
+    processor = IVTProcessor.from_config(config)
+    train = TrainImageDataset(data["train"], cache_images=True)
+    sampler = IdentityBatchSampler(
+        train.person_ids, images_per_id=s["k"], ids_per_batch=s["batch"] // s["k"], num_replicas=1, rank=0,
+        seed=s["seed"],
+    )  # fmt: skip
+    transform = TrainTransform(image_size=config.image_size, padding=s["pad"], erase_p=s["erase_p"])
+    collator = MLACollator(processor, transform, seed=s["seed"], multi_level=s["mla"], max_length=128)
+    loader = DataLoader(train, batch_sampler=KeyedBatchSampler(sampler), collate_fn=collator)
+    weights = [p for n, p in model.named_parameters() if not n.endswith(".bias")]
+    biases = [p for n, p in model.named_parameters() if n.endswith(".bias")]
+    groups = [
+        {"params": weights, "lr": s["lr"], "weight_decay": s["wd"]},
+        {"params": biases, "lr": s["lr"] * s["bias_lr"], "weight_decay": s["wd"]},
+    ]
+    if s["optim"] == "sgd":
+        optimizer = torch.optim.SGD(groups, lr=s["lr"], momentum=0.9)
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=s["lr"], betas=(0.9, s["beta2"]), fused=True)
+    from transformers import get_scheduler
+
+    scheduler = get_scheduler(s["schedule"] if s["schedule"] != "constant" else "constant_with_warmup", optimizer,
+                              num_warmup_steps=s["warmup"], num_training_steps=s["steps"])  # fmt: skip
+    return s, model, processor, loader, sampler, optimizer, scheduler
+
+
+def batches(loader, sampler):
+    epoch = 0
+    while True:
+        sampler.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def train_step(model, batch, optimizer, scheduler, clip, device, buckets=1):
+    import torch
+
+    from ivt_hf.losses import cmpm_loss
+
+    batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+    out = model(pixel_values=batch["pixel_values"], input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"], text_length_buckets=buckets)  # fmt: skip
+    loss = cmpm_loss(out.image_embeds, out.text_embeds, batch["labels"])
+    loss.backward()
+    if clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(loss.detach())
+
+
+def evaluate(model, processor, split, device) -> dict[str, float]:
+    import torch
+
+    from ivt_hf.metrics import retrieval_metrics
+
+    model.eval()
+    captions = [c for caps in split["captions"] for c in caps]
+    query_pids = [pid for caps, pid in zip(split["captions"], split["person_id"]) for _ in caps]
+    with torch.no_grad():
+        images = []
+        for start in range(0, len(split["image"]), 256):
+            pixels = processor(images=split["image"][start : start + 256], return_tensors="pt")["pixel_values"]
+            images.append(model.get_image_features(pixel_values=pixels.to(device)))
+        texts = []
+        for start in range(0, len(captions), 256):
+            enc = processor(text=captions[start : start + 256], return_tensors="pt", padding=True)
+            texts.append(model.get_text_features(input_ids=enc["input_ids"].to(device),
+                                                 attention_mask=enc["attention_mask"].to(device)))  # fmt: skip
+    image_embeds = torch.nn.functional.normalize(torch.cat(images).float(), dim=-1)
+    text_embeds = torch.nn.functional.normalize(torch.cat(texts).float(), dim=-1)
+    model.train()
+    metrics = retrieval_metrics((text_embeds @ image_embeds.t()).cpu(), query_pids, split["person_id"])
+    return {key: round(value, 2) for key, value in metrics.items()}
+
+
+def run_variant(name: str, data_root: Path, out: Path, eval_every: int) -> None:
+    import torch
+
+    torch.set_num_threads(1 if torch.cuda.is_available() else 2)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    data = read_raw(data_root)
+    s, model, processor, loader, sampler, optimizer, scheduler = build(name, data, device)
+    stream = batches(loader, sampler)
+    start, losses = time.time(), []
+    for step in range(1, s["steps"] + 1):
+        losses.append(train_step(model, next(stream), optimizer, scheduler, s["clip"], device, s["buckets"]))
+        if step % eval_every == 0 or step == s["steps"]:
+            row = {"variant": name, "step": step, "loss": round(sum(losses) / len(losses), 4),
+                   "seconds": round(time.time() - start, 1), "test": evaluate(model, processor, data["test"], device),
+                   "val_R1": evaluate(model, processor, data["val"], device)["R1"]}  # fmt: skip
+            losses = []
+            with out.open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
+            print(json.dumps(row), flush=True)
+
+
+def time_variants(names: list[str], data_root: Path, steps: int) -> None:
+    """Seconds per step here (collate + forward + backward + update), after 2 warm-up steps."""
+    import torch
+
+    torch.set_num_threads(2)
+    data = read_raw(data_root)
+    print(f"{'variant':<22} s/step  steps in 300 s")
+    for name in names:
+        s, model, _, loader, sampler, optimizer, scheduler = build(name, data, torch.device("cpu"))
+        stream = batches(loader, sampler)
+        for _ in range(2):
+            train_step(model, next(stream), optimizer, scheduler, s["clip"], "cpu", s["buckets"])
+        start = time.perf_counter()
+        for _ in range(steps):
+            train_step(model, next(stream), optimizer, scheduler, s["clip"], "cpu", s["buckets"])
+        per_step = (time.perf_counter() - start) / steps
+        print(f"{name:<22} {per_step:6.3f}  {math.floor(300 / per_step):6d}", flush=True)
+
+
+def table(paths: list[Path]) -> None:
+    """Markdown table of JSONL results: test R@1 at every evaluated step, best variants first."""
+    curves: dict[str, dict[int, dict]] = {}
+    for path in paths:
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            curves.setdefault(row["variant"], {})[row["step"]] = row
+    print("| variant | changes from the base | test R@1 by step | final R@5 / mAP | final val R@1 |")
+    print("|---|---|---|---|---|")
+    for name, curve in sorted(curves.items(), key=lambda kv: -kv[1][max(kv[1])]["test"]["R1"]):
+        last = curve[max(curve)]
+        changes = ", ".join(f"{k}={v}" for k, v in VARIANTS.get(name, {}).items()) or "-"
+        steps = " ".join(f"{step}: {curve[step]['test']['R1']:.1f}" for step in sorted(curve))
+        print(
+            f"| {name} | {changes} | {steps} | {last['test']['R5']:.1f} / {last['test']['mAP']:.1f} | "
+            f"{last['val_R1']:.1f} |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=["time", "train", "one", "table"])
+    parser.add_argument("--data_root", type=Path)
+    parser.add_argument("--results", type=Path, nargs="*", default=[])
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("sweep.jsonl"))
+    parser.add_argument("--eval_every", type=int, default=150)
+    parser.add_argument("--time_steps", type=int, default=8)
+    args = parser.parse_args()
+    if args.mode == "table":
+        return table(args.results)
+    if args.data_root is None:
+        parser.error("--data_root is required")
+    if args.mode == "time":
+        return time_variants(args.variants, args.data_root, args.time_steps)
+    if args.mode == "one":
+        return run_variant(args.variants[0], args.data_root, args.out, args.eval_every)
+    pending = list(args.variants)
+    running: list[subprocess.Popen] = []
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            name = pending.pop(0)
+            command = [sys.executable, __file__, "one", "--data_root", str(args.data_root), "--variants", name,
+                       "--out", str(args.out), "--eval_every", str(args.eval_every)]  # fmt: skip
+            running.append(subprocess.Popen(command, env=env))
+        time.sleep(1)
+        running = [proc for proc in running if proc.poll() is None]
+
+
+if __name__ == "__main__":
+    main()
