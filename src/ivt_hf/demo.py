@@ -122,9 +122,13 @@ def run_demo(
         "train / validation / test people": f"{split_ids['train']} / {split_ids['validation']} / {split_ids['test']}",
         "steps": steps_done,
         "images per step": training_args.per_device_train_batch_size,
+        "images per person in a batch (K)": training_args.images_per_id,
         "pairs per step (MLA: word, phrase, sentence)": 3 * training_args.per_device_train_batch_size,
         "BMM token drop ratio": trainer.model.config.token_drop_ratio,
-        "optimizer": f"{training_args.optim} lr {training_args.learning_rate} wd {training_args.weight_decay}",
+        "optimizer": f"{getattr(training_args.optim, 'value', training_args.optim)} lr {training_args.learning_rate} "
+        f"wd {training_args.weight_decay}, "
+        f"{getattr(training_args.lr_scheduler_type, 'value', training_args.lr_scheduler_type)} schedule",
+        "initialisation": f"random, std {trainer.model.config.initializer_range}",
         "train seconds (2-core CPU)": round(train_seconds, 1),
         "seed": seed,
         "recipe": "ivt_hf/recipes/synthpedes-cpu.json",
