@@ -7,11 +7,15 @@ fits the budget here. This script measures both sides separately:
     python benchmarks/demo_recipe_sweep.py time --data_root DIR
     # learning curves (test R@1 at several steps) for every variant, N variants at once (a GPU makes this fast)
     python benchmarks/demo_recipe_sweep.py train --data_root DIR --jobs N --out results.jsonl
+    # where one step's time goes (data, compute on 2 and 1 threads, AdamW loop vs fused, text padding)
+    python benchmarks/demo_recipe_sweep.py parts --data_root DIR --variants NAME
+    # the Markdown tables of benchmarks/README.md from result files
+    python benchmarks/demo_recipe_sweep.py table --results benchmarks/results/demo_recipe_sweep_*.jsonl
 
-It uses the package's own model, processor, MLA collator, augmentation, P x K sampler and CMPM loss, with AdamW
-param groups as `IVTTrainer` builds them, in a plain loop (no `datasets`, so it also runs where only torch and
-transformers are installed). `DIR` is a generated SynthPEDES folder (the CUHK-PEDES layout), e.g. the one `ivt demo`
-writes under `outputs/demo/data`.
+It uses the package's own record reader, model, processor, MLA collator, augmentation, P x K sampler, CMPM loss and
+optimizer (`ivt_hf.training.build_optimizer`, as `IVTTrainer` uses it), in a plain loop (no `datasets`, so it also
+runs where only torch and transformers are installed). `DIR` is a generated SynthPEDES folder (the CUHK-PEDES
+layout), e.g. the one `ivt demo` writes under `outputs/demo/data`.
 """
 
 from __future__ import annotations
@@ -119,19 +123,27 @@ def settings(name: str) -> dict:
 
 
 def read_raw(root: Path) -> dict[str, dict[str, list]]:
-    """reid_raw.json + imgs/ -> {split: {image, captions, person_id}} with images decoded (PIL, RGB)."""
+    """A SynthPEDES folder (CUHK-PEDES layout) -> {split: {image, captions, person_id}}, images decoded (PIL, RGB).
+
+    Reads through the package's validating record reader (`read_records`), without building `datasets` tables.
+    """
     from PIL import Image
 
+    from ivt_hf.data.benchmarks import get_spec, read_records
+
     folders = [root] + sorted(path.parent for path in root.glob("*/reid_raw.json"))
-    folder = next(path for path in folders if (path / "reid_raw.json").exists())
-    records = json.loads((folder / "reid_raw.json").read_text())
+    folder = next((path for path in folders if (path / "reid_raw.json").exists()), None)
+    if folder is None:
+        raise FileNotFoundError(f"no reid_raw.json in {root} or its sub-folders: pass a generated SynthPEDES folder")
+    records, _ = read_records(get_spec("cuhk-pedes"), folder, verify_images=False, source="synthpedes")
     splits: dict[str, dict[str, list]] = {}
-    for record in records:
-        split = splits.setdefault(record["split"], {"image": [], "captions": [], "person_id": []})
-        with Image.open(folder / "imgs" / record["file_path"]) as image:
-            split["image"].append(image.convert("RGB"))
-        split["captions"].append(list(record["captions"]))
-        split["person_id"].append(int(record["id"]))
+    for split, rows in records.items():
+        images = []
+        for row in rows:
+            with Image.open(row.absolute_path) as image:
+                images.append(image.convert("RGB"))
+        splits[split] = {"image": images, "captions": [r.captions for r in rows],
+                         "person_id": [r.original_person_id for r in rows]}  # fmt: skip
     return splits
 
 
@@ -145,7 +157,7 @@ def build(name: str, data, device):
     from ivt_hf import IVTConfig, IVTModel, IVTProcessor
     from ivt_hf.collator import KeyedBatchSampler, MLACollator, TrainImageDataset
     from ivt_hf.sampler import IdentityBatchSampler
-    from ivt_hf.training import MODEL_PRESETS
+    from ivt_hf.training import MODEL_PRESETS, build_optimizer
     from ivt_hf.transforms import TrainTransform
 
     s = settings(name)
@@ -161,16 +173,8 @@ def build(name: str, data, device):
     transform = TrainTransform(image_size=config.image_size, padding=s["pad"], erase_p=s["erase_p"])
     collator = MLACollator(processor, transform, seed=s["seed"], multi_level=s["mla"], max_length=128)
     loader = DataLoader(train, batch_sampler=KeyedBatchSampler(sampler), collate_fn=collator)
-    weights = [p for n, p in model.named_parameters() if not n.endswith(".bias")]
-    biases = [p for n, p in model.named_parameters() if n.endswith(".bias")]
-    groups = [
-        {"params": weights, "lr": s["lr"], "weight_decay": s["wd"]},
-        {"params": biases, "lr": s["lr"] * s["bias_lr"], "weight_decay": s["wd"]},
-    ]
-    if s["optim"] == "sgd":
-        optimizer = torch.optim.SGD(groups, lr=s["lr"], momentum=0.9)
-    else:
-        optimizer = torch.optim.AdamW(groups, lr=s["lr"], betas=(0.9, s["beta2"]), fused=True)
+    optimizer = build_optimizer(model, s["optim"], lr=s["lr"], weight_decay=s["wd"], bias_lr_multiplier=s["bias_lr"],
+                                betas=(0.9, s["beta2"]))  # fmt: skip
     from transformers import get_scheduler
 
     scheduler = get_scheduler(s["schedule"] if s["schedule"] != "constant" else "constant_with_warmup", optimizer,
@@ -243,7 +247,7 @@ def run_variant(name: str, data_root: Path, out: Path, eval_every: int) -> None:
         if step % eval_every == 0 or step == s["steps"]:
             row = {"variant": name, "step": step, "loss": round(sum(losses) / len(losses), 4),
                    "seconds": round(time.time() - start, 1), "test": evaluate(model, processor, data["test"], device),
-                   "val_R1": evaluate(model, processor, data["val"], device)["R1"]}  # fmt: skip
+                   "val_R1": evaluate(model, processor, data["validation"], device)["R1"]}  # fmt: skip
             losses = []
             with out.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
@@ -269,6 +273,52 @@ def time_variants(names: list[str], data_root: Path, steps: int) -> None:
         print(f"{name:<22} {per_step:6.3f}  {math.floor(300 / per_step):6d}", flush=True)
 
 
+def parts(name: str, data_root: Path, steps: int) -> None:
+    """Where one step's time goes here: data preparation, model compute on 2 and 1 threads, the AdamW update with
+    the per-tensor loop vs the fused kernel, and the text tokens a batch pads to with and without length groups."""
+    import torch
+
+    from ivt_hf.training import build_optimizer
+
+    data = read_raw(data_root)
+    s, model, _, loader, sampler, optimizer, scheduler = build(name, data, torch.device("cpu"))
+    stream = batches(loader, sampler)
+    start = time.perf_counter()
+    held = [next(stream) for _ in range(steps + 2)]
+    print(f"{name}: data preparation (augmentation + tokenisation, one process) "
+          f"{(time.perf_counter() - start) / len(held):.3f} s per batch")  # fmt: skip
+    for threads in (2, 1):
+        torch.set_num_threads(threads)
+        for batch in held[:2]:
+            train_step(model, batch, optimizer, scheduler, s["clip"], "cpu", s["buckets"])
+        start = time.perf_counter()
+        for batch in held[2:]:
+            train_step(model, batch, optimizer, scheduler, s["clip"], "cpu", s["buckets"])
+        print(f"  model compute, {threads} thread(s): {(time.perf_counter() - start) / steps:.3f} s per step")
+    torch.set_num_threads(2)
+    for label, fused in (("per-tensor loop", False), ("fused kernel", True)):
+        if fused:
+            update = build_optimizer(model, "adamw", lr=1e-3, weight_decay=0.01)
+        else:
+            update = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01, foreach=False)
+        for param in model.parameters():
+            param.grad = torch.randn_like(param)
+        update.step()
+        start = time.perf_counter()
+        for _ in range(10):
+            update.step()
+        print(f"  AdamW update, {label}: {(time.perf_counter() - start) * 100:.1f} ms per step")
+    real = padded = grouped = 0
+    for batch in held:
+        lengths = batch["attention_mask"].sum(1).sort().values
+        real, padded = real + int(lengths.sum()), padded + batch["attention_mask"].numel()
+        grouped += sum(int(chunk.max()) * len(chunk) for chunk in torch.tensor_split(lengths, 3))
+    print(
+        f"  text tokens over {len(held)} batches of {len(held[0]['labels'])} texts: {real} real, {padded} "
+        f"positions padded as one batch, {grouped} in 3 length groups"
+    )
+
+
 def table(paths: list[Path]) -> None:
     """Markdown table of JSONL results: test R@1 at every evaluated step, best variants first."""
     curves: dict[str, dict[int, dict]] = {}
@@ -290,7 +340,7 @@ def table(paths: list[Path]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["time", "train", "one", "table"])
+    parser.add_argument("mode", choices=["time", "parts", "train", "one", "table"])
     parser.add_argument("--data_root", type=Path)
     parser.add_argument("--results", type=Path, nargs="*", default=[])
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
@@ -305,6 +355,8 @@ def main() -> None:
         parser.error("--data_root is required")
     if args.mode == "time":
         return time_variants(args.variants, args.data_root, args.time_steps)
+    if args.mode == "parts":
+        return parts(args.variants[0], args.data_root, args.time_steps)
     if args.mode == "one":
         return run_variant(args.variants[0], args.data_root, args.out, args.eval_every)
     pending = list(args.variants)

@@ -62,9 +62,11 @@ def test_compute_loss_is_cmpm_over_the_three_pairs_and_biases_get_double_lr(synt
 
 
 def test_text_length_buckets_reach_the_model_and_keep_the_loss(synth_root, tmp_path):
-    extra = ["--eval_strategy", "no", "--text_length_buckets", "3", "--initializer_range", "0.05"]
+    extra = ["--eval_strategy", "no", "--text_length_buckets", "3", "--initializer_range", "0.05",
+             "--num_hidden_layers", "3"]  # fmt: skip
     trainer = build_trainer(*parse_args(_common(synth_root, tmp_path / "out", *extra)))
     assert trainer.args.text_length_buckets == 3 and trainer.model.config.initializer_range == 0.05
+    assert trainer.model.config.num_hidden_layers == 3 and len(trainer.model.encoder.layers) == 3
     batch = next(iter(trainer.get_train_dataloader()))
     trainer.model.eval()
     seen = []
@@ -74,6 +76,27 @@ def test_text_length_buckets_reach_the_model_and_keep_the_loss(synth_root, tmp_p
     assert len(seen) == 3 and max(seen) == batch["input_ids"].shape[1] and min(seen) < max(seen)
     trainer.args.text_length_buckets = 1
     torch.testing.assert_close(bucketed, trainer.compute_loss(trainer.model, batch), atol=1e-4, rtol=1e-5)
+
+
+def test_architecture_flags_cannot_change_a_pretrained_model(tmp_path):
+    from ivt_hf.training import ModelArguments, build_model
+
+    for flag in ("num_hidden_layers", "patch_stride"):
+        with pytest.raises(ValueError, match=f"--{flag} cannot change a pretrained model"):
+            build_model(ModelArguments(model_name_or_path=str(tmp_path), **{flag: 3}))
+
+
+def test_build_optimizer_groups_and_bad_name(tiny_config):
+    from ivt_hf import IVTModel
+    from ivt_hf.training import build_optimizer
+
+    model = IVTModel(tiny_config)
+    sgd = build_optimizer(model, "sgd", lr=0.1, weight_decay=1e-4, bias_lr_multiplier=2.0)
+    assert [g["lr"] for g in sgd.param_groups] == [0.1, 0.2] and sgd.defaults["momentum"] == 0.9
+    assert {g["weight_decay"] for g in sgd.param_groups} == {1e-4}
+    assert sum(len(g["params"]) for g in sgd.param_groups) == len(list(model.parameters()))
+    with pytest.raises(ValueError, match="optim must be 'sgd' or 'adamw_torch'"):
+        build_optimizer(model, "adafactor", lr=0.1, weight_decay=0.0)
 
 
 def test_batch_must_be_whole_identities(synth_root, tmp_path):

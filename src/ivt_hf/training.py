@@ -81,6 +81,34 @@ class IVTTrainingArguments(TrainingArguments):
     ddp_find_unused_parameters: bool | None = field(default=False)
 
 
+def build_optimizer(
+    model: torch.nn.Module,
+    optim: str,
+    *,
+    lr: float,
+    weight_decay: float,
+    bias_lr_multiplier: float = 2.0,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+) -> torch.optim.Optimizer:
+    """The IVT optimizer: `"sgd"` (momentum 0.9, the reference) or `"adamw..."`; two parameter groups, biases at
+    `lr * bias_lr_multiplier`; weight decay on every parameter, as the reference. AdamW uses PyTorch's fused kernel
+    on CPU and CUDA (same update, several times faster than the per-tensor loop: `benchmarks/demo_recipe_sweep.py
+    parts`)."""
+    weights = [p for name, p in model.named_parameters() if p.requires_grad and not name.endswith(".bias")]
+    biases = [p for name, p in model.named_parameters() if p.requires_grad and name.endswith(".bias")]
+    groups = [
+        {"params": weights, "lr": lr, "weight_decay": weight_decay},
+        {"params": biases, "lr": lr * bias_lr_multiplier, "weight_decay": weight_decay},
+    ]
+    if optim == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=0.9)
+    if optim.startswith("adamw"):
+        fused = all(p.device.type in ("cpu", "cuda") for p in weights + biases)
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=fused or None)
+    raise ValueError(f"optim must be 'sgd' or 'adamw_torch' for IVTTrainer, got {optim!r}")
+
+
 class IVTTrainer(Trainer):
     """A `Trainer` for IVT. Pass `train_dataset=TrainImageDataset(...)`, `eval_dataset=<image-level split>`,
     `data_collator=MLACollator(...)` and `processing_class=IVTProcessor`."""
@@ -157,31 +185,16 @@ class IVTTrainer(Trainer):
         parameters, as the reference."""
         if self.optimizer is not None:
             return self.optimizer
-        model = self.model if model is None else model
         args = self.args
-        weights = [p for name, p in model.named_parameters() if p.requires_grad and not name.endswith(".bias")]
-        biases = [p for name, p in model.named_parameters() if p.requires_grad and name.endswith(".bias")]
-        groups = [
-            {"params": weights, "lr": args.learning_rate, "weight_decay": args.weight_decay},
-            {"params": biases, "lr": args.learning_rate * args.bias_lr_multiplier, "weight_decay": args.weight_decay},
-        ]
-        optim = str(getattr(args.optim, "value", args.optim))
-        if optim == "sgd":
-            self.optimizer = torch.optim.SGD(groups, lr=args.learning_rate, momentum=0.9)
-        elif optim.startswith("adamw"):
-            # the fused kernel is several times faster than the per-tensor loop (CPU: 4 ms vs 32 ms per step for
-            # the tiny model) and computes the same update
-            params = weights + biases
-            fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
-            self.optimizer = torch.optim.AdamW(
-                groups,
-                lr=args.learning_rate,
-                betas=(args.adam_beta1, args.adam_beta2),
-                eps=args.adam_epsilon,
-                fused=fused or None,
-            )
-        else:
-            raise ValueError(f"optim must be 'sgd' or 'adamw_torch' for IVTTrainer, got {optim!r}")
+        self.optimizer = build_optimizer(
+            self.model if model is None else model,
+            str(getattr(args.optim, "value", args.optim)),
+            lr=args.learning_rate,
+            weight_decay=args.weight_decay,
+            bias_lr_multiplier=args.bias_lr_multiplier,
+            betas=(args.adam_beta1, args.adam_beta2),
+            eps=args.adam_epsilon,
+        )
         return self.optimizer
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
@@ -421,6 +434,7 @@ __all__ = [
     "IVTTrainingArguments",
     "ModelArguments",
     "build_model",
+    "build_optimizer",
     "build_trainer",
     "main",
     "parse_args",
