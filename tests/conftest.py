@@ -59,8 +59,9 @@ class TrainedRun:
 @pytest.fixture(scope="session")
 def trained_tiny_run(tmp_path_factory) -> TrainedRun:
     """Train the tiny preset with the demo's from-scratch settings (3 blocks, init std 0.05, one image per person in
-    a batch, text length groups) for 400 steps (under two minutes) on a small SynthPEDES (300 train / 20 val / 100
-    test identities at 64x32) through the real entry point, once per test session; several tests use the model."""
+    a batch, text length groups, eager attention) for 400 steps (under two minutes) on a small SynthPEDES (300 train /
+    20 val / 100 test identities at 64x32) through the real entry point, once per test session; several tests use
+    the model."""
     from ivt_hf.data import load_benchmark
 
     root = tmp_path_factory.mktemp("trained")
@@ -71,6 +72,7 @@ def trained_tiny_run(tmp_path_factory) -> TrainedRun:
         "--dataset_name", "synthpedes", "--data_root", str(data_root), "--output_dir", str(run_dir),
         "--model_preset", "tiny", "--image_height", "64", "--image_width", "32", "--num_hidden_layers", "3",
         "--initializer_range", "0.05", "--images_per_id", "1", "--text_length_buckets", "3",
+        "--attn_implementation", "eager",
         "--synth_train_ids", "300", "--synth_validation_ids", "20", "--synth_test_ids", "100", "--synth_seed", "1",
         "--per_device_train_batch_size", "32", "--use_cpu", "--report_to", "none",
         "--optim", "adamw_torch", "--learning_rate", "1e-3", "--weight_decay", "0.01", "--warmup_steps", "60",

@@ -106,3 +106,24 @@ def test_train_dataset_rejects_rows_without_captions():
     )
     with pytest.raises(ValueError, match=r"row 0 \(imgs/a.jpg\) has no caption"):
         TrainImageDataset(split)
+
+
+def test_cached_images_give_the_same_batch_as_pil_images():
+    """`cache_images=True` hands the transform uint8 arrays instead of PIL images; the batch must not change."""
+    import numpy as np
+    from datasets import Dataset
+
+    rng = np.random.default_rng(0)
+    split = Dataset.from_dict({
+        "image": [Image.fromarray(rng.integers(0, 256, (64, 32, 3), dtype=np.uint8)) for _ in range(3)],
+        "captions": [CAPTIONS] * 3,
+        "person_id": [3, 3, 5],
+    })  # fmt: skip
+    collator = MLACollator(IVTProcessor(), TrainTransform(image_size=(64, 32), padding=2), seed=7, max_length=64)
+    cached, plain = TrainImageDataset(split, cache_images=True), TrainImageDataset(split)
+    assert isinstance(cached[0]["image"], np.ndarray) and isinstance(plain[0]["image"], Image.Image)
+    keyed = [(index, (0, 0, index)) for index in range(3)]
+    batch_cached = collator([cached[item] for item in keyed])
+    batch_plain = collator([plain[item] for item in keyed])
+    for key in batch_plain:
+        assert torch.equal(batch_cached[key], batch_plain[key]), key

@@ -31,6 +31,22 @@ def test_tokenisation_matches_bert_base_uncased():
     assert "token_type_ids" not in encoded
 
 
+def test_tokenize_pads_like_the_tokenizer_in_every_mode():
+    """`tokenize` tokenises once and pads itself in the common case; it must equal the tokenizer's own padding."""
+    processor = IVTProcessor()
+    texts = ["a man in a red coat", "hi", "The woman, wearing a black-and-white striped shirt, carries a bag.", "x y"]
+    expected = processor.tokenizer(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
+    got = processor.tokenize(texts, max_length=64)
+    assert set(got) == {"input_ids", "attention_mask"}
+    for key in got:
+        assert torch.equal(got[key], expected[key]) and got[key].dtype == expected[key].dtype
+    fixed = processor.tokenize(texts, max_length=32, padding="max_length")
+    assert fixed["input_ids"].shape == (4, 32)
+    assert torch.equal(fixed["input_ids"][:, : got["input_ids"].shape[1]], got["input_ids"])
+    as_lists = processor.tokenize(texts, max_length=64, return_tensors=None)["input_ids"]
+    assert as_lists[1] == [101, 7632, 102] + [0] * (got["input_ids"].shape[1] - 3)
+
+
 def test_long_text_is_truncated_with_a_warning():
     processor = IVTProcessor()
     with pytest.warns(UserWarning, match=r"1 text\(s\) longer than 512 tokens were truncated \(indices \[1\]"):

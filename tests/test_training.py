@@ -86,6 +86,15 @@ def test_architecture_flags_cannot_change_a_pretrained_model(tmp_path):
             build_model(ModelArguments(model_name_or_path=str(tmp_path), **{flag: 3}))
 
 
+def test_attn_implementation_flag(tmp_path):
+    from ivt_hf.training import ModelArguments, build_model
+
+    assert build_model(ModelArguments(attn_implementation="eager")).config._attn_implementation == "eager"
+    assert build_model(ModelArguments()).config._attn_implementation == "sdpa"
+    with pytest.raises(ValueError, match="--attn_implementation must be 'eager' or 'sdpa', got 'flash'"):
+        build_model(ModelArguments(attn_implementation="flash"))
+
+
 def test_build_optimizer_groups_and_bad_name(tiny_config):
     from ivt_hf import IVTModel
     from ivt_hf.training import build_optimizer

@@ -162,3 +162,33 @@ def test_rejects_bad_arguments():
         EvalTransform(std=0.0)
     with pytest.raises(TypeError):
         TrainTransform(SMALL)(_photo(), generator=1.5)
+
+
+def _reference_pad_crop(pixels: np.ndarray, pad: int, top: int, left: int) -> np.ndarray:
+    """The spec's pad-then-crop, written out with np.pad: zeros on every side, then the (H, W) window at (top, left)."""
+    padded = np.pad(pixels, ((pad, pad), (pad, pad), (0, 0)))
+    return padded[top : top + pixels.shape[0], left : left + pixels.shape[1]]
+
+
+@pytest.mark.parametrize("pad", [1, 3, 10, 30])  # 30 > both sides: some windows hold no pixel at all
+def test_pad_and_crop_equals_padding_then_cropping(pad):
+    pixels = np.random.default_rng(pad).integers(1, 256, (*SMALL, 3), dtype=np.uint8)
+    transform = TrainTransform(SMALL, padding=pad)
+    for seed in range(60):
+        generator = torch.Generator().manual_seed(seed)
+        top, left = (int(torch.randint(0, 2 * pad + 1, (), generator=generator)) for _ in range(2))
+        out = transform._pad_and_crop(pixels, torch.Generator().manual_seed(seed))
+        np.testing.assert_array_equal(out, _reference_pad_crop(pixels, pad, top, left))
+
+
+def test_uint8_array_input_gives_the_pil_result():
+    """Cached training images arrive as arrays: at the output size they skip the resize, else they are resized."""
+    at_size = _photo(*SMALL)
+    transform = TrainTransform(SMALL)
+    for seed in range(20):
+        assert torch.equal(transform(np.asarray(at_size), generator=seed), transform(at_size, generator=seed))
+    other = _photo(60, 25)
+    assert torch.equal(transform(np.asarray(other), generator=3), transform(other, generator=3))
+    for bad in (np.zeros((*SMALL, 3), dtype=np.float32), np.zeros(SMALL, dtype=np.uint8)):
+        with pytest.raises(ValueError, match=r"PIL image or uint8 \(H, W, 3\) RGB pixels"):
+            transform(bad, generator=0)

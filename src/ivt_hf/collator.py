@@ -66,10 +66,10 @@ class TrainImageDataset(Dataset):
         return len(self.person_ids)
 
     def image(self, index: int):
-        from PIL import Image
-
+        """The row's image: its cached uint8 (H, W, 3) RGB array with `cache_images=True` (what `TrainTransform`
+        takes without a PIL round trip), else the split's PIL image."""
         if self._images is not None:
-            return Image.fromarray(self._images[index])
+            return self._images[index]
         return self.split[index]["image"]
 
     def __getitem__(self, item: int | tuple[int, Any]) -> dict[str, Any]:

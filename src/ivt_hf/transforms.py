@@ -76,9 +76,9 @@ def to_normalized_tensor(pixels: np.ndarray, mean: torch.Tensor, std: torch.Tens
     """
     if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ValueError(f"expected uint8 (H, W, 3) pixels, got {pixels.dtype} {pixels.shape}")
-    # A copy: arrays from PIL are read-only and crops/flips are views. Channels-first contiguous memory before the
-    # float maths, done in place: much faster than arithmetic on the permuted (strided) view.
-    tensor = torch.from_numpy(np.array(pixels, order="C")).permute(2, 0, 1).contiguous()  # (3, H, W) uint8
+    # One copy into channels-first contiguous uint8 memory (arrays from PIL are read-only, crops and flips are views),
+    # then the float maths in place: much faster than arithmetic on a permuted (strided) view.
+    tensor = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))  # (3, H, W) uint8
     return tensor.to(torch.float32).div_(255.0).sub_(mean).div_(std)
 
 
@@ -174,14 +174,15 @@ class TrainTransform:
         self.erase_aspect = (float(erase_aspect[0]), float(erase_aspect[1]))
         self.erase_attempts = erase_attempts
 
-    def __call__(self, image: Image.Image, generator: torch.Generator | int | None = None) -> torch.Tensor:
-        """PIL image of any mode -> float32 (3, H, W).
+    def __call__(self, image: Image.Image | np.ndarray, generator: torch.Generator | int | None = None) -> torch.Tensor:
+        """PIL image of any mode, or uint8 (H, W, 3) RGB pixels -> float32 (3, H, W).
 
         `generator`: a `torch.Generator` (advanced by the call), an int seed, or None for torch's global RNG.
-        Draw order (fixed): crop offsets, flip, erase decision, erase rectangle(s) and noise.
+        Draw order (fixed): crop offsets, flip, erase decision, erase rectangle(s) and noise. Pixels already at
+        `image_size` skip the resize (PIL would return them unchanged), which makes cached training images cheap.
         """
         generator = _as_generator(generator)
-        pixels = np.asarray(resize_image(image, self.image_size, self.interpolation))  # (H, W, 3) uint8
+        pixels = self._pixels(image)  # (H, W, 3) uint8 at image_size
         pixels = self._pad_and_crop(pixels, generator)
         if torch.rand((), generator=generator).item() < self.flip_p:
             pixels = pixels[:, ::-1]
@@ -190,16 +191,34 @@ class TrainTransform:
             self._erase_in_place(tensor, generator)
         return tensor
 
+    def _pixels(self, image: Image.Image | np.ndarray) -> np.ndarray:
+        if isinstance(image, np.ndarray):
+            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+                raise ValueError(f"expected a PIL image or uint8 (H, W, 3) RGB pixels, got {image.dtype} {image.shape}")
+            if tuple(image.shape[:2]) == tuple(self.image_size):
+                return image
+            image = Image.fromarray(image)
+        return np.asarray(resize_image(image, self.image_size, self.interpolation))
+
     def _pad_and_crop(self, pixels: np.ndarray, generator: torch.Generator | None) -> np.ndarray:
-        """Zero-pad every side, then crop a random (H, W) window: a shift of up to `padding` pixels."""
+        """Zero-pad every side, then crop a random (H, W) window: a shift of up to `padding` pixels.
+
+        Computed as the shifted copy of the overlap, without building the padded array (same pixels).
+        """
         if self.padding == 0:
             return pixels
         height, width = self.image_size
         pad = self.padding
-        padded = np.pad(pixels, ((pad, pad), (pad, pad), (0, 0)))  # (H + 2p, W + 2p, 3), zeros
-        top = _randint(2 * pad, generator)
-        left = _randint(2 * pad, generator)
-        return padded[top : top + height, left : left + width]
+        shift_y = _randint(2 * pad, generator) - pad  # output row i shows input row i + shift_y (zeros outside)
+        shift_x = _randint(2 * pad, generator) - pad
+        out = np.zeros_like(pixels)
+        rows, cols = height - abs(shift_y), width - abs(shift_x)  # size of the overlap (none if the shift is larger)
+        if rows > 0 and cols > 0:
+            top, left = max(shift_y, 0), max(shift_x, 0)
+            out[top - shift_y : top - shift_y + rows, left - shift_x : left - shift_x + cols] = pixels[
+                top : top + rows, left : left + cols
+            ]
+        return out
 
     def _erase_in_place(self, tensor: torch.Tensor, generator: torch.Generator | None) -> None:
         """Replace a random rectangle with standard normal noise; no-op if no draw fits (torchvision semantics)."""
