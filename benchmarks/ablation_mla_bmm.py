@@ -1,6 +1,6 @@
 """Ablation on SynthPEDES: sentence-only CMPM vs + MLA vs + MLA + BMM, same budget, several seeds.
 
-    python benchmarks/ablation_mla_bmm.py [--max_steps 630] [--seeds 0 1 2] [--output benchmarks/results/ablation.json]
+    python benchmarks/ablation_mla_bmm.py [--max_steps N] [--seeds 0 1 2] [--output benchmarks/results/ablation.json]
 
 Every run uses the demo recipe (`ivt_hf/recipes/synthpedes-cpu.json`: tiny IVT, same data, same steps, same batch
 of images and the same three (view, text) pairs per image); only the text granularity and BMM change:
@@ -59,7 +59,12 @@ def markdown_table(results: dict[str, list[dict[str, float]]], max_steps: int, s
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--max_steps", type=int, default=630, help="default: the demo recipe's")
+    from ivt_hf.demo import DEMO_RECIPE
+
+    recipe_steps = json.loads(DEMO_RECIPE.read_text())["max_steps"]
+    parser.add_argument(
+        "--max_steps", type=int, default=recipe_steps, help=f"default: the demo recipe's ({recipe_steps})"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--data_root", default=".cache/synthpedes")
     parser.add_argument("--output", default="benchmarks/results/ablation_mla_bmm.json")

@@ -21,9 +21,11 @@ layout), e.g. the one `ivt demo` writes under `outputs/demo/data`.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -391,23 +393,36 @@ def parts(name: str, data_root: Path, steps: int) -> None:
     )
 
 
-def table(paths: list[Path]) -> None:
-    """Markdown table of JSONL results: test R@1 at every evaluated step, best variants first."""
+def table(paths: list[Path], relative_to: str | None = None) -> None:
+    """Markdown table of JSONL results: test R@1 at every evaluated step, best variants first. Changes are listed
+    against the base, or against the variant `relative_to`."""
     curves: dict[str, dict[int, dict]] = {}
     for path in paths:
         for line in path.read_text().splitlines():
             row = json.loads(line)
             curves.setdefault(row["variant"], {})[row["step"]] = row
-    print("| variant | changes from the base | test R@1 by step | final R@5 / mAP | final val R@1 |")
+    against = relative_to or "the base"
+    print(f"| variant | changes from {against} | test R@1 by step | final R@5 / mAP | final val R@1 |")
     print("|---|---|---|---|---|")
     for name, curve in sorted(curves.items(), key=lambda kv: -kv[1][max(kv[1])]["test"]["R1"]):
         last = curve[max(curve)]
-        changes = ", ".join(f"{k}={v}" for k, v in VARIANTS.get(name, {}).items()) or "-"
+        reference = settings(relative_to) if relative_to else settings("base")
+        own = settings(name) if name in VARIANTS else reference
+        changes = ", ".join(f"{k}={v}" for k, v in own.items() if reference.get(k) != v) or "-"
         steps = " ".join(f"{step}: {curve[step]['test']['R1']:.1f}" for step in sorted(curve))
         print(
             f"| {name} | {changes} | {steps} | {last['test']['R5']:.1f} / {last['test']['mAP']:.1f} | "
             f"{last['val_R1']:.1f} |"
         )
+    families: dict[str, list[float]] = {}
+    for name, curve in curves.items():
+        if name in VARIANTS and settings(name)["steps"] in curve:  # finished runs only
+            family = name.rsplit("_seed", 1)[0]
+            families.setdefault(family, []).append(curve[settings(name)["steps"]]["test"]["R1"])
+    for family, values in sorted(families.items()):
+        if len(values) > 1:
+            print(f"\n{family}: final test R@1 over {len(values)} seeds: mean {statistics.mean(values):.1f}, "
+                  f"std {statistics.stdev(values):.1f}, min {min(values):.1f}, max {max(values):.1f}")  # fmt: skip
 
 
 def main() -> None:
@@ -415,14 +430,19 @@ def main() -> None:
     parser.add_argument("mode", choices=["time", "parts", "train", "one", "table"])
     parser.add_argument("--data_root", type=Path)
     parser.add_argument("--results", type=Path, nargs="*", default=[])
-    parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), help="names or shell-style patterns")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("sweep.jsonl"))
     parser.add_argument("--eval_every", type=int, default=150)
     parser.add_argument("--time_steps", type=int, default=8)
+    parser.add_argument("--relative_to", default=None, help="table: list changes against this variant")
     args = parser.parse_args()
+    args.variants = [name for pattern in args.variants for name in (fnmatch.filter(VARIANTS, pattern) or [pattern])]
+    unknown = [name for name in args.variants if name not in VARIANTS]
+    if unknown and args.mode != "table":
+        parser.error(f"unknown variant(s) {unknown}")
     if args.mode == "table":
-        return table(args.results)
+        return table(args.results, args.relative_to)
     if args.data_root is None:
         parser.error("--data_root is required")
     if args.mode == "time":

@@ -102,3 +102,18 @@ def test_time_budget_stops_training_and_says_so():
     spent = TimeBudget(0)
     spent.on_train_begin(None, state, control)
     assert spent.on_step_end(None, state, control).should_training_stop and spent.stopped_early
+
+
+def test_demo_recipe_validates_and_checkpoints_its_last_step():
+    """The recipe parses, and its last step is a validation and checkpoint step, so that `load_best_model_at_end`
+    can choose the final model (otherwise the last steps' training would be thrown away)."""
+    from ivt_hf.demo import DEMO_RECIPE
+    from ivt_hf.training import parse_args
+
+    recipe = json.loads(DEMO_RECIPE.read_text())
+    model_args, _, training_args = parse_args([str(DEMO_RECIPE), "--output_dir", "unused"])
+    assert training_args.max_steps == recipe["max_steps"] > 0
+    assert training_args.max_steps % training_args.eval_steps == 0
+    assert training_args.max_steps % training_args.save_steps == 0
+    assert training_args.load_best_model_at_end and training_args.images_per_id == 1
+    assert model_args.attn_implementation == "eager" and model_args.num_hidden_layers == 3
