@@ -4,10 +4,11 @@
 
 A batch of B images becomes 3B augmented views and 3B texts (MLA). The reference, written out below, does what the
 spec says in the plainest way: PIL image -> array -> `np.pad` with zeros -> random crop -> flip -> ToTensor-style
-float conversion on the permuted view -> normalise -> random erasing; text tokenised once to measure the lengths
-(for the truncation warning) and again to pad. The package (`MLACollator` over `TrainImageDataset(cache_images=True)`)
-draws the same random numbers in the same order, so the script first checks that both give identical tensors,
-then times each over the same batches, one process, 2 threads.
+float conversion on the permuted view -> normalise -> random erasing (the package's own erasing step, which this
+change did not touch); text tokenised once to measure the lengths (for the truncation warning) and again to pad.
+The package (`MLACollator` over `TrainImageDataset(cache_images=True)`) draws the same random numbers in the same
+order, so the script first checks that both give identical tensors, then times each over the same batches, one
+process, 2 threads.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ fits the budget here. This script measures both sides separately:
 
     # seconds per training step on THIS machine, for every variant (a few steps each)
     python benchmarks/demo_recipe_sweep.py time --data_root DIR
+    # data preparation and model compute timed apart, per variant
+    python benchmarks/demo_recipe_sweep.py compute --data_root DIR --variants 'r3_*'
     # learning curves (test R@1 at several steps) for every variant, N variants at once (a GPU makes this fast)
     python benchmarks/demo_recipe_sweep.py train --data_root DIR --jobs N --out results.jsonl
     # where one step's time goes (data, compute on 2 and 1 threads, AdamW loop vs fused, text padding)
@@ -237,7 +239,7 @@ def build(name: str, data, device):
     torch.manual_seed(s["seed"])
     config = IVTConfig(**(MODEL_PRESETS["tiny"] | {key: s[key] for key in MODEL_KEYS}))
     model = IVTModel(config).to(device)
-    model.config._attn_implementation = s["attn"]  # "eager" is faster than "sdpa" for these short sequences on CPU
+    model.set_attn_implementation(s["attn"])  # "eager" is faster than "sdpa" for these short sequences on CPU
     processor = IVTProcessor.from_config(config)
     train = TrainImageDataset(data["train"], cache_images=True)
     sampler = IdentityBatchSampler(
@@ -347,6 +349,29 @@ def time_variants(names: list[str], data_root: Path, steps: int) -> None:
         print(f"{name:<22} {per_step:6.3f}  {math.floor(300 / per_step):6d}", flush=True)
 
 
+def compute(names: list[str], data_root: Path, steps: int) -> None:
+    """Per variant: data preparation and model compute (2 threads) timed apart, on the same held batches. Round 3
+    gave each variant the steps that 1.1 x its compute fits in 285 s."""
+    import torch
+
+    torch.set_num_threads(2)
+    data = read_raw(data_root)
+    print(f"{'variant':<22} data s/batch  compute s/step  steps in 285 s (compute x 1.1)")
+    for name in names:
+        s, model, _, loader, sampler, optimizer, scheduler = build(name, data, torch.device("cpu"))
+        stream = batches(loader, sampler)
+        start = time.perf_counter()
+        held = [next(stream) for _ in range(steps + 2)]
+        data_seconds = (time.perf_counter() - start) / len(held)
+        for batch in held[:2]:
+            train_step(model, batch, optimizer, scheduler, s["clip"], "cpu", s["buckets"])
+        start = time.perf_counter()
+        for batch in held[2:]:
+            train_step(model, batch, optimizer, scheduler, s["clip"], "cpu", s["buckets"])
+        per_step = (time.perf_counter() - start) / steps
+        print(f"{name:<22} {data_seconds:12.3f} {per_step:15.3f} {math.floor(285 / (1.1 * per_step)):15d}", flush=True)
+
+
 def parts(name: str, data_root: Path, steps: int) -> None:
     """Where one step's time goes here: data preparation, model compute on 2 and 1 threads, the AdamW update with
     the per-tensor loop vs the fused kernel, and the text tokens a batch pads to with and without length groups."""
@@ -427,7 +452,7 @@ def table(paths: list[Path], relative_to: str | None = None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["time", "parts", "train", "one", "table"])
+    parser.add_argument("mode", choices=["time", "compute", "parts", "train", "one", "table"])
     parser.add_argument("--data_root", type=Path)
     parser.add_argument("--results", type=Path, nargs="*", default=[])
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), help="names or shell-style patterns")
@@ -447,6 +472,8 @@ def main() -> None:
         parser.error("--data_root is required")
     if args.mode == "time":
         return time_variants(args.variants, args.data_root, args.time_steps)
+    if args.mode == "compute":
+        return compute(args.variants, args.data_root, args.time_steps)
     if args.mode == "parts":
         return parts(args.variants[0], args.data_root, args.time_steps)
     if args.mode == "one":

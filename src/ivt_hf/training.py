@@ -266,14 +266,11 @@ class DataArguments:
     max_text_length: int | None = field(default=None, metadata={"help": "token limit (default: text positions)."})
 
 
-def _check_attn_implementation(name: str) -> str:
-    if name not in ("eager", "sdpa"):
-        raise ValueError(f"--attn_implementation must be 'eager' or 'sdpa', got {name!r}")
-    return name
-
-
 def build_model(model_args: ModelArguments) -> IVTModel:
     """A model from a folder, or from a preset / config file with optional backbone initialisation."""
+    attn_implementation = model_args.attn_implementation
+    if attn_implementation not in (None, "eager", "sdpa"):
+        raise ValueError(f"--attn_implementation must be 'eager' or 'sdpa', got {attn_implementation!r}")
     overrides = {
         key: value
         for key, value in {
@@ -295,8 +292,8 @@ def build_model(model_args: ModelArguments) -> IVTModel:
         for key in ("patch_stride", "image_size", "num_hidden_layers"):
             if key in overrides:
                 raise ValueError(f"--{key} cannot change a pretrained model's architecture")
-        if model_args.attn_implementation is not None:
-            overrides["attn_implementation"] = _check_attn_implementation(model_args.attn_implementation)
+        if attn_implementation is not None:
+            overrides["attn_implementation"] = attn_implementation
         return AutoModel.from_pretrained(model_args.model_name_or_path, **overrides)
     if model_args.config_path:
         config = IVTConfig.from_json_file(model_args.config_path)
@@ -308,8 +305,8 @@ def build_model(model_args: ModelArguments) -> IVTModel:
             raise ValueError(f"--model_preset must be one of {sorted(MODEL_PRESETS)}, got {model_args.model_preset!r}")
         config = IVTConfig(**(MODEL_PRESETS[model_args.model_preset] | overrides))
     model = IVTModel(config)
-    if model_args.attn_implementation is not None:
-        model.set_attn_implementation(_check_attn_implementation(model_args.attn_implementation))
+    if attn_implementation is not None:
+        model.set_attn_implementation(attn_implementation)
     if model_args.vit_checkpoint or model_args.bert_checkpoint:
         from safetensors.torch import load_file
 

@@ -214,9 +214,10 @@ class TrainTransform:
         out = np.zeros_like(pixels)
         rows, cols = height - abs(shift_y), width - abs(shift_x)  # size of the overlap (none if the shift is larger)
         if rows > 0 and cols > 0:
-            top, left = max(shift_y, 0), max(shift_x, 0)
-            out[top - shift_y : top - shift_y + rows, left - shift_x : left - shift_x + cols] = pixels[
-                top : top + rows, left : left + cols
+            src_top, src_left = max(shift_y, 0), max(shift_x, 0)
+            dst_top, dst_left = max(-shift_y, 0), max(-shift_x, 0)
+            out[dst_top : dst_top + rows, dst_left : dst_left + cols] = pixels[
+                src_top : src_top + rows, src_left : src_left + cols
             ]
         return out
 
