@@ -199,6 +199,7 @@ VARIANTS |= {
     "r4_sincos": R4 | dict(image_pos_init="sincos"),
     "r4_stride12_s530": R4 | dict(patch_stride=12) | _steps(530),
     "r4_ref_s2400": R3 | _steps(2400),  # how far the demo recipe gets with about 3.3 times the budget
+    "r4_ref_s1440": R3 | _steps(1440),  # twice the budget, warm-up 144
 }
 for _name, _overrides in VARIANTS.items():
     unknown = set(_overrides) - set(BASE) - {"optim"}
