@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -29,15 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import demo_recipe_sweep as sweep  # noqa: E402
 
 RECIPE = "r4_ref"
-
-
-def timed_steps(model, optimizer, scheduler, held, settings) -> float:
-    for batch in held[:3]:  # warm-up
-        sweep.train_step(model, batch, optimizer, scheduler, settings["clip"], "cpu", settings["buckets"])
-    start = time.perf_counter()
-    for batch in held[3:]:
-        sweep.train_step(model, batch, optimizer, scheduler, settings["clip"], "cpu", settings["buckets"])
-    return time.perf_counter() - start
+WARMUP = 3  # untimed steps before the timed ones
 
 
 def worker(rank: int, data_root: Path, steps: int, port: int, results) -> None:
@@ -51,12 +42,12 @@ def worker(rank: int, data_root: Path, steps: int, port: int, results) -> None:
     data = sweep.read_raw(data_root)
     settings, model, _, loader, sampler, optimizer, scheduler = sweep.build("half", data, torch.device("cpu"))
     stream = sweep.batches(loader, sampler)
-    held = [next(stream) for _ in range(steps + 3)]
+    held = [next(stream) for _ in range(steps + WARMUP)]
     ddp = DistributedDataParallel(model)
     dist.barrier()
-    seconds = timed_steps(ddp, optimizer, scheduler, held, settings)
+    per_step = sweep.timed_steps(ddp, optimizer, scheduler, settings, iter(held), steps, warmup=WARMUP)
     dist.barrier()
-    results[rank] = seconds
+    results[rank] = per_step
     dist.destroy_process_group()
 
 
@@ -82,14 +73,12 @@ def main() -> None:
     data = sweep.read_raw(args.data_root)
     settings, model, _, loader, sampler, optimizer, scheduler = sweep.build(RECIPE, data, torch.device("cpu"))
     stream = sweep.batches(loader, sampler)
-    held = [next(stream) for _ in range(args.steps + 3)]
-    one = timed_steps(model, optimizer, scheduler, held, settings)
+    held = [next(stream) for _ in range(args.steps + WARMUP)]
+    one = sweep.timed_steps(model, optimizer, scheduler, settings, iter(held), args.steps, warmup=WARMUP)
 
     print(f"{'side':<40} {'s per step':>10} {'images/s':>9}")
-    print(f"{'one process, 2 threads, ' + str(batch) + ' images':<40} {one / args.steps:10.3f} "
-          f"{batch * args.steps / one:9.1f}")  # fmt: skip
-    print(f"{'two processes, 1 thread, ' + str(batch // 2) + ' images each':<40} {two / args.steps:10.3f} "
-          f"{batch * args.steps / two:9.1f}")  # fmt: skip
+    print(f"{'one process, 2 threads, ' + str(batch) + ' images':<40} {one:10.3f} {batch / one:9.1f}")
+    print(f"{'two processes, 1 thread, ' + str(batch // 2) + ' images each':<40} {two:10.3f} {batch / two:9.1f}")
     print(f"speed-up of two processes: {one / two:.2f}x")
 
 

@@ -393,6 +393,17 @@ def run_variant(name: str, data_root: Path, out: Path, eval_every: int) -> None:
             print(json.dumps(row), flush=True)
 
 
+def timed_steps(model, optimizer, scheduler, s: dict, stream, steps: int, warmup: int = 2) -> float:
+    """Seconds per training step on CPU over `steps` batches from `stream`, after `warmup` untimed ones. With held
+    batches (`iter(list)`) this is the model's compute alone; with `batches(...)` it includes preparing them."""
+    for _ in range(warmup):
+        train_step(model, next(stream), optimizer, scheduler, s["clip"], "cpu", s["buckets"])
+    start = time.perf_counter()
+    for _ in range(steps):
+        train_step(model, next(stream), optimizer, scheduler, s["clip"], "cpu", s["buckets"])
+    return (time.perf_counter() - start) / steps
+
+
 def time_variants(names: list[str], data_root: Path, steps: int) -> None:
     """Seconds per step here (collate + forward + backward + update), after 2 warm-up steps."""
     import torch
@@ -402,13 +413,7 @@ def time_variants(names: list[str], data_root: Path, steps: int) -> None:
     print(f"{'variant':<22} s/step  steps in 300 s")
     for name in names:
         s, model, _, loader, sampler, optimizer, scheduler = build(name, data, torch.device("cpu"))
-        stream = batches(loader, sampler)
-        for _ in range(2):
-            train_step(model, next(stream), optimizer, scheduler, s["clip"], "cpu", s["buckets"])
-        start = time.perf_counter()
-        for _ in range(steps):
-            train_step(model, next(stream), optimizer, scheduler, s["clip"], "cpu", s["buckets"])
-        per_step = (time.perf_counter() - start) / steps
+        per_step = timed_steps(model, optimizer, scheduler, s, batches(loader, sampler), steps)  # data included
         print(f"{name:<22} {per_step:6.3f}  {math.floor(300 / per_step):6d}", flush=True)
 
 
@@ -426,12 +431,7 @@ def compute(names: list[str], data_root: Path, steps: int) -> None:
         start = time.perf_counter()
         held = [next(stream) for _ in range(steps + 2)]
         data_seconds = (time.perf_counter() - start) / len(held)
-        for batch in held[:2]:
-            train_step(model, batch, optimizer, scheduler, s["clip"], "cpu", s["buckets"])
-        start = time.perf_counter()
-        for batch in held[2:]:
-            train_step(model, batch, optimizer, scheduler, s["clip"], "cpu", s["buckets"])
-        per_step = (time.perf_counter() - start) / steps
+        per_step = timed_steps(model, optimizer, scheduler, s, iter(held), steps)
         print(f"{name:<22} {data_seconds:12.3f} {per_step:15.3f} {math.floor(285 / (1.1 * per_step)):15d}", flush=True)
 
 
@@ -451,12 +451,8 @@ def parts(name: str, data_root: Path, steps: int) -> None:
           f"{(time.perf_counter() - start) / len(held):.3f} s per batch")  # fmt: skip
     for threads in (2, 1):
         torch.set_num_threads(threads)
-        for batch in held[:2]:
-            train_step(model, batch, optimizer, scheduler, s["clip"], "cpu", s["buckets"])
-        start = time.perf_counter()
-        for batch in held[2:]:
-            train_step(model, batch, optimizer, scheduler, s["clip"], "cpu", s["buckets"])
-        print(f"  model compute, {threads} thread(s): {(time.perf_counter() - start) / steps:.3f} s per step")
+        per_step = timed_steps(model, optimizer, scheduler, s, iter(held), steps)
+        print(f"  model compute, {threads} thread(s): {per_step:.3f} s per step")
     torch.set_num_threads(2)
     for label, fused in (("per-tensor loop", False), ("fused kernel", True)):
         if fused:

@@ -86,7 +86,7 @@ def test_architecture_flags_cannot_change_a_pretrained_model(tmp_path):
             build_model(ModelArguments(model_name_or_path=str(tmp_path), **{flag: 3}))
 
 
-def test_attn_implementation_flag(tmp_path):
+def test_attn_implementation_flag():
     from ivt_hf.training import ModelArguments, build_model
 
     assert build_model(ModelArguments(attn_implementation="eager")).config._attn_implementation == "eager"
