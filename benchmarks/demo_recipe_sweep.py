@@ -11,6 +11,8 @@ fits the budget here. This script measures both sides separately:
     python benchmarks/demo_recipe_sweep.py train --data_root DIR --jobs N --out results.jsonl
     # where one step's time goes (data, compute on 2 and 1 threads, AdamW loop vs fused, text padding)
     python benchmarks/demo_recipe_sweep.py parts --data_root DIR --variants NAME
+    # the operators that take a step's time (torch.profiler)
+    python benchmarks/demo_recipe_sweep.py profile --data_root DIR --variants NAME --time_steps 10
     # the Markdown tables of benchmarks/README.md from result files
     python benchmarks/demo_recipe_sweep.py table --results benchmarks/results/demo_recipe_sweep_*.jsonl
 
@@ -512,6 +514,26 @@ def parts(name: str, data_root: Path, steps: int) -> None:
     )
 
 
+def profile(name: str, data_root: Path, steps: int) -> None:
+    """The operators that take a step's time (torch.profiler over `steps` held batches, 2 threads, CPU): the top 25
+    by self CPU time, forward and backward together."""
+    import torch
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    torch.set_num_threads(2)
+    data = read_raw(data_root)
+    s, model, _, loader, sampler, optimizer, scheduler = build(name, data, torch.device("cpu"))
+    stream = batches(loader, sampler)
+    held = [next(stream) for _ in range(steps + 2)]
+    for batch in held[:2]:  # warm-up: allocations, optimizer state
+        train_step(model, batch, optimizer, scheduler, s["clip"], "cpu", s["buckets"])
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for batch in held[2:]:
+            train_step(model, batch, optimizer, scheduler, s["clip"], "cpu", s["buckets"])
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=40))
+
+
 def table(paths: list[Path], relative_to: str | None = None, variants: list[str] | None = None) -> None:
     """Markdown table of JSONL results: test R@1 at every evaluated step, best variants first. Changes are listed
     against the base, or against the variant `relative_to`; `variants` (names) keeps only those rows."""
@@ -547,7 +569,7 @@ def table(paths: list[Path], relative_to: str | None = None, variants: list[str]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["time", "compute", "parts", "train", "one", "table"])
+    parser.add_argument("mode", choices=["time", "compute", "parts", "profile", "train", "one", "table"])
     parser.add_argument("--data_root", type=Path)
     parser.add_argument("--results", type=Path, nargs="*", default=[])
     parser.add_argument(
@@ -580,6 +602,8 @@ def main() -> None:
         return compute(args.variants, args.data_root, args.time_steps)
     if args.mode == "parts":
         return parts(args.variants[0], args.data_root, args.time_steps)
+    if args.mode == "profile":
+        return profile(args.variants[0], args.data_root, args.time_steps)
     if args.mode == "one":
         return run_variant(args.variants[0], args.data_root, args.out, args.eval_every)
     pending = list(args.variants)
