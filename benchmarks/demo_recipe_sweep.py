@@ -532,6 +532,16 @@ def profile(name: str, data_root: Path, steps: int) -> None:
         for batch in held[2:]:
             train_step(model, batch, optimizer, scheduler, s["clip"], "cpu", s["buckets"])
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=40))
+    print("matrix-product throughput of this torch build (2 threads, float32):")
+    for m, k, n in ((4752, 128, 384), (4752, 128, 256), (4752, 256, 128), (2048, 2048, 2048)):
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        for _ in range(3):
+            a @ b
+        start = time.perf_counter()
+        for _ in range(20):
+            a @ b
+        seconds = (time.perf_counter() - start) / 20
+        print(f"  ({m} x {k}) @ ({k} x {n}): {2 * m * k * n / seconds / 1e9:6.1f} GFLOP/s")
 
 
 def table(paths: list[Path], relative_to: str | None = None, variants: list[str] | None = None) -> None:
