@@ -1,11 +1,13 @@
-"""Training throughput (pairs/s) and peak memory of the tiny and base presets on CPU.
+"""Training throughput (pairs/s) and peak memory of the demo model and the base preset on CPU.
 
     python benchmarks/bench_training.py [--steps 3] [--threads 2]
 
 Each preset runs in its own subprocess (so peak RSS is its own): a real IVTTrainer step is forward of both
 modalities on 3B pairs (MLA), BMM token dropping, CMPM, backward and an optimizer step. Inputs are random tensors of
-the right shapes (data loading is not timed). tiny: the demo model (AdamW, batch 32 images = 96 pairs, 128x64);
-base: ViT-B/16 at 384x128 stride 16 (the RSTPReid setting; SGD as the reference), batch 4 images = 12 pairs.
+the right shapes (data loading is not timed). demo: the model and step of `ivt demo`'s recipe (the tiny preset with
+3 blocks, 128x64, 48 images = 144 pairs with one image per person, eager attention, texts in 3 length groups, fused
+AdamW as `build_optimizer` makes it); base: ViT-B/16 at 384x128 stride 16 (the RSTPReid setting; SGD as the
+reference), batch 4 images = 12 pairs, K = 4.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import sys
 import time
 
 SETTINGS = {
-    "tiny": {"preset": "tiny", "images": 32, "text_length": 48, "optim": "adamw"},
-    "base": {"preset": "base", "images": 4, "text_length": 64, "optim": "sgd"},
-}
+    "demo": {"preset": "tiny", "overrides": {"num_hidden_layers": 3, "initializer_range": 0.05}, "images": 48,
+             "images_per_id": 1, "text_length": 48, "optim": "adamw_torch", "attn": "eager", "buckets": 3},
+    "base": {"preset": "base", "overrides": {}, "images": 4, "images_per_id": 4, "text_length": 64, "optim": "sgd",
+             "attn": None, "buckets": None},
+}  # fmt: skip
 
 
 def worker(name: str, steps: int, threads: int) -> dict:
@@ -28,25 +32,29 @@ def worker(name: str, steps: int, threads: int) -> dict:
 
     from ivt_hf import IVTConfig, IVTModel
     from ivt_hf.losses import cmpm_loss
-    from ivt_hf.training import MODEL_PRESETS
+    from ivt_hf.training import MODEL_PRESETS, build_optimizer
 
     torch.set_num_threads(threads)
     setting = SETTINGS[name]
-    config = IVTConfig(**MODEL_PRESETS[setting["preset"]])
+    config = IVTConfig(**(MODEL_PRESETS[setting["preset"]] | setting["overrides"]))
     model = IVTModel(config).train()
+    if setting["attn"]:
+        model.set_attn_implementation(setting["attn"])
     pairs = 3 * setting["images"]
     if setting["optim"] == "sgd":
-        optimizer = torch.optim.SGD(model.parameters(), lr=5e-3, momentum=0.9, weight_decay=1e-4)
+        optimizer = build_optimizer(model, "sgd", lr=5e-3, weight_decay=1e-4)
     else:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        optimizer = build_optimizer(model, setting["optim"], lr=1e-3, weight_decay=0.01)
     pixel_values = torch.randn(pairs, 3, *config.image_size)
     input_ids = torch.randint(1000, 20000, (pairs, setting["text_length"]))
     attention_mask = torch.ones_like(input_ids)
     attention_mask[::3, setting["text_length"] // 3 :] = 0  # word-level texts are short
-    labels = torch.arange(pairs) // 12  # K = 4 images x 3 pairs per identity
+    attention_mask[1::3, setting["text_length"] // 2 :] = 0  # phrase-level texts are mid-length
+    labels = torch.arange(pairs) // (3 * setting["images_per_id"])  # K images x 3 pairs per identity
 
     def step() -> None:
-        output = model(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask)
+        output = model(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask,
+                       text_length_buckets=setting["buckets"])  # fmt: skip
         loss = cmpm_loss(output.image_embeds, output.text_embeds, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
