@@ -7,9 +7,9 @@ import torch
 from PIL import Image
 
 from ivt_hf import IVTProcessor
-from ivt_hf.collator import KeyedBatchSampler, MLACollator, TrainImageDataset
-from ivt_hf.text_levels import phrase_candidates, word_candidates
-from ivt_hf.transforms import TrainTransform
+from ivt_hf.training.batching import KeyedBatchSampler, MLACollator, TrainImageDataset
+from ivt_hf.training.text_levels import phrase_candidates, word_candidates
+from ivt_hf.training.transforms import TrainTransform
 
 CAPTIONS = [
     "A man wears a red jacket, blue jeans and white shoes. He carries a black backpack, and holds a phone.",

@@ -8,9 +8,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ivt_hf import IVTConfig, convert_original_checkpoint
-from ivt_hf.backbones import BackboneLayoutError, build_model_from_backbones
-from ivt_hf.convert_ivt_original_checkpoint import CheckpointConversionError, reference_to_hf_key
+from ivt_hf import IVTConfig
+from ivt_hf.conversion import (
+    BackboneLayoutError,
+    CheckpointConversionError,
+    build_model_from_backbones,
+    convert_original_checkpoint,
+    reference_to_hf_key,
+)
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +152,7 @@ def test_convert_script_writes_a_loadable_folder(fixtures_dir, tmp_path, referen
         )
 
 
-# ---- initialisation from public backbones (spec section 6) ----
+# ---- initialisation from public backbones (docs/design.md) ----
 
 
 def _tiny_backbone_config():

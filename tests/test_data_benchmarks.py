@@ -1,4 +1,4 @@
-"""The benchmark normaliser on tiny raw copies of the three layouts (spec section 5), good and broken."""
+"""The benchmark normaliser on tiny raw copies of the three layouts (docs/design.md, "Data"), good and broken."""
 
 from __future__ import annotations
 

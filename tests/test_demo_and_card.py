@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from ivt_hf import IVTConfig
-from ivt_hf.model_card import render_model_card
+from ivt_hf.hub import render_model_card
 
 
 def _model_index_values(meta: dict) -> dict[str, float]:
@@ -69,8 +69,8 @@ def test_demo_runs_end_to_end_at_toy_size(tmp_path, trust_remote_code):
         tmp_path / "demo",
         max_steps=4,
         split_ids={"train": 24, "validation": 6, "test": 6},
-        overrides=["--image_height", "64", "--image_width", "32", "--per_device_train_batch_size", "8",
-                   "--eval_steps", "2", "--save_steps", "2", "--logging_steps", "1", "--disable_tqdm", "true"],
+        overrides={"image_height": 64, "image_width": 32, "per_device_train_batch_size": 8, "eval_steps": 2,
+                   "save_steps": 2, "logging_steps": 1, "disable_tqdm": True},
     )  # fmt: skip
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert set(metrics) == {"R1", "R5", "R10", "mAP", "mINP"} and metrics == summary["metrics"]

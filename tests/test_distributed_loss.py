@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ivt_hf.losses import cmpm_loss
+from ivt_hf.training.losses import cmpm_loss
 
 WORKER = Path(__file__).parent / "helpers" / "gather_loss_worker.py"
 

@@ -10,7 +10,8 @@ import textwrap
 import torch
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor
 
-from ivt_hf import IVTConfig, IVTImageProcessor, IVTModel, IVTProcessor, save_model_folder
+from ivt_hf import IVTConfig, IVTImageProcessor, IVTModel, IVTProcessor
+from ivt_hf.hub import save_model_folder
 
 
 def _saved_model(tmp_path, config):

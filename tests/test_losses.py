@@ -1,4 +1,4 @@
-"""CMPM loss: the reference's numbers, a brute-force oracle, an analytic value and the spec's asymmetries."""
+"""CMPM loss: the reference's numbers, a brute-force oracle, an analytic value and the loss's asymmetries."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ivt_hf.losses import cmpm_loss, cmpm_loss_global, cmpm_loss_terms, gather_embeddings_and_labels
+from ivt_hf.training.losses import cmpm_loss, cmpm_loss_global, cmpm_loss_terms, gather_embeddings_and_labels
 
 FIXTURE = Path(__file__).parent / "fixtures" / "cmpm_reference.safetensors"
 
 
 def _oracle_cmpm(image: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, epsilon: float = 1e-8) -> float:
-    """Spec section 2 written with Python loops and floats, independent of the vectorised implementation."""
+    """The CMPM definition written with Python loops and floats, independent of the vectorised implementation."""
     image_rows, text_rows, ids = image.tolist(), text.tolist(), labels.tolist()
     pairs = len(ids)
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import ivt_hf.metrics as metrics_module
-from ivt_hf.metrics import EVALUATE_METRIC_PATH, PROTOCOLS, load_metric, retrieval_metrics
+import ivt_hf.evaluation.metrics as metrics_module
+from ivt_hf.evaluation.metrics import EVALUATE_METRIC_PATH, PROTOCOLS, load_metric, retrieval_metrics
 
 
 def oracle_metrics(similarity, query_pids, gallery_pids, protocol="standard", ks=(1, 5, 10)) -> dict[str, float]:

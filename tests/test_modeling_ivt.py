@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ivt_hf import IVTConfig, IVTModel
-from ivt_hf.modeling_ivt import drop_tokens
+from ivt_hf.model.modeling_ivt import drop_tokens
 
 
 def _inputs(config, image_batch=2, text_batch=3, seq=9, seed=0):

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from ivt_hf import IVTConfig, IVTImageProcessor, IVTProcessor
-from ivt_hf.processing_ivt import PACKAGED_VOCAB
+from ivt_hf.model.processing_ivt import PACKAGED_VOCAB
 
 
 def test_packaged_vocab_is_the_reference_vocab():

@@ -28,10 +28,9 @@ import pytest
 import torch
 import yaml
 
-from ivt_hf import IVTModel, IVTProcessor, save_model_folder
-from ivt_hf.hub import model_card_for_folder, read_folder_facts
-from ivt_hf.metrics import retrieval_metrics
-from ivt_hf.model_card import render_model_card, write_model_card
+from ivt_hf import IVTModel, IVTProcessor
+from ivt_hf.evaluation.metrics import retrieval_metrics
+from ivt_hf.hub import model_card_for_folder, read_folder_facts, save_model_card, save_model_folder
 
 TOKEN = "hf_testtoken123"  # fake; only the local server knows it
 REPO_ID = "ivt-tests/ivt-tiny-pushed"
@@ -113,9 +112,8 @@ def _model_folder(tmp_path: Path, config) -> tuple[Path, dict]:
     (folder / "evaluation.json").write_text(json.dumps(evaluation, indent=1))
     (folder / "training_facts.json").write_text(json.dumps(training, indent=1))
     (folder / "eval_results.json").write_text(json.dumps({"eval_loss": 1.0}))  # a Trainer's file: not a record
-    card = render_model_card(config, repo_id=str(folder), title="IVT tiny push fixture", evaluation=evaluation,
-                             training=training, provenance=DEMO_PROVENANCE)  # fmt: skip
-    write_model_card(folder, card)
+    save_model_card(folder, config, repo_id=str(folder), title="IVT tiny push fixture", evaluation=evaluation,
+                    training=training, provenance=DEMO_PROVENANCE)  # fmt: skip
 
     images = [torch.randint(0, 256, (3, 90, 40), dtype=torch.uint8, generator=torch.Generator().manual_seed(i))
               for i in range(2)]  # fmt: skip

@@ -13,8 +13,9 @@ from transformers import AutoModel, AutoProcessor
 
 from ivt_hf import IVTModel, IVTProcessor
 from ivt_hf.cli import main as ivt_main
-from ivt_hf.retrieval import GalleryIndex, encode_images, encode_texts, evaluate_split
-from ivt_hf.visualize import RetrievalRow, draw_retrieval
+from ivt_hf.evaluation import EvaluationRecord, encode_images, encode_texts, evaluate_split
+from ivt_hf.evaluation.pictures import RetrievalRow, draw_retrieval
+from ivt_hf.search import GalleryIndex
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +151,8 @@ def test_cli_evaluate_index_and_search(trained, gallery_folder, tmp_path, capsys
     assert code == 0
     report = json.loads((tmp_path / "eval.json").read_text())
     assert set(report["metrics"]) == {"R1", "R5", "R10", "mAP", "mINP"}
-    assert report["facts"]["split"] == "test" and report["facts"]["protocol"] == "standard"
+    assert (report["benchmark"], report["split"], report["protocol"]) == ("synthpedes", "test", "standard")
+    assert EvaluationRecord.load(tmp_path / "eval.json").to_dict() == report  # the one record shape, round trip
     assert report["baselines"]["oracle"]["R1"] > report["metrics"]["R1"] > report["baselines"]["random"]["R1"]
     assert (tmp_path / "eval.png").is_file()
     printed = capsys.readouterr().out

@@ -15,9 +15,9 @@ import pytest
 import torch
 from transformers import AutoModel, AutoProcessor
 
-from ivt_hf.data.benchmarks import load_benchmark_with_report
+from ivt_hf.data import load_benchmark_with_report
 from ivt_hf.demo import run_demo
-from ivt_hf.retrieval import GalleryIndex
+from ivt_hf.search import GalleryIndex
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ from PIL import Image
 
 from ivt_hf.data import BENCHMARKS, caption_view, load_benchmark
 from ivt_hf.data import synthpedes as synth
+from ivt_hf.data.synthpedes.captions import _COLOR_WORDS
 
 FIXTURE_IDS = {"train": 8, "validation": 2, "test": 2}
 FIXTURE_SIZE = (128, 64)
@@ -120,7 +121,7 @@ def test_captions_mention_what_they_say():
         assert "gender" in keys and text[0].isupper() and text.endswith(".")
         for key in keys:
             if key.endswith("_color") and key != "hair_color":
-                words = synth._COLOR_WORDS.get(attributes[key], (attributes[key],))
+                words = _COLOR_WORDS.get(attributes[key], (attributes[key],))
                 assert any(word in lowered for word in words), (key, attributes[key], text)
         if image.nuisance.view == "back":
             assert "glasses" not in keys and "glasses" not in lowered  # hidden from behind
@@ -161,7 +162,7 @@ def test_cache_generates_once_and_reuses(tmp_path, monkeypatch):
     def no_rendering(*args, **kwargs):
         raise AssertionError("a matching cache must be reused")
 
-    monkeypatch.setattr(synth, "write_plan", no_rendering)
+    monkeypatch.setattr("ivt_hf.data.synthpedes.storage.write_plan", no_rendering)  # where ensure_generated looks
     second = load_benchmark("synthpedes", tmp_path, **kwargs)
     assert second["test"]["captions"] == first["test"]["captions"]
     with pytest.raises(AssertionError, match="must be reused"):  # another seed is another folder
@@ -200,7 +201,7 @@ def test_synth_command(tmp_path, capsys):
 
 
 def recall_at_1(similarity: torch.Tensor, query_pids: torch.Tensor, gallery_pids: torch.Tensor) -> float:
-    """Brute-force R@1 in percent (the package metric lives in ivt_hf.metrics)."""
+    """Brute-force R@1 in percent (the package metric lives in ivt_hf.evaluation.metrics)."""
     return 100.0 * (gallery_pids[similarity.argmax(dim=1)] == query_pids).float().mean().item()
 
 
@@ -234,7 +235,7 @@ def test_random_is_at_chance_and_oracle_near_its_ceiling():
     oracle = synth.oracle_similarity(inputs["query_attributes"], inputs["gallery_attributes"], seed=0)
     oracle_r1 = recall_at_1(oracle, query_pids, gallery_pids)
     # Captions that omit the one attribute telling siblings apart keep the ceiling below 100 (ties are broken at
-    # random). synthetic.md measured 91.6% on its prototype; this generator gives 88.5% on average over seeds 0-7
+    # random). the design's prototype measured 91.6%; this generator gives 88.5% on average over seeds 0-7
     # (84.6 to 91.0) at 200 test ids, and 90.0% for this seed.
     assert 82.0 <= oracle_r1 <= 96.0, oracle_r1
 
@@ -265,12 +266,13 @@ def test_baselines_rebuild_attributes_from_a_loaded_dataset(fixture_folder):
         position = image.captions.index(query["caption"])
         assert query_attributes == {key: image.identity.attributes[key] for key in image.mentions[position]}
 
-    pytest.importorskip("ivt_hf.metrics")
-    results = synth.baselines(folder)
+    from ivt_hf.evaluation.baselines import synthpedes_baselines
+
+    results = synthpedes_baselines(folder)
     assert set(results) == {"random", "oracle"}
     assert set(results["oracle"]) >= {"R1", "R5", "R10", "mAP", "mINP"}
     assert results["oracle"]["R1"] >= results["random"]["R1"]
-    assert synth.baselines(dataset) == results  # a loaded DatasetDict or its folder: the same numbers
+    assert synthpedes_baselines(dataset) == results  # a loaded DatasetDict or its folder: the same numbers
 
 
 def test_baselines_refuse_other_data():

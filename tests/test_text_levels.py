@@ -1,4 +1,5 @@
-"""MLA text levels (spec 2.1) on tricky captions; every expected value is worked out by hand from the rules."""
+"""MLA text levels (docs/design.md, "Training objective") on tricky captions; every expected value is worked out
+by hand from the rules."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import random
 
 import pytest
 
-from ivt_hf.text_levels import phrase_candidates, sample_text_levels, sentence_level, word_candidates
+from ivt_hf.training.text_levels import phrase_candidates, sample_text_levels, sentence_level, word_candidates
 
 # caption -> (phrase candidates, word candidates), in order
 CASES = {

@@ -16,8 +16,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ivt_hf.losses import cmpm_loss
 from ivt_hf.training import build_trainer, parse_args
+from ivt_hf.training.losses import cmpm_loss
 
 ROOT = Path(__file__).parents[1]
 TRAIN_SCRIPT = ROOT / "scripts" / "train.py"
@@ -188,7 +188,7 @@ def test_it_learns_on_synthpedes(trained_tiny_run):
     held-out people."""
     from transformers import AutoModel, AutoProcessor
 
-    from ivt_hf.retrieval import evaluate_split
+    from ivt_hf.evaluation import evaluate_split
 
     model = AutoModel.from_pretrained(trained_tiny_run.model_dir).eval()
     processor = AutoProcessor.from_pretrained(trained_tiny_run.model_dir)
@@ -197,7 +197,7 @@ def test_it_learns_on_synthpedes(trained_tiny_run):
     print(f"trained fixture, test metrics: {evaluation.metrics}")
     chance = 100.0 / len(set(test_split["person_id"]))  # about 1% with 100 test identities
     # the tiny transformer learns slowly from scratch: after 400 steps R@1 is about 7x chance (measured 7.7%) and
-    # R@10 about 4x (42%); a model that learned nothing stays at 1x (learning curves: benchmarks/README.md)
+    # R@10 about 4x (42%); a model that learned nothing stays at 1x (learning curves: experiments/README.md)
     assert evaluation.metrics["R1"] > 4 * chance, evaluation.metrics
     assert evaluation.metrics["R10"] > 20, evaluation.metrics  # chance R@10 is about 10% here
     assert trained_tiny_run.train_results["world_size"] == 1

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ivt_hf.transforms import EvalTransform, TrainTransform
+from ivt_hf.training.transforms import EvalTransform, TrainTransform
 
 SMALL = (48, 16)  # (H, W): keeps the per-call cost tiny
 

@@ -2,24 +2,46 @@
 
 Importing the package registers `IVTConfig`, `IVTModel`, `IVTImageProcessor` and `IVTProcessor` with the transformers
 Auto classes, so `AutoModel.from_pretrained(folder)` and `AutoProcessor.from_pretrained(folder)` work.
+
+The package by role (a part imports only the parts listed before it):
+    model/       the four modules that travel with the weights
+    data/        benchmark specs, the one schema, the one normaliser, loaders; SynthPEDES
+    evaluation/  metrics, encoding, split evaluation, evaluation records, pictures
+    search/      the gallery index of your own images
+    hub/         folder saving, model cards, pushing
+    conversion/  the authors' checkpoints and public backbones into IVT
+    training/    trainer, train entry point, batching, text levels, transforms, losses, distributed helpers
+    demo.py      `ivt demo`
+    cli/         the `ivt` command (also `python -m ivt_hf`)
 """
 
-from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor
+from importlib.metadata import PackageNotFoundError, version
 
-from .backbones import build_model_from_backbones, load_backbones
-from .configuration_ivt import IVTConfig
-from .convert_ivt_original_checkpoint import convert_original_checkpoint
-from .hub import register_for_remote_code, save_model_folder
-from .image_processing_ivt import IVTImageProcessor
-from .modeling_ivt import IVTModel, IVTOutput, IVTPreTrainedModel
-from .processing_ivt import IVTProcessor
+from .model import IVTConfig, IVTImageProcessor, IVTModel, IVTOutput, IVTPreTrainedModel, IVTProcessor
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("ivt_hf")  # written once, in pyproject.toml
+except PackageNotFoundError:  # a source tree on sys.path without an install
+    __version__ = "unknown"
 
-AutoConfig.register("ivt", IVTConfig, exist_ok=True)
-AutoModel.register(IVTConfig, IVTModel, exist_ok=True)
-AutoImageProcessor.register(IVTConfig, image_processor_classes={"pil": IVTImageProcessor}, exist_ok=True)
-AutoProcessor.register(IVTConfig, IVTProcessor, exist_ok=True)
+# Names ivt_hf 0.1 exported from the root, now living in their parts; loaded on first use so that importing the root
+# (which every submodule import does) stays the model part only.
+_MOVED = {
+    "build_model_from_backbones": "ivt_hf.conversion",
+    "load_backbones": "ivt_hf.conversion",
+    "convert_original_checkpoint": "ivt_hf.conversion",
+    "register_for_remote_code": "ivt_hf.hub",
+    "save_model_folder": "ivt_hf.hub",
+}
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        import importlib
+
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module 'ivt_hf' has no attribute {name!r}")
+
 
 __all__ = [
     "IVTConfig",

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -17,7 +16,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-RECIPES = Path(__file__).resolve().parent / "recipes"
+from .training.arguments import RECIPES
+
 DEMO_RECIPE = RECIPES / "synthpedes-cpu.json"
 
 
@@ -49,18 +49,24 @@ def run_demo(
     seed: int = 0,
     threads: int | None = None,
     split_ids: dict[str, int] | None = None,
-    overrides: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the demo; returns the summary (also written to `output_dir/summary.json`)."""
+    """Run the demo; returns the summary (also written to `output_dir/summary.json`).
+
+    `overrides` replaces settings of the demo recipe (`recipes/synthpedes-cpu.json`), named as the training flags.
+    """
+    import datasets
     import torch
     from transformers import AutoModel, AutoProcessor
 
-    from .data.synthpedes import baselines
-    from .evaluation_cli import format_metrics_table
-    from .model_card import render_model_card, write_model_card
-    from .retrieval import GalleryIndex, evaluate_split
-    from .training import build_trainer, parse_args, save_final_model
-    from .visualize import RetrievalRow, draw_retrieval, rows_from_evaluation
+    from .evaluation.baselines import synthpedes_baselines
+    from .evaluation.pictures import RetrievalRow, draw_retrieval, rows_from_evaluation
+    from .evaluation.record import EvaluationRecord
+    from .evaluation.split_evaluation import evaluate_split
+    from .hub.card import save_model_card
+    from .search.index import GalleryIndex
+    from .training.arguments import recipe_arguments
+    from .training.train import prepare_training, save_final_model
 
     started = time.perf_counter()
     if threads:
@@ -68,18 +74,16 @@ def run_demo(
     output_dir = Path(output_dir)
     data_root, run_dir, model_dir = output_dir / "data", output_dir / "run", output_dir / "model"
     split_ids = split_ids or {"train": 1000, "validation": 100, "test": 200}
-    argv = [
-        str(DEMO_RECIPE), "--data_root", str(data_root), "--output_dir", str(run_dir), "--seed", str(seed),
-        "--synth_train_ids", str(split_ids["train"]), "--synth_validation_ids", str(split_ids["validation"]),
-        "--synth_test_ids", str(split_ids["test"]),
-        *(["--max_steps", str(max_steps)] if max_steps else []), *(overrides or []),
-    ]  # fmt: skip
-    model_args, data_args, training_args = parse_args(argv)
+    settings = {
+        "data_root": str(data_root), "output_dir": str(run_dir), "seed": seed,
+        "synth_train_ids": split_ids["train"], "synth_validation_ids": split_ids["validation"],
+        "synth_test_ids": split_ids["test"], **({"max_steps": max_steps} if max_steps else {}), **(overrides or {}),
+    }  # fmt: skip
+    model_args, data_args, training_args = recipe_arguments(DEMO_RECIPE, **settings)
 
     _section("1/5 SynthPEDES")
-    trainer = build_trainer(model_args, data_args, training_args)  # generates the benchmark on first use
+    trainer, data = prepare_training(model_args, data_args, training_args)  # generates the benchmark on first use
     image_size = tuple(trainer.model.config.image_size)
-    data = trainer.benchmark
     for split, rows in data.items():
         print(f"{split:>10}: {len(set(rows['person_id'])):>5} people {len(rows):>6} images "
               f"{sum(len(c) for c in rows['captions']):>6} captions")  # fmt: skip
@@ -100,20 +104,19 @@ def run_demo(
 
     _section("3/5 evaluation on the SynthPEDES test split")
     evaluation = evaluate_split(trainer.model, trainer.processing_class, data["test"])
-    floor_ceiling = baselines(data["test"], split="test")
-    print(format_metrics_table({"random (floor)": floor_ceiling["random"], "IVT (this run)": evaluation.metrics,
-                                "oracle (ceiling)": floor_ceiling["oracle"]}))  # fmt: skip
+    floor_ceiling = synthpedes_baselines(data["test"], split="test")
+    evaluation_record = EvaluationRecord(
+        benchmark="synthpedes",
+        split="test",
+        protocol="standard",
+        metrics=evaluation.metrics,
+        facts=evaluation.facts,
+        baselines=floor_ceiling,
+    )
+    print(evaluation_record.table("IVT (this run)"))
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "metrics.json").write_text(json.dumps(evaluation.metrics, indent=1))
-    evaluation_record = {
-        "benchmark": "synthpedes",
-        "split": "test",
-        "protocol": "standard",
-        "metrics": evaluation.metrics,
-        "facts": evaluation.facts,
-        "baselines": floor_ceiling,
-    }
-    (output_dir / "evaluation.json").write_text(json.dumps(evaluation_record, indent=1))
+    evaluation_record.save(output_dir / "evaluation.json")
 
     _section("4/5 saving and reloading")
     save_final_model(trainer, model_dir)
@@ -129,7 +132,8 @@ def run_demo(
         f"wd {training_args.weight_decay}, "
         f"{getattr(training_args.lr_scheduler_type, 'value', training_args.lr_scheduler_type)} schedule",
         "initialisation": f"random, std {trainer.model.config.initializer_range}",
-        "train seconds (2-core CPU)": round(train_seconds, 1),
+        "train seconds": round(train_seconds, 1),
+        "hardware": f"CPU, {torch.get_num_threads()} threads",
         "seed": seed,
         "recipe": "ivt_hf/recipes/synthpedes-cpu.json",
     }
@@ -138,7 +142,8 @@ def run_demo(
         "initialisation on SynthPEDES, a procedural benchmark of drawn pedestrians. They show the package working "
         "end to end; they are NOT a model of real pedestrians and should not be used on real images."
     )
-    card = render_model_card(
+    save_model_card(
+        model_dir,
         trainer.model.config,
         repo_id=str(model_dir),
         title="IVT tiny, trained on SynthPEDES by `ivt demo`",
@@ -148,18 +153,17 @@ def run_demo(
         provenance=provenance,
         num_parameters=num_parameters,
     )
-    write_model_card(model_dir, card)
     # the folder is what gets shared: it carries the facts its card was generated from
-    (model_dir / "evaluation.json").write_text(json.dumps(evaluation_record, indent=1))
-    (model_dir / "training_facts.json").write_text(json.dumps(training_facts | {"provenance": provenance}, indent=1))
+    evaluation_record.save(model_dir / "evaluation.json")
+    (model_dir / "training_facts.json").write_text(json.dumps(training_facts, indent=1))
     model = AutoModel.from_pretrained(model_dir).eval()
     processor = AutoProcessor.from_pretrained(model_dir)
     print(f"reloaded {type(model).__name__} + {type(processor).__name__} from {model_dir}")
 
     _section("5/5 searching the test gallery")
     test = data["test"]
-    folder = next(path for path in data_root.iterdir() if (path / "synthpedes_meta.json").is_file())
-    index = GalleryIndex.build(model, processor, [folder / path for path in test["image_path"]], progress=False)
+    image_files = [image["path"] for image in test.cast_column("image", datasets.Image(decode=False))["image"]]
+    index = GalleryIndex.build(model, processor, image_files, progress=False)
     path_to_pid = dict(zip(index.paths, test["person_id"]))
     examples = [evaluation.captions[0], evaluation.captions[len(evaluation.captions) // 2]]
     example_pids = [int(evaluation.query_pids[0]), int(evaluation.query_pids[len(evaluation.captions) // 2])]
@@ -207,17 +211,4 @@ def run_demo(
     return summary
 
 
-def _handler(args: argparse.Namespace) -> int:
-    run_demo(args.output_dir, max_steps=args.max_steps, time_budget_minutes=args.time_budget_minutes, seed=args.seed,
-             threads=args.threads)  # fmt: skip
-    return 0
-
-
-def register(subparsers) -> None:
-    demo = subparsers.add_parser("demo", help="train, evaluate, save, reload and search on SynthPEDES (CPU, minutes)")
-    demo.add_argument("--output_dir", default="outputs/demo")
-    demo.add_argument("--max_steps", type=int, default=None, help="default: the recipe's")
-    demo.add_argument("--time_budget_minutes", type=float, default=5.0, help="stop training after this wall time")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--threads", type=int, default=None)
-    demo.set_defaults(handler=_handler)
+__all__ = ["DEMO_RECIPE", "TimeBudget", "run_demo"]

@@ -1,8 +1,8 @@
 """A Hub-protocol server on 127.0.0.1, so that tests can run the real `push_to_hub` and `from_pretrained` offline.
 
-No installable server accepts Hub uploads here (see `../shared/design/platform_notes.md`), so this module implements
-the HTTP endpoints that huggingface_hub 2.4.0 calls for a push followed by a download, with the URLs, headers and
-JSON shapes its client code reads (file references are to `huggingface_hub/` in the venv):
+No Hub server is reachable from the test machines and no installable server accepts Hub uploads, so this module
+implements the HTTP endpoints that huggingface_hub 2.4.0 calls for a push followed by a download, with the URLs,
+headers and JSON shapes its client code reads (file references are to `huggingface_hub/` in the venv):
 
 Hub origin (`LocalHub.url`, what `HF_ENDPOINT` points at):
     POST /api/repos/create                               hf_api.py `create_repo` (409 when it exists)

@@ -1,0 +1,44 @@
+"""`ivt convert`: an IVT checkpoint written by the authors' code -> a `from_pretrained` folder.
+
+    ivt convert --checkpoint_path best.pth --output_dir ivt-cuhk
+
+The folder holds the model (safetensors), the processor (image processor + bert-base-uncased tokenizer) and the
+modules for `trust_remote_code=True`. Widths and the patch stride are read from the tensor shapes; the head count
+cannot be, so it defaults to hidden_size // 64 (12 for ViT-B).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from . import flag
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from ..conversion.original_checkpoint import convert_to_folder
+
+    logging.basicConfig(level=logging.WARNING)
+    report = convert_to_folder(
+        args.checkpoint_path,
+        args.output_dir,
+        image_size=tuple(args.image_size),
+        num_attention_heads=args.num_attention_heads,
+        vocab_file=args.vocab_file,
+    )
+    print(report.summary())
+    print(f"wrote {args.output_dir}")
+    return 0
+
+
+def register(subparsers) -> None:
+    convert = subparsers.add_parser(
+        "convert", help="convert an authors' IVT checkpoint into a from_pretrained folder", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    convert.add_argument(*flag("--checkpoint_path"), required=True, help="the reference .pth (loaded weights-only)")
+    convert.add_argument(*flag("--output_dir"), required=True, help="folder to write")
+    convert.add_argument(*flag("--image_size"), type=int, nargs=2, default=(384, 128), metavar=("H", "W"))
+    convert.add_argument(*flag("--num_attention_heads"), type=int, default=None, help="default: hidden_size // 64")
+    convert.add_argument(*flag("--vocab_file"), default=None, help="WordPiece vocab (default: bert-base-uncased's)")
+    convert.set_defaults(handler=run_convert)

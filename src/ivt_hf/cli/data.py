@@ -1,0 +1,142 @@
+"""`ivt data prepare | stats | synth`: thin wrappers over `ivt_hf.data` (heavy imports stay inside the handlers).
+
+ivt data prepare --benchmark cuhk-pedes --root ~/data/CUHK-PEDES --output_dir ~/data/cuhk-prepared
+ivt data stats ~/data/cuhk-prepared
+ivt data synth --num_ids 1300 --image_size 384 128 --seed 0 --layout cuhk-pedes --output_dir ~/data/synthpedes
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+from ..data.specs import BENCHMARK_NAMES, BENCHMARKS, SPLITS, get_spec
+from . import CommandError, flag
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    data = subparsers.add_parser("data", help="prepare, inspect and generate benchmarks")
+    commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+
+    prepare = commands.add_parser(
+        "prepare", help="normalise a raw benchmark copy and save it self-contained (images embedded)"
+    )
+    prepare.add_argument("--benchmark", required=True, choices=BENCHMARK_NAMES)
+    prepare.add_argument("--root", required=True, help="the raw copy (annotation JSON + imgs/)")
+    prepare.add_argument(*flag("--output_dir"), "--output", dest="output_dir", required=True,
+                         help="folder for the saved DatasetDict")  # fmt: skip
+    prepare.add_argument(*flag("--on_invalid"), dest="on_invalid", choices=("error", "skip"), default="error")
+    prepare.add_argument(*flag("--no_verify_images"), dest="verify_images", action="store_false", help="skip decoding")
+    prepare.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    prepare.set_defaults(handler=run_prepare)
+
+    stats = commands.add_parser("stats", help="ids / images / captions per split")
+    stats.add_argument("path", help="a prepared folder, or a raw copy together with --benchmark")
+    stats.add_argument("--benchmark", choices=BENCHMARK_NAMES, help="read PATH as this raw benchmark")
+    stats.set_defaults(handler=run_stats)
+
+    synth = commands.add_parser("synth", help="generate SynthPEDES in the raw layout of a real benchmark")
+    synth.add_argument(*flag("--num_ids"), dest="num_ids", type=int, default=None, help="default 1300")
+    synth.add_argument(
+        *flag("--split_ids"),
+        dest="split_ids",
+        type=int,
+        nargs=3,
+        metavar=("TRAIN", "VAL", "TEST"),
+        help="identities per split instead of --num_ids (VAL is ignored by the icfg-pedes layout)",
+    )
+    synth.add_argument(
+        *flag("--image_size"),
+        dest="image_size",
+        type=int,
+        nargs=2,
+        default=[384, 128],
+        metavar=("H", "W"),
+        help="rendered image size, default 384 128 (the IVT input)",
+    )
+    synth.add_argument(
+        *flag("--images_per_id"),
+        dest="images_per_id",
+        type=int,
+        nargs=2,
+        default=[2, 4],
+        metavar=("MIN", "MAX"),
+    )
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--layout", choices=tuple(BENCHMARKS), default="cuhk-pedes")
+    synth.add_argument(*flag("--output_dir"), "--output", dest="output_dir", required=True)
+    synth.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    synth.set_defaults(handler=run_synth)
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    from ..data.loading import load_benchmark_with_report
+    from ..data.schema import split_counts
+
+    output = Path(args.output_dir)
+    if output.exists() and any(output.iterdir()):
+        if not args.overwrite:
+            raise CommandError(f"{str(output)!r} is not empty; pass --overwrite to replace it")
+        shutil.rmtree(output)
+    start = time.perf_counter()
+    dataset, report = load_benchmark_with_report(
+        args.benchmark, args.root, on_invalid=args.on_invalid, verify_images=args.verify_images
+    )
+    if report is not None:
+        print(report.format())
+    dataset.save_to_disk(str(output))  # embeds the image bytes: the output no longer needs the raw folder
+    images = sum(split_counts(split).images for split in dataset.values())
+    seconds = time.perf_counter() - start
+    print(
+        f"wrote {images} images to {output} in {seconds:.1f} s ({1000 * seconds / max(images, 1):.2f} s / 1,000 images)"
+    )
+    return 0
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    from ..data.loading import load_benchmark_with_report
+    from ..data.prepared import is_prepared, load_prepared
+    from ..data.schema import format_counts_table, split_counts
+
+    if args.benchmark is None and not is_prepared(args.path):
+        raise CommandError(f"{args.path!r} is not a prepared folder; to read a raw copy, add --benchmark NAME")
+    if is_prepared(args.path):
+        dataset = load_prepared(args.path)
+    else:
+        dataset, _ = load_benchmark_with_report(args.benchmark, args.path, verify_images=False)
+    counts = {split: split_counts(split_dataset) for split, split_dataset in dataset.items()}
+    sources = sorted({source for split_dataset in dataset.values() for source in split_dataset.unique("source")})
+    print(f"{args.path} ({', '.join(sources)})")
+    print(format_counts_table(counts))
+    return 0
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    from ..data.synthpedes import generate
+
+    split_ids = None
+    if args.split_ids is not None:
+        if args.num_ids is not None:
+            raise CommandError("give --num_ids or --split_ids, not both")
+        layout_splits = get_spec(args.layout).splits  # ICFG-PEDES has no validation split: its VAL is ignored
+        split_ids = {split: ids for split, ids in zip(SPLITS, args.split_ids) if split in layout_splits}
+    start = time.perf_counter()
+    synth_plan = generate(
+        args.output_dir,
+        num_ids=args.num_ids,
+        split_ids=split_ids,
+        image_size=args.image_size,
+        seed=args.seed,
+        layout=args.layout,
+        images_per_id=args.images_per_id,
+        overwrite=args.overwrite,
+    )
+    seconds = time.perf_counter() - start
+    images = len(synth_plan.images)
+    print(
+        f"SynthPEDES ({args.layout} layout, seed {args.seed}): {len(synth_plan.identities)} identities, {images} "
+        f"images in {args.output_dir} ({seconds:.1f} s, {images / max(seconds, 1e-9):.0f} images/s)"
+    )
+    return 0

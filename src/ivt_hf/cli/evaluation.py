@@ -1,0 +1,85 @@
+"""`ivt evaluate`: R@1/5/10, mAP and mINP of a model on a benchmark split, written as an `EvaluationRecord`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..data.specs import BENCHMARK_NAMES, SYNTHPEDES
+from . import CommandError, flag
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..data.loading import load_benchmark
+    from ..evaluation.baselines import synthpedes_baselines
+    from ..evaluation.pictures import draw_retrieval, rows_from_evaluation
+    from ..evaluation.record import EvaluationRecord
+    from ..evaluation.split_evaluation import evaluate_split
+    from ..hub.folder import load_model_and_processor
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, processor = load_model_and_processor(args.model)
+    data = load_benchmark(args.benchmark, args.root)
+    if args.split not in data:
+        raise CommandError(f"{args.benchmark} has no split {args.split!r} (splits: {', '.join(data)})")
+    image_split = data[args.split]
+    evaluation = evaluate_split(
+        model,
+        processor,
+        image_split,
+        protocol=args.protocol,
+        official_every_second_gallery_row=args.official_gallery,
+        batch_size=args.batch_size,
+        max_queries=args.max_queries,
+    )
+    record = EvaluationRecord(
+        benchmark=args.benchmark,
+        split=args.split,
+        protocol=args.protocol,
+        metrics=evaluation.metrics,
+        facts={"model": str(args.model), "root": str(args.root), **evaluation.facts},
+        baselines=synthpedes_baselines(image_split, split=args.split) if args.benchmark == SYNTHPEDES else None,
+    )
+    print(f"{args.benchmark} {args.split}: {evaluation.facts['num_queries']} queries, "
+          f"{evaluation.facts['num_gallery']} gallery images, protocol {args.protocol}")  # fmt: skip
+    print(record.table())
+    if args.output:
+        output = Path(args.output)
+    elif Path(args.model).is_dir():
+        output = Path(args.model) / f"eval_{args.benchmark}_{args.split}.json"
+    else:  # a Hub repo id: no folder to write beside the weights
+        output = Path(f"eval_{args.model.replace('/', '--')}_{args.benchmark}_{args.split}.json")
+    record.save(output)
+    print(f"wrote {output}")
+    if args.show:
+        step = max(1, len(evaluation.captions) // args.num_show)
+        queries = list(range(0, len(evaluation.captions), step))[: args.num_show]
+        draw_retrieval(rows_from_evaluation(evaluation, image_split, queries), args.show,
+                       title=f"{args.benchmark} {args.split}: top-10 per query (green = right person)")  # fmt: skip
+        print(f"wrote {args.show}")
+    return 0
+
+
+def register(subparsers) -> None:
+    evaluate = subparsers.add_parser("evaluate", help="R@1/5/10, mAP, mINP of a model on a benchmark split")
+    evaluate.add_argument("--model", required=True, help="a from_pretrained folder or a Hub repo id")
+    evaluate.add_argument("--benchmark", required=True, choices=BENCHMARK_NAMES)
+    evaluate.add_argument("--root", required=True, help="raw or prepared benchmark folder")
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--protocol", default="standard", choices=["standard", "official"])
+    evaluate.add_argument(
+        *flag("--official_gallery"),
+        action="store_true",
+        help="the reference's every-second-caption-row gallery (for comparing with its logs)",
+    )
+    evaluate.add_argument(*flag("--batch_size"), type=int, default=64)
+    evaluate.add_argument(*flag("--max_queries"), type=int, default=None)
+    evaluate.add_argument("--threads", type=int, default=None)
+    evaluate.add_argument("--output", help="the evaluation record, JSON (default: MODEL/eval_BENCHMARK_SPLIT.json, or "
+                          "./eval_ORG--NAME_BENCHMARK_SPLIT.json for a Hub model)")  # fmt: skip
+    evaluate.add_argument("--show", help="write a picture of the top-10 for a few queries (PNG)")
+    evaluate.add_argument(*flag("--num_show"), type=int, default=4)
+    evaluate.set_defaults(handler=run_evaluate)

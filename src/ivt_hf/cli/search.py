@@ -1,0 +1,67 @@
+"""`ivt index build` and `ivt search`: a gallery index of your own images, searched by description."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from . import CommandError, flag
+
+
+def run_index_build(args: argparse.Namespace) -> int:
+    from ..hub.folder import load_model_and_processor
+    from ..search.index import GalleryIndex
+
+    model, processor = load_model_and_processor(args.model)
+    model_name = str(Path(args.model).resolve()) if Path(args.model).is_dir() else args.model  # folder or repo id
+    index = GalleryIndex.build(model, processor, args.images, batch_size=args.batch_size, on_invalid=args.on_invalid,
+                               model_name_or_path=model_name)  # fmt: skip
+    index.save(args.output_dir)
+    print(f"indexed {len(index)} images from {args.images} -> {args.output_dir}")
+    for skipped in index.skipped:
+        print(f"skipped {skipped['path']}: {skipped['error']}")
+    return 0
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from ..evaluation.pictures import RetrievalRow, draw_retrieval
+    from ..hub.folder import load_model_and_processor
+    from ..search.index import GalleryIndex
+
+    index = GalleryIndex.load(args.index)
+    model_dir = args.model or index.manifest.get("model")
+    if not model_dir:
+        raise CommandError("the index does not name its model; pass --model")
+    model, processor = load_model_and_processor(model_dir)
+    results = index.search(args.queries, model, processor, k=args.k, use_faiss=args.faiss)
+    rows = []
+    for query, hits in zip(args.queries, results):
+        print(f"\n{query}")
+        for hit in hits:
+            print(f"  {hit.rank:>2}. {hit.score:.3f}  {hit.path}")
+        rows.append(RetrievalRow(query, [index.resolve(hit.path) for hit in hits], None, [h.score for h in hits]))
+    if args.show:
+        draw_retrieval(rows, args.show, title=f"search over {len(index)} images")
+        print(f"\nwrote {args.show}")
+    return 0
+
+
+def register(subparsers) -> None:
+    index = subparsers.add_parser("index", help="gallery indexes of your own images")
+    index_commands = index.add_subparsers(dest="index_command", required=True, metavar="COMMAND")
+    build = index_commands.add_parser("build", help="encode a folder of images into an index")
+    build.add_argument("--model", required=True, help="a from_pretrained folder or a Hub repo id")
+    build.add_argument("--images", required=True, help="folder of images (searched recursively)")
+    build.add_argument(*flag("--output_dir"), "--output", dest="output_dir", required=True, help="index folder")
+    build.add_argument(*flag("--batch_size"), type=int, default=64)
+    build.add_argument(*flag("--on_invalid"), choices=["error", "skip"], default="error")
+    build.set_defaults(handler=run_index_build)
+
+    search = subparsers.add_parser("search", help="find the images that best match a description")
+    search.add_argument("--index", required=True, help="a folder written by `ivt index build`")
+    search.add_argument("queries", nargs="+", help="one or more descriptions")
+    search.add_argument("-k", type=int, default=10)
+    search.add_argument("--model", help="default: the model the index was built with")
+    search.add_argument("--faiss", action="store_true", help="use a FAISS index (pip install 'ivt_hf[faiss]')")
+    search.add_argument("--show", help="write a picture of the results (PNG)")
+    search.set_defaults(handler=run_search)

@@ -1,0 +1,224 @@
+"""Convert the IVT authors' checkpoints into an `IVTModel` (and a `save_pretrained` folder).
+
+The reference training code saves a legacy pickle `{'state_dict', 'optimizer', 'epoch', 'best_acc'}` whose encoder
+keys start with `encoder_vl.` (and `module.` after DDP training); a pre-training checkpoint adds `encoder_fusion.*` and
+`itm.*`. Only tensors are read (`torch.load(..., weights_only=True)`); every width and the patch stride come from the
+tensor shapes, and every key that is not used is reported, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..hub.folder import save_model_folder
+from ..model.configuration_ivt import IVTConfig
+from ..model.modeling_ivt import IVTModel
+from ..model.processing_ivt import IVTProcessor
+from .key_map import BLOCK_KEY, reference_to_hf_key
+
+logger = logging.getLogger(__name__)
+
+ENCODER_PREFIX = "encoder_vl."
+# keys of the reference model that the retrieval encoder does not use (classifier, BN neck, temperature, the
+# pre-training fusion encoder and image-text matching head) and the text-position buffer
+KNOWN_UNUSED_PREFIXES = ("temp", "classifier_img.", "bottleneck_img.", "encoder_fusion.", "itm.")
+KNOWN_UNUSED_ENCODER_KEYS = ("embeddings.position_ids",)
+
+class CheckpointConversionError(ValueError):
+    """The file is not an IVT checkpoint this converter understands; the message says what does not fit."""
+
+
+@dataclass
+class ConversionReport:
+    config: IVTConfig
+    dropped_keys: list[str] = field(default_factory=list)
+    source_format: str = ""
+
+    def summary(self) -> str:
+        grid_y, grid_x = self.config.grid_size
+        lines = [
+            f"format: {self.source_format}",
+            f"hidden {self.config.hidden_size}, layers {self.config.num_hidden_layers}, heads "
+            f"{self.config.num_attention_heads}, intermediate {self.config.intermediate_size}, vocab "
+            f"{self.config.vocab_size}, text positions {self.config.max_position_embeddings}",
+            f"image {tuple(self.config.image_size)}, patch {self.config.patch_size}, stride "
+            f"{self.config.patch_stride} ({grid_y} x {grid_x} patches)",
+            f"dropped {len(self.dropped_keys)} unused keys: {', '.join(self.dropped_keys) or '-'}",
+        ]
+        return "\n".join(lines)
+
+
+def load_reference_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
+    """Read a reference checkpoint with `weights_only=True`; unwrap `{'state_dict': ...}` and strip `module.`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # an object other than tensors, a zip of something else, a truncated file
+        # torch's own message suggests weights_only=False, which would run arbitrary code: never offer that
+        raise CheckpointConversionError(
+            f"{path} could not be read as a tensors-only torch checkpoint (weights_only=True): it holds objects other "
+            f"than tensors and plain containers, or is not a torch file ({type(error).__name__})"
+        ) from error
+    source_format = "bare state dict"
+    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
+        loaded, source_format = loaded["state_dict"], "training checkpoint {'state_dict', ...}"
+    if not isinstance(loaded, dict) or not all(isinstance(value, torch.Tensor) for value in loaded.values()):
+        raise CheckpointConversionError(f"{path} does not hold a state dict of tensors (got {type(loaded).__name__})")
+    if loaded and all(key.startswith("module.") for key in loaded):
+        loaded = {key[len("module.") :]: value for key, value in loaded.items()}
+        source_format += ", DDP 'module.' prefix"
+    return loaded, source_format
+
+
+def infer_patch_stride(num_positions: int, image_size: tuple[int, int], patch_size: int) -> int:
+    """Solve `((H - patch) // s + 1) * ((W - patch) // s + 1) == num_positions - 1` for the stride s."""
+    height, width = image_size
+    fitting = [
+        stride
+        for stride in range(1, max(height, width) + 1)
+        if ((height - patch_size) // stride + 1) * ((width - patch_size) // stride + 1) == num_positions - 1
+    ]
+    if not fitting:
+        raise CheckpointConversionError(
+            f"pos_embed has {num_positions} positions, which fits no patch stride for image size {tuple(image_size)} "
+            f"and patch size {patch_size} (311 -> stride 12 and 193 -> stride 16 at 384x128); pass the image_size "
+            "the checkpoint was trained at"
+        )
+    if len(fitting) > 1:
+        logger.warning("pos_embed length %d fits strides %s; using %d", num_positions, fitting, fitting[-1])
+    return fitting[-1]
+
+
+def config_from_reference_state_dict(
+    encoder_state: dict[str, torch.Tensor],
+    image_size: tuple[int, int] = (384, 128),
+    num_attention_heads: int | None = None,
+    **config_overrides,
+) -> IVTConfig:
+    """Build an `IVTConfig` from tensor shapes. Heads cannot be read off shapes: default hidden // 64 (ViT-B)."""
+    required = (
+        "pos_embed",
+        "patch_embed.proj.weight",
+        "embeddings.word_embeddings.weight",
+        "blocks.0.mlp_vis.fc1.weight",
+    )
+    missing = [key for key in required if key not in encoder_state]
+    if missing:
+        raise CheckpointConversionError(
+            f"not an IVT encoder: missing {', '.join(ENCODER_PREFIX + key for key in missing)}"
+        )
+    hidden_size = encoder_state["pos_embed"].shape[-1]
+    patch_weight = encoder_state["patch_embed.proj.weight"]  # (hidden, channels, patch, patch)
+    if patch_weight.shape[-1] != patch_weight.shape[-2]:
+        raise CheckpointConversionError(f"patch_embed.proj.weight is not square: {tuple(patch_weight.shape)}")
+    num_layers = 1 + max(int(match.group(1)) for key in encoder_state if (match := BLOCK_KEY.match(key)))
+    if num_attention_heads is None:
+        if hidden_size % 64:
+            raise CheckpointConversionError(
+                f"hidden size {hidden_size} is not a multiple of 64, so the head count cannot be assumed; pass "
+                "num_attention_heads"
+            )
+        num_attention_heads = hidden_size // 64
+    patch_size = patch_weight.shape[-1]
+    return IVTConfig(
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_attention_heads,
+        intermediate_size=encoder_state["blocks.0.mlp_vis.fc1.weight"].shape[0],
+        vocab_size=encoder_state["embeddings.word_embeddings.weight"].shape[0],
+        max_position_embeddings=encoder_state["embeddings.position_embeddings.weight"].shape[0],
+        type_vocab_size=encoder_state["embeddings.token_type_embeddings.weight"].shape[0],
+        image_size=tuple(image_size),
+        patch_size=patch_size,
+        patch_stride=infer_patch_stride(encoder_state["pos_embed"].shape[1], image_size, patch_size),
+        num_channels=patch_weight.shape[1],
+        qkv_bias="blocks.0.attn.qkv.bias" in encoder_state,
+        **config_overrides,
+    )
+
+
+def convert_original_checkpoint(
+    path: str | Path,
+    *,
+    image_size: tuple[int, int] = (384, 128),
+    num_attention_heads: int | None = None,
+    **config_overrides,
+) -> tuple[IVTModel, ConversionReport]:
+    """Load an authors' checkpoint (fine-tune or pre-train, with or without `module.`) into a new `IVTModel`.
+
+    Returns the model in eval mode and a report of the inferred config and the dropped keys. Raises
+    `CheckpointConversionError` on keys it does not know, missing encoder tensors or shapes that do not fit.
+    """
+    state, source_format = load_reference_state_dict(path)
+    encoder_state: dict[str, torch.Tensor] = {}
+    dropped, unknown = [], []
+    for key, tensor in state.items():
+        if key.startswith(ENCODER_PREFIX):
+            name = key[len(ENCODER_PREFIX) :]
+            if name in KNOWN_UNUSED_ENCODER_KEYS:
+                dropped.append(key)
+            elif reference_to_hf_key(name) is None:
+                unknown.append(key)
+            else:
+                encoder_state[name] = tensor
+        elif key.startswith(KNOWN_UNUSED_PREFIXES):
+            dropped.append(key)
+        else:
+            unknown.append(key)
+    if unknown:
+        raise CheckpointConversionError(
+            f"{path}: {len(unknown)} unexpected keys that are neither IVT encoder weights nor known unused heads: "
+            f"{', '.join(sorted(unknown)[:10])}{' ...' if len(unknown) > 10 else ''}"
+        )
+    config = config_from_reference_state_dict(encoder_state, image_size, num_attention_heads, **config_overrides)
+    model = IVTModel(config)
+    converted = {reference_to_hf_key(name): tensor for name, tensor in encoder_state.items()}
+    expected = set(model.state_dict())
+    missing = sorted(expected - set(converted))
+    if missing:
+        raise CheckpointConversionError(f"{path}: the checkpoint lacks encoder tensors for {', '.join(missing[:10])}")
+    for name, tensor in converted.items():
+        target = model.state_dict()[name]
+        if tensor.shape != target.shape:
+            raise CheckpointConversionError(
+                f"{path}: {name} has shape {tuple(tensor.shape)}, expected {tuple(target.shape)} (inferred config)"
+            )
+    model.load_state_dict(converted, strict=True)
+    model.eval()
+    report = ConversionReport(config=config, dropped_keys=sorted(dropped), source_format=source_format)
+    logger.info("converted %s\n%s", path, report.summary())
+    return model, report
+
+
+def convert_to_folder(
+    checkpoint_path: str | Path,
+    output_dir: str | Path,
+    *,
+    image_size: tuple[int, int] = (384, 128),
+    num_attention_heads: int | None = None,
+    vocab_file: str | Path | None = None,
+) -> ConversionReport:
+    """Convert and write a `from_pretrained` folder with the model, the processor and `auto_map` for remote code."""
+    model, report = convert_original_checkpoint(
+        checkpoint_path, image_size=image_size, num_attention_heads=num_attention_heads
+    )
+    save_model_folder(model, IVTProcessor.from_config(model.config, vocab_file=vocab_file), output_dir)
+    return report
+
+
+__all__ = [
+    "CheckpointConversionError",
+    "ConversionReport",
+    "convert_original_checkpoint",
+    "convert_to_folder",
+    "load_reference_state_dict",
+    "reference_to_hf_key",
+]

@@ -1,0 +1,149 @@
+"""The three raw benchmarks as data: one small `BenchmarkSpec` each (file names, fields, id base, splits, published
+counts), the errors a broken copy raises, and the list of names every part of the package accepts.
+
+CUHK-PEDES, ICFG-PEDES and RSTPReid ship as a JSON list of per-image records plus an `imgs/` folder
+(`docs/design.md`, "Data"). They differ only in these facts, so one normaliser (`normalise.py`) reads all three.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+OnInvalid = Literal["error", "skip"]
+SPLITS = ("train", "validation", "test")
+SYNTHPEDES = "synthpedes"
+
+class BenchmarkFormatError(ValueError):
+    """A raw benchmark copy that cannot be read as its spec says; the message says where and why."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        annotation_file: str | os.PathLike | None = None,
+        record_index: int | None = None,
+        image_path: str | None = None,
+    ):
+        self.reason = reason
+        self.annotation_file = None if annotation_file is None else str(annotation_file)
+        self.record_index = record_index
+        self.image_path = image_path
+        location = [part for part in (self.annotation_file, describe_record(record_index, image_path)) if part]
+        super().__init__(": ".join([*location, reason]))
+
+
+class BenchmarkWarning(UserWarning):
+    """Records were skipped, or a full copy's totals differ from the published counts."""
+
+
+def describe_record(record_index: int | None, image_path: str | None) -> str:
+    if record_index is None:
+        return "" if image_path is None else f"image {image_path!r}"
+    return f"record {record_index}" + ("" if image_path is None else f" (image {image_path!r})")
+
+
+@dataclass(frozen=True)
+class SplitCounts:
+    """Identities, images and captions of one split."""
+
+    ids: int
+    images: int
+    captions: int
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """Everything that distinguishes one raw benchmark layout from another (`docs/design.md`, "Data").
+
+    The `synth_*` fields tell the SynthPEDES generator how to lay its images out like the real benchmark, so that
+    synthetic data travels through exactly the loader code path of a user's real copy.
+    """
+
+    name: str
+    display_name: str  # as the benchmark's authors spell it (model cards, tables)
+    annotation_files: tuple[str, ...]  # accepted spellings, preferred first (the generator writes the first)
+    path_field: str  # record field holding the image path, relative to `image_dir`
+    id_base: int  # smallest person id in the train split of the original file
+    split_names: dict[str, str]  # raw split name -> canonical split name
+    published: dict[str, SplitCounts] = field(default_factory=dict)  # canonical split -> published counts
+    image_dir: str = "imgs"
+    # the record's fields, in the order the real files use (`processed_tokens` is written by the generator, never read)
+    record_fields: tuple[str, ...] = ("split", "captions", "file_path", "processed_tokens", "id")
+    captions_per_record: int | None = None  # captions per record when fixed (the generator writes this many)
+    synth_path_template: str = "{pid:05d}_{index:02d}.jpg"  # fields: subfolder, split (raw), pid, index
+    synth_subfolders: tuple[str, ...] = ()
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """Canonical split names in the usual order (train, validation, test)."""
+        return tuple(split for split in SPLITS if split in self.split_names.values())
+
+    def raw_split_name(self, split: str) -> str:
+        return next(raw for raw, canonical in self.split_names.items() if canonical == split)
+
+
+def _counts(table: dict[str, tuple[int, int, int]]) -> dict[str, SplitCounts]:
+    return {split: SplitCounts(*values) for split, values in table.items()}
+
+
+BENCHMARKS: dict[str, BenchmarkSpec] = {
+    spec.name: spec
+    for spec in (
+        BenchmarkSpec(
+            name="cuhk-pedes",
+            display_name="CUHK-PEDES",
+            annotation_files=("reid_raw.json", "caption_all.json"),
+            path_field="file_path",
+            id_base=1,
+            split_names={"train": "train", "val": "validation", "test": "test"},
+            published=_counts(
+                {"train": (11003, 34054, 68126), "validation": (1000, 3078, 6158), "test": (1000, 3074, 6156)}
+            ),
+            synth_path_template="{subfolder}/{pid:05d}_{index:02d}.jpg",
+            synth_subfolders=("CUHK01", "CUHK03", "Market", "cam_a", "cam_b", "test_query", "train_query"),
+        ),
+        BenchmarkSpec(
+            name="icfg-pedes",
+            display_name="ICFG-PEDES",
+            annotation_files=("ICFG-PEDES.json", "ICFG_PEDES.json"),
+            path_field="file_path",
+            id_base=0,
+            split_names={"train": "train", "test": "test"},
+            published=_counts({"train": (3102, 34674, 34674), "test": (1000, 19848, 19848)}),
+            captions_per_record=1,
+            synth_path_template="{split}/{pid:04d}/{pid:04d}_{index:03d}.jpg",
+        ),
+        BenchmarkSpec(
+            name="rstpreid",
+            display_name="RSTPReid",
+            annotation_files=("data_captions.json",),
+            path_field="img_path",
+            record_fields=("split", "captions", "img_path", "id"),
+            id_base=0,
+            split_names={"train": "train", "val": "validation", "test": "test"},
+            published=_counts(
+                {"train": (3701, 18505, 37010), "validation": (200, 1000, 2000), "test": (200, 1000, 2000)}
+            ),
+            synth_path_template="{pid:04d}_c{index:02d}.jpg",
+        ),
+    )
+}
+
+
+BENCHMARK_NAMES = (*BENCHMARKS, SYNTHPEDES)  # what `load_benchmark`, the CLI and training accept: the one list
+
+
+def display_name(name: str) -> str:
+    """How a benchmark name is shown to people (`cuhk-pedes` -> `CUHK-PEDES`); other names as they are."""
+    if name == SYNTHPEDES:
+        return "SynthPEDES (procedural, ivt_hf)"
+    return BENCHMARKS[name].display_name if name in BENCHMARKS else name
+
+
+def get_spec(name: str) -> BenchmarkSpec:
+    try:
+        return BENCHMARKS[name]
+    except KeyError:
+        raise ValueError(f"unknown benchmark {name!r}; expected one of {sorted(BENCHMARKS)}") from None

@@ -1,0 +1,159 @@
+"""SynthPEDES storage: writing a plan to disk, the generation cache, and loading a folder as a DatasetDict."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..normalise import BenchmarkReport, normalise_benchmark
+from ..prepared import is_prepared, load_prepared
+from ..specs import SYNTHPEDES, BenchmarkFormatError, OnInvalid, get_spec
+from .planning import (
+    DEFAULT_IMAGE_SIZE,
+    DEFAULT_IMAGES_PER_ID,
+    SynthConfig,
+    SynthPlan,
+    annotation_records,
+    make_config,
+    metadata_record,
+    plan,
+)
+from .rendering import make_noise_bank, render_image
+
+if TYPE_CHECKING:
+    import datasets
+
+META_FILE = "synthpedes_meta.json"
+SOURCE = SYNTHPEDES
+
+
+def write_plan(synth_plan: SynthPlan, output_dir: str | os.PathLike, *, progress: bool = True) -> None:
+    """Render every planned image and write the annotation file and the metadata sidecar (written last, so its
+    presence marks a complete folder)."""
+    from tqdm.auto import tqdm
+
+    config = synth_plan.config
+    spec = get_spec(config.layout)
+    output_dir = Path(output_dir)
+    image_root = output_dir / spec.image_dir
+    for folder in sorted({str(Path(image.raw_path).parent) for image in synth_plan.images}):
+        (image_root / folder).mkdir(parents=True, exist_ok=True)
+    noise_bank = make_noise_bank(config.seed, *config.image_size)
+    for image in tqdm(
+        synth_plan.images, desc="Rendering SynthPEDES", unit=" images", disable=None if progress else True
+    ):
+        rendered = render_image(image.identity, image.nuisance, config.image_size, noise_bank)
+        rendered.save(image_root / image.raw_path, format="JPEG", quality=92)
+    annotation = output_dir / spec.annotation_files[0]
+    annotation.write_text(json.dumps(annotation_records(synth_plan)), encoding="utf-8")
+    (output_dir / META_FILE).write_text(json.dumps(metadata_record(synth_plan), indent=1), encoding="utf-8")
+
+
+def read_meta(folder: str | os.PathLike) -> dict[str, Any]:
+    path = Path(folder) / META_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BenchmarkFormatError(f"{str(folder)!r} is not a SynthPEDES folder (no {META_FILE})") from None
+
+
+def generate(
+    output_dir: str | os.PathLike,
+    *,
+    num_ids: int | None = None,
+    image_size: Sequence[int] = DEFAULT_IMAGE_SIZE,
+    seed: int = 0,
+    layout: str = "cuhk-pedes",
+    split_ids: Mapping[str, int] | None = None,
+    split_fractions: Mapping[str, float] | None = None,
+    images_per_id: Sequence[int] = DEFAULT_IMAGES_PER_ID,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> SynthPlan:
+    """Generate SynthPEDES into `output_dir` in the raw layout of `layout` and return what was planned.
+
+    Sizes: `split_ids={"train": 1000, "validation": 100, "test": 200}`, or `num_ids` shared out by `split_fractions`
+    (defaults: 1,300 identities, 1/13 validation, 2/13 test). `image_size` is (height, width); 384x128 is the IVT
+    input, smaller sizes render faster. A folder that already holds the same configuration is left as it is.
+    """
+    config = make_config(
+        num_ids=num_ids,
+        image_size=image_size,
+        seed=seed,
+        layout=layout,
+        split_ids=split_ids,
+        split_fractions=split_fractions,
+        images_per_id=images_per_id,
+    )
+    output_dir = Path(output_dir)
+    synth_plan = plan(config)
+    if output_dir.exists() and any(output_dir.iterdir()):
+        if (output_dir / META_FILE).is_file() and read_meta(output_dir)["config"] == config.to_json():
+            return synth_plan
+        if not overwrite:
+            raise FileExistsError(f"{str(output_dir)!r} is not empty; pass overwrite=True (--overwrite) to replace it")
+        shutil.rmtree(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_plan(synth_plan, output_dir, progress=progress)
+    return synth_plan
+
+
+def ensure_generated(cache_root: str | os.PathLike, **generate_kwargs: Any) -> Path:
+    """The folder under `cache_root` holding SynthPEDES for these arguments, generating it on first use.
+
+    Each configuration has its own sub-folder (named after it), built in a temporary folder and renamed into place,
+    so an interrupted run never leaves a half-written folder that looks complete.
+    """
+    generate_kwargs.pop("progress", None)
+    config = make_config(**generate_kwargs)
+    folder = Path(cache_root) / config.cache_name
+    if (folder / META_FILE).is_file() and read_meta(folder)["config"] == config.to_json():
+        return folder
+    if folder.exists():
+        shutil.rmtree(folder)  # an incomplete earlier run
+    staging = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    write_plan(plan(config), staging)
+    os.replace(staging, folder)
+    return folder
+
+
+def default_cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "ivt_hf" / "synthpedes"
+
+
+def read_synthpedes(
+    root: str | os.PathLike | None = None,
+    *,
+    on_invalid: OnInvalid = "error",
+    verify_images: bool = True,
+    **generate_kwargs: Any,
+) -> tuple[datasets.DatasetDict, BenchmarkReport | None]:
+    """SynthPEDES as a DatasetDict and its report (see `load_benchmark`). `root` may be a cache folder (generated on
+    first use), a folder written by `ivt data synth`, or a prepared folder. The generator configuration is stored as
+    JSON in each split's `info.description`, which is how `baselines` rebuilds the attributes of a loaded dataset."""
+    root = default_cache_root() if root is None else Path(root)
+    if is_prepared(root):
+        if generate_kwargs:
+            raise TypeError("generator arguments cannot apply to an already prepared folder")
+        return load_prepared(root, expected_source=SOURCE), None
+    if (root / META_FILE).is_file():
+        folder = root
+    else:
+        folder = ensure_generated(root, **generate_kwargs)
+    config = SynthConfig.from_json(read_meta(folder)["config"])
+    return normalise_benchmark(
+        config.layout,
+        folder,
+        on_invalid=on_invalid,
+        verify_images=verify_images,
+        source=SOURCE,
+        description=json.dumps({"synthpedes": config.to_json()}),
+    )

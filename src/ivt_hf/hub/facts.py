@@ -1,0 +1,113 @@
+"""What a model folder records about its run, read back from JSON files only; the model card is generated from these.
+
+Files beside the weights:
+- `evaluation.json` (`ivt demo`) and `eval_BENCHMARK_SPLIT.json` (`ivt evaluate`): `EvaluationRecord`s;
+- `training_facts.json`: a flat object of training facts, shown as a table in the card;
+- `card_facts.json`: the card's title and provenance paragraph (what the weights are), written by `save_model_card`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..evaluation.record import EvaluationRecord, InvalidEvaluationRecordError
+from ..model.configuration_ivt import IVTConfig
+from .card import CARD_FACTS_FILE, render_model_card
+
+EVALUATION_FILE_PATTERNS = ("evaluation.json", "eval_*.json")  # written by `ivt demo` / `ivt evaluate`
+TRAINING_FACTS_FILE = "training_facts.json"
+UNRECORDED_PROVENANCE = (
+    "How these weights were produced was not recorded in the folder they were shared from (no provenance in "
+    f"`{CARD_FACTS_FILE}`). Treat them as unverified until their source is known."
+)
+
+
+@dataclass
+class FolderFacts:
+    """What a model folder records about its run.
+
+    `evaluations` maps a file name to its record (the card takes the first: `evaluation.json`, else the first
+    `eval_*.json` by name). Files that match the patterns but are not evaluation records (e.g. a Trainer's
+    `eval_results.json`) are listed in `skipped` with the reason, and neither shape the card nor get uploaded.
+    """
+
+    evaluations: dict[str, EvaluationRecord] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    training: dict[str, Any] | None = None
+    title: str | None = None
+    provenance: str | None = None
+    has_card_facts: bool = False
+
+    @property
+    def files(self) -> list[str]:
+        """The fact files to share beside the weights."""
+        return [
+            *self.evaluations,
+            *([TRAINING_FACTS_FILE] if self.training is not None else []),
+            *([CARD_FACTS_FILE] if self.has_card_facts else []),
+        ]
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is unreadable: {error}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} must hold a JSON object of facts")
+    return value
+
+
+def read_folder_facts(model_dir: str | Path) -> FolderFacts:
+    """Collect the run's recorded facts from a model folder (see `FolderFacts`)."""
+    model_dir = Path(model_dir)
+    facts = FolderFacts()
+    candidates = sorted({path for pattern in EVALUATION_FILE_PATTERNS for path in model_dir.glob(pattern)},
+                        key=lambda path: (path.name != "evaluation.json", path.name))  # fmt: skip
+    for path in candidates:
+        try:
+            facts.evaluations[path.name] = EvaluationRecord.load(path)
+        except InvalidEvaluationRecordError as error:
+            facts.skipped[path.name] = str(error).removeprefix(f"{path}: ")
+    training_path = model_dir / TRAINING_FACTS_FILE
+    if training_path.is_file():
+        training = _read_json_object(training_path)
+        # folders of ivt_hf 0.1 kept the provenance among the training facts
+        facts.provenance = training.pop("provenance", None)
+        facts.training = training
+    card_path = model_dir / CARD_FACTS_FILE
+    if card_path.is_file():
+        card = _read_json_object(card_path)
+        facts.has_card_facts = True
+        facts.title = card.get("title")
+        facts.provenance = card.get("provenance") or facts.provenance
+    return facts
+
+
+def model_card_for_folder(
+    model_dir: str | Path,
+    repo_id: str,
+    config: IVTConfig,
+    *,
+    num_parameters: int | None = None,
+    provenance: str | None = None,
+    facts: FolderFacts | None = None,
+) -> str:
+    """The card of a folder from its recorded facts; without an evaluation record it says "not evaluated"."""
+    facts = facts if facts is not None else read_folder_facts(model_dir)
+    evaluation = next(iter(facts.evaluations.values()), None)
+    return render_model_card(config, repo_id=repo_id, title=facts.title, evaluation=evaluation,
+                             training=facts.training, num_parameters=num_parameters,
+                             provenance=provenance or facts.provenance or UNRECORDED_PROVENANCE)  # fmt: skip
+
+
+__all__ = [
+    "EVALUATION_FILE_PATTERNS",
+    "TRAINING_FACTS_FILE",
+    "FolderFacts",
+    "model_card_for_folder",
+    "read_folder_facts",
+]

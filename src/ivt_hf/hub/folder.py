@@ -1,0 +1,88 @@
+"""Saving folders that load everywhere: with `ivt_hf` installed (Auto classes) and without it (`trust_remote_code`:
+the folder carries `auto_map` and the self-contained modules of `ivt_hf.model`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..model.configuration_ivt import IVTConfig
+from ..model.image_processing_ivt import IVTImageProcessor
+from ..model.modeling_ivt import IVTModel
+from ..model.processing_ivt import IVTProcessor
+
+
+def register_for_remote_code(model: IVTModel | None = None, processor: IVTProcessor | None = None) -> None:
+    """Make `save_pretrained` write `auto_map` entries and copy the self-contained modules beside the weights."""
+    IVTConfig.register_for_auto_class()
+    IVTModel.register_for_auto_class("AutoModel")
+    IVTImageProcessor.register_for_auto_class("AutoImageProcessor")
+    IVTProcessor.register_for_auto_class("AutoProcessor")
+
+
+def save_model_folder(model: IVTModel, processor: IVTProcessor, output_dir: str | Path) -> Path:
+    """`save_pretrained` of model and processor into one folder, with `auto_map` for remote-code loading."""
+    output_dir = Path(output_dir)
+    register_for_remote_code(model, processor)
+    model.save_pretrained(output_dir)
+    processor.save_pretrained(output_dir)
+    return output_dir
+
+
+class NotAnIVTModelError(ValueError):
+    """The folder exists but does not hold an IVT model + processor saved with `save_pretrained`."""
+
+
+def check_model_folder(model_dir: str | Path) -> Path:
+    """Check, before loading anything, that `model_dir` is a saved IVT model folder; errors say what it is instead."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"model folder not found: {model_dir}")
+    config_path = model_dir / "config.json"
+    if not config_path.is_file():
+        raise NotAnIVTModelError(f"{model_dir} is not a saved model folder: it has no config.json")
+    try:
+        model_type = json.loads(config_path.read_text()).get("model_type")
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as error:
+        raise NotAnIVTModelError(f"{config_path} is not a model config: {error}") from None
+    _check_model_type(model_dir, model_type)
+    return model_dir
+
+
+def _check_model_type(name: str | Path, model_type: str | None) -> None:
+    if model_type != IVTConfig.model_type:
+        raise NotAnIVTModelError(f"{name} holds a {model_type!r} model, not an IVT model (model_type 'ivt')")
+
+
+def load_model_and_processor(name_or_path: str | Path, *, revision: str | None = None):
+    """An IVT model (eval mode) and its processor from a saved folder or a Hub repo id, checked to be IVT first.
+
+    Raises:
+        FileNotFoundError: neither a folder nor a repo the Hub (or its cache, offline) knows.
+        NotAnIVTModelError: it holds another kind of model.
+    """
+    from transformers import AutoConfig, AutoModel, AutoProcessor
+
+    local = Path(name_or_path)
+    if local.is_dir() or local.exists() or str(name_or_path).startswith((".", "/", "~")):
+        check_model_folder(local)
+    else:
+        try:
+            model_type = AutoConfig.from_pretrained(str(name_or_path), revision=revision).model_type
+        except (OSError, ValueError) as error:
+            raise FileNotFoundError(
+                f"model not found: {name_or_path} is neither a local folder nor a Hub repo that can be reached "
+                f"({str(error).splitlines()[0]})"
+            ) from None
+        _check_model_type(name_or_path, model_type)
+    model = AutoModel.from_pretrained(str(name_or_path), revision=revision).eval()
+    return model, AutoProcessor.from_pretrained(str(name_or_path), revision=revision)
+
+
+__all__ = [
+    "NotAnIVTModelError",
+    "check_model_folder",
+    "load_model_and_processor",
+    "register_for_remote_code",
+    "save_model_folder",
+]

@@ -1,0 +1,20 @@
+"""The model that travels with the weights: configuration, modelling, image processing and processing.
+
+These four modules are self-contained (they import only torch, transformers, numpy, PIL and each other), because
+`save_model_folder` copies them beside the weights for `trust_remote_code=True`. Importing this package registers
+them with the transformers Auto classes.
+"""
+
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor
+
+from .configuration_ivt import IVTConfig
+from .image_processing_ivt import IVTImageProcessor
+from .modeling_ivt import IVTModel, IVTOutput, IVTPreTrainedModel
+from .processing_ivt import IVTProcessor
+
+AutoConfig.register("ivt", IVTConfig, exist_ok=True)
+AutoModel.register(IVTConfig, IVTModel, exist_ok=True)
+AutoImageProcessor.register(IVTConfig, image_processor_classes={"pil": IVTImageProcessor}, exist_ok=True)
+AutoProcessor.register(IVTConfig, IVTProcessor, exist_ok=True)
+
+__all__ = ["IVTConfig", "IVTImageProcessor", "IVTModel", "IVTOutput", "IVTPreTrainedModel", "IVTProcessor"]

@@ -1,0 +1,193 @@
+"""A searchable gallery of your own images: embeddings saved as safetensors + a JSON manifest (never pickle),
+searched with exact cosine similarity, or with a FAISS inner-product index (the `faiss` extra) for large galleries."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..evaluation.encoding import encode_images, encode_texts
+from ..model.image_processing_ivt import to_rgb_uint8
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+INDEX_EMBEDDINGS = "embeddings.safetensors"
+INDEX_MANIFEST = "manifest.json"
+INDEX_FORMAT_VERSION = 1
+
+def find_images(folder: str | Path) -> list[Path]:
+    """Image files under `folder` (recursive, sorted), by extension."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    paths = sorted(path for path in folder.rglob("*") if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file())
+    if not paths:
+        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {folder}")
+    return paths
+
+
+@dataclass
+class SearchHit:
+    path: str
+    score: float
+    rank: int
+
+
+class GalleryIndex:
+    """Normalised image embeddings + the image paths they came from, searchable by text.
+
+    Build with `GalleryIndex.build(model, processor, folder_or_paths)`, keep with `save(dir)` / `GalleryIndex.load(dir)`
+    (safetensors + JSON, never pickle), query with `search(texts, k, model, processor)`. Exact cosine search by
+    default; `use_faiss=True` uses a FAISS flat inner-product index (exact too, faster on very large galleries).
+    """
+
+    def __init__(self, embeddings: torch.Tensor, paths: Sequence[str], manifest: dict[str, Any] | None = None):
+        if embeddings.dim() != 2 or embeddings.shape[0] != len(paths):
+            raise ValueError(f"embeddings {tuple(embeddings.shape)} do not match {len(paths)} paths")
+        self.embeddings = embeddings.float().contiguous()
+        self.paths = [str(path) for path in paths]
+        self.manifest = dict(manifest or {})
+        self._faiss_index = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @classmethod
+    def build(
+        cls,
+        model,
+        processor,
+        images: str | Path | Sequence[str | Path],
+        *,
+        batch_size: int = 64,
+        on_invalid: str = "error",
+        model_name_or_path: str | None = None,
+        progress: bool = True,
+    ) -> GalleryIndex:
+        """Encode every image of a folder (recursive) or a list of paths.
+
+        `on_invalid="error"` stops at an unreadable image naming it; `"skip"` leaves it out and lists it in the
+        manifest under `skipped` (and the returned index's `skipped`), never silently.
+        """
+        if on_invalid not in ("error", "skip"):
+            raise ValueError(f"on_invalid must be 'error' or 'skip', got {on_invalid!r}")
+        root = Path(images) if isinstance(images, (str, Path)) else None
+        paths = find_images(root) if root is not None else [Path(path) for path in images]
+
+        readable, skipped = [], []
+        for path in tqdm(paths, desc="checking images", disable=not progress, unit="img"):
+            try:
+                to_rgb_uint8(path, name=str(path))
+                readable.append(path)
+            except (OSError, ValueError) as error:
+                if on_invalid == "error":
+                    raise ValueError(f"cannot index {path}: {error} (use on_invalid='skip' to leave it out)") from error
+                skipped.append({"path": str(path), "error": str(error)})
+        embeddings = encode_images(model, processor, [str(path) for path in readable], batch_size=batch_size,
+                                   progress=progress)  # fmt: skip
+        stored_paths = [str(path.relative_to(root)) if root is not None else str(path) for path in readable]
+        manifest = {
+            "format_version": INDEX_FORMAT_VERSION,
+            "root": str(root.resolve()) if root is not None else None,
+            "model": model_name_or_path or getattr(model.config, "_name_or_path", "") or None,
+            "hidden_size": int(embeddings.shape[1]),
+            "num_images": len(stored_paths),
+            "skipped": skipped,
+            "normalised": True,
+        }
+        return cls(embeddings, stored_paths, manifest)
+
+    @property
+    def skipped(self) -> list[dict[str, str]]:
+        return list(self.manifest.get("skipped", []))
+
+    def resolve(self, path: str) -> Path:
+        """Absolute path of a stored (root-relative) path."""
+        root = self.manifest.get("root")
+        return Path(root) / path if root else Path(path)
+
+    def save(self, directory: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_file({"embeddings": self.embeddings}, str(directory / INDEX_EMBEDDINGS))
+        manifest = {**self.manifest, "paths": self.paths}
+        (directory / INDEX_MANIFEST).write_text(json.dumps(manifest, indent=1))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> GalleryIndex:
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        manifest_path, embeddings_path = directory / INDEX_MANIFEST, directory / INDEX_EMBEDDINGS
+        for path in (manifest_path, embeddings_path):
+            if not path.is_file():
+                raise FileNotFoundError(f"not a gallery index folder: {path} is missing")
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{manifest_path} is not valid JSON: {error}") from error
+        if manifest.get("format_version") != INDEX_FORMAT_VERSION:
+            raise ValueError(f"{manifest_path}: unsupported index format {manifest.get('format_version')!r}")
+        tensors = load_file(str(embeddings_path))
+        if "embeddings" not in tensors:
+            raise ValueError(f"{embeddings_path} holds no 'embeddings' tensor")
+        paths = manifest.pop("paths")
+        return cls(tensors["embeddings"], paths, manifest)
+
+    def _scores_and_indices(self, queries: torch.Tensor, k: int, use_faiss: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        k = min(k, len(self))
+        if use_faiss:
+            try:
+                import faiss
+            except ImportError as error:
+                raise ImportError("use_faiss needs the faiss extra: pip install 'ivt_hf[faiss]'") from error
+            if self._faiss_index is None:
+                self._faiss_index = faiss.IndexFlatIP(self.embeddings.shape[1])
+                self._faiss_index.add(self.embeddings.numpy())
+            scores, indices = self._faiss_index.search(queries.numpy(), k)
+            return torch.from_numpy(scores), torch.from_numpy(indices)
+        scores = queries @ self.embeddings.t()  # (queries, gallery) cosine
+        return scores.topk(k, dim=1)
+
+    def search_embeddings(self, queries: torch.Tensor, k: int = 10, use_faiss: bool = False) -> list[list[SearchHit]]:
+        """Top-k hits for each row of `(num_queries, hidden)` normalised query embeddings."""
+        if queries.dim() != 2 or queries.shape[1] != self.embeddings.shape[1]:
+            raise ValueError(
+                f"query embeddings must be (num_queries, {self.embeddings.shape[1]}), got {tuple(queries.shape)}"
+            )
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        scores, indices = self._scores_and_indices(queries.float().contiguous(), k, use_faiss)
+        return [
+            [
+                SearchHit(self.paths[int(index)], float(score), rank + 1)
+                for rank, (score, index) in enumerate(zip(row_s, row_i))
+            ]
+            for row_s, row_i in zip(scores, indices)
+        ]
+
+    def search(self, texts: str | Sequence[str], model, processor, k: int = 10, use_faiss: bool = False):
+        """Top-k gallery images for each text (a list of `SearchHit` per text), best first."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        queries = encode_texts(model, processor, texts, progress=False)
+        if model.config.hidden_size != self.embeddings.shape[1]:
+            raise ValueError(
+                f"the model's hidden size {model.config.hidden_size} differs from the index's "
+                f"{self.embeddings.shape[1]}"
+            )
+        return self.search_embeddings(queries, k=k, use_faiss=use_faiss)
+
+
+__all__ = [
+    "GalleryIndex",
+    "SearchHit",
+    "find_images",
+]

@@ -1,0 +1,33 @@
+"""Training IVT with the HF `Trainer` (MLA batches, BMM inside the model, the CMPM loss, retrieval validation).
+
+- `arguments.py`: model / data / training arguments, recipes, presets;
+- `train.py`: build model, data and trainer; `main(argv)` behind `ivt train` and `scripts/train.py`;
+- `trainer.py`: `IVTTrainer` and its optimizer;
+- `batching.py` (dataset, keyed batches, the MLA collator), `sampler.py` (P x K identities), `text_levels.py` (word /
+  phrase / sentence texts), `transforms.py` (augmentation);
+- `losses.py` (CMPM, pure functions) and `distributed.py` (gathers with and without gradient).
+"""
+
+from .arguments import MODEL_PRESETS, DataArguments, IVTTrainingArguments, ModelArguments, parse_args, recipe_arguments
+from .losses import cmpm_loss, cmpm_loss_terms
+from .train import build_model, build_trainer, load_training_data, main, prepare_training, save_final_model
+from .trainer import IVTTrainer, build_optimizer
+
+__all__ = [
+    "MODEL_PRESETS",
+    "DataArguments",
+    "IVTTrainer",
+    "IVTTrainingArguments",
+    "ModelArguments",
+    "build_model",
+    "build_optimizer",
+    "build_trainer",
+    "cmpm_loss",
+    "cmpm_loss_terms",
+    "load_training_data",
+    "main",
+    "parse_args",
+    "prepare_training",
+    "recipe_arguments",
+    "save_final_model",
+]

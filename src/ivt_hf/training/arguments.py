@@ -1,0 +1,156 @@
+"""What a training run is told: the model, the data and the `TrainingArguments` (with IVT's knobs), from flags or a
+recipe JSON (`ivt_hf/recipes/`), and the architecture presets."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers import HfArgumentParser, TrainingArguments
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+# Architecture presets. "base" is the reference ViT-B/16 model; "tiny" is sized for CPU runs (demo, tests).
+MODEL_PRESETS: dict[str, dict[str, Any]] = {
+    "base": {},
+    "tiny": dict(
+        hidden_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=256,
+        image_size=(128, 64),
+        patch_size=16,
+        patch_stride=16,
+        max_position_embeddings=128,
+        drop_path_rate=0.0,
+        text_embedding_dropout=0.0,  # dropout costs much on CPU at these sizes; the synthetic data needs none
+    ),
+}
+
+
+@dataclass
+class IVTTrainingArguments(TrainingArguments):
+    """`TrainingArguments` plus the IVT training knobs. `per_device_train_batch_size` counts IMAGES (P x K); each
+    image gives three pairs."""
+
+    images_per_id: int = field(default=4, metadata={"help": "K of the P x K identity sampler."})
+    multi_level_alignment: bool = field(
+        default=True, metadata={"help": "MLA: word/phrase/sentence texts; false = three sentence-level texts."}
+    )
+    gather_loss: bool = field(
+        default=False,
+        metadata={"help": "CMPM over the pairs of all processes (global negatives); false = per process, as the "
+                  "reference."},
+    )  # fmt: skip
+    bias_lr_multiplier: float = field(default=2.0, metadata={"help": "bias learning rate = lr x this (reference: 2)."})
+    random_erasing: float = field(default=0.5, metadata={"help": "probability of random erasing per view."})
+    train_interpolation: str = field(
+        default="bicubic", metadata={"help": "resize filter in training (eval: bilinear)."}
+    )
+    cache_train_images: bool = field(default=False, metadata={"help": "decode training images once into memory."})
+    text_length_buckets: int = field(
+        default=1,
+        metadata={"help": "run the text pass as this many length-sorted groups, each trimmed to its longest text "
+                  "(less padding for MLA's short word/phrase texts; 1 = one padded batch, as the reference)."},
+    )  # fmt: skip
+    eval_max_queries: int | None = field(default=None, metadata={"help": "cap validation captions (speed)."})
+    remove_unused_columns: bool = field(default=False)
+    ddp_find_unused_parameters: bool | None = field(default=False)
+
+
+@dataclass
+class ModelArguments:
+    model_preset: str = field(default="tiny", metadata={"help": "tiny (CPU) or base (ViT-B/16, the reference)."})
+    config_path: str | None = field(default=None, metadata={"help": "an IVTConfig JSON (overrides the preset)."})
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "start from a from_pretrained folder (e.g. a converted authors' checkpoint)."}
+    )
+    vit_checkpoint: str | None = field(
+        default=None, metadata={"help": "ViT-B/16 weights (timm or transformers layout, .safetensors) to start from."}
+    )
+    bert_checkpoint: str | None = field(
+        default=None, metadata={"help": "bert-base-uncased BertModel weights (.safetensors) to start from."}
+    )
+    patch_stride: int | None = field(default=None, metadata={"help": "12 for CUHK/ICFG, 16 for RSTPReid."})
+    image_height: int | None = field(default=None)
+    image_width: int | None = field(default=None)
+    token_drop_ratio: float | None = field(default=None, metadata={"help": "BMM ratio (0 disables)."})
+    token_drop_mode: str | None = field(default=None, metadata={"help": "batch (reference) or per_sample."})
+    num_hidden_layers: int | None = field(default=None, metadata={"help": "number of blocks (overrides the preset)."})
+    initializer_range: float | None = field(
+        default=None, metadata={"help": "std of the random initialisation (default 0.02)."}
+    )
+    attn_implementation: str | None = field(
+        default=None,
+        metadata={"help": "eager or sdpa (the default); eager is faster on CPU for the tiny preset's short sequences. "
+                  "Not saved with the weights: a reloaded model uses the default."},
+    )  # fmt: skip
+
+
+@dataclass
+class DataArguments:
+    dataset_name: str = field(
+        default="synthpedes", metadata={"help": "cuhk-pedes, icfg-pedes, rstpreid, synthpedes, or a prepared folder."}
+    )
+    data_root: str | None = field(
+        default=None, metadata={"help": "raw benchmark folder; for synthpedes, where it is generated on first use."}
+    )
+    synth_train_ids: int = field(default=1000)
+    synth_validation_ids: int = field(default=100)
+    synth_test_ids: int = field(default=200)
+    synth_seed: int = field(default=0)
+    max_text_length: int | None = field(default=None, metadata={"help": "token limit (default: text positions)."})
+
+
+ARGUMENT_CLASSES = (ModelArguments, DataArguments, IVTTrainingArguments)
+
+
+def read_recipe(path: str | Path) -> dict[str, Any]:
+    """A recipe: one JSON object of settings, named as the flags are (`ivt_hf/recipes/*.json`)."""
+    path = Path(path)
+    try:
+        recipe = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"recipe not found: {path}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"recipe {path} is not valid JSON: {error}") from None
+    if not isinstance(recipe, dict):
+        raise ValueError(f"recipe {path} must hold one JSON object of settings")
+    known = {name for cls in ARGUMENT_CLASSES for name in cls.__dataclass_fields__}
+    unknown = sorted(set(recipe) - known)
+    if unknown:
+        raise ValueError(f"recipe {path}: unknown setting(s) {', '.join(unknown)}")
+    return recipe
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, IVTTrainingArguments]:
+    """Command-line flags, or one recipe JSON file followed by flags that override it."""
+    parser = HfArgumentParser(ARGUMENT_CLASSES)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0].endswith(".json"):
+        parser.set_defaults(**read_recipe(argv[0]))  # typed values as they are: the flags after it override them
+        argv = argv[1:]
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def recipe_arguments(
+    recipe: str | Path | dict[str, Any], **overrides: Any
+) -> tuple[ModelArguments, DataArguments, IVTTrainingArguments]:
+    """The three argument objects of a recipe (a path or a dict of settings) with some settings replaced, in Python."""
+    settings = read_recipe(recipe) if isinstance(recipe, (str, Path)) else dict(recipe)
+    return HfArgumentParser(ARGUMENT_CLASSES).parse_dict(settings | overrides)
+
+
+__all__ = [
+    "MODEL_PRESETS",
+    "RECIPES",
+    "DataArguments",
+    "IVTTrainingArguments",
+    "ModelArguments",
+    "parse_args",
+    "read_recipe",
+    "recipe_arguments",
+]

@@ -1,0 +1,192 @@
+"""Training IVT: build the model, the data and the trainer from the arguments, train, save. `main(argv)` is `ivt train`
+and `scripts/train.py`; the launch commands are in `scripts/train.py`'s docstring."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from transformers import set_seed
+
+from ..conversion.backbones import load_backbones
+from ..data.loading import load_benchmark
+from ..data.prepared import is_prepared, load_prepared
+from ..data.specs import BENCHMARK_NAMES, SYNTHPEDES
+from ..hub.folder import register_for_remote_code
+from ..model.configuration_ivt import IVTConfig
+from ..model.modeling_ivt import IVTModel
+from ..model.processing_ivt import IVTProcessor
+from .arguments import MODEL_PRESETS, DataArguments, IVTTrainingArguments, ModelArguments, parse_args
+from .batching import MLACollator, TrainImageDataset
+from .trainer import IVTTrainer
+from .transforms import TrainTransform
+
+if TYPE_CHECKING:
+    import datasets
+
+logger = logging.getLogger(__name__)
+
+
+def build_model(model_args: ModelArguments) -> IVTModel:
+    """A model from a folder, or from a preset / config file with optional backbone initialisation."""
+    attn_implementation = model_args.attn_implementation
+    if attn_implementation not in (None, "eager", "sdpa"):
+        raise ValueError(f"--attn_implementation must be 'eager' or 'sdpa', got {attn_implementation!r}")
+    overrides = {
+        key: value
+        for key, value in {
+            "patch_stride": model_args.patch_stride,
+            "token_drop_ratio": model_args.token_drop_ratio,
+            "token_drop_mode": model_args.token_drop_mode,
+            "initializer_range": model_args.initializer_range,
+            "num_hidden_layers": model_args.num_hidden_layers,
+        }.items()
+        if value is not None
+    }
+    if model_args.image_height or model_args.image_width:
+        if not (model_args.image_height and model_args.image_width):
+            raise ValueError("give both --image_height and --image_width")
+        overrides["image_size"] = (model_args.image_height, model_args.image_width)
+    if model_args.model_name_or_path:
+        from transformers import AutoModel
+
+        for key in ("patch_stride", "image_size", "num_hidden_layers"):
+            if key in overrides:
+                raise ValueError(f"--{key} cannot change a pretrained model's architecture")
+        if attn_implementation is not None:
+            overrides["attn_implementation"] = attn_implementation
+        return AutoModel.from_pretrained(model_args.model_name_or_path, **overrides)
+    if model_args.config_path:
+        config = IVTConfig.from_json_file(model_args.config_path)
+        for key, value in overrides.items():
+            setattr(config, key, list(value) if key == "image_size" else value)
+        config.validate_ivt()
+    else:
+        if model_args.model_preset not in MODEL_PRESETS:
+            raise ValueError(f"--model_preset must be one of {sorted(MODEL_PRESETS)}, got {model_args.model_preset!r}")
+        config = IVTConfig(**(MODEL_PRESETS[model_args.model_preset] | overrides))
+    model = IVTModel(config)
+    if attn_implementation is not None:
+        model.set_attn_implementation(attn_implementation)
+    if model_args.vit_checkpoint or model_args.bert_checkpoint:
+        from safetensors.torch import load_file
+
+        load_backbones(
+            model,
+            load_file(model_args.vit_checkpoint) if model_args.vit_checkpoint else None,
+            load_file(model_args.bert_checkpoint) if model_args.bert_checkpoint else None,
+        )
+    return model
+
+
+def load_training_data(data_args: DataArguments, image_size: tuple[int, int]):
+    """The benchmark's DatasetDict. SynthPEDES is rendered at the model's input size (no resize needed)."""
+    if data_args.dataset_name not in BENCHMARK_NAMES:
+        if is_prepared(data_args.dataset_name):
+            return load_prepared(data_args.dataset_name)
+        raise ValueError(f"--dataset_name {data_args.dataset_name!r} is neither a benchmark name nor a prepared folder")
+    if data_args.dataset_name == SYNTHPEDES:
+        return load_benchmark(
+            SYNTHPEDES,
+            data_args.data_root,
+            split_ids={
+                "train": data_args.synth_train_ids,
+                "validation": data_args.synth_validation_ids,
+                "test": data_args.synth_test_ids,
+            },
+            image_size=tuple(image_size),
+            seed=data_args.synth_seed,
+        )
+    if data_args.data_root is None:
+        raise ValueError(f"--data_root is required for {data_args.dataset_name}")
+    return load_benchmark(data_args.dataset_name, data_args.data_root)
+
+
+def prepare_training(
+    model_args: ModelArguments, data_args: DataArguments, training_args: IVTTrainingArguments
+) -> tuple[IVTTrainer, datasets.DatasetDict]:
+    """Model, processor, data, collator and trainer, ready for `trainer.train()`; also returns the whole benchmark
+    (test split included) for evaluation after training."""
+    set_seed(training_args.seed)  # before the model exists: its random initialisation must follow the seed
+    model = build_model(model_args)
+    processor = IVTProcessor.from_config(model.config)
+    register_for_remote_code(model, processor)  # checkpoints carry auto_map + modules
+    data = load_training_data(data_args, tuple(model.config.image_size))
+    if "train" not in data:
+        raise ValueError(f"{data_args.dataset_name} has no train split")
+    eval_split = data.get("validation")
+    if eval_split is None and training_args.eval_strategy != "no":
+        raise ValueError(
+            f"{data_args.dataset_name} has no validation split; set --eval_strategy no (the test split is never used "
+            "for model selection)"
+        )
+    transform = TrainTransform(
+        image_size=tuple(model.config.image_size),
+        padding=max(1, round(10 * model.config.image_size[0] / 384)),  # the reference's 10 px at 384 high
+        erase_p=training_args.random_erasing,
+        interpolation=training_args.train_interpolation,
+    )
+    collator = MLACollator(
+        processor,
+        transform,
+        seed=training_args.seed,
+        multi_level=training_args.multi_level_alignment,
+        max_length=data_args.max_text_length or model.config.max_position_embeddings,
+    )
+    trainer = IVTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=TrainImageDataset(data["train"], cache_images=training_args.cache_train_images),
+        eval_dataset=eval_split,
+        data_collator=collator,
+        processing_class=processor,
+    )
+    return trainer, data
+
+
+def build_trainer(
+    model_args: ModelArguments, data_args: DataArguments, training_args: IVTTrainingArguments
+) -> IVTTrainer:
+    """`prepare_training` without the benchmark."""
+    return prepare_training(model_args, data_args, training_args)[0]
+
+
+def save_final_model(trainer: IVTTrainer, output_dir: str | Path) -> Path:
+    """`save_model` (model + processor, with `auto_map`), with the training arguments as JSON instead of the
+    Trainer's pickled `training_args.bin`: a folder meant for sharing should not carry a pickle."""
+    trainer.save_model(str(output_dir))
+    output_dir = Path(output_dir)
+    if trainer.is_world_process_zero():
+        (output_dir / "training_args.bin").unlink(missing_ok=True)
+        (output_dir / "training_args.json").write_text(trainer.args.to_json_string())
+    return output_dir
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    model_args, data_args, training_args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO if training_args.process_index == 0 else logging.WARNING)
+    trainer = build_trainer(model_args, data_args, training_args)
+    world_size = training_args.world_size
+    logger.info(
+        "training on %d process(es), device %s; %d train images; batch %d images = %d pairs per process",
+        world_size,
+        training_args.device,
+        len(trainer.train_dataset),
+        training_args.per_device_train_batch_size,
+        3 * training_args.per_device_train_batch_size,
+    )
+    resume = training_args.resume_from_checkpoint
+    if resume in ("true", "True", "latest"):
+        resume = True
+    result = trainer.train(resume_from_checkpoint=resume)
+    save_final_model(trainer, training_args.output_dir)  # the best model when load_best_model_at_end
+    metrics = dict(result.metrics) | {"world_size": world_size}
+    if trainer.is_world_process_zero():
+        Path(training_args.output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(training_args.output_dir) / "train_results.json").write_text(json.dumps(metrics, indent=1))
+    return metrics
+
+
+__all__ = ["build_model", "build_trainer", "load_training_data", "main", "prepare_training", "save_final_model"]

@@ -1,0 +1,159 @@
+"""`IVTTrainer`: the HF `Trainer` with IVT's batches, loss, optimizer and retrieval validation.
+
+It overrides little: the training data loader (P x K identity batches with keyed augmentation), `compute_loss` (one
+forward of both modalities, CMPM over the 3B pairs, optionally over all processes), the optimizer's parameter groups
+(the reference's doubled bias learning rate) and `evaluate` (R@K / mAP / mINP on the validation split, never the test
+split, so that `load_best_model_at_end` selects on validation).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader
+from transformers import Trainer
+
+from ..evaluation.split_evaluation import evaluate_split
+from .batching import KeyedBatchSampler
+from .losses import cmpm_loss_terms, gather_embeddings_and_labels
+from .sampler import IdentityBatchSampler
+
+
+def build_optimizer(
+    model: torch.nn.Module,
+    optim: str,
+    *,
+    lr: float,
+    weight_decay: float,
+    bias_lr_multiplier: float = 2.0,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+) -> torch.optim.Optimizer:
+    """The IVT optimizer: `"sgd"` (momentum 0.9, the reference) or `"adamw..."`; two parameter groups, biases at
+    `lr * bias_lr_multiplier`; weight decay on every parameter, as the reference. AdamW uses PyTorch's fused kernel
+    on CPU and CUDA (same update, several times faster than the per-tensor loop: `experiments/demo_recipe_sweep.py
+    parts`)."""
+    weights = [p for name, p in model.named_parameters() if p.requires_grad and not name.endswith(".bias")]
+    biases = [p for name, p in model.named_parameters() if p.requires_grad and name.endswith(".bias")]
+    groups = [
+        {"params": weights, "lr": lr, "weight_decay": weight_decay},
+        {"params": biases, "lr": lr * bias_lr_multiplier, "weight_decay": weight_decay},
+    ]
+    if optim == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=0.9)
+    if optim.startswith("adamw"):
+        fused = all(p.device.type in ("cpu", "cuda") for p in weights + biases)
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=fused or None)
+    raise ValueError(f"optim must be 'sgd' or 'adamw_torch' for IVTTrainer, got {optim!r}")
+
+
+class IVTTrainer(Trainer):
+    """A `Trainer` for IVT. Pass `train_dataset=TrainImageDataset(...)`, `eval_dataset=<image-level split>`,
+    `data_collator=MLACollator(...)` and `processing_class=IVTProcessor`."""
+
+    loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean; the Trainer divides by the GA steps
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._loss_term_sums = {"loss_image_to_text": 0.0, "loss_text_to_image": 0.0}
+        self._loss_term_count = 0
+
+    def get_train_dataloader(self) -> DataLoader:
+        args = self.args
+        if args.per_device_train_batch_size % args.images_per_id:
+            raise ValueError(
+                f"per_device_train_batch_size ({args.per_device_train_batch_size}) must be a multiple of "
+                f"images_per_id ({args.images_per_id}): batches hold P identities x K images"
+            )
+        identity_sampler = IdentityBatchSampler(
+            self.train_dataset.person_ids,
+            images_per_id=args.images_per_id,
+            ids_per_batch=args.per_device_train_batch_size // args.images_per_id,
+            num_replicas=args.world_size,
+            rank=args.process_index,
+            seed=args.data_seed if args.data_seed is not None else args.seed,
+            drop_last=True,
+            yield_all_replicas=True,  # accelerate's BatchSamplerShard hands batch i to process i % world_size
+        )
+        if len(identity_sampler) == 0:
+            raise ValueError(
+                f"the training split ({len(self.train_dataset)} images) is too small for one batch of "
+                f"{args.per_device_train_batch_size} images on {args.world_size} process(es)"
+            )
+        loader = DataLoader(
+            self.train_dataset,
+            batch_sampler=KeyedBatchSampler(identity_sampler),
+            collate_fn=self.data_collator,
+            num_workers=args.dataloader_num_workers,
+            pin_memory=args.dataloader_pin_memory,
+            persistent_workers=args.dataloader_persistent_workers and args.dataloader_num_workers > 0,
+        )
+        return self.accelerator.prepare(loader)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs["labels"]
+        # one forward for both modalities, so that DDP sees every parameter used in this step
+        outputs = model(
+            pixel_values=inputs["pixel_values"],
+            input_ids=inputs["input_ids"],
+            attention_mask=inputs["attention_mask"],
+            text_length_buckets=self.args.text_length_buckets,
+        )
+        image_embeds, text_embeds = outputs.image_embeds, outputs.text_embeds
+        if self.args.gather_loss:
+            image_embeds, text_embeds, labels = gather_embeddings_and_labels(image_embeds, text_embeds, labels)
+        terms = cmpm_loss_terms(image_embeds, text_embeds, labels)
+        if model.training:
+            self._loss_term_sums["loss_image_to_text"] += float(terms.image_to_text.detach())
+            self._loss_term_sums["loss_text_to_image"] += float(terms.text_to_image.detach())
+            self._loss_term_count += 1
+        loss = terms.image_to_text + terms.text_to_image
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._loss_term_count:
+            for name, total in self._loss_term_sums.items():
+                logs[name] = round(total / self._loss_term_count, 4)
+                self._loss_term_sums[name] = 0.0
+            self._loss_term_count = 0
+        super().log(logs, start_time)
+
+    def create_optimizer(self, model=None):
+        """SGD (momentum 0.9) or AdamW per `args.optim`; biases get `lr * bias_lr_multiplier`; weight decay on all
+        parameters, as the reference."""
+        if self.optimizer is not None:
+            return self.optimizer
+        args = self.args
+        self.optimizer = build_optimizer(
+            self.model if model is None else model,
+            str(getattr(args.optim, "value", args.optim)),
+            lr=args.learning_rate,
+            weight_decay=args.weight_decay,
+            bias_lr_multiplier=args.bias_lr_multiplier,
+            betas=(args.adam_beta1, args.adam_beta2),
+            eps=args.adam_epsilon,
+        )
+        return self.optimizer
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """Text-to-image retrieval metrics on the validation split (every process computes the same numbers, so that
+        best-model selection agrees across processes)."""
+        image_split = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if image_split is None:
+            raise ValueError("IVTTrainer.evaluate needs an image-level eval split (the validation split)")
+        model = self.accelerator.unwrap_model(self.model)
+        evaluation = evaluate_split(
+            model,
+            self.processing_class,
+            image_split,
+            batch_size=self.args.per_device_eval_batch_size,
+            max_queries=self.args.eval_max_queries,
+            progress=self.is_world_process_zero() and not self.args.disable_tqdm,
+        )
+        metrics = {f"{metric_key_prefix}_{name}": round(value, 4) for name, value in evaluation.metrics.items()}
+        metrics[f"{metric_key_prefix}_seconds"] = evaluation.facts["seconds"]
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+
+__all__ = ["IVTTrainer", "build_optimizer"]

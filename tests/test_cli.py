@@ -1,0 +1,141 @@
+"""One CLI: every command's bad input ends in one `error:` line on stderr and exit code 2, never a traceback; one flag
+style (underscores, dashed aliases); `python -m ivt_hf` and the scripts are the same command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ivt_hf.cli import build_parser, main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(argv: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse (and HfArgumentParser) exit on malformed flags
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _make_bad_files(tmp: Path) -> None:
+    (tmp / "not_json.json").write_text("{nope")
+    (tmp / "recipe_typo.json").write_text(json.dumps({"per_device_train_batchsize": 8}))
+    (tmp / "empty").mkdir()
+    (tmp / "bert").mkdir()
+    (tmp / "bert" / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    (tmp / "index").mkdir()
+    (tmp / "index" / "manifest.json").write_text("[]")
+    (tmp / "index" / "embeddings.safetensors").write_bytes(b"")
+    (tmp / "broken.pth").write_bytes(b"not a checkpoint")
+
+
+def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
+    """name -> (argv, text the error line must contain); the files are made by `_make_bad_files`."""
+    missing = str(tmp / "missing")
+    return {
+        "evaluate: no model folder": (
+            ["evaluate", "--model", missing, "--benchmark", "synthpedes", "--root", missing], "model folder not found"),
+        "evaluate: another model type": (
+            ["evaluate", "--model", str(tmp / "bert"), "--benchmark", "synthpedes", "--root", missing], "bert"),
+        "evaluate: unknown benchmark": (
+            ["evaluate", "--model", missing, "--benchmark", "market", "--root", missing], "invalid choice: 'market'"),
+        "index build: no model folder": (
+            ["index", "build", "--model", missing, "--images", missing, "--output_dir", str(tmp / "out")],
+            "model folder not found"),
+        "search: no index": (["search", "--index", missing, "a man"], "not a gallery index folder"),
+        "data prepare: no benchmark folder": (
+            ["data", "prepare", "--benchmark", "rstpreid", "--root", missing, "--output_dir", str(tmp / "p")],
+            "does not exist"),
+        "data prepare: no annotation file": (
+            ["data", "prepare", "--benchmark", "cuhk-pedes", "--root", str(tmp / "empty"), "--output_dir",
+             str(tmp / "p")], "no cuhk-pedes annotation file"),
+        "data stats: not prepared": (["data", "stats", str(tmp / "empty")], "is not a prepared folder"),
+        "data synth: two size flags": (
+            ["data", "synth", "--num_ids", "9", "--split_ids", "3", "3", "3", "--output_dir", str(tmp / "s")],
+            "give --num_ids or --split_ids, not both"),
+        "convert: not a checkpoint": (
+            ["convert", "--checkpoint_path", str(tmp / "broken.pth"), "--output_dir", str(tmp / "c")],
+            "could not be read as a tensors-only torch checkpoint"),
+        "push: no model folder": (["push", "--model_dir", missing, "--repo_id", "a/b"], "model folder not found"),
+        "push: bad repo id": (["push", "--model_dir", str(tmp / "bert"), "--repo_id", "a/b/c"], "invalid repo id"),
+        "train: recipe not found": (["train", str(tmp / "missing.json")], "recipe not found"),
+        "train: recipe not JSON": (["train", str(tmp / "not_json.json")], "is not valid JSON"),
+        "train: unknown recipe setting": (
+            ["train", str(tmp / "recipe_typo.json")], "unknown setting(s) per_device_train_batchsize"),
+        "train: unknown dataset": (
+            ["train", "--dataset_name", "market-1501", "--output_dir", str(tmp / "t"), "--use_cpu", "true",
+             "--report_to", "none"], "neither a benchmark name nor a prepared folder"),
+        "unknown flag": (["demo", "--max_step", "3"], "unrecognized arguments: --max_step"),
+    }  # fmt: skip
+
+
+BAD_INPUT_NAMES = list(_bad_inputs(Path("/nonexistent")))
+
+
+@pytest.mark.parametrize("name", BAD_INPUT_NAMES)
+def test_bad_input_is_one_error_line_and_exit_code_2(name, tmp_path, capsys):
+    _make_bad_files(tmp_path)
+    argv, expected = _bad_inputs(tmp_path)[name]
+    code, out, err = _run(argv, capsys)
+    error_lines = [line for line in err.splitlines() if "error:" in line]
+    assert code == 2, (code, err[-2000:])
+    assert len(error_lines) == 1, err[-2000:]
+    assert expected in error_lines[0], err[-2000:]
+    assert "Traceback" not in err + out
+
+
+def test_one_flag_style_with_dashed_aliases():
+    """Every long option is spelled with underscores (as HfArgumentParser spells `ivt train`'s), and its dashed
+    spelling, when different, is an alias of the same option."""
+    parser = build_parser()
+    seen = []
+
+    def walk(current):
+        for action in current._actions:
+            if action.option_strings and action.dest != "help":
+                long = [option for option in action.option_strings if option.startswith("--")]
+                if not long:  # a one-letter option such as `-k`
+                    continue
+                canonical = [option for option in long if "-" not in option[2:]]
+                assert canonical, f"{current.prog}: {action.option_strings} has no underscore spelling"
+                for option in canonical:
+                    if "_" in option:
+                        assert "--" + option[2:].replace("_", "-") in long, f"{current.prog}: {option} lacks its alias"
+                seen.extend(long)
+            if isinstance(action, argparse._SubParsersAction):
+                for subparser in action.choices.values():
+                    walk(subparser)
+
+    walk(parser)
+    assert "--output_dir" in seen and "--batch_size" in seen and "--batch-size" in seen
+    argv = ["evaluate", "--model", "m", "--benchmark", "rstpreid", "--root", "r", "--batch-size", "8"]
+    args = parser.parse_args(argv)
+    assert args.batch_size == 8
+    args = parser.parse_args(["index", "build", "--model", "m", "--images", "i", "--output", "o"])  # the old spelling
+    assert args.output_dir == "o"
+
+
+def test_scripts_and_python_dash_m_run_the_same_command(tmp_path):
+    """`scripts/*.py` and `python -m ivt_hf` are the `ivt` command, with its guard."""
+    missing = str(tmp_path / "missing")
+    runs = {
+        "module": [sys.executable, "-m", "ivt_hf", "push", "--model_dir", missing, "--repo_id", "a/b"],
+        "push script": [sys.executable, str(ROOT / "scripts" / "push_to_hub.py"), "--model_dir", missing,
+                        "--repo_id", "a/b"],
+        "convert script": [sys.executable, str(ROOT / "scripts" / "convert_ivt_original_checkpoint.py"),
+                           "--checkpoint_path", missing, "--output_dir", str(tmp_path / "c")],
+        "train script": [sys.executable, str(ROOT / "scripts" / "train.py"), str(tmp_path / "missing.json")],
+    }  # fmt: skip
+    for name, command in runs.items():
+        result = subprocess.run(command, capture_output=True, text=True, timeout=180)
+        assert result.returncode == 2, (name, result.stderr[-2000:])
+        assert result.stderr.strip().splitlines()[-1].startswith("error: "), (name, result.stderr[-2000:])
+        assert "Traceback" not in result.stderr, name
