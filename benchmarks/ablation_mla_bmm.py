@@ -1,6 +1,6 @@
 """Ablation on SynthPEDES: sentence-only CMPM vs + MLA vs + MLA + BMM, same budget, several seeds.
 
-    python benchmarks/ablation_mla_bmm.py [--max_steps N] [--seeds 0 1 2] [--output benchmarks/results/ablation.json]
+    .venv/bin/python benchmarks/ablation_mla_bmm.py [--max_steps N] [--seeds 0 1 2] [--data_root outputs/demo/data]
 
 Every run uses the demo recipe (`ivt_hf/recipes/synthpedes-cpu.json`: tiny IVT, same data, same steps, same batch
 of images and the same three (view, text) pairs per image); only the text granularity and BMM change:
@@ -8,7 +8,7 @@ of images and the same three (view, text) pairs per image); only the text granul
 - + MLA: word / phrase / sentence texts, no token dropping;
 - + MLA + BMM: word / phrase / sentence texts and BMM token dropping (the full IVT objective).
 Metrics are text-to-image on the SynthPEDES test split (standard protocol); the table shows mean and standard
-deviation over seeds, and is printed as Markdown for benchmarks/README.md and the project README.
+deviation over seeds, and is printed as Markdown for benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -19,27 +19,27 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-VARIANTS = {
-    "sentence-only CMPM": ["--multi_level_alignment", "false", "--token_drop_ratio", "0"],
-    "+ MLA": ["--multi_level_alignment", "true", "--token_drop_ratio", "0"],
-    "+ MLA + BMM (IVT)": ["--multi_level_alignment", "true"],
+VARIANTS = {  # settings of the demo recipe that each variant replaces
+    "sentence-only CMPM": {"multi_level_alignment": False, "token_drop_ratio": 0.0},
+    "+ MLA": {"multi_level_alignment": True, "token_drop_ratio": 0.0},
+    "+ MLA + BMM (IVT)": {"multi_level_alignment": True},
 }
 KEYS = ("R1", "R5", "R10", "mAP", "mINP")
 
 
-def run_one(variant_args: list[str], seed: int, max_steps: int, data_root: Path, work: Path) -> dict[str, float]:
+def run_one(variant: dict[str, Any], seed: int, max_steps: int, data_root: Path, work: Path) -> dict[str, float]:
     from ivt_hf.demo import DEMO_RECIPE
-    from ivt_hf.retrieval import evaluate_split
-    from ivt_hf.training import build_trainer, parse_args
+    from ivt_hf.evaluation import evaluate_split
+    from ivt_hf.training import prepare_training, recipe_arguments
 
-    argv = [str(DEMO_RECIPE), "--data_root", str(data_root), "--output_dir", str(work), "--seed", str(seed),
-            "--max_steps", str(max_steps), "--save_strategy", "no", "--eval_strategy", "no",
-            "--load_best_model_at_end", "false", "--disable_tqdm", "true", *variant_args]  # fmt: skip
-    trainer = build_trainer(*parse_args(argv))
+    settings = {"data_root": str(data_root), "output_dir": str(work), "seed": seed, "max_steps": max_steps,
+                "save_strategy": "no", "eval_strategy": "no", "load_best_model_at_end": False, "disable_tqdm": True,
+                **variant}  # fmt: skip
+    trainer, data = prepare_training(*recipe_arguments(DEMO_RECIPE, **settings))
     trainer.train()
-    test_split = trainer.benchmark["test"]
-    return evaluate_split(trainer.model, trainer.processing_class, test_split, progress=False).metrics
+    return evaluate_split(trainer.model, trainer.processing_class, data["test"], progress=False).metrics
 
 
 def markdown_table(results: dict[str, list[dict[str, float]]], max_steps: int, seeds: list[int]) -> str:
@@ -74,9 +74,9 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as work:
         for seed in args.seeds:
-            for name, variant_args in VARIANTS.items():
+            for name, variant in VARIANTS.items():
                 run_start = time.perf_counter()
-                metrics = run_one(variant_args, seed, args.max_steps, Path(args.data_root), Path(work) / "run")
+                metrics = run_one(variant, seed, args.max_steps, Path(args.data_root), Path(work) / "run")
                 results[name].append(metrics)
                 print(f"seed {seed} {name:<20} R1 {metrics['R1']:5.1f} mAP {metrics['mAP']:5.1f} "
                       f"({time.perf_counter() - run_start:.0f} s)", flush=True)  # fmt: skip

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ivt_hf.data import normalise_benchmark, split_counts
 from ivt_hf.data import synthpedes as synth
+from ivt_hf.evaluation.baselines import baseline_metrics
 
 
 def timed(function, *args, **kwargs):
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
 
     demo = synth.plan(synth.make_config())  # attributes and captions only: the baselines need no pixels
     test_images = [image for image in demo.images if image.identity.split == "test"]
-    results, seconds = timed(synth.baseline_metrics, synth.planned_baseline_inputs(test_images), seed=0)
+    results, seconds = timed(baseline_metrics, synth.planned_baseline_inputs(test_images), seed=0)
     print(f"\nSynthPEDES demo test split (seed 0, {len(test_images)} images), standard protocol ({seconds:.1f} s)")
     for name, metrics in results.items():
         print(f"  {name:<6}  " + "  ".join(f"{key} {value:6.2f}" for key, value in metrics.items()))
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     for seed in range(args.oracle_seeds):
         config = synth.make_config(split_ids={"train": 1, "validation": 1, "test": 200}, seed=seed)
         images = [image for image in synth.plan(config).images if image.identity.split == "test"]
-        oracle_r1.append(synth.baseline_metrics(synth.planned_baseline_inputs(images), seed=seed)["oracle"]["R1"])
+        oracle_r1.append(baseline_metrics(synth.planned_baseline_inputs(images), seed=seed)["oracle"]["R1"])
     if oracle_r1:
         print(
             f"  oracle R1 over seeds 0-{len(oracle_r1) - 1} (200-id test splits): min {min(oracle_r1):.1f}, "

@@ -19,8 +19,8 @@ from pathlib import Path
 from ivt_hf.demo import run_demo
 
 SETTINGS = {
-    "one persistent loader worker": ["--dataloader_num_workers", "1", "--dataloader_persistent_workers", "true"],
-    "no worker (in-process, the recipe)": ["--dataloader_num_workers", "0", "--dataloader_persistent_workers", "false"],
+    "one persistent loader worker": {"dataloader_num_workers": 1, "dataloader_persistent_workers": True},
+    "no worker (in-process, the recipe)": {"dataloader_num_workers": 0, "dataloader_persistent_workers": False},
 }
 
 
@@ -29,14 +29,14 @@ def main() -> None:
     parser.add_argument("--output_dir", default="outputs/demo", help="its data/ folder is copied, if present")
     parser.add_argument("--max_steps", type=int, default=150)
     args = parser.parse_args()
-    quiet = ["--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
-             "--disable_tqdm", "true", "--warmup_steps", str(args.max_steps // 10)]  # fmt: skip
+    quiet = {"eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False, "disable_tqdm": True,
+             "warmup_steps": args.max_steps // 10}  # fmt: skip
     results = {}
     with tempfile.TemporaryDirectory() as work:
         if (Path(args.output_dir) / "data").is_dir():
             shutil.copytree(Path(args.output_dir) / "data", Path(work) / "data")
         for name, overrides in SETTINGS.items():
-            summary = run_demo(work, max_steps=args.max_steps, overrides=overrides + quiet)
+            summary = run_demo(work, max_steps=args.max_steps, overrides=overrides | quiet)
             results[name] = summary["train_seconds"]
     print()
     for name, seconds in results.items():

@@ -1,4 +1,4 @@
-"""Benchmark `ivt_hf.metrics.retrieval_metrics` against a straightforward argsort reference, side by side.
+"""Benchmark `ivt_hf.evaluation.retrieval_metrics` against a straightforward argsort reference, side by side.
 
     .venv/bin/python benchmarks/bench_metrics.py                 # both sizes, both sides (about 2 minutes)
     .venv/bin/python benchmarks/bench_metrics.py --sizes cuhk    # CUHK-PEDES-sized only
@@ -38,7 +38,7 @@ import time
 
 import torch
 
-from ivt_hf.metrics import retrieval_metrics
+from ivt_hf.evaluation import retrieval_metrics
 
 SIZES = {
     # name: (num_ids, num_gallery, num_queries)

@@ -31,8 +31,7 @@ def worker(name: str, steps: int, threads: int) -> dict:
     import torch
 
     from ivt_hf import IVTConfig, IVTModel
-    from ivt_hf.losses import cmpm_loss
-    from ivt_hf.training import MODEL_PRESETS, build_optimizer
+    from ivt_hf.training import MODEL_PRESETS, build_optimizer, cmpm_loss
 
     torch.set_num_threads(threads)
     setting = SETTINGS[name]

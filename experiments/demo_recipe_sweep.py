@@ -4,22 +4,22 @@ The demo has a wall-clock budget on 2 CPU cores, so a setting is judged by test 
 fits the budget here. This script measures both sides separately:
 
     # seconds per training step on THIS machine, for every variant (a few steps each)
-    python benchmarks/demo_recipe_sweep.py time --data_root DIR
+    python experiments/demo_recipe_sweep.py time --data_root DIR
     # data preparation and model compute timed apart, per variant
-    python benchmarks/demo_recipe_sweep.py compute --data_root DIR --variants 'r3_*'
+    python experiments/demo_recipe_sweep.py compute --data_root DIR --variants 'r3_*'
     # learning curves (test R@1 at several steps) for every variant, N variants at once (a GPU makes this fast)
-    python benchmarks/demo_recipe_sweep.py train --data_root DIR --jobs N --out results.jsonl
+    python experiments/demo_recipe_sweep.py train --data_root DIR --jobs N --out results.jsonl
     # where one step's time goes (data, compute on 2 and 1 threads, AdamW loop vs fused, text padding)
-    python benchmarks/demo_recipe_sweep.py parts --data_root DIR --variants NAME
+    python experiments/demo_recipe_sweep.py parts --data_root DIR --variants NAME
     # the operators that take a step's time (torch.profiler)
-    python benchmarks/demo_recipe_sweep.py profile --data_root DIR --variants NAME --time_steps 10
-    # the Markdown tables of benchmarks/README.md from result files
-    python benchmarks/demo_recipe_sweep.py table --results benchmarks/results/demo_recipe_sweep_*.jsonl
+    python experiments/demo_recipe_sweep.py profile --data_root DIR --variants NAME --time_steps 10
+    # the Markdown tables of experiments/README.md from result files
+    python experiments/demo_recipe_sweep.py table --results experiments/results/demo_recipe_sweep_*.jsonl
 
 It uses the package's own record reader, model, processor, MLA collator, augmentation, P x K sampler, CMPM loss and
-optimizer (`ivt_hf.training.build_optimizer`, as `IVTTrainer` uses it), in a plain loop (no `datasets`, so it also
-runs where only torch and transformers are installed). `DIR` is a generated SynthPEDES folder (the CUHK-PEDES
-layout), e.g. the one `ivt demo` writes under `outputs/demo/data`.
+optimizer (`ivt_hf.training.build_optimizer`, as `IVTTrainer` uses it), in a plain loop (no `datasets` tables, no
+`Trainer`). `DIR` is a generated SynthPEDES folder (the CUHK-PEDES layout), e.g. the one `ivt demo` writes under
+`outputs/demo/data`.
 """
 
 from __future__ import annotations
@@ -235,7 +235,7 @@ def read_raw(root: Path) -> dict[str, dict[str, list]]:
     """
     from PIL import Image
 
-    from ivt_hf.data.benchmarks import get_spec, read_records
+    from ivt_hf.data import get_spec, read_records
 
     folders = [root] + sorted(path.parent for path in root.glob("*/reid_raw.json"))
     folder = next((path for path in folders if (path / "reid_raw.json").exists()), None)
@@ -261,10 +261,10 @@ def build(name: str, data, device):
     from torch.utils.data import DataLoader
 
     from ivt_hf import IVTConfig, IVTModel, IVTProcessor
-    from ivt_hf.collator import KeyedBatchSampler, MLACollator, TrainImageDataset
-    from ivt_hf.sampler import IdentityBatchSampler
     from ivt_hf.training import MODEL_PRESETS, build_optimizer
-    from ivt_hf.transforms import TrainTransform
+    from ivt_hf.training.batching import KeyedBatchSampler, MLACollator, TrainImageDataset
+    from ivt_hf.training.sampler import IdentityBatchSampler
+    from ivt_hf.training.transforms import TrainTransform
 
     s = settings(name)
     torch.manual_seed(s["seed"])
@@ -323,7 +323,7 @@ def one_pair_collator(collator):
     mixes granularities, but a step of B images costs about a third, so a batch can hold three times the people."""
     import random
 
-    from ivt_hf.text_levels import sentence_level
+    from ivt_hf.training.text_levels import sentence_level
 
     class OnePairCollator(type(collator)):
         views_per_image = 1
@@ -369,7 +369,7 @@ def batches(loader, sampler):
 def train_step(model, batch, optimizer, scheduler, clip, device, buckets=1):
     import torch
 
-    from ivt_hf.losses import cmpm_loss
+    from ivt_hf.training import cmpm_loss
 
     batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
     out = model(pixel_values=batch["pixel_values"], input_ids=batch["input_ids"],
@@ -387,7 +387,7 @@ def train_step(model, batch, optimizer, scheduler, clip, device, buckets=1):
 def evaluate(model, processor, split, device) -> dict[str, float]:
     import torch
 
-    from ivt_hf.metrics import retrieval_metrics
+    from ivt_hf.evaluation import retrieval_metrics
 
     model.eval()
     captions = [c for caps in split["captions"] for c in caps]

@@ -13,7 +13,7 @@ second, update). Each process computes the loss over its own half, the reference
 each text fewer negatives than 48, so the two sides are not the same recipe; `--gather_loss` in training restores
 the global negatives at the cost of an all-gather.
 
-    python benchmarks/bench_two_processes.py --data_root outputs/demo/data [--steps 30]
+    python experiments/bench_two_processes.py --data_root outputs/demo/data [--steps 30]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """How alike are the embeddings of a freshly initialised tiny IVT? (Why training from scratch starts slowly.)
 
-    python benchmarks/init_symmetry.py
+    python experiments/init_symmetry.py
 
 Mean pairwise cosine similarity of 32 random images and 32 random token sequences at initialisation. Values near 1
 mean every input gets almost the same embedding, so CMPM's gradient (through the normalised target side) is weak

@@ -1,6 +1,6 @@
 """Preparing one training batch: the package's MLA collator vs a straightforward reference, same output.
 
-    .venv/bin/python benchmarks/bench_train_batch.py --data_root outputs/demo/data [--batch 48] [--batches 20]
+    .venv/bin/python experiments/bench_train_batch.py --data_root outputs/demo/data [--batch 48] [--batches 20]
 
 A batch of B images becomes 3B augmented views and 3B texts (MLA). The reference, written out below, does what the
 spec says in the plainest way: PIL image -> array -> `np.pad` with zeros -> random crop -> flip -> ToTensor-style
@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from demo_recipe_sweep import read_raw  # noqa: E402
 
 from ivt_hf import IVTProcessor  # noqa: E402
-from ivt_hf.collator import MLACollator, TrainImageDataset  # noqa: E402
-from ivt_hf.transforms import TrainTransform, _as_generator, _randint  # noqa: E402
+from ivt_hf.training.batching import MLACollator, TrainImageDataset  # noqa: E402
+from ivt_hf.training.transforms import TrainTransform, _as_generator, _randint  # noqa: E402
 
 
 class ReferenceCollator:
