@@ -1,4 +1,4 @@
-"""Conversion of the authors' checkpoints and initialisation from public backbones, against the authors' outputs."""
+"""Conversion of the authors' checkpoints, against the outputs of the authors' code."""
 
 from __future__ import annotations
 
@@ -8,13 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ivt_hf import IVTConfig
 from ivt_hf.conversion import (
-    BackboneLayoutError,
     CheckpointConversionError,
-    build_model_from_backbones,
     convert_original_checkpoint,
-    reference_to_hf_key,
 )
 
 
@@ -150,67 +146,3 @@ def test_convert_script_writes_a_loadable_folder(fixtures_dir, tmp_path, referen
         torch.testing.assert_close(
             model.get_image_features(reference_io["pixel_values"]), reference_io["image_embeds_s12"], atol=1e-5, rtol=0
         )
-
-
-# ---- initialisation from public backbones (docs/design.md) ----
-
-
-def _tiny_backbone_config():
-    return IVTConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128, vocab_size=500,
-        max_position_embeddings=128, patch_stride=12,
-    )  # fmt: skip
-
-
-def _timm_to_transformers_vit(timm_state):
-    """Write the timm-layout fixture in transformers ViTModel names (q, k, v split), to test the second layout."""
-    hidden = timm_state["cls_token"].shape[-1]
-    state = {
-        "vit.embeddings.cls_token": timm_state["cls_token"],
-        "vit.embeddings.position_embeddings": timm_state["pos_embed"],
-        "vit.embeddings.patch_embeddings.projection.weight": timm_state["patch_embed.proj.weight"],
-        "vit.embeddings.patch_embeddings.projection.bias": timm_state["patch_embed.proj.bias"],
-        "vit.layernorm.weight": timm_state["norm.weight"],
-        "vit.layernorm.bias": timm_state["norm.bias"],
-        "classifier.weight": timm_state["head.weight"],
-    }
-    names = {"norm1": "layernorm_before", "attn.proj": "attention.output.dense", "norm2": "layernorm_after",
-             "mlp.fc1": "intermediate.dense", "mlp.fc2": "output.dense"}  # fmt: skip
-    for index in range(2):
-        for kind in ("weight", "bias"):
-            for timm_name, hf_name in names.items():
-                state[f"vit.encoder.layer.{index}.{hf_name}.{kind}"] = timm_state[f"blocks.{index}.{timm_name}.{kind}"]
-            query, key, value = timm_state[f"blocks.{index}.attn.qkv.{kind}"].split(hidden)
-            for part, tensor in zip(("query", "key", "value"), (query, key, value)):
-                state[f"vit.encoder.layer.{index}.attention.attention.{part}.{kind}"] = tensor
-    return state
-
-
-@pytest.mark.parametrize("layout", ["timm", "transformers"])
-def test_backbone_initialisation_reproduces_reference(fixtures_dir, layout):
-    vit = load_file(fixtures_dir / "init" / "vit_timm_layout.safetensors")
-    bert = load_file(fixtures_dir / "init" / "bert_hf_layout.safetensors")
-    expected = load_file(fixtures_dir / "init" / "expected_encoder_after_init.safetensors")
-    if layout == "transformers":
-        vit = _timm_to_transformers_vit(vit)
-        bert = {f"bert.{key}": value for key, value in bert.items()}  # also accept the BertForX prefix
-    torch.manual_seed(0)
-    model = build_model_from_backbones(_tiny_backbone_config(), vit, bert)
-    state = model.state_dict()
-    for reference_name, tensor in expected.items():
-        assert torch.equal(state[reference_to_hf_key(reference_name)], tensor), reference_name
-    # the modality ("type") embedding keeps its own initialisation
-    torch.manual_seed(0)
-    fresh = build_model_from_backbones(_tiny_backbone_config())
-    assert torch.equal(
-        state["image_embeddings.modality_embedding"], fresh.state_dict()["image_embeddings.modality_embedding"]
-    )
-
-
-def test_backbone_shape_mismatch_is_an_error(fixtures_dir):
-    vit = load_file(fixtures_dir / "init" / "vit_timm_layout.safetensors")
-    config = IVTConfig(**(_tiny_backbone_config().to_dict() | {"hidden_size": 64, "num_attention_heads": 2}))
-    with pytest.raises(BackboneLayoutError, match="shape"):
-        build_model_from_backbones(config, vit)
-    with pytest.raises(BackboneLayoutError, match="neither timm layout"):
-        build_model_from_backbones(_tiny_backbone_config(), {"weight": torch.zeros(1)})

@@ -117,3 +117,31 @@ def test_demo_recipe_validates_and_checkpoints_its_last_step():
     assert training_args.max_steps % training_args.save_steps == 0
     assert training_args.load_best_model_at_end and training_args.images_per_id == 1
     assert model_args.attn_implementation == "eager" and model_args.num_hidden_layers == 3
+
+
+def test_the_schedule_fits_the_budget_of_the_machine():
+    from ivt_hf.demo import LONGEST_SCHEDULE, SAFETY, VALIDATIONS, plan_schedule
+
+    cpu = plan_schedule(300, 0.34, 5.0)  # about what 2 CPU cores measure for the demo recipe
+    assert cpu.steps == 660 and cpu.validate_every == 220
+    assert cpu.steps * 0.34 + VALIDATIONS * 5.0 <= SAFETY * 300 < (cpu.steps + 60) * 0.34 + VALIDATIONS * 5.0
+    gpu = plan_schedule(300, 0.02, 0.5)  # a GPU step: the long schedule, and no longer than what was measured
+    assert gpu.steps == LONGEST_SCHEDULE and "longest" in gpu.reason
+    slow = plan_schedule(30, 1.0, 2.0)
+    assert slow.steps == 18 and slow.steps % VALIDATIONS == 0 and "weak" in slow.reason
+    with pytest.raises(ValueError):
+        plan_schedule(300, 0.0, 1.0)
+
+
+def test_demo_without_max_steps_times_the_machine_and_completes_its_schedule(tmp_path, capsys):
+    """The toy demo with a 20-second budget: it measures a step, plans the steps, and the run ends at the planned
+    last step (a validation and checkpoint step), not at the time limit."""
+    from ivt_hf.demo import run_demo
+
+    summary = run_demo(tmp_path / "demo", time_budget_minutes=1 / 3, split_ids={"train": 24, "validation": 6,
+                       "test": 6}, overrides={"image_height": 64, "image_width": 32, "per_device_train_batch_size": 8,
+                       "disable_tqdm": True})  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "one step takes" in printed and f"here: {summary['planned_steps']} steps" in printed
+    assert summary["step_seconds"] > 0 and summary["train_steps"] == summary["planned_steps"] >= 3
+    assert summary["train_seconds"] < 20 + 10  # the budget, plus the last validation and save

@@ -156,7 +156,7 @@ def test_render_is_deterministic_and_sized(fixture_folder):
 def test_cache_generates_once_and_reuses(tmp_path, monkeypatch):
     kwargs = {"split_ids": FIXTURE_IDS, "image_size": (64, 32), "seed": 2}
     first = load_benchmark("synthpedes", tmp_path, **kwargs)
-    folders = [path.name for path in tmp_path.iterdir()]
+    folders = [path.name for path in tmp_path.iterdir() if path.is_dir()]  # (beside it: its hidden lock file)
     assert len(folders) == 1 and "ids8-2-2_64x32" in folders[0] and "seed2" in folders[0]
 
     def no_rendering(*args, **kwargs):

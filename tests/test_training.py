@@ -4,6 +4,7 @@ two real processes, and that a tiny model learns on SynthPEDES."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -167,13 +168,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_two_processes_with_torchrun(synth_root, tmp_path):
-    """Real data parallelism on CPU (gloo): world size 2, global-negative loss, and the checkpoint is written once."""
+@pytest.mark.parametrize("entry", ["scripts/train.py", "-m ivt_hf train"])
+def test_two_processes_with_torchrun(synth_root, tmp_path, entry):
+    """Real data parallelism on CPU (gloo): world size 2, global-negative loss, and the checkpoint is written once;
+    through the train script and through the package's command (`torchrun -m ivt_hf train`)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    target = [str(TRAIN_SCRIPT)] if entry == "scripts/train.py" else ["-m", "ivt_hf", "train"]
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-        str(TRAIN_SCRIPT), *_common(synth_root, tmp_path / "ddp", "--max_steps", "3", "--eval_strategy", "no",
-                                    "--gather_loss", "true", "--logging_steps", "1"),
+        *target, *_common(synth_root, tmp_path / "ddp", "--max_steps", "3", "--eval_strategy", "no",
+                          "--gather_loss", "true", "--logging_steps", "1"),
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -201,3 +205,35 @@ def test_it_learns_on_synthpedes(trained_tiny_run):
     assert evaluation.metrics["R1"] > 4 * chance, evaluation.metrics
     assert evaluation.metrics["R10"] > 20, evaluation.metrics  # chance R@10 is about 10% here
     assert trained_tiny_run.train_results["world_size"] == 1
+
+
+PRECISION_RUN = """
+import json, math, sys
+from ivt_hf.training import parse_args, prepare_training
+trainer, _ = prepare_training(*parse_args(sys.argv[1:]))
+trainer.train()
+history = trainer.state.log_history
+print(json.dumps({"losses": [entry["loss"] for entry in history if "loss" in entry],
+                  "eval": [entry for entry in history if "eval_R1" in entry],
+                  "weights": str(next(trainer.model.parameters()).dtype)}))
+"""
+
+
+def test_mixed_precision_trains_with_the_loss_of_float32(synth_root, tmp_path):
+    """`--bf16` on CPU (autocast): finite losses, the first step's loss close to float32's (same batch, same
+    weights), float32 master weights, and validation running under the same autocast with finite metrics."""
+    results = {}
+    for precision in ("fp32", "bf16"):
+        extra = ["--max_steps", "3", "--logging_steps", "1", "--eval_strategy", "steps", "--eval_steps", "3",
+                 "--save_strategy", "no", *(["--bf16", "true"] if precision == "bf16" else [])]  # fmt: skip
+        completed = subprocess.run([sys.executable, "-c", PRECISION_RUN, *_common(synth_root, tmp_path / precision,
+                                   *extra)], capture_output=True, text=True, timeout=600,
+                                   env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        results[precision] = json.loads(completed.stdout.strip().splitlines()[-1])
+    fp32, bf16 = results["fp32"], results["bf16"]
+    assert len(bf16["losses"]) == 3 and all(math.isfinite(loss) for loss in bf16["losses"])
+    assert abs(bf16["losses"][0] - fp32["losses"][0]) <= 0.03 * abs(fp32["losses"][0]), (bf16, fp32)
+    assert bf16["weights"] == "torch.float32"
+    (evaluation,) = bf16["eval"]
+    assert all(math.isfinite(evaluation[f"eval_{key}"]) for key in ("R1", "R5", "R10", "mAP", "mINP"))

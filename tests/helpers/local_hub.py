@@ -252,6 +252,28 @@ class LocalHub:
         repo.commits[oid] = commit
         return commit
 
+    def seed_repo(self, repo_id: str, files: dict[str, bytes], *, private: bool = False) -> Commit:
+        """Put a repo with `files` on the server directly (as if someone had pushed it): for tests that download
+        from repos laid out like public ones. Files are stored as a push would store them (LFS by the default
+        `.gitattributes`, size or binary content)."""
+        with self._lock:
+            repo = Repo(repo_id, private=private)
+            gitattributes = DEFAULT_GITATTRIBUTES.encode()
+            stored = {".gitattributes": StoredFile(len(gitattributes), git_blob_sha1(gitattributes), False,
+                                                   gitattributes)}  # fmt: skip
+            initial = self._new_commit(repo, None, "initial commit", dict(stored))
+            for path, data in files.items():
+                if self._upload_mode(initial, path, len(data), data[:512]) == "lfs":
+                    oid = hashlib.sha256(data).hexdigest()
+                    self.lfs_objects[oid] = data
+                    stored[path] = StoredFile(len(data), oid, True)
+                else:
+                    stored[path] = StoredFile(len(data), git_blob_sha1(data), False, data)
+            commit = self._new_commit(repo, initial.oid, "seed", stored)
+            repo.branches["main"] = commit.oid
+            self.repos[repo_id] = repo
+            return commit
+
     # ----- Hub API -----
 
     def _create_repo(self, *, body: bytes, authorized: bool, **_) -> Reply:

@@ -8,7 +8,6 @@ ivt data synth --num_ids 1300 --image_size 384 128 --seed 0 --layout cuhk-pedes 
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
 from pathlib import Path
 
@@ -73,20 +72,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_prepare(args: argparse.Namespace) -> int:
     from ..data.loading import load_benchmark_with_report
+    from ..data.prepared import prepare_benchmark
     from ..data.schema import split_counts
 
     output = Path(args.output_dir)
-    if output.exists() and any(output.iterdir()):
-        if not args.overwrite:
-            raise CommandError(f"{str(output)!r} is not empty; pass --overwrite to replace it")
-        shutil.rmtree(output)
+    if output.exists() and any(output.iterdir()) and not args.overwrite:  # fail before the long read
+        raise CommandError(f"{str(output)!r} is not empty; pass --overwrite to replace it")
     start = time.perf_counter()
     dataset, report = load_benchmark_with_report(
         args.benchmark, args.root, on_invalid=args.on_invalid, verify_images=args.verify_images
     )
     if report is not None:
         print(report.format())
-    dataset.save_to_disk(str(output))  # embeds the image bytes: the output no longer needs the raw folder
+    _, written_here = prepare_benchmark(dataset, output, overwrite=args.overwrite)
+    if not written_here:
+        print(f"{output} was prepared by another process meanwhile; kept it")
+        return 0
     images = sum(split_counts(split).images for split in dataset.values())
     seconds = time.perf_counter() - start
     print(

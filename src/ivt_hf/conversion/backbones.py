@@ -9,14 +9,22 @@ The reference's "imagenet" start (`docs/design.md`, "Initialisation from public 
 - The modality embedding keeps its own initialisation.
 
 Accepted ViT layouts: timm (`blocks.{i}.attn.qkv`, ...) and transformers `ViTModel` (`encoder.layer.{i}.attention...`,
-optionally under `vit.`). BERT: a transformers `BertModel` state dict, optionally under `bert.`.
+optionally under `vit.`). BERT: a transformers `BertModel` state dict, optionally under `bert.` (`BertForPreTraining`,
+`BertForMaskedLM`). `read_backbone` fetches either from a file, a folder or a Hub repo id:
+
+    google/vit-base-patch16-224-in21k              transformers ViT (config.json + model.safetensors or .bin)
+    timm/vit_base_patch16_224.orig_in21k_ft_in1k   timm ViT-B/16, the original Google weights the paper started from
+    google-bert/bert-base-uncased                  BERT (BertForPreTraining weights under `bert.`)
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -89,6 +97,13 @@ def vit_to_ivt_state_dict(vit_state_dict: dict[str, torch.Tensor], config: IVTCo
         raise BackboneLayoutError(
             "ViT state dict is neither timm layout (cls_token, blocks.*) nor transformers ViTModel"
         )
+    width, _, patch_height, patch_width = vit_state_dict["patch_embed.proj.weight"].shape
+    if (patch_height, patch_width) != (config.patch_size, config.patch_size) or width != config.hidden_size:
+        raise BackboneLayoutError(
+            f"the ViT has {patch_height}x{patch_width} patches and width {width}; this IVT model needs "
+            f"{config.patch_size}x{config.patch_size} patches and width {config.hidden_size} (ViT-B/16 for the base "
+            "preset)"
+        )
     ivt_state = {
         IMAGE_EMBEDDINGS[name]: vit_state_dict[name]
         for name in ("cls_token", "patch_embed.proj.weight", "patch_embed.proj.bias")
@@ -115,6 +130,12 @@ def bert_to_ivt_state_dict(bert_state_dict: dict[str, torch.Tensor], config: IVT
     missing = [name for name in TEXT_EMBEDDINGS if name not in bert_state_dict]
     if missing:
         raise BackboneLayoutError(f"BERT state dict lacks {', '.join(missing)} (not a BertModel layout)")
+    width = bert_state_dict["embeddings.word_embeddings.weight"].shape[1]
+    if width != config.hidden_size:
+        raise BackboneLayoutError(
+            f"the BERT has width {width}; this IVT model needs width {config.hidden_size} (bert-base for the base "
+            "preset)"
+        )
     ivt_state = {new: bert_state_dict[old] for old, new in TEXT_EMBEDDINGS.items()}
     for index in range(config.num_hidden_layers):
         for old, new in BERT_FFN.items():
@@ -163,8 +184,117 @@ def build_model_from_backbones(
     return model
 
 
+# ---- reading a backbone from a file, a folder or the Hub -------------------------------------------------------------
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # preferred first
+EXPECTED = {
+    "vit": "a ViT-B/16 (a transformers ViT with model_type 'vit', e.g. google/vit-base-patch16-224-in21k, or a timm "
+    "vit_* repo, e.g. timm/vit_base_patch16_224.orig_in21k_ft_in1k)",
+    "bert": "a BERT (model_type 'bert', e.g. google-bert/bert-base-uncased)",
+}
+
+
+def _check_backbone_config(config: dict[str, Any] | None, kind: Literal["vit", "bert"], source: str) -> None:
+    """Refuse another kind of model by its config.json (transformers `model_type`, or timm `architecture`)."""
+    if not config:
+        return
+    model_type, architecture = config.get("model_type"), config.get("architecture")
+    if kind == "vit":
+        fits = model_type == "vit" if model_type else str(architecture or "vit_").startswith("vit_")
+    else:
+        fits = model_type == "bert" and architecture is None
+    if not fits:
+        found = f"model_type {model_type!r}" if model_type else f"timm architecture {architecture!r}"
+        raise BackboneLayoutError(f"{source} holds a model with {found}; expected {EXPECTED[kind]}")
+
+
+def _load_weights(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle arbitrary objects
+    except Exception as error:
+        raise BackboneLayoutError(f"{path} is not a tensors-only checkpoint ({type(error).__name__})") from None
+    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, dict) or not all(isinstance(value, torch.Tensor) for value in loaded.values()):
+        raise BackboneLayoutError(f"{path} does not hold a state dict of tensors")
+    return loaded
+
+
+def _from_hub(repo_id: str, revision: str | None) -> tuple[Path | None, Path]:
+    """config.json (if the repo has one) and the first weights file of `WEIGHT_FILES` the repo has, downloaded
+    through huggingface_hub (its cache; `HF_HUB_OFFLINE=1` reads only the cache; the token from `HF_TOKEN`)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    def fetch(filename: str) -> Path | None:
+        try:
+            return Path(hf_hub_download(repo_id, filename, revision=revision))
+        except RepositoryNotFoundError:
+            raise FileNotFoundError(
+                f"no Hub repo {repo_id!r} (or it is private or gated: log in or set HF_TOKEN)"
+            ) from None
+        except RevisionNotFoundError:
+            raise FileNotFoundError(f"Hub repo {repo_id!r} has no revision {revision!r}") from None
+        except EntryNotFoundError:
+            return None
+        except LocalEntryNotFoundError:
+            raise FileNotFoundError(
+                f"{repo_id}/{filename} is not in the local Hub cache and the Hub cannot be reached (offline mode "
+                "or no network): download it once with network access, or pass a local file or folder"
+            ) from None
+        except HfHubHTTPError as error:
+            raise FileNotFoundError(f"the Hub refused {repo_id}/{filename}: {error}") from None
+
+    config = fetch("config.json")
+    for name in WEIGHT_FILES:
+        weights = fetch(name)
+        if weights is not None:
+            return config, weights
+    raise FileNotFoundError(f"Hub repo {repo_id!r} has none of {', '.join(WEIGHT_FILES)}")
+
+
+def read_backbone(
+    source: str | Path, kind: Literal["vit", "bert"], *, revision: str | None = None
+) -> dict[str, torch.Tensor]:
+    """The state dict of a public backbone from a weights file, a local folder (config.json + weights) or a Hub repo
+    id. A config that names another kind of model, or weights of the wrong layout, are errors naming `source`."""
+    if kind not in EXPECTED:
+        raise ValueError(f"kind must be 'vit' or 'bert', got {kind!r}")
+    path = Path(source).expanduser()
+    if path.is_file():
+        config_path, weights = None, path
+    elif path.is_dir():
+        config_path = path / "config.json" if (path / "config.json").is_file() else None
+        weights = next((path / name for name in WEIGHT_FILES if (path / name).is_file()), None)
+        if weights is None:
+            raise FileNotFoundError(f"{path} holds none of {', '.join(WEIGHT_FILES)}")
+    elif str(source).startswith((".", "/", "~")) or str(source).count("/") > 1:
+        raise FileNotFoundError(f"backbone not found: {source}")
+    else:
+        config_path, weights = _from_hub(str(source), revision)
+    config = None
+    if config_path is not None:
+        try:
+            config = json.loads(config_path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise BackboneLayoutError(f"{source}: config.json is not valid JSON ({error})") from None
+    _check_backbone_config(config, kind, str(source))
+    return _load_weights(weights)
+
+
 __all__ = [
     "BackboneLayoutError",
+    "read_backbone",
     "bert_to_ivt_state_dict",
     "build_model_from_backbones",
     "load_backbones",

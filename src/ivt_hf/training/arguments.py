@@ -69,10 +69,18 @@ class ModelArguments:
         default=None, metadata={"help": "start from a from_pretrained folder (e.g. a converted authors' checkpoint)."}
     )
     vit_checkpoint: str | None = field(
-        default=None, metadata={"help": "ViT-B/16 weights (timm or transformers layout, .safetensors) to start from."}
-    )
+        default=None,
+        metadata={"help": "ViT-B/16 to start the shared blocks and vision FFN from: a Hub repo id (e.g. "
+                  "timm/vit_base_patch16_224.orig_in21k_ft_in1k, the paper's; google/vit-base-patch16-224-in21k), a "
+                  "local folder, or a weights file (timm or transformers layout)."},
+    )  # fmt: skip
     bert_checkpoint: str | None = field(
-        default=None, metadata={"help": "bert-base-uncased BertModel weights (.safetensors) to start from."}
+        default=None,
+        metadata={"help": "BERT to start the text side from: a Hub repo id (e.g. google-bert/bert-base-uncased), a "
+                  "local folder, or a weights file (BertModel, or BertForPreTraining / BertForMaskedLM under bert.)."},
+    )  # fmt: skip
+    backbone_revision: str | None = field(
+        default=None, metadata={"help": "branch, tag or commit of the backbone repos on the Hub (default: main)."}
     )
     patch_stride: int | None = field(default=None, metadata={"help": "12 for CUHK/ICFG, 16 for RSTPReid."})
     image_height: int | None = field(default=None)

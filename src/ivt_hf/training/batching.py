@@ -2,8 +2,8 @@
 
 Multi-level alignment (MLA, `docs/design.md`, "Training objective"): a batch of B images becomes 3B pairs
 (view 1, word-level text), (view 2, phrase-level text), (view 3, sentence). With `multi_level=False` (the ablation
-baseline) the three texts are all sentence-level, so the number of pairs and views is the same and only the text
-granularity differs.
+baseline) the one caption drawn for the image is used three times at sentence level, so the number of pairs, the
+views and the sentences seen are the same and only the text granularity differs.
 
 Randomness is keyed, not drawn from global state: every sample arrives with a key (epoch, batch, position) from
 `KeyedBatchSampler`, and the caption choice, the text levels and the three augmentations are a pure function of
@@ -26,7 +26,13 @@ from .transforms import TrainTransform
 
 
 class KeyedBatchSampler(Sampler[list[tuple[int, tuple[int, int, int]]]]):
-    """Wraps a batch sampler; yields `[(index, (epoch, batch_number, position)), ...]` and forwards `set_epoch`."""
+    """Wraps a batch sampler; yields `[(index, (epoch, batch_number, position)), ...]` and forwards `set_epoch`.
+
+    Under several processes accelerate wraps this sampler in its `BatchSamplerShard`, and its data loader's
+    `set_epoch` then reaches only `batch_sampler.batch_sampler.sampler.set_epoch` (accelerate/data_loader.py,
+    `DataLoaderShard.set_epoch`). `sampler` is that door: without it every epoch after the first would replay the
+    first one's identity schedule, augmentations and text picks in every process.
+    """
 
     def __init__(self, batch_sampler: Sampler[list[int]]):
         self.batch_sampler = batch_sampler
@@ -37,12 +43,35 @@ class KeyedBatchSampler(Sampler[list[tuple[int, tuple[int, int, int]]]]):
         if hasattr(self.batch_sampler, "set_epoch"):
             self.batch_sampler.set_epoch(epoch)
 
+    @property
+    def sampler(self) -> KeyedIndexView:
+        """The yielded indices, flat, as `torch.utils.data.BatchSampler.sampler` has them; its `set_epoch` sets this
+        sampler's epoch (see the class docstring)."""
+        return KeyedIndexView(self)
+
     def __iter__(self) -> Iterator[list[tuple[int, tuple[int, int, int]]]]:
         for batch_number, batch in enumerate(self.batch_sampler):
             yield [(int(index), (self.epoch, batch_number, position)) for position, index in enumerate(batch)]
 
     def __len__(self) -> int:
         return len(self.batch_sampler)
+
+
+class KeyedIndexView(Sampler[int]):
+    """The indices of a `KeyedBatchSampler`, flat; `set_epoch` is forwarded to it."""
+
+    def __init__(self, keyed: KeyedBatchSampler):
+        self.keyed = keyed
+
+    def set_epoch(self, epoch: int) -> None:
+        self.keyed.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        for batch in self.keyed:
+            yield from (index for index, _ in batch)
+
+    def __len__(self) -> int:
+        return sum(len(batch) for batch in self.keyed.batch_sampler)
 
 
 class TrainImageDataset(Dataset):
@@ -114,10 +143,12 @@ class MLACollator:
         self.max_length = max_length
 
     def texts_for(self, captions: Sequence[str], rng: random.Random) -> tuple[str, str, str]:
+        """The three texts of one image: its caption drawn once, then at three granularities (MLA) or three times
+        at sentence level, so that the two differ in text granularity only, never in which sentences are seen."""
         caption = rng.choice(captions)
         if self.multi_level:
             return sample_text_levels(caption, rng)  # (word, phrase, sentence)
-        return tuple(sentence_level(rng.choice(captions)) for _ in range(self.views_per_image))
+        return (sentence_level(caption),) * self.views_per_image
 
     def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         views, texts, labels = [], [], []
@@ -136,4 +167,4 @@ class MLACollator:
         }
 
 
-__all__ = ["KeyedBatchSampler", "MLACollator", "TrainImageDataset"]
+__all__ = ["KeyedBatchSampler", "KeyedIndexView", "MLACollator", "TrainImageDataset"]

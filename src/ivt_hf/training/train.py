@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from transformers import set_seed
 
-from ..conversion.backbones import load_backbones
+from ..conversion.backbones import BackboneLayoutError, load_backbones, read_backbone
 from ..data.loading import load_benchmark
 from ..data.prepared import is_prepared, load_prepared
 from ..data.specs import BENCHMARK_NAMES, SYNTHPEDES
@@ -55,6 +55,9 @@ def build_model(model_args: ModelArguments) -> IVTModel:
         for key in ("patch_stride", "image_size", "num_hidden_layers"):
             if key in overrides:
                 raise ValueError(f"--{key} cannot change a pretrained model's architecture")
+        for flag in ("vit_checkpoint", "bert_checkpoint"):
+            if getattr(model_args, flag):
+                raise ValueError(f"--{flag} starts a new model; it cannot apply to --model_name_or_path")
         if attn_implementation is not None:
             overrides["attn_implementation"] = attn_implementation
         return AutoModel.from_pretrained(model_args.model_name_or_path, **overrides)
@@ -70,14 +73,13 @@ def build_model(model_args: ModelArguments) -> IVTModel:
     model = IVTModel(config)
     if attn_implementation is not None:
         model.set_attn_implementation(attn_implementation)
-    if model_args.vit_checkpoint or model_args.bert_checkpoint:
-        from safetensors.torch import load_file
-
-        load_backbones(
-            model,
-            load_file(model_args.vit_checkpoint) if model_args.vit_checkpoint else None,
-            load_file(model_args.bert_checkpoint) if model_args.bert_checkpoint else None,
-        )
+    for kind, source in {"vit": model_args.vit_checkpoint, "bert": model_args.bert_checkpoint}.items():
+        if source:
+            try:
+                state_dict = read_backbone(source, kind, revision=model_args.backbone_revision)
+                load_backbones(model, **{f"{kind}_state_dict": state_dict})
+            except BackboneLayoutError as error:
+                raise BackboneLayoutError(f"--{kind}_checkpoint {source}: {error}") from None
     return model
 
 

@@ -58,6 +58,10 @@ class IVTTrainer(Trainer):
         self._loss_term_count = 0
 
     def get_train_dataloader(self) -> DataLoader:
+        return self.accelerator.prepare(self._identity_batch_loader())
+
+    def _identity_batch_loader(self) -> DataLoader:
+        """P x K identity batches with keyed augmentation, before accelerate shards them across processes."""
         args = self.args
         if args.per_device_train_batch_size % args.images_per_id:
             raise ValueError(
@@ -87,7 +91,55 @@ class IVTTrainer(Trainer):
             pin_memory=args.dataloader_pin_memory,
             persistent_workers=args.dataloader_persistent_workers and args.dataloader_num_workers > 0,
         )
-        return self.accelerator.prepare(loader)
+        return loader
+
+    def measure_step_seconds(self, num_steps: int = 6) -> float:
+        """Seconds per training step (batch preparation, forward, backward, clipping, optimizer): the median of
+        `num_steps` after one warm-up step, measured on a copy of the model with its own optimizer. Nothing of the
+        run changes: the random-number states are restored and the real model, optimizer and sampler are left
+        untouched."""
+        import copy
+        import random
+        import statistics
+        import time
+
+        import numpy as np
+
+        states = (torch.get_rng_state(), random.getstate(), np.random.get_state())
+        cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+        model = copy.deepcopy(self.accelerator.unwrap_model(self.model)).train()
+        optimizer = build_optimizer(model, str(getattr(self.args.optim, "value", self.args.optim)),
+                                    lr=self.args.learning_rate, weight_decay=self.args.weight_decay)  # fmt: skip
+        seconds = []
+        batches = iter(self._identity_batch_loader())
+        try:
+            for _ in range(num_steps + 1):
+                start = time.perf_counter()
+                inputs = self._prepare_inputs(next(batches))
+                outputs = model(pixel_values=inputs["pixel_values"], input_ids=inputs["input_ids"],
+                                attention_mask=inputs["attention_mask"],
+                                text_length_buckets=self.args.text_length_buckets)  # fmt: skip
+                loss = cmpm_loss_terms(outputs.image_embeds, outputs.text_embeds, inputs["labels"])
+                (loss.image_to_text + loss.text_to_image).backward()
+                if self.args.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), self.args.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                seconds.append(time.perf_counter() - start)
+        except StopIteration:
+            pass  # an epoch shorter than the probe: the steps seen are enough
+        finally:
+            torch.set_rng_state(states[0])
+            random.setstate(states[1])
+            np.random.set_state(states[2])
+            if cuda_states is not None:
+                torch.cuda.set_rng_state_all(cuda_states)
+            del model, optimizer
+        if len(seconds) < 2:
+            raise ValueError("the training split is too small to time a step")
+        return statistics.median(seconds[1:])
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs["labels"]
@@ -136,19 +188,21 @@ class IVTTrainer(Trainer):
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         """Text-to-image retrieval metrics on the validation split (every process computes the same numbers, so that
-        best-model selection agrees across processes)."""
+        best-model selection agrees across processes), under the run's mixed precision; the similarities themselves
+        are computed in float32 from the embeddings."""
         image_split = eval_dataset if eval_dataset is not None else self.eval_dataset
         if image_split is None:
             raise ValueError("IVTTrainer.evaluate needs an image-level eval split (the validation split)")
         model = self.accelerator.unwrap_model(self.model)
-        evaluation = evaluate_split(
-            model,
-            self.processing_class,
-            image_split,
-            batch_size=self.args.per_device_eval_batch_size,
-            max_queries=self.args.eval_max_queries,
-            progress=self.is_world_process_zero() and not self.args.disable_tqdm,
-        )
+        with self.accelerator.autocast():  # validate in the precision the run trains in (--bf16 / --fp16)
+            evaluation = evaluate_split(
+                model,
+                self.processing_class,
+                image_split,
+                batch_size=self.args.per_device_eval_batch_size,
+                max_queries=self.args.eval_max_queries,
+                progress=self.is_world_process_zero() and not self.args.disable_tqdm,
+            )
         metrics = {f"{metric_key_prefix}_{name}": round(value, 4) for name, value in evaluation.metrics.items()}
         metrics[f"{metric_key_prefix}_seconds"] = evaluation.facts["seconds"]
         self.log(metrics)

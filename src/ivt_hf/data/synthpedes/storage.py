@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..normalise import BenchmarkReport, normalise_benchmark
-from ..prepared import is_prepared, load_prepared
+from ..prepared import build_folder_once, is_prepared, load_prepared
 from ..specs import SYNTHPEDES, BenchmarkFormatError, OnInvalid, get_spec
 from .planning import (
     DEFAULT_IMAGE_SIZE,
@@ -105,22 +105,19 @@ def generate(
 def ensure_generated(cache_root: str | os.PathLike, **generate_kwargs: Any) -> Path:
     """The folder under `cache_root` holding SynthPEDES for these arguments, generating it on first use.
 
-    Each configuration has its own sub-folder (named after it), built in a temporary folder and renamed into place,
-    so an interrupted run never leaves a half-written folder that looks complete.
+    Each configuration has its own sub-folder (named after it). Any number of processes may ask at once (each rank
+    of a `torchrun` on an empty folder does): one generates, in a staging folder renamed into place, and the others
+    wait and read it; an interrupted run never leaves a half-written folder that looks complete
+    (`ivt_hf.data.prepared.build_folder_once`).
     """
     generate_kwargs.pop("progress", None)
     config = make_config(**generate_kwargs)
-    folder = Path(cache_root) / config.cache_name
-    if (folder / META_FILE).is_file() and read_meta(folder)["config"] == config.to_json():
-        return folder
-    if folder.exists():
-        shutil.rmtree(folder)  # an incomplete earlier run
-    staging = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    write_plan(plan(config), staging)
-    os.replace(staging, folder)
+
+    def is_complete(folder: Path) -> bool:
+        return (folder / META_FILE).is_file() and read_meta(folder)["config"] == config.to_json()
+
+    target = Path(cache_root) / config.cache_name
+    folder, _ = build_folder_once(target, lambda staging: write_plan(plan(config), staging), is_complete)
     return folder
 
 

@@ -1,0 +1,170 @@
+"""Training with several real processes (gloo on CPU), from an empty data folder, over several epochs, killed and
+resumed: what one process cannot show (accelerate wraps the batch sampler only when there are several)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ivt_hf.training.sampler import IdentityBatchSampler
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = ROOT / "tests" / "helpers" / "epoch_worker.py"
+TRAIN_SCRIPT = ROOT / "scripts" / "train.py"
+SPLIT_IDS = {"train": 24, "validation": 6, "test": 6}
+SEED, IMAGES_PER_ID, IMAGES_PER_BATCH = 3, 2, 8
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _flags(data_root: Path, output_dir: Path, *extra: str) -> list[str]:
+    return [
+        "--dataset_name", "synthpedes", "--data_root", str(data_root), "--output_dir", str(output_dir),
+        "--synth_train_ids", str(SPLIT_IDS["train"]), "--synth_validation_ids", str(SPLIT_IDS["validation"]),
+        "--synth_test_ids", str(SPLIT_IDS["test"]),
+        "--model_preset", "tiny", "--image_height", "64", "--image_width", "32", "--num_hidden_layers", "2",
+        "--per_device_train_batch_size", str(IMAGES_PER_BATCH), "--images_per_id", str(IMAGES_PER_ID),
+        "--use_cpu", "--report_to", "none", "--optim", "adamw_torch", "--learning_rate", "1e-3",
+        "--disable_tqdm", "true", "--seed", str(SEED), "--eval_strategy", "no", *extra,
+    ]  # fmt: skip
+
+
+def _launcher(name: str) -> list[str]:
+    if name == "torchrun":
+        return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                str(_free_port())]  # fmt: skip
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+            str(_free_port())]  # fmt: skip
+
+
+def _global_schedule(data_root: Path, epoch: int) -> list[list[int]]:
+    """Every process's batches of one epoch, step-major and rank-minor, as one process with the same settings
+    computes them."""
+    from ivt_hf.data import load_benchmark
+
+    train = load_benchmark("synthpedes", data_root, split_ids=SPLIT_IDS, image_size=(64, 32))["train"]
+    sampler = IdentityBatchSampler(train["person_id"], images_per_id=IMAGES_PER_ID,
+                                   ids_per_batch=IMAGES_PER_BATCH // IMAGES_PER_ID, num_replicas=2, rank=0,
+                                   seed=SEED, yield_all_replicas=True)  # fmt: skip
+    sampler.set_epoch(epoch)
+    return list(sampler)
+
+
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_every_epoch_is_a_new_epoch_from_an_empty_folder(tmp_path, launcher):
+    """Two processes, three epochs, an empty `--data_root`: SynthPEDES is generated once (the processes do not
+    race); every epoch runs its own identity schedule (the one a single process computes for that epoch), its own
+    augmentation keys and text picks, with disjoint identities across the processes at every step."""
+    data_root = tmp_path / "empty"
+    command = [*_launcher(launcher), str(WORKER), str(tmp_path / "batches"),
+               *_flags(data_root, tmp_path / "run", "--num_train_epochs", "3", "--save_strategy", "no")]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    generated = sorted(path.name for path in data_root.iterdir())
+    assert len([name for name in generated if not name.endswith(".lock")]) == 1, generated  # no staging left
+    records = [json.loads((tmp_path / "batches" / f"batches_rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [(record["world_size"], record["rank"]) for record in records] == [(2, 0), (2, 1)]
+
+    schedules = [_global_schedule(data_root, epoch) for epoch in range(3)]
+    assert schedules[0] != schedules[1] != schedules[2]  # the comparison below can tell epochs apart
+    steps = len(schedules[0]) // 2
+    assert records[0]["global_step"] == 3 * steps
+    for rank, record in enumerate(records):
+        assert len(record["batches"]) == 3 * steps
+        for number, batch in enumerate(record["batches"]):
+            epoch, step = divmod(number, steps)
+            assert {(row[1], row[2]) for row in batch} == {(epoch, 2 * step + rank)}, (rank, number)  # the keys
+            assert [row[0] for row in batch] == schedules[epoch][2 * step + rank], (rank, number)
+    for number in range(3 * steps):
+        identities = [{row[4] for row in record["batches"][number]} for record in records]
+        assert not identities[0] & identities[1], number
+    seen = {row[0] for record in records for batch in record["batches"] for row in batch}
+    first_epoch = {row[0] for record in records for batch in record["batches"][:steps] for row in batch}
+    assert seen > first_epoch  # later epochs reach images the first epoch left out
+
+
+def test_kill_and_resume_two_processes_across_an_epoch_boundary(tmp_path):
+    """Two processes; killed after a checkpoint that lies past an epoch boundary and inside the next epoch;
+    resumed with `--resume_from_checkpoint latest`: the same final weights as the run that was never killed."""
+    data_root = tmp_path / "data"
+    steps_per_epoch = len(_global_schedule(data_root, 0)) // 2  # generates the data once, before both runs
+    save_steps, max_steps = steps_per_epoch + steps_per_epoch // 2, 2 * steps_per_epoch + 2
+    assert steps_per_epoch < save_steps < max_steps and save_steps % steps_per_epoch
+    schedule = ["--max_steps", str(max_steps), "--save_steps", str(save_steps), "--logging_steps", "1"]
+
+    def launch(output_dir: Path, *extra: str) -> subprocess.Popen:
+        command = [*_launcher("torchrun"), str(TRAIN_SCRIPT), *_flags(data_root, output_dir, *schedule, *extra)]
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV,
+                                start_new_session=True)  # fmt: skip
+
+    straight = launch(tmp_path / "straight")
+    assert straight.wait(timeout=900) == 0, straight.stderr.read()[-4000:]
+
+    killed_dir = tmp_path / "killed"
+    process = launch(killed_dir)
+    checkpoint = killed_dir / f"checkpoint-{save_steps}"
+    deadline = time.time() + 900
+    while not (checkpoint / "trainer_state.json").is_file() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)  # the launcher and both workers
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "training ended before it could be killed"
+    assert not (killed_dir / "model.safetensors").exists()
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    assert state["global_step"] == save_steps and int(state["epoch"]) == 1  # inside the second epoch
+    assert {path.name for path in checkpoint.glob("rng_state*.pth")} >= {"rng_state_0.pth", "rng_state_1.pth"}
+
+    resumed = launch(killed_dir, "--resume_from_checkpoint", "latest")
+    assert resumed.wait(timeout=900) == 0, resumed.stderr.read()[-4000:]
+    final_straight = load_file(tmp_path / "straight" / "model.safetensors")
+    final_resumed = load_file(killed_dir / "model.safetensors")
+    assert final_straight.keys() == final_resumed.keys()
+    for name in final_straight:
+        torch.testing.assert_close(final_resumed[name], final_straight[name], atol=1e-6, rtol=1e-5, msg=name)
+    at_checkpoint = load_file(checkpoint / "model.safetensors")
+    assert any(not torch.equal(at_checkpoint[name], final_straight[name]) for name in at_checkpoint)
+    results = json.loads((killed_dir / "train_results.json").read_text())
+    assert results["world_size"] == 2
+
+
+def test_a_crashed_generation_leaves_nothing_that_looks_complete(tmp_path):
+    """A process killed while it writes SynthPEDES leaves only its staging folder; the next run ignores it,
+    generates the data and removes it."""
+    from ivt_hf.data import load_benchmark
+
+    root = tmp_path / "cache"
+    script = (
+        "import sys\n"
+        "from ivt_hf.data import load_benchmark\n"
+        "load_benchmark('synthpedes', sys.argv[1], split_ids={'train': 200, 'validation': 20, 'test': 20},\n"
+        "               image_size=(64, 32))\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script, str(root)], env=ENV, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list(root.glob("*.tmp-*/imgs")) and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "generation ended before it could be killed"
+    assert [path.name for path in root.iterdir() if ".tmp-" not in path.name and not path.name.endswith(".lock")] == []
+
+    data = load_benchmark("synthpedes", root, split_ids={"train": 200, "validation": 20, "test": 20},
+                          image_size=(64, 32))  # fmt: skip
+    assert len(data["train"]) > 0 and not list(root.glob("*.tmp-*"))
