@@ -73,6 +73,12 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "train: unknown dataset": (
             ["train", "--dataset_name", "market-1501", "--output_dir", str(tmp / "t"), "--use_cpu", "true",
              "--report_to", "none"], "neither a benchmark name nor a prepared folder"),
+        "train: fp16 on a CPU": (
+            ["train", "--output_dir", str(tmp / "t"), "--use_cpu", "true", "--fp16", "true", "--report_to", "none"],
+            "--fp16 needs a GPU"),
+        "train: a backbone that is not there": (
+            ["train", "--output_dir", str(tmp / "t"), "--use_cpu", "true", "--report_to", "none",
+             "--vit_checkpoint", "./vit.safetensors"], "backbone not found: ./vit.safetensors"),
         "unknown flag": (["demo", "--max_step", "3"], "unrecognized arguments: --max_step"),
     }  # fmt: skip
 

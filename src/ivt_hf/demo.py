@@ -55,7 +55,7 @@ class DemoSchedule:
 VALIDATIONS = 3  # validations (and checkpoints) per run; the last is at the last step
 STEP_GRANULARITY = 60  # steps come in multiples of this, so that a little timing noise changes nothing
 LONGEST_SCHEDULE = 2400  # the longest schedule measured (51.3 % test R@1 on SynthPEDES); more is untested
-SAFETY = 0.85  # share of the budget the planned steps may fill: the Trainer's steps run a little slower than the probe
+SAFETY = 0.9  # share of the budget the planned steps may fill: the Trainer's steps run a little slower than the probe
 
 
 def plan_schedule(budget_seconds: float, step_seconds: float, validation_seconds: float) -> DemoSchedule:
