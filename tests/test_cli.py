@@ -35,6 +35,24 @@ def _make_bad_files(tmp: Path) -> None:
     (tmp / "index" / "manifest.json").write_text("[]")
     (tmp / "index" / "embeddings.safetensors").write_bytes(b"")
     (tmp / "broken.pth").write_bytes(b"not a checkpoint")
+    import torch
+
+    from ivt_hf import IVTConfig, IVTModel, IVTProcessor
+    from ivt_hf.hub import save_model_folder
+
+    config = IVTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                       max_position_embeddings=64, image_size=(64, 32))  # fmt: skip
+    save_model_folder(IVTModel(config), IVTProcessor.from_config(config), tmp / "model")
+    (tmp / "unreadable_images").mkdir()
+    (tmp / "unreadable_images" / "a.jpg").write_bytes(b"not a jpeg")
+    for name, manifest, embeddings in [("index_no_paths", {"format_version": 1}, None),
+                                       ("index_corrupt", {"format_version": 1, "paths": ["a.jpg"]}, b"garbage")]:
+        (tmp / name).mkdir()
+        (tmp / name / "manifest.json").write_text(json.dumps(manifest))
+        (tmp / name / "embeddings.safetensors").write_bytes(embeddings or b"")
+    state = torch.load(Path(__file__).parent / "fixtures" / "ivt_tiny_s16.pth", weights_only=True)
+    state["state_dict"].pop("encoder_vl.embeddings.position_embeddings.weight")
+    torch.save(state, tmp / "no_positions.pth")
 
 
 def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
@@ -51,6 +69,21 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
             ["index", "build", "--model", missing, "--images", missing, "--output_dir", str(tmp / "out")],
             "model folder not found"),
         "search: no index": (["search", "--index", missing, "a man"], "not a gallery index folder"),
+        "search: manifest not an object": (["search", "--index", str(tmp / "index"), "a man"],
+                                           "must hold a JSON object"),
+        "search: manifest without paths": (["search", "--index", str(tmp / "index_no_paths"), "a man"],
+                                           "has no 'paths' list"),
+        "search: corrupt embeddings": (["search", "--index", str(tmp / "index_corrupt"), "a man"],
+                                       "embeddings.safetensors is not a readable safetensors file"),
+        "index build: no image readable, skip": (
+            ["index", "build", "--model", str(tmp / "model"), "--images", str(tmp / "unreadable_images"),
+             "--output_dir", str(tmp / "i"), "--on_invalid", "skip"], "none of the 1 images could be read"),
+        "convert: checkpoint without text positions": (
+            ["convert", "--checkpoint_path", str(tmp / "no_positions.pth"), "--output_dir", str(tmp / "c")],
+            "missing encoder_vl.embeddings.position_embeddings.weight"),
+        "train: bad option for a pretrained model": (
+            ["train", "--model_name_or_path", str(tmp / "model"), "--token_drop_mode", "sideways", "--output_dir",
+             str(tmp / "t"), "--use_cpu", "true", "--report_to", "none"], "token_drop_mode must be one of"),
         "data prepare: no benchmark folder": (
             ["data", "prepare", "--benchmark", "rstpreid", "--root", missing, "--output_dir", str(tmp / "p")],
             "does not exist"),

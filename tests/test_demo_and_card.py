@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -59,8 +61,25 @@ def test_card_without_evaluation_says_so():
     assert "Not evaluated in this run." in card and "model-index" not in _front_matter(card)
 
 
-@pytest.mark.parametrize("trust_remote_code", [False])
-def test_demo_runs_end_to_end_at_toy_size(tmp_path, trust_remote_code):
+REMOTE_CODE_LOAD = """
+import sys
+
+class BlockIvtHf:
+    def find_spec(self, name, path=None, target=None):
+        if name == "ivt_hf" or name.startswith("ivt_hf."):
+            raise ImportError("this process must not import ivt_hf")
+
+sys.meta_path.insert(0, BlockIvtHf())
+from transformers import AutoModel, AutoProcessor
+
+model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True)
+processor = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True)
+embeds = model.get_text_features(**processor(text=["a man in a red coat"]))
+print(type(model).__module__, type(model).__name__, type(processor).__name__, tuple(embeds.shape))
+"""
+
+
+def test_demo_runs_end_to_end_at_toy_size(tmp_path):
     from transformers import AutoModel, AutoProcessor
 
     from ivt_hf.demo import run_demo
@@ -78,9 +97,17 @@ def test_demo_runs_end_to_end_at_toy_size(tmp_path, trust_remote_code):
     for path in summary["paths"].values():
         assert (tmp_path / "demo").exists() and __import__("pathlib").Path(path).exists(), path
     model_dir = tmp_path / "demo" / "model"
-    model = AutoModel.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    model = AutoModel.from_pretrained(model_dir)
     processor = AutoProcessor.from_pretrained(model_dir)
     assert type(model).__name__ == "IVTModel" and type(processor).__name__ == "IVTProcessor"
+    # and without ivt_hf, from the modules the folder carries (a process in which importing ivt_hf fails)
+    remote = subprocess.run([sys.executable, "-c", REMOTE_CODE_LOAD, str(model_dir)], capture_output=True, text=True,
+                            timeout=300, cwd=tmp_path)  # fmt: skip
+    assert remote.returncode == 0, remote.stderr[-3000:]
+    module, *names = remote.stdout.split()
+    assert module.startswith("transformers_modules") and names[:2] == ["IVTModel", "IVTProcessor"], remote.stdout
+    facts = json.loads((model_dir / "training_facts.json").read_text())
+    assert facts["steps run"] == 4 and facts["step of the shipped checkpoint"] in (2, 4)
     card = (model_dir / "README.md").read_text()
     values = _model_index_values(_front_matter(card))
     assert values["R@1 (standard protocol)"] == round(metrics["R1"], 2)

@@ -116,11 +116,18 @@ def test_batch_must_be_whole_identities(synth_root, tmp_path):
 
 
 def test_no_validation_split_means_no_model_selection_on_test(tmp_path):
-    model_args, data_args, training_args = parse_args(
-        ["--dataset_name", "icfg-pedes", "--data_root", str(tmp_path), "--output_dir", str(tmp_path / "o"),
-         "--use_cpu", "--eval_strategy", "steps"]
-    )  # fmt: skip
-    assert training_args.eval_strategy == "steps" and data_args.dataset_name == "icfg-pedes"
+    """ICFG-PEDES has no validation split: asking for evaluation during training is refused (the test split is never
+    used to select), and without it the trainer has no eval split at all."""
+    from ivt_hf.data.synthpedes import generate
+
+    root = tmp_path / "icfg"
+    generate(root, split_ids={"train": 8, "test": 4}, image_size=(64, 32), layout="icfg-pedes", progress=False)
+    common = ["--dataset_name", "icfg-pedes", "--data_root", str(root), "--output_dir", str(tmp_path / "o"),
+              *TINY_MODEL, "--per_device_train_batch_size", "8", "--use_cpu", "--report_to", "none"]  # fmt: skip
+    with pytest.raises(ValueError, match="icfg-pedes has no validation split; set --eval_strategy no"):
+        build_trainer(*parse_args([*common, "--eval_strategy", "steps"]))
+    trainer = build_trainer(*parse_args([*common, "--eval_strategy", "no"]))
+    assert trainer.eval_dataset is None and len(trainer.train_dataset) > 0
 
 
 def _run(args, **kwargs):

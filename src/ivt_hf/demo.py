@@ -170,7 +170,8 @@ def run_demo(
     training_facts = {
         "dataset": "synthpedes",
         "train / validation / test people": f"{split_ids['train']} / {split_ids['validation']} / {split_ids['test']}",
-        "steps": steps_done,
+        "steps run": steps_done,
+        "step of the shipped checkpoint": trainer.state.best_global_step or steps_done,  # selected on validation
         "images per step": training_args.per_device_train_batch_size,
         "images per person in a batch (K)": training_args.images_per_id,
         "pairs per step (MLA: word, phrase, sentence)": 3 * training_args.per_device_train_batch_size,

@@ -108,6 +108,8 @@ def config_from_reference_state_dict(
         "pos_embed",
         "patch_embed.proj.weight",
         "embeddings.word_embeddings.weight",
+        "embeddings.position_embeddings.weight",
+        "embeddings.token_type_embeddings.weight",
         "blocks.0.mlp_vis.fc1.weight",
     )
     missing = [key for key in required if key not in encoder_state]

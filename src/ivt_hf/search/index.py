@@ -88,6 +88,9 @@ class GalleryIndex:
                 if on_invalid == "error":
                     raise ValueError(f"cannot index {path}: {error} (use on_invalid='skip' to leave it out)") from error
                 skipped.append({"path": str(path), "error": str(error)})
+        if not readable:
+            first = f" (first: {skipped[0]['path']}: {skipped[0]['error']})" if skipped else ""
+            raise ValueError(f"none of the {len(paths)} images could be read, nothing to index{first}")
         embeddings = encode_images(model, processor, [str(path) for path in readable], batch_size=batch_size,
                                    progress=progress)  # fmt: skip
         stored_paths = [str(path.relative_to(root)) if root is not None else str(path) for path in readable]
@@ -132,14 +135,24 @@ class GalleryIndex:
                 raise FileNotFoundError(f"not a gallery index folder: {path} is missing")
         try:
             manifest = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError as error:
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise ValueError(f"{manifest_path} is not valid JSON: {error}") from error
+        if not isinstance(manifest, dict):
+            raise ValueError(f"{manifest_path} must hold a JSON object, found {type(manifest).__name__}")
         if manifest.get("format_version") != INDEX_FORMAT_VERSION:
             raise ValueError(f"{manifest_path}: unsupported index format {manifest.get('format_version')!r}")
-        tensors = load_file(str(embeddings_path))
+        paths = manifest.pop("paths", None)
+        if not isinstance(paths, list) or not all(isinstance(path, str) for path in paths):
+            raise ValueError(f"{manifest_path} has no 'paths' list of image paths")
+        try:
+            tensors = load_file(str(embeddings_path))
+        except Exception as error:  # safetensors raises its own error type, naming no file
+            raise ValueError(f"{embeddings_path} is not a readable safetensors file ({error})") from None
         if "embeddings" not in tensors:
             raise ValueError(f"{embeddings_path} holds no 'embeddings' tensor")
-        paths = manifest.pop("paths")
+        if tensors["embeddings"].dim() != 2 or tensors["embeddings"].shape[0] != len(paths):
+            raise ValueError(f"{embeddings_path} holds {tuple(tensors['embeddings'].shape)} embeddings for "
+                             f"{len(paths)} paths in {manifest_path}")  # fmt: skip
         return cls(tensors["embeddings"], paths, manifest)
 
     def _scores_and_indices(self, queries: torch.Tensor, k: int, use_faiss: bool) -> tuple[torch.Tensor, torch.Tensor]:

@@ -60,7 +60,11 @@ def build_model(model_args: ModelArguments) -> IVTModel:
                 raise ValueError(f"--{flag} starts a new model; it cannot apply to --model_name_or_path")
         if attn_implementation is not None:
             overrides["attn_implementation"] = attn_implementation
-        return AutoModel.from_pretrained(model_args.model_name_or_path, **overrides)
+        model = AutoModel.from_pretrained(model_args.model_name_or_path, **overrides)
+        if not isinstance(model, IVTModel):
+            raise ValueError(f"--model_name_or_path {model_args.model_name_or_path} holds a {type(model).__name__}")
+        model.config.validate_ivt()  # the overrides (e.g. --token_drop_mode) bypass the config's own __init__
+        return model
     if model_args.config_path:
         config = IVTConfig.from_json_file(model_args.config_path)
         for key, value in overrides.items():
