@@ -106,6 +106,9 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "train: unknown dataset": (
             ["train", "--dataset_name", "market-1501", "--output_dir", str(tmp / "t"), "--use_cpu", "true",
              "--report_to", "none"], "neither a benchmark name nor a prepared folder"),
+        "train: wrong --data_root": (
+            ["train", "--dataset_name", "rstpreid", "--data_root", missing, "--output_dir", str(tmp / "t"),
+             "--use_cpu", "true", "--report_to", "none"], "does not exist"),
         "train: fp16 on a CPU": (
             ["train", "--output_dir", str(tmp / "t"), "--use_cpu", "true", "--fp16", "true", "--report_to", "none"],
             "--fp16 needs a GPU"),

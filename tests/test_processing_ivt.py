@@ -155,3 +155,52 @@ def test_corrupt_file_names_the_path(tmp_path):
     path.write_bytes(b"\xff\xd8\xff garbage")
     with pytest.raises(ValueError, match=r"images\[1\]: cannot decode image file .*broken.jpg"):
         IVTImageProcessor()([Image.new("RGB", (8, 8)), path])
+
+
+def _awkward_files(tmp_path) -> dict:
+    """Image files of the kinds phones, scanners and datasets produce."""
+    rng = np.random.default_rng(0)
+    files = {}
+    photo = Image.fromarray(rng.integers(0, 256, (60, 20, 3), dtype=np.uint8))  # 20 wide, 60 tall
+    photo.save(tmp_path / "full.jpg", quality=95)
+    data = (tmp_path / "full.jpg").read_bytes()
+    (tmp_path / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    files["truncated JPEG"] = tmp_path / "truncated.jpg"
+    photo.convert("CMYK").save(tmp_path / "cmyk.jpg")
+    files["CMYK JPEG"] = tmp_path / "cmyk.jpg"
+    Image.fromarray((rng.integers(0, 65536, (60, 20))).astype(np.uint16)).save(tmp_path / "16bit.png")
+    files["16-bit PNG"] = tmp_path / "16bit.png"
+    palette = photo.convert("P")
+    palette.info["transparency"] = 0
+    palette.save(tmp_path / "palette.png", transparency=0)
+    files["palette PNG with transparency"] = tmp_path / "palette.png"
+    sideways = photo.transpose(Image.Transpose.ROTATE_90)  # stored 60 wide, 20 tall; EXIF says: turn it upright
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    sideways.save(tmp_path / "exif.jpg", exif=exif, quality=95)
+    files["EXIF-rotated JPEG"] = tmp_path / "exif.jpg"
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(tmp_path / "one.png")
+    files["1x1 PNG"] = tmp_path / "one.png"
+    Image.new("RGB", (200, 200)).save(tmp_path / "bomb.png")
+    files["decompression bomb"] = tmp_path / "bomb.png"
+    return files
+
+
+def test_awkward_image_files(tmp_path, monkeypatch):
+    """What each awkward file gives, through `to_rgb_uint8` (the path the processor, `ivt index build` and
+    `GalleryIndex` take) and through the processor."""
+    from ivt_hf.model.image_processing_ivt import to_rgb_uint8
+
+    files = _awkward_files(tmp_path)
+    processor = IVTImageProcessor(size={"height": 64, "width": 32})
+    readable = ("CMYK JPEG", "16-bit PNG", "palette PNG with transparency", "EXIF-rotated JPEG", "1x1 PNG")
+    upright = {name: to_rgb_uint8(files[name]).shape for name in readable}
+    assert upright == {**{name: (60, 20, 3) for name in readable[:4]}, "1x1 PNG": (1, 1, 3)}  # the EXIF one too
+    assert to_rgb_uint8(files["1x1 PNG"])[0, 0].tolist() == [200, 10, 10]
+    pixels = processor([str(path) for name, path in files.items() if name in upright], return_tensors="pt")
+    assert pixels["pixel_values"].shape == (len(upright), 3, 64, 32)
+    with pytest.raises(ValueError, match="truncated.jpg"):
+        to_rgb_uint8(files["truncated JPEG"], name="crop 3")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)  # 200 x 200 = 40,000 pixels: past twice the limit
+    with pytest.raises(ValueError, match="bomb.png: .*decompression bomb"):
+        to_rgb_uint8(files["decompression bomb"])

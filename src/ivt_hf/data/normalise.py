@@ -203,7 +203,7 @@ def _check_decodable(path: str) -> None:
     try:
         with Image.open(path) as image:
             image.load()  # a full decode: `verify()` misses truncated JPEG data
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise _InvalidRecord(f"image cannot be decoded: {error}") from error
 
 

@@ -3,7 +3,12 @@
 PIL backend only (no torchvision). Inputs may be PIL images of any mode (grayscale, RGBA, palette, 16-bit, float),
 numpy arrays or torch tensors (HWC or CHW; uint8, uint16, or float in [0, 1]), file paths or encoded image bytes.
 Every input is first brought to 8-bit RGB by `to_rgb_uint8`, so all of them take the same resize path as the
-reference's PIL pipeline. Training augmentation lives in `ivt_hf.transforms`.
+reference's PIL pipeline. Training augmentation lives in `ivt_hf.training.transforms`.
+
+Decisions for awkward inputs: an EXIF orientation is applied (a phone photo stored sideways is a person standing
+up); CMYK, 16-bit, float and palette images are converted without clipping, transparency on white; a 1x1 image is an
+image (resized like any other); a truncated file, and a file past PIL's decompression-bomb limit, are errors that
+name the file.
 
 This file imports only transformers, numpy, PIL and torch, so it can be copied beside saved weights for
 `trust_remote_code=True` loading.
@@ -17,13 +22,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from transformers.image_processing_backends import PilBackend
 from transformers.image_utils import PILImageResampling
 
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
 
 def _pil_to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any PIL mode to RGB without clipping 16-bit or float data (PIL's own convert clips them)."""
+    """Apply the EXIF orientation, then convert any PIL mode to RGB without clipping 16-bit or float data (PIL's own
+    convert clips them)."""
+    image = ImageOps.exif_transpose(image)
     if image.mode == "RGB":
         return image
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
@@ -88,14 +97,14 @@ def to_rgb_uint8(image, name: str = "image") -> np.ndarray:
             with Image.open(path) as opened:
                 opened.load()
                 image = _pil_to_rgb(opened)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        except _DECODE_ERRORS as error:
             raise ValueError(f"{name}: cannot decode image file {path}: {error}") from error
     elif isinstance(image, (bytes, bytearray, memoryview)):
         try:
             with Image.open(io.BytesIO(bytes(image))) as opened:
                 opened.load()
                 image = _pil_to_rgb(opened)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        except _DECODE_ERRORS as error:
             raise ValueError(f"{name}: cannot decode image bytes ({len(image)} bytes): {error}") from error
     elif isinstance(image, Image.Image):
         image = _pil_to_rgb(image)
