@@ -105,7 +105,7 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
             ["train", str(tmp / "recipe_typo.json")], "unknown setting(s) per_device_train_batchsize"),
         "train: unknown dataset": (
             ["train", "--dataset_name", "market-1501", "--output_dir", str(tmp / "t"), "--use_cpu", "true",
-             "--report_to", "none"], "neither a benchmark name nor a prepared folder"),
+             "--report_to", "none"], "is neither a benchmark name"),
         "train: wrong --data_root": (
             ["train", "--dataset_name", "rstpreid", "--data_root", missing, "--output_dir", str(tmp / "t"),
              "--use_cpu", "true", "--report_to", "none"], "does not exist"),

@@ -13,6 +13,7 @@ it never drops data silently.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -128,16 +129,40 @@ def find_annotation_file(spec: BenchmarkSpec, root: str | os.PathLike) -> Path:
     )
 
 
-def _read_json_list(path: Path) -> list[Any]:
+def _read_annotation(path: Path) -> list[Any]:
+    """The records of an annotation file: a JSON list (the benchmarks), JSON lines or CSV (`metadata.*` of an image
+    folder, one record per line or row, with a `caption` turned into `captions` and CSV numbers into integers)."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            records = json.load(handle)
+        with open(path, encoding="utf-8", newline="") as handle:
+            if path.suffix == ".jsonl":
+                records = []
+                for line_number, line in enumerate(handle, 1):
+                    if line.strip():
+                        try:
+                            records.append(json.loads(line))
+                        except json.JSONDecodeError as error:
+                            raise BenchmarkFormatError(f"invalid JSON on line {line_number}: {error.msg}",
+                                                       annotation_file=path) from error  # fmt: skip
+            elif path.suffix == ".csv":
+                records = [dict(row) for row in csv.DictReader(handle)]
+                for record in records:
+                    value = record.get("person_id")
+                    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+                        record["person_id"] = int(value)
+            else:
+                records = json.load(handle)
     except json.JSONDecodeError as error:
         raise BenchmarkFormatError(
             f"invalid JSON at line {error.lineno} column {error.colno}: {error.msg}", annotation_file=path
         ) from error
     except UnicodeDecodeError as error:
         raise BenchmarkFormatError(f"not UTF-8 text: {error}", annotation_file=path) from error
+    except csv.Error as error:
+        raise BenchmarkFormatError(f"invalid CSV: {error}", annotation_file=path) from error
+    if path.suffix in (".jsonl", ".csv"):
+        for record in records:
+            if isinstance(record, dict) and "captions" not in record and isinstance(record.get("caption"), str):
+                record["captions"] = [record.pop("caption")]
     if not isinstance(records, list):
         raise BenchmarkFormatError(
             f"expected a JSON list of records, found {type(records).__name__}", annotation_file=path
@@ -168,13 +193,15 @@ def _resolve_image(root: Path, spec: BenchmarkSpec, raw_path: str) -> tuple[str,
 def _parse_record(record: Any, spec: BenchmarkSpec, root: Path, index: int) -> _ImageRecord:
     if not isinstance(record, dict):
         raise _InvalidRecord(f"expected a JSON object, found {type(record).__name__}")
+    if spec.default_split is not None and "split" not in record:
+        record = {**record, "split": spec.default_split}
     raw_split = _field(record, "split", str, "a string")
     if raw_split not in spec.split_names:
         raise _InvalidRecord(f"unknown split {raw_split!r}; expected one of {sorted(spec.split_names)}")
     raw_path = _field(record, spec.path_field, str, "a string")
     if not raw_path.strip():
         raise _InvalidRecord(f"empty {spec.path_field!r}")
-    person_id = _field(record, "id", int, "an integer")
+    person_id = _field(record, spec.id_field, int, "an integer")
     if person_id < 0:
         raise _InvalidRecord(f"negative person id {person_id}")
     captions = _field(record, "captions", list, "a list of strings")
@@ -244,7 +271,7 @@ def read_records(
 
     root = Path(root)
     annotation_file = find_annotation_file(spec, root)
-    raw_records = _read_json_list(annotation_file)
+    raw_records = _read_annotation(annotation_file)
     report = BenchmarkReport(
         benchmark=source or spec.name,
         annotation_file=str(annotation_file),
@@ -289,6 +316,8 @@ def read_records(
     per_split: dict[str, list[_ImageRecord]] = {split: [] for split in spec.splits}
     for record in records:
         per_split[record.split].append(record)
+    if spec.default_split is not None:  # an image folder has the splits its rows name, no empty ones
+        per_split = {split: rows for split, rows in per_split.items() if rows}
     return per_split, report
 
 

@@ -74,6 +74,8 @@ class BenchmarkSpec:
     captions_per_record: int | None = None  # captions per record when fixed (the generator writes this many)
     synth_path_template: str = "{pid:05d}_{index:02d}.jpg"  # fields: subfolder, split (raw), pid, index
     synth_subfolders: tuple[str, ...] = ()
+    id_field: str = "id"  # record field holding the person id
+    default_split: str | None = None  # the raw split of records without a `split` field (None: the field is required)
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -132,18 +134,39 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
 }
 
 
-BENCHMARK_NAMES = (*BENCHMARKS, SYNTHPEDES)  # what `load_benchmark`, the CLI and training accept: the one list
+IMAGEFOLDER = "imagefolder"
+# Your own data, the Hugging Face way: an image folder with `metadata.jsonl` or `metadata.csv` whose rows give
+# `file_name` (relative to the folder), `person_id` (an integer), `caption` (one string) or `captions` (a list; in a
+# CSV, rows repeating a file name add captions) and optionally `split` (train / validation / test; default train).
+IMAGEFOLDER_SPEC = BenchmarkSpec(
+    name=IMAGEFOLDER,
+    display_name="your own image folder",
+    annotation_files=("metadata.jsonl", "metadata.csv"),
+    path_field="file_name",
+    id_base=0,
+    split_names={"train": "train", "validation": "validation", "val": "validation", "test": "test"},
+    image_dir="",
+    record_fields=("file_name", "person_id", "captions", "split"),
+    id_field="person_id",
+    default_split="train",
+)
+
+# what `load_benchmark`, the CLI and training accept: the one list
+BENCHMARK_NAMES = (*BENCHMARKS, IMAGEFOLDER, SYNTHPEDES)
 
 
 def display_name(name: str) -> str:
     """How a benchmark name is shown to people (`cuhk-pedes` -> `CUHK-PEDES`); other names as they are."""
     if name == SYNTHPEDES:
         return "SynthPEDES (procedural, ivt_hf)"
-    return BENCHMARKS[name].display_name if name in BENCHMARKS else name
+    return get_spec(name).display_name if name in (*BENCHMARKS, IMAGEFOLDER) else name
 
 
 def get_spec(name: str) -> BenchmarkSpec:
+    """The spec of a raw layout: the three benchmarks and `imagefolder`."""
+    if name == IMAGEFOLDER:
+        return IMAGEFOLDER_SPEC
     try:
         return BENCHMARKS[name]
     except KeyError:
-        raise ValueError(f"unknown benchmark {name!r}; expected one of {sorted(BENCHMARKS)}") from None
+        raise ValueError(f"unknown benchmark {name!r}; expected one of {sorted([*BENCHMARKS, IMAGEFOLDER])}") from None

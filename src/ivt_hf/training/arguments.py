@@ -101,7 +101,9 @@ class ModelArguments:
 @dataclass
 class DataArguments:
     dataset_name: str = field(
-        default="synthpedes", metadata={"help": "cuhk-pedes, icfg-pedes, rstpreid, synthpedes, or a prepared folder."}
+        default="synthpedes",
+        metadata={"help": "cuhk-pedes, icfg-pedes, rstpreid, imagefolder (with --data_root), synthpedes, a folder "
+                  "written by `ivt data prepare`, or an image folder with metadata.jsonl / metadata.csv."},
     )
     data_root: str | None = field(
         default=None, metadata={"help": "raw benchmark folder; for synthpedes, where it is generated on first use."}

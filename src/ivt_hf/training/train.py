@@ -13,7 +13,7 @@ from transformers import set_seed
 from ..conversion.backbones import BackboneLayoutError, load_backbones, read_backbone
 from ..data.loading import load_benchmark
 from ..data.prepared import is_prepared, load_prepared
-from ..data.specs import BENCHMARK_NAMES, SYNTHPEDES
+from ..data.specs import BENCHMARK_NAMES, IMAGEFOLDER, IMAGEFOLDER_SPEC, SYNTHPEDES
 from ..hub.folder import register_for_remote_code
 from ..model.configuration_ivt import IVTConfig
 from ..model.modeling_ivt import IVTModel
@@ -90,9 +90,15 @@ def build_model(model_args: ModelArguments) -> IVTModel:
 def load_training_data(data_args: DataArguments, image_size: tuple[int, int]):
     """The benchmark's DatasetDict. SynthPEDES is rendered at the model's input size (no resize needed)."""
     if data_args.dataset_name not in BENCHMARK_NAMES:
-        if is_prepared(data_args.dataset_name):
-            return load_prepared(data_args.dataset_name)
-        raise ValueError(f"--dataset_name {data_args.dataset_name!r} is neither a benchmark name nor a prepared folder")
+        folder = Path(data_args.dataset_name)
+        if is_prepared(folder):
+            return load_prepared(folder)
+        if any((folder / name).is_file() for name in IMAGEFOLDER_SPEC.annotation_files):
+            return load_benchmark(IMAGEFOLDER, folder)
+        raise ValueError(
+            f"--dataset_name {data_args.dataset_name!r} is neither a benchmark name ({', '.join(BENCHMARK_NAMES)}), "
+            "a prepared folder, nor an image folder with metadata.jsonl / metadata.csv"
+        )
     if data_args.dataset_name == SYNTHPEDES:
         return load_benchmark(
             SYNTHPEDES,
