@@ -115,12 +115,8 @@ class IVTTrainer(Trainer):
         try:
             for _ in range(num_steps + 1):
                 start = time.perf_counter()
-                inputs = self._prepare_inputs(next(batches))
-                outputs = model(pixel_values=inputs["pixel_values"], input_ids=inputs["input_ids"],
-                                attention_mask=inputs["attention_mask"],
-                                text_length_buckets=self.args.text_length_buckets)  # fmt: skip
-                loss = cmpm_loss_terms(outputs.image_embeds, outputs.text_embeds, inputs["labels"])
-                (loss.image_to_text + loss.text_to_image).backward()
+                terms, _ = self._loss_terms(model, self._prepare_inputs(next(batches)))
+                (terms.image_to_text + terms.text_to_image).backward()
                 if self.args.max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), self.args.max_grad_norm)
                 optimizer.step()
@@ -141,7 +137,8 @@ class IVTTrainer(Trainer):
             raise ValueError("the training split is too small to time a step")
         return statistics.median(seconds[1:])
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+    def _loss_terms(self, model, inputs):
+        """CMPM's two terms over the batch's 3B pairs (over every process's with `gather_loss`), and the outputs."""
         labels = inputs["labels"]
         # one forward for both modalities, so that DDP sees every parameter used in this step
         outputs = model(
@@ -153,7 +150,10 @@ class IVTTrainer(Trainer):
         image_embeds, text_embeds = outputs.image_embeds, outputs.text_embeds
         if self.args.gather_loss:
             image_embeds, text_embeds, labels = gather_embeddings_and_labels(image_embeds, text_embeds, labels)
-        terms = cmpm_loss_terms(image_embeds, text_embeds, labels)
+        return cmpm_loss_terms(image_embeds, text_embeds, labels), outputs
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        terms, outputs = self._loss_terms(model, inputs)
         if model.training:
             self._loss_term_sums["loss_image_to_text"] += float(terms.image_to_text.detach())
             self._loss_term_sums["loss_text_to_image"] += float(terms.text_to_image.detach())
