@@ -53,6 +53,30 @@ def _make_bad_files(tmp: Path) -> None:
     state = torch.load(Path(__file__).parent / "fixtures" / "ivt_tiny_s16.pth", weights_only=True)
     state["state_dict"].pop("encoder_vl.embeddings.position_embeddings.weight")
     torch.save(state, tmp / "no_positions.pth")
+    _make_bad_datasets(tmp)
+
+
+def _make_bad_datasets(tmp: Path) -> None:
+    """A `save_to_disk` folder with its own column names and one whose person ids are words; an image folder in
+    which a training identity has a single image."""
+    import datasets
+    from PIL import Image
+
+    for name, person_ids in [("named_otherwise", [0, 0]), ("word_ids", ["anna", "anna"])]:
+        images = []
+        for shade in (0, 255):
+            Image.new("RGB", (8, 16), (shade, 0, 0)).save(tmp / f"{name}_{shade}.png")
+            images.append(str(tmp / f"{name}_{shade}.png"))
+        columns = {"img": images, "text": ["a man", "a man again"], "pid": person_ids}
+        features = datasets.Features({"img": datasets.Image(), "text": datasets.Value("string"),
+                                      "pid": datasets.Value("int64" if name == "named_otherwise" else "string")})
+        datasets.Dataset.from_dict(columns, features=features).save_to_disk(str(tmp / name))
+    (tmp / "single").mkdir()
+    rows = [{"file_name": f"{shade}.png", "person_id": person, "caption": "a person"}
+            for shade, person in ((0, 1), (100, 1), (200, 2))]  # person 2 has one image
+    for row in rows:
+        Image.new("RGB", (8, 16), (int(row["file_name"][:-4]), 0, 0)).save(tmp / "single" / row["file_name"])
+    (tmp / "single" / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
 def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
@@ -105,7 +129,39 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
             ["train", str(tmp / "recipe_typo.json")], "unknown setting(s) per_device_train_batchsize"),
         "train: unknown dataset": (
             ["train", "--dataset_name", "market-1501", "--output_dir", str(tmp / "t"), "--use_cpu", "true",
-             "--report_to", "none"], "is neither a benchmark name"),
+             "--report_to", "none"], "market-1501: no such folder, and not a Hub dataset id (ORG/NAME)"),
+        "train: mistyped benchmark": (
+            ["train", "--dataset_name", "cuhk-pedse", "--data_root", missing, "--output_dir", str(tmp / "t"),
+             "--use_cpu", "true", "--report_to", "none"], "did you mean cuhk-pedes?"),
+        "train: a Hub option for a benchmark": (
+            ["train", "--dataset_name", "rstpreid", "--data_root", missing, "--dataset_config", "x", "--output_dir",
+             str(tmp / "t"), "--use_cpu", "true", "--report_to", "none"],
+            "config apply to a save_to_disk folder or a Hub dataset, not to rstpreid"),
+        "train: identity with one training image": (
+            ["train", "--dataset_name", str(tmp / "single"), "--output_dir", str(tmp / "t"), "--use_cpu", "true",
+             "--report_to", "none"], "record 2 (image '200.png'): person id 2 has 1 image(s) in the train split"),
+        "data prepare: columns named otherwise": (
+            ["data", "prepare", "--dataset_name", str(tmp / "named_otherwise"), "--output_dir", str(tmp / "p")],
+            "split 'train': no image column: looked for a column 'image'; the columns are img, text, pid (name "
+            "yours with --image_column)"),
+        "data prepare: a mapped column that is not there": (
+            ["data", "prepare", "--dataset_name", str(tmp / "named_otherwise"), "--image_column", "img",
+             "--caption_column", "caption", "--output_dir", str(tmp / "p")], "looked for column 'caption'"),
+        "data prepare: person ids that are not integers": (
+            ["data", "prepare", "--dataset_name", str(tmp / "word_ids"), "--image_column", "img", "--caption_column",
+             "text", "--person_id_column", "pid", "--output_dir", str(tmp / "p")],
+            "word_ids split 'train': record 0 (image 'word_ids_0.png'): 'pid' should be an integer person id, found "
+            "str 'anna'"),
+        "data prepare: a folder that holds no data": (
+            ["data", "prepare", "--dataset_name", str(tmp / "empty"), "--output_dir", str(tmp / "p")],
+            "is neither a folder written by save_to_disk / ivt data prepare nor an image folder"),
+        "data prepare: --root with --dataset_name": (
+            ["data", "prepare", "--dataset_name", str(tmp / "empty"), "--root", missing, "--output_dir",
+             str(tmp / "p")], "--root goes with --benchmark"),
+        "evaluate: a benchmark without --root": (
+            ["evaluate", "--model", str(tmp / "model"), "--benchmark", "rstpreid"],
+            "--benchmark rstpreid needs --root"),
+        "evaluate: no data named": (["evaluate", "--model", str(tmp / "model")], "give --benchmark NAME --root DIR"),
         "train: wrong --data_root": (
             ["train", "--dataset_name", "rstpreid", "--data_root", missing, "--output_dir", str(tmp / "t"),
              "--use_cpu", "true", "--report_to", "none"], "does not exist"),
@@ -181,3 +237,47 @@ def test_scripts_and_python_dash_m_run_the_same_command(tmp_path):
         assert result.returncode == 2, (name, result.stderr[-2000:])
         assert result.stderr.strip().splitlines()[-1].startswith("error: "), (name, result.stderr[-2000:])
         assert "Traceback" not in result.stderr, name
+
+
+def _api_calls(tmp: Path) -> dict[str, tuple[object, type[BaseException]]]:
+    """CLI case name -> (the Python call behind that command, the typed error it must raise)."""
+    from ivt_hf.conversion.original_checkpoint import CheckpointConversionError, convert_to_folder
+    from ivt_hf.data import BenchmarkFormatError, ColumnMapping, load_data
+    from ivt_hf.hub.folder import NotAnIVTModelError, load_model_and_processor
+    from ivt_hf.hub.push import InvalidRepoIdError, push_model_folder
+    from ivt_hf.search import GalleryIndex, GalleryIndexError, IndexNotFoundError
+
+    def index_build():
+        GalleryIndex.build(*load_model_and_processor(tmp / "model"), tmp / "unreadable_images", on_invalid="skip",
+                           progress=False)  # fmt: skip
+
+    return {
+        "search: no index": (lambda: GalleryIndex.load(tmp / "missing"), IndexNotFoundError),
+        "search: manifest not an object": (lambda: GalleryIndex.load(tmp / "index"), GalleryIndexError),
+        "search: manifest without paths": (lambda: GalleryIndex.load(tmp / "index_no_paths"), GalleryIndexError),
+        "search: corrupt embeddings": (lambda: GalleryIndex.load(tmp / "index_corrupt"), GalleryIndexError),
+        "index build: no image readable, skip": (index_build, GalleryIndexError),
+        "evaluate: another model type": (lambda: load_model_and_processor(tmp / "bert"), NotAnIVTModelError),
+        "convert: checkpoint without text positions": (
+            lambda: convert_to_folder(tmp / "no_positions.pth", tmp / "c"), CheckpointConversionError),
+        "data prepare: no annotation file": (lambda: load_data("cuhk-pedes", tmp / "empty"), BenchmarkFormatError),
+        "data prepare: columns named otherwise": (
+            lambda: load_data(str(tmp / "named_otherwise")), BenchmarkFormatError),
+        "data prepare: person ids that are not integers": (
+            lambda: load_data(str(tmp / "word_ids"), columns=ColumnMapping("img", "text", "pid")),
+            BenchmarkFormatError),
+        "train: identity with one training image": (lambda: load_data(str(tmp / "single")), BenchmarkFormatError),
+        "push: bad repo id": (lambda: push_model_folder(tmp / "bert", "a/b/c"), InvalidRepoIdError),
+    }  # fmt: skip
+
+
+def test_the_python_api_raises_typed_errors_with_the_cli_messages(tmp_path, capsys):
+    """What `ivt` prints after `error:` is the message of a typed exception the Python call raises."""
+    _make_bad_files(tmp_path)
+    bad_inputs = _bad_inputs(tmp_path)
+    for name, (call, error_type) in _api_calls(tmp_path).items():
+        with pytest.raises(error_type) as raised:
+            call()
+        code, _, err = _run(bad_inputs[name][0], capsys)
+        line = next(line for line in err.splitlines() if line.startswith("error: "))
+        assert code == 2 and line == "error: " + " ".join(str(raised.value).split()), name

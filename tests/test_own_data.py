@@ -54,15 +54,15 @@ def test_an_image_folder_with_metadata_jsonl_is_a_benchmark(jsonl_folder):
 
 def test_metadata_csv_rows_repeating_a_file_add_captions_and_split_defaults_to_train(tmp_path):
     root = tmp_path / "csv"
-    _images(root, ["p1.jpg", "p2.jpg"])
+    _images(root, ["p1.jpg", "p2.jpg", "p3.jpg"])
     with open(root / "metadata.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["file_name", "person_id", "caption"])
         writer.writerows([["p1.jpg", "0", "First caption."], ["p1.jpg", "0", "Second caption."],
-                          ["p2.jpg", "1", "Another person."]])  # fmt: skip
-    data, report = load_benchmark_with_report("imagefolder", root)
-    assert list(data) == ["train"] and data["train"]["captions"] == [["First caption.", "Second caption."],
-                                                                        ["Another person."]]  # fmt: skip
+                          ["p2.jpg", "0", "Same person."], ["p3.jpg", "1", "Another person."]])  # fmt: skip
+    data, report = load_benchmark_with_report("imagefolder", root, min_images_per_id={})  # 1 image of person 1: ok
+    assert list(data) == ["train"]
+    assert data["train"]["captions"] == [["First caption.", "Second caption."], ["Same person."], ["Another person."]]
     assert report.merged and "repeats image 'p1.jpg'" in report.merged[0]
 
 
@@ -83,7 +83,9 @@ def test_broken_rows_are_errors_naming_file_row_and_image(jsonl_folder, broken, 
         load_benchmark("imagefolder", jsonl_folder)
     assert message in str(raised.value)
     data, report = load_benchmark_with_report("imagefolder", jsonl_folder, on_invalid="skip")  # or skip, and say so
-    assert len(report.skipped) == 1 and report.skipped[0].record_index == 1 and len(data["train"]) == 3
+    # skipping row 1 leaves person 7 with one training image (row 0): skipped too, and said
+    assert [item.record_index for item in report.skipped] == [1, 0] and len(data["train"]) == 2
+    assert "person id 7 has 1 image(s) in the train split, which needs at least 2" in report.skipped[1].reason
 
 
 def test_non_utf8_and_bad_json_lines_name_the_file(jsonl_folder):
@@ -115,3 +117,175 @@ def test_prepare_stats_and_training_take_an_image_folder(jsonl_folder, tmp_path,
         assert len(trainer.train_dataset) == 4 and sorted(set(trainer.train_dataset.person_ids)) == [0, 1]
         batch = next(iter(trainer.get_train_dataloader()))
         assert batch["pixel_values"].shape == (12, 3, 64, 32)
+
+
+def _people_dataset(person_ids, captions, shades=None):
+    """A `datasets.Dataset` with its own column names (`img`, `text`, `pid`): one row per image-caption pair."""
+    import io
+
+    import datasets
+
+    shades = shades or list(range(len(person_ids)))
+    images = []
+    for shade in shades:
+        buffer = io.BytesIO()
+        Image.new("RGB", (32, 64), (40 * shade % 256, 100, 30)).save(buffer, "PNG")
+        images.append({"bytes": buffer.getvalue(), "path": f"person_{shade}.png"})
+    features = datasets.Features({"img": datasets.Image(), "text": datasets.Value("string"),
+                                  "pid": datasets.Value("int64")})  # fmt: skip
+    return datasets.Dataset.from_dict({"img": images, "text": captions, "pid": person_ids}, features=features)
+
+
+def test_a_save_to_disk_folder_in_another_schema_with_a_column_mapping(tmp_path):
+    import datasets
+
+    from ivt_hf.data import ColumnMapping, load_data_with_report
+
+    train = _people_dataset([5, 5, 5, 9, 9], ["a man", "a man, red coat", "a man again", "a woman", "a woman, bag"],
+                            shades=[0, 0, 1, 2, 3])  # rows 0 and 1 are one image with two captions  # fmt: skip
+    test = _people_dataset([4], ["a child"])
+    datasets.DatasetDict({"train": train, "valid": test}).save_to_disk(str(tmp_path / "saved"))
+
+    with pytest.raises(BenchmarkFormatError, match=r"saved split 'train': no image column: .* --image_column"):
+        load_data_with_report(str(tmp_path / "saved"))
+    data, report = load_data_with_report(str(tmp_path / "saved"), columns=ColumnMapping("img", "text", "pid"))
+    assert sorted(data) == ["train", "validation"]  # `valid` is read as the validation split
+    assert data["train"]["captions"] == [["a man", "a man, red coat"], ["a man again"], ["a woman"], ["a woman, bag"]]
+    assert data["train"]["person_id"] == [0, 0, 1, 1] and data["train"]["original_person_id"] == [5, 5, 9, 9]
+    assert data["train"]["image_path"][:2] == ["person_0.png", "person_1.png"]
+    assert data["train"][3]["image"].size == (32, 64) and set(data["validation"]["source"]) == {str(tmp_path / "saved")}
+    assert report.merged == [f"{tmp_path / 'saved'} split 'train' row 1 repeats the image of row 0"]
+
+    # what `ivt data prepare` wrote is read back as it is, and training takes either folder
+    mapping = ["--image_column", "img", "--caption_column", "text", "--person_id_column", "pid"]
+    assert ivt(["data", "prepare", "--dataset_name", str(tmp_path / "saved"), *mapping, "--output_dir",
+                str(tmp_path / "p")]) == 0  # fmt: skip
+    prepared, again = load_data_with_report(str(tmp_path / "p"))
+    assert again is None and prepared["train"]["captions"] == data["train"]["captions"]
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ({"pid": [1, 1, -3]}, "split 'train': record 2 (image 'person_2.png'): negative person id -3"),
+        ({"text": ["a man", "a man", "  "]}, "record 2 (image 'person_2.png'): caption 0 is empty"),
+        ({"text": ["a man", "a man", ""]}, "record 2 (image 'person_2.png'): caption 0 is empty"),
+        ({"img": "undecodable"}, "record 2 (image 'person_2.png'): image cannot be decoded"),
+        ({"img": "missing"}, "record 2: 'img' holds no image"),
+        ({"pid": [1, 1, 1], "shades": [0, 1, 1]}, None),  # a repeated image of the same person: merged, not an error
+        ({"pid": [1, 2, 1], "shades": [0, 0, 1]}, "record 1 (image 'person_0.png'): the same image as row 0 with "
+                                                  "another person id (2; row 0 has 1)"),
+        ({"pid": [1, 1, 2], "shades": [0, 1, 2]}, "record 2 (image 'person_2.png'): person id 2 has 1 image(s) in "
+                                                  "the train split, which needs at least 2"),
+    ],
+)
+def test_bad_rows_of_a_datasets_dataset_are_errors_naming_split_and_row(rows, message, tmp_path):
+    import datasets
+
+    from ivt_hf.data import ColumnMapping, load_data_with_report
+
+    dataset = _people_dataset(rows.get("pid", [1, 1, 1]), rows.get("text", ["a man"] * 3), rows.get("shades"))
+    if rows.get("img"):
+        undecoded = dataset.cast_column("img", datasets.Image(decode=False))
+        images = list(undecoded["img"])
+        images[2] = {"bytes": b"not an image", "path": "person_2.png"} if rows["img"] == "undecodable" else None
+        dataset = datasets.Dataset.from_dict({**undecoded.to_dict(), "img": images}, features=dataset.features)
+    dataset.save_to_disk(str(tmp_path / "d"))
+    columns = ColumnMapping("img", "text", "pid")
+    if message is None:
+        data, report = load_data_with_report(str(tmp_path / "d"), columns=columns)
+        assert len(data["train"]) == 2 and len(report.merged) == 1
+        return
+    with pytest.raises(BenchmarkFormatError) as raised:
+        load_data_with_report(str(tmp_path / "d"), columns=columns)
+    assert f"{tmp_path / 'd'} split 'train': {message}" in str(raised.value) or message in str(raised.value)
+    data, report = load_data_with_report(str(tmp_path / "d"), columns=columns, on_invalid="skip")
+    assert report.skipped and message.split(": ", 1)[1] in report.format()  # skipped and listed, never dropped silently
+
+
+HUB_SCRIPT = r"""
+import json, sys
+from ivt_hf.cli import main
+from ivt_hf.data import load_prepared
+out, model = sys.argv[1], sys.argv[2]
+common = ["--dataset_name", "people-org/street-crops", "--image_column", "img", "--caption_column", "text",
+          "--person_id_column", "pid"]
+codes = {}
+codes["prepare main"] = main(["data", "prepare", *common, "--output_dir", f"{out}/main"])
+codes["prepare small@v2"] = main(["data", "prepare", *common, "--dataset_config", "small", "--revision", "v2",
+                                  "--output_dir", f"{out}/small-v2"])
+codes["evaluate"] = main(["evaluate", "--model", model, *common, "--split", "test", "--output", f"{out}/eval.json"])
+codes["train"] = main(["train", *common, "--output_dir", f"{out}/run", "--model_name_or_path", model,
+                       "--per_device_train_batch_size", "4", "--images_per_id", "2", "--max_steps", "2",
+                       "--eval_strategy", "no", "--use_cpu", "true", "--report_to", "none", "--save_strategy", "no"])
+codes["missing repo"] = main(["data", "prepare", "--dataset_name", "people-org/no-such", "--output_dir", f"{out}/x"])
+codes["missing revision"] = main(["data", "prepare", *common, "--revision", "v9", "--output_dir", f"{out}/y"])
+codes["missing config"] = main(["data", "prepare", *common, "--dataset_config", "huge", "--output_dir", f"{out}/z"])
+summary = {name: list(load_prepared(f"{out}/{name}")["train"]["captions"]) for name in ("main", "small-v2")}
+print(json.dumps({"codes": codes, "captions": summary}))
+"""
+
+DATASET_CARD = """---
+configs:
+- config_name: default
+  data_files:
+  - split: train
+    path: data/train-*.parquet
+  - split: test
+    path: data/test-*.parquet
+- config_name: small
+  data_files:
+  - split: train
+    path: small/train-*.parquet
+---
+# Street crops (a test dataset)
+"""
+
+
+def test_a_hub_dataset_by_id_with_config_revision_and_column_mapping(tmp_path, tiny_config):
+    """`--dataset_name ORG/NAME` goes through `datasets.load_dataset` against the package's local Hub server (the
+    real client, in a subprocess with `HF_ENDPOINT` pointing at it), for prepare, evaluate and training."""
+    import io
+    import os
+    import subprocess
+    import sys
+
+    from test_backbones import TOKEN, _load_local_hub
+
+    from ivt_hf import IVTModel, IVTProcessor
+    from ivt_hf.hub import save_model_folder
+
+    def parquet(dataset) -> bytes:
+        buffer = io.BytesIO()
+        dataset.to_parquet(buffer)
+        return buffer.getvalue()
+
+    train = parquet(_people_dataset([3, 3, 8, 8], ["red coat", "red coat, bag", "blue jeans", "jeans, cap"]))
+    test = parquet(_people_dataset([1, 1, 2], ["green shirt", "green shirt again", "a hat"], shades=[4, 5, 6]))
+    small = parquet(_people_dataset([3, 3], ["small config", "small config again"]))
+    small_v2 = parquet(_people_dataset([3, 3], ["small config at v2", "small config at v2 again"]))
+    save_model_folder(IVTModel(tiny_config), IVTProcessor.from_config(tiny_config), tmp_path / "model")
+    with _load_local_hub().LocalHub(token=TOKEN) as hub:
+        files = {"README.md": DATASET_CARD.encode(), "data/train-00000-of-00001.parquet": train,
+                 "data/test-00000-of-00001.parquet": test, "small/train-00000-of-00001.parquet": small}  # fmt: skip
+        hub.seed_repo("people-org/street-crops", files, repo_type="dataset")
+        hub.seed_commit("people-org/street-crops", {"small/train-00000-of-00001.parquet": small_v2}, branch="v2",
+                        repo_type="dataset")  # fmt: skip
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_XET": "1",
+               "HF_HUB_DISABLE_TELEMETRY": "1", "HF_DATASETS_CACHE": str(tmp_path / "hf" / "datasets")}  # fmt: skip
+        completed = subprocess.run([sys.executable, "-c", HUB_SCRIPT, str(tmp_path / "out"), str(tmp_path / "model")],
+                                   capture_output=True, text=True, timeout=600, env=env)  # fmt: skip
+        assert hub.unhandled == [], hub.unhandled
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert result["codes"] == {"prepare main": 0, "prepare small@v2": 0, "evaluate": 0, "train": 0,
+                               "missing repo": 2, "missing revision": 2, "missing config": 2}  # fmt: skip
+    assert result["captions"] == {"main": [["red coat"], ["red coat, bag"], ["blue jeans"], ["jeans, cap"]],
+                                  "small-v2": [["small config at v2"], ["small config at v2 again"]]}  # fmt: skip
+    errors = [line for line in completed.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 3 and "Traceback" not in completed.stderr
+    assert errors[0].startswith("error: people-org/no-such: cannot be loaded: Dataset 'people-org/no-such' doesn't")
+    assert "people-org/street-crops at revision v9: cannot be loaded: Revision 'v9' doesn't exist" in errors[1]
+    assert "people-org/street-crops (config huge): cannot be loaded: BuilderConfig 'huge' not found" in errors[2]
+    record = json.loads((tmp_path / "out" / "eval.json").read_text())
+    assert record["benchmark"] == "people-org/street-crops" and record["facts"]["num_queries"] == 3

@@ -26,10 +26,13 @@ as LFS when the repo's `.gitattributes` (written at creation, like the Hub's def
 or more, or when its first 512 bytes contain a NUL byte. Errors carry the `X-Error-Code` values that
 `utils/_http.py::hf_raise_for_status` maps to exceptions (RepoNotFound, RevisionNotFound, EntryNotFound).
 
+Dataset repos (`/api/datasets/...`, `/datasets/{repo}/resolve/...`) are served read-only, for `datasets.load_dataset`:
+they are put on the server with `seed_repo(..., repo_type="dataset")`.
+
 Not implemented, on purpose: real authentication (one bearer token is compared; any user owns every namespace),
-Xet storage (run clients with `HF_HUB_DISABLE_XET=1`), multipart LFS, pull requests, datasets/spaces, rate limits,
-gated repos, Range requests. Every request and every unknown route is recorded so that a test can assert the
-client used nothing else.
+Xet storage (run clients with `HF_HUB_DISABLE_XET=1`), multipart LFS, pull requests, dataset uploads, spaces,
+rate limits, gated repos, Range requests. Every request and every unknown route is recorded so that a test can
+assert the client used nothing else.
 """
 
 from __future__ import annotations
@@ -54,19 +57,20 @@ DEFAULT_GITATTRIBUTES = "".join(
 )  # fmt: skip
 
 _REPO = r"(?P<repo>[^/]+/[^/]+?)"
+_KIND = r"(?P<kind>models|datasets)"
 _ROUTES = [
     ("POST", re.compile(r"^/api/repos/create$"), "create_repo"),
     ("POST", re.compile(r"^/api/validate-yaml$"), "validate_yaml"),
     ("GET", re.compile(r"^/api/agent-harnesses$"), "agent_harnesses"),
-    ("POST", re.compile(rf"^/api/models/{_REPO}/preupload/(?P<rev>[^/]+)$"), "preupload"),
-    ("POST", re.compile(rf"^/api/models/{_REPO}/commit/(?P<rev>[^/]+)$"), "commit"),
-    ("POST", re.compile(rf"^/api/models/{_REPO}/branch/(?P<rev>[^/]+)$"), "create_branch"),
+    ("POST", re.compile(rf"^/api/{_KIND}/{_REPO}/preupload/(?P<rev>[^/]+)$"), "preupload"),
+    ("POST", re.compile(rf"^/api/{_KIND}/{_REPO}/commit/(?P<rev>[^/]+)$"), "commit"),
+    ("POST", re.compile(rf"^/api/{_KIND}/{_REPO}/branch/(?P<rev>[^/]+)$"), "create_branch"),
     ("POST", re.compile(rf"^/{_REPO}\.git/info/lfs/objects/batch$"), "lfs_batch"),
     ("POST", re.compile(rf"^/{_REPO}\.git/info/lfs/objects/verify$"), "lfs_verify"),
-    ("GET", re.compile(rf"^/api/models/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.+))?$"), "tree"),
-    ("GET", re.compile(rf"^/api/models/{_REPO}(?:/revision/(?P<rev>[^/]+))?$"), "model_info"),
-    ("GET", re.compile(rf"^/{_REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)$"), "resolve"),
-    ("HEAD", re.compile(rf"^/{_REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)$"), "resolve"),
+    ("GET", re.compile(rf"^/api/{_KIND}/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.+))?$"), "tree"),
+    ("GET", re.compile(rf"^/api/{_KIND}/{_REPO}(?:/revision/(?P<rev>[^/]+))?$"), "model_info"),
+    ("GET", re.compile(rf"^/(?:(?P<kind>datasets)/)?{_REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)$"), "resolve"),
+    ("HEAD", re.compile(rf"^/(?:(?P<kind>datasets)/)?{_REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)$"), "resolve"),
 ]
 
 
@@ -134,7 +138,8 @@ class LocalHub:
         if host not in ("127.0.0.1", "localhost"):
             raise ValueError("LocalHub serves loopback only")
         self.token = token
-        self.repos: dict[str, Repo] = {}
+        self.repos: dict[str, Repo] = {}  # model repos
+        self.dataset_repos: dict[str, Repo] = {}  # dataset repos (served read-only: `seed_repo(..., repo_type=)`)
         self.lfs_objects: dict[str, bytes] = {}  # sha256 -> content
         self.requests: list[tuple[str, str, str, int]] = []  # (origin, method, path, status)
         self.unhandled: list[tuple[str, str]] = []  # (method, path) of routes this server does not know
@@ -226,8 +231,11 @@ class LocalHub:
         self.unhandled.append((method, split.path))
         raise HubError(404, f"LocalHub does not implement {method} {split.path}")
 
-    def _repo(self, repo_id: str, authorized: bool) -> Repo:
-        repo = self.repos.get(repo_id)
+    def _store(self, kind: str) -> dict[str, Repo]:
+        return self.dataset_repos if kind == "datasets" else self.repos
+
+    def _repo(self, repo_id: str, authorized: bool, kind: str = "models") -> Repo:
+        repo = self._store(kind).get(repo_id)
         if repo is None or (repo.private and not authorized):
             # the Hub answers the same for a missing repo and a private one without credentials
             raise HubError(404 if repo is None else 401, f"Repository {repo_id} not found", "RepoNotFound")
@@ -252,26 +260,39 @@ class LocalHub:
         repo.commits[oid] = commit
         return commit
 
-    def seed_repo(self, repo_id: str, files: dict[str, bytes], *, private: bool = False) -> Commit:
+    def seed_repo(
+        self, repo_id: str, files: dict[str, bytes], *, private: bool = False, repo_type: str = "model"
+    ) -> Commit:
         """Put a repo with `files` on the server directly (as if someone had pushed it): for tests that download
-        from repos laid out like public ones. Files are stored as a push would store them (LFS by the default
-        `.gitattributes`, size or binary content)."""
+        from repos laid out like public ones (`repo_type="dataset"` for `datasets.load_dataset`). Files are stored
+        as a push would store them (LFS by the default `.gitattributes`, size or binary content)."""
         with self._lock:
             repo = Repo(repo_id, private=private)
             gitattributes = DEFAULT_GITATTRIBUTES.encode()
             stored = {".gitattributes": StoredFile(len(gitattributes), git_blob_sha1(gitattributes), False,
                                                    gitattributes)}  # fmt: skip
             initial = self._new_commit(repo, None, "initial commit", dict(stored))
+            repo.branches["main"] = initial.oid
+            self._store(f"{repo_type}s")[repo_id] = repo
+            return self.seed_commit(repo_id, files, repo_type=repo_type)
+
+    def seed_commit(
+        self, repo_id: str, files: dict[str, bytes], *, branch: str = "main", repo_type: str = "model"
+    ) -> Commit:
+        """Add a commit holding `files` (added or replaced) on `branch`, created from main when new."""
+        with self._lock:
+            repo = self._store(f"{repo_type}s")[repo_id]
+            head = repo.commits[repo.branches.get(branch, repo.branches["main"])]
+            stored = dict(head.files)
             for path, data in files.items():
-                if self._upload_mode(initial, path, len(data), data[:512]) == "lfs":
+                if self._upload_mode(head, path, len(data), data[:512]) == "lfs":
                     oid = hashlib.sha256(data).hexdigest()
                     self.lfs_objects[oid] = data
                     stored[path] = StoredFile(len(data), oid, True)
                 else:
                     stored[path] = StoredFile(len(data), git_blob_sha1(data), False, data)
-            commit = self._new_commit(repo, initial.oid, "seed", stored)
-            repo.branches["main"] = commit.oid
-            self.repos[repo_id] = repo
+            commit = self._new_commit(repo, head.oid, "seed", stored)
+            repo.branches[branch] = commit.oid
             return commit
 
     # ----- Hub API -----
@@ -320,11 +341,13 @@ class LocalHub:
             return "lfs"
         return "lfs" if b"\0" in sample else "regular"
 
-    def _preupload(self, *, repo: str, rev: str, body: bytes, query: dict, authorized: bool, **_) -> Reply:
+    def _preupload(
+        self, *, kind: str = "models", repo: str, rev: str, body: bytes, query: dict, authorized: bool, **_
+    ) -> Reply:
         self._require_token(authorized)
         if query.get("create_pr"):
             raise HubError(400, "LocalHub does not implement pull requests")
-        commit = self._commit_at(self._repo(repo, authorized), rev)
+        commit = self._commit_at(self._repo(repo, authorized, kind), rev)
         answers = []
         for entry in json.loads(body)["files"]:
             sample = base64.b64decode(entry["sample"])
@@ -361,11 +384,13 @@ class LocalHub:
             raise HubError(404, f"LFS object {payload['oid']} was not uploaded with size {payload['size']}")
         return Reply.json({"success": True})
 
-    def _commit(self, *, repo: str, rev: str, body: bytes, query: dict, authorized: bool, **_) -> Reply:
+    def _commit(
+        self, *, kind: str = "models", repo: str, rev: str, body: bytes, query: dict, authorized: bool, **_
+    ) -> Reply:
         self._require_token(authorized)
         if query.get("create_pr"):
             raise HubError(400, "LocalHub does not implement pull requests")
-        repo_state = self._repo(repo, authorized)
+        repo_state = self._repo(repo, authorized, kind)
         if rev not in repo_state.branches:
             raise HubError(404, f"Branch {rev} not found in {repo}", "RevisionNotFound")
         head = repo_state.commits[repo_state.branches[rev]]
@@ -404,17 +429,17 @@ class LocalHub:
         answer = {"success": True, "commitOid": commit.oid, "commitUrl": commit_url, "pullRequestUrl": None}
         return Reply.json(answer)
 
-    def _create_branch(self, *, repo: str, rev: str, body: bytes, authorized: bool, **_) -> Reply:
+    def _create_branch(self, *, kind: str = "models", repo: str, rev: str, body: bytes, authorized: bool, **_) -> Reply:
         self._require_token(authorized)
-        repo_state = self._repo(repo, authorized)
+        repo_state = self._repo(repo, authorized, kind)
         if rev in repo_state.branches:
             raise HubError(409, f"Reference already exists: refs/heads/{rev}")
         starting_point = (json.loads(body or b"{}") or {}).get("startingPoint", "main")
         repo_state.branches[rev] = self._commit_at(repo_state, starting_point).oid
         return Reply.json({})
 
-    def _model_info(self, *, repo: str, authorized: bool, rev: str = "main", **_) -> Reply:
-        repo_state = self._repo(repo, authorized)
+    def _model_info(self, *, kind: str = "models", repo: str, authorized: bool, rev: str = "main", **_) -> Reply:
+        repo_state = self._repo(repo, authorized, kind)
         commit = self._commit_at(repo_state, rev)
         return Reply.json({
             "_id": repo, "id": repo, "modelId": repo, "author": repo.split("/")[0], "sha": commit.oid,
@@ -423,8 +448,10 @@ class LocalHub:
             "createdAt": "2026-01-01T00:00:00.000Z", "siblings": [{"rfilename": path} for path in sorted(commit.files)],
         })  # fmt: skip
 
-    def _tree(self, *, repo: str, rev: str, query: dict, authorized: bool, path: str = "", **_) -> Reply:
-        commit = self._commit_at(self._repo(repo, authorized), rev)
+    def _tree(
+        self, *, kind: str = "models", repo: str, rev: str, query: dict, authorized: bool, path: str = "", **_
+    ) -> Reply:
+        commit = self._commit_at(self._repo(repo, authorized, kind), rev)
         prefix = f"{path.strip('/')}/" if path.strip("/") else ""
         below = [name for name in sorted(commit.files) if name.startswith(prefix)]
         if prefix and not below:
@@ -445,8 +472,10 @@ class LocalHub:
                     for folder in sorted(folders)]  # fmt: skip
         return Reply.json(entries)
 
-    def _resolve(self, *, method: str, repo: str, rev: str, path: str, authorized: bool, **_) -> Reply:
-        commit = self._commit_at(self._repo(repo, authorized), rev)
+    def _resolve(
+        self, *, kind: str = "models", method: str, repo: str, rev: str, path: str, authorized: bool, **_
+    ) -> Reply:
+        commit = self._commit_at(self._repo(repo, authorized, kind), rev)
         stored = commit.files.get(path)
         if stored is None:
             raise HubError(404, f"Entry not found: {path}", "EntryNotFound", {"X-Repo-Commit": commit.oid})

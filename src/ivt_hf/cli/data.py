@@ -1,6 +1,7 @@
 """`ivt data prepare | stats | synth`: thin wrappers over `ivt_hf.data` (heavy imports stay inside the handlers).
 
 ivt data prepare --benchmark cuhk-pedes --root ~/data/CUHK-PEDES --output_dir ~/data/cuhk-prepared
+ivt data prepare --dataset_name ORG/NAME --caption_column text --output_dir ~/data/mine-prepared
 ivt data stats ~/data/cuhk-prepared
 ivt data synth --num_ids 1300 --image_size 384 128 --seed 0 --layout cuhk-pedes --output_dir ~/data/synthpedes
 """
@@ -15,15 +16,53 @@ from ..data.specs import BENCHMARK_NAMES, BENCHMARKS, SPLITS, get_spec
 from . import CommandError, flag
 
 
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where data comes from, the same for every command: `--benchmark NAME --root DIR`, or `--dataset_name` (a
+    folder or a Hub id) with the flags of `datasets` data."""
+    source = parser.add_argument_group("data (--benchmark with --root, or --dataset_name)")
+    source.add_argument("--benchmark", choices=BENCHMARK_NAMES, help="a benchmark layout, read from --root")
+    source.add_argument("--root", help="the raw copy (annotation JSON + imgs/), or a prepared folder")
+    source.add_argument(*flag("--dataset_name"), dest="dataset_name",
+                        help="a folder (ivt data prepare / save_to_disk output, or an image folder with "
+                        "metadata.jsonl / metadata.csv) or a Hub dataset id ORG/NAME")  # fmt: skip
+    source.add_argument(*flag("--dataset_config"), dest="dataset_config", help="the Hub dataset's configuration")
+    source.add_argument("--revision", help="the Hub dataset's branch, tag or commit")
+    for role, default in (("image", "image"), ("caption", "captions, else caption"), ("person_id", "person_id")):
+        source.add_argument(*flag(f"--{role}_column"), dest=f"{role}_column", help=f"default: {default}")
+    source.add_argument(*flag("--min_images_per_id"), dest="min_images_per_id", type=int,
+                        help="least images per identity in the train split of your own data (default 2)")  # fmt: skip
+
+
+def source_name(args: argparse.Namespace) -> str:
+    """The data's name as given (a benchmark name, a folder or a Hub id); checks that exactly one was given."""
+    if (args.benchmark is None) == (args.dataset_name is None):
+        raise CommandError("give --benchmark NAME --root DIR, or --dataset_name (a folder or a Hub id), not both")
+    if args.benchmark is not None and args.root is None and args.benchmark != "synthpedes":
+        raise CommandError(f"--benchmark {args.benchmark} needs --root (the folder of your copy)")
+    if args.dataset_name is not None and args.root is not None:
+        raise CommandError("--root goes with --benchmark; --dataset_name is itself the folder or Hub id")
+    return args.benchmark or args.dataset_name
+
+
+def load_source(args: argparse.Namespace, **checks):
+    """The data the source arguments name, with its report (`ivt_hf.data.load_data_with_report`)."""
+    from ..data.hf_datasets import ColumnMapping
+    from ..data.loading import load_data_with_report
+
+    columns = ColumnMapping(args.image_column, args.caption_column, args.person_id_column)
+    minimum = None if args.min_images_per_id is None else {"train": args.min_images_per_id}
+    return load_data_with_report(source_name(args), args.root, config=args.dataset_config, revision=args.revision,
+                                 columns=columns, min_images_per_id=minimum, **checks)  # fmt: skip
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     data = subparsers.add_parser("data", help="prepare, inspect and generate benchmarks")
     commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
 
     prepare = commands.add_parser(
-        "prepare", help="normalise a raw benchmark copy and save it self-contained (images embedded)"
+        "prepare", help="check any data, normalise it and save it self-contained (images embedded)"
     )
-    prepare.add_argument("--benchmark", required=True, choices=BENCHMARK_NAMES)
-    prepare.add_argument("--root", required=True, help="the raw copy (annotation JSON + imgs/)")
+    add_source_arguments(prepare)
     prepare.add_argument(*flag("--output_dir"), "--output", dest="output_dir", required=True,
                          help="folder for the saved DatasetDict")  # fmt: skip
     prepare.add_argument(*flag("--on_invalid"), dest="on_invalid", choices=("error", "skip"), default="error")
@@ -71,17 +110,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    from ..data.loading import load_benchmark_with_report
     from ..data.prepared import prepare_benchmark
     from ..data.schema import split_counts
 
+    source_name(args)
     output = Path(args.output_dir)
     if output.exists() and any(output.iterdir()) and not args.overwrite:  # fail before the long read
         raise CommandError(f"{str(output)!r} is not empty; pass --overwrite to replace it")
     start = time.perf_counter()
-    dataset, report = load_benchmark_with_report(
-        args.benchmark, args.root, on_invalid=args.on_invalid, verify_images=args.verify_images
-    )
+    dataset, report = load_source(args, on_invalid=args.on_invalid, verify_images=args.verify_images)
     if report is not None:
         print(report.format())
     _, written_here = prepare_benchmark(dataset, output, overwrite=args.overwrite)

@@ -5,26 +5,30 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..data.specs import BENCHMARK_NAMES, SYNTHPEDES
+from ..data.specs import SYNTHPEDES
 from . import CommandError, flag
+from .data import add_source_arguments, load_source, source_name
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from ..data.loading import load_benchmark
+    from ..data.normalise import emit_report
     from ..evaluation.baselines import synthpedes_baselines
     from ..evaluation.pictures import draw_retrieval, rows_from_evaluation
     from ..evaluation.record import EvaluationRecord
     from ..evaluation.split_evaluation import evaluate_split
     from ..hub.folder import load_model_and_processor
 
+    name = source_name(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     model, processor = load_model_and_processor(args.model)
-    data = load_benchmark(args.benchmark, args.root)
+    data, report = load_source(args)
+    if report is not None:
+        emit_report(report)
     if args.split not in data:
-        raise CommandError(f"{args.benchmark} has no split {args.split!r} (splits: {', '.join(data)})")
+        raise CommandError(f"{name} has no split {args.split!r} (splits: {', '.join(data)})")
     image_split = data[args.split]
     evaluation = evaluate_split(
         model,
@@ -36,29 +40,33 @@ def run_evaluate(args: argparse.Namespace) -> int:
         max_queries=args.max_queries,
     )
     record = EvaluationRecord(
-        benchmark=args.benchmark,
+        benchmark=name,
         split=args.split,
         protocol=args.protocol,
         metrics=evaluation.metrics,
-        facts={"model": str(args.model), "root": str(args.root), **evaluation.facts},
-        baselines=synthpedes_baselines(image_split, split=args.split) if args.benchmark == SYNTHPEDES else None,
+        facts={"model": str(args.model), "root": str(args.root or name), **evaluation.facts},
+        baselines=synthpedes_baselines(image_split, split=args.split) if name == SYNTHPEDES else None,
     )
-    print(f"{args.benchmark} {args.split}: {evaluation.facts['num_queries']} queries, "
+    print(f"{name} {args.split}: {evaluation.facts['num_queries']} queries, "
           f"{evaluation.facts['num_gallery']} gallery images, protocol {args.protocol}")  # fmt: skip
     print(record.table())
+    if args.benchmark:
+        data_tag = args.benchmark
+    else:  # a folder by its name, a Hub id ORG/NAME as ORG--NAME
+        data_tag = Path(name).name if Path(name).is_dir() else name.replace("/", "--")
     if args.output:
         output = Path(args.output)
     elif Path(args.model).is_dir():
-        output = Path(args.model) / f"eval_{args.benchmark}_{args.split}.json"
+        output = Path(args.model) / f"eval_{data_tag}_{args.split}.json"
     else:  # a Hub repo id: no folder to write beside the weights
-        output = Path(f"eval_{args.model.replace('/', '--')}_{args.benchmark}_{args.split}.json")
+        output = Path(f"eval_{args.model.replace('/', '--')}_{data_tag}_{args.split}.json")
     record.save(output)
     print(f"wrote {output}")
     if args.show:
         step = max(1, len(evaluation.captions) // args.num_show)
         queries = list(range(0, len(evaluation.captions), step))[: args.num_show]
         draw_retrieval(rows_from_evaluation(evaluation, image_split, queries), args.show,
-                       title=f"{args.benchmark} {args.split}: top-10 per query (green = right person)")  # fmt: skip
+                       title=f"{name} {args.split}: top-10 per query (green = right person)")  # fmt: skip
         print(f"wrote {args.show}")
     return 0
 
@@ -66,8 +74,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     evaluate = subparsers.add_parser("evaluate", help="R@1/5/10, mAP, mINP of a model on a benchmark split")
     evaluate.add_argument("--model", required=True, help="a from_pretrained folder or a Hub repo id")
-    evaluate.add_argument("--benchmark", required=True, choices=BENCHMARK_NAMES)
-    evaluate.add_argument("--root", required=True, help="raw or prepared benchmark folder")
+    add_source_arguments(evaluate)
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--protocol", default="standard", choices=["standard", "official"])
     evaluate.add_argument(

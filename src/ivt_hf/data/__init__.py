@@ -1,14 +1,16 @@
-"""Benchmarks as Hugging Face `datasets`: CUHK-PEDES, ICFG-PEDES, RSTPReid and the procedural SynthPEDES.
+"""Benchmarks as Hugging Face `datasets`: CUHK-PEDES, ICFG-PEDES, RSTPReid, the procedural SynthPEDES and your own.
 
 - `specs.py`: what tells the three raw layouts apart (one `BenchmarkSpec` each), the benchmark names, the errors;
 - `schema.py`: the one image-level schema, its caption-level (query) view `caption_view`, split counts;
 - `normalise.py`: the one normaliser that reads a raw copy of any of the three, validating every record;
 - `prepared.py`: folders written by `ivt data prepare` (images embedded);
-- `loading.py`: `load_benchmark(name, root)`, the entry point;
+- `hf_datasets.py`: data `datasets` already reads (a `save_to_disk` folder, a Hub id) in any column layout;
+- `loading.py`: `load_benchmark(name, root)`, and `load_data(source)` for anything a user has, the entry points;
 - `synthpedes/`: the procedural benchmark that needs no download.
 """
 
-from .loading import load_benchmark, load_benchmark_with_report
+from .hf_datasets import ColumnMapping
+from .loading import load_benchmark, load_benchmark_with_report, load_data, load_data_with_report
 from .normalise import BenchmarkReport, SkippedRecord, normalise_benchmark, read_records
 from .prepared import is_prepared, load_prepared
 from .schema import COLUMNS, benchmark_features, caption_view, format_counts_table, split_counts
@@ -34,6 +36,7 @@ __all__ = [
     "BenchmarkReport",
     "BenchmarkSpec",
     "BenchmarkWarning",
+    "ColumnMapping",
     "SkippedRecord",
     "SplitCounts",
     "benchmark_features",
@@ -43,6 +46,8 @@ __all__ = [
     "is_prepared",
     "load_benchmark",
     "load_benchmark_with_report",
+    "load_data",
+    "load_data_with_report",
     "load_prepared",
     "normalise_benchmark",
     "read_records",

@@ -1,13 +1,19 @@
-"""`load_benchmark`: any benchmark by name (a raw copy, a prepared folder, or SynthPEDES generated on first use)."""
+"""`load_benchmark`: any benchmark by name (a raw copy, a prepared folder, or SynthPEDES generated on first use), and
+`load_data`: that, or any data a user has (an image folder, a `save_to_disk` folder, a Hub dataset id)."""
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import os
+import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .hf_datasets import ColumnMapping, is_saved_dataset, load_hub_dataset, load_saved_dataset
 from .normalise import BenchmarkReport, emit_report, normalise_benchmark
 from .prepared import is_prepared, load_prepared
-from .specs import SYNTHPEDES, OnInvalid, get_spec
+from .specs import BENCHMARK_NAMES, IMAGEFOLDER, IMAGEFOLDER_SPEC, SYNTHPEDES, BenchmarkFormatError, OnInvalid, get_spec
 from .synthpedes import read_synthpedes
 
 if TYPE_CHECKING:
@@ -20,10 +26,12 @@ def load_benchmark_with_report(
     *,
     on_invalid: OnInvalid = "error",
     verify_images: bool = True,
+    min_images_per_id: dict[str, int] | None = None,
     **synth_kwargs: Any,
 ) -> tuple[datasets.DatasetDict, BenchmarkReport | None]:
     """`load_benchmark` that returns the `BenchmarkReport` instead of warning with it (None for a prepared folder,
-    which was checked when it was prepared)."""
+    which was checked when it was prepared). `min_images_per_id` replaces the spec's (`{"train": 2}` for an image
+    folder, nothing for the published benchmarks): `{}` accepts identities with one image."""
     if name == SYNTHPEDES:
         return read_synthpedes(root, on_invalid=on_invalid, verify_images=verify_images, **synth_kwargs)
     if synth_kwargs:
@@ -33,6 +41,8 @@ def load_benchmark_with_report(
         raise ValueError(f"{name} needs `root`: the folder of your licensed copy (it cannot be downloaded)")
     if is_prepared(root):
         return load_prepared(root, expected_source=spec.name), None
+    if min_images_per_id is not None:
+        spec = dataclasses.replace(spec, min_images_per_id=min_images_per_id)
     return normalise_benchmark(spec, root, on_invalid=on_invalid, verify_images=verify_images)
 
 
@@ -66,6 +76,79 @@ def load_benchmark(
     dataset, report = load_benchmark_with_report(
         name, root, on_invalid=on_invalid, verify_images=verify_images, **synth_kwargs
     )
+    if report is not None:
+        emit_report(report)
+    return dataset
+
+
+# a Hub dataset id: `ORG/NAME` (a bare name is a mistyped benchmark or folder far more often than a legacy Hub id)
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+
+
+def load_data_with_report(
+    source: str,
+    root: str | os.PathLike | None = None,
+    *,
+    config: str | None = None,
+    revision: str | None = None,
+    columns: ColumnMapping = ColumnMapping(),
+    on_invalid: OnInvalid = "error",
+    verify_images: bool = True,
+    min_images_per_id: dict[str, int] | None = None,
+    **synth_kwargs: Any,
+) -> tuple[datasets.DatasetDict, BenchmarkReport | None]:
+    """Any data, by what a user would type, in the common schema, with its `BenchmarkReport` (None when it was
+    checked before: a prepared folder).
+
+    `source` is one of:
+    - a benchmark name (`cuhk-pedes`, `icfg-pedes`, `rstpreid`, `imagefolder` with `root`, `synthpedes`): as
+      `load_benchmark`;
+    - a folder: written by `ivt data prepare`, by `save_to_disk` (any columns: see `columns`), or an image folder
+      with `metadata.jsonl` / `metadata.csv`;
+    - a Hub dataset id, `ORG/NAME`: `datasets.load_dataset(source, config, revision=revision)`.
+    `columns` names the image, caption and person id columns of `datasets` data (`--image_column`, ...).
+    Identities with fewer images than `min_images_per_id[split]` (default: 2 in the train split of data a user made,
+    none in the published benchmarks) are invalid, as are missing or undecodable images, empty captions and person
+    ids that are not integers: an error naming the file or dataset, split and row, or skipped and reported with
+    `on_invalid="skip"`.
+    """
+    checks = {"on_invalid": on_invalid, "verify_images": verify_images, "min_images_per_id": min_images_per_id}
+    datasets_only = {"config": config, "revision": revision}
+    if source in BENCHMARK_NAMES:
+        given = [name for name, value in datasets_only.items() if value is not None] + (
+            ["columns"] if columns != ColumnMapping() else [])  # fmt: skip
+        if given:
+            raise ValueError(f"{', '.join(given)} apply to a save_to_disk folder or a Hub dataset, not to {source}")
+        return load_benchmark_with_report(source, root, **checks, **synth_kwargs)
+    if synth_kwargs:
+        raise TypeError(f"unexpected arguments for {source}: {sorted(synth_kwargs)} (only synthpedes takes them)")
+    folder = Path(source).expanduser()
+    if folder.is_dir():
+        if is_saved_dataset(folder):
+            return load_saved_dataset(folder, columns=columns, **checks)
+        if any((folder / name).is_file() for name in IMAGEFOLDER_SPEC.annotation_files):
+            return load_benchmark_with_report(IMAGEFOLDER, folder, **checks)
+        raise BenchmarkFormatError(
+            "is neither a folder written by save_to_disk / ivt data prepare nor an image folder with "
+            f"{' or '.join(IMAGEFOLDER_SPEC.annotation_files)}",
+            annotation_file=folder,
+        )
+    if folder.exists():
+        raise BenchmarkFormatError("is a file; give the folder that holds the data", annotation_file=folder)
+    if not _HUB_ID.match(source):
+        close = difflib.get_close_matches(source, BENCHMARK_NAMES, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise BenchmarkFormatError(
+            f"no such folder, and not a Hub dataset id (ORG/NAME); {hint}benchmark names are "
+            f"{', '.join(BENCHMARK_NAMES)}",
+            annotation_file=source,
+        )
+    return load_hub_dataset(source, config=config, revision=revision, columns=columns, **checks)
+
+
+def load_data(source: str, root: str | os.PathLike | None = None, **kwargs: Any) -> datasets.DatasetDict:
+    """`load_data_with_report` that warns with the report (`BenchmarkWarning`) when records were skipped."""
+    dataset, report = load_data_with_report(source, root, **kwargs)
     if report is not None:
         emit_report(report)
     return dataset

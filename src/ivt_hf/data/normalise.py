@@ -99,18 +99,21 @@ class BenchmarkReport:
 
 
 @dataclass
-class _ImageRecord:
+class ImageRecord:
+    """One valid image of a raw copy (or of a `datasets` split: `hf_datasets.py`), before it becomes a row."""
+
     record_index: int
     split: str
     raw_path: str  # as written in the annotation file: what error messages quote
     image_path: str  # relative to the benchmark root
-    absolute_path: str
+    absolute_path: str | None  # the file, or None when the image is held as bytes
     original_person_id: int
     captions: list[str]
+    image_bytes: bytes | None = None  # the encoded image, for rows of a `datasets` split that embed it
 
 
-class _InvalidRecord(Exception):
-    """Internal: one record failed a check; the caller decides between stopping and skipping."""
+class InvalidRecord(Exception):
+    """One record failed a check; the `RecordCollector` decides between stopping and skipping."""
 
 
 def find_annotation_file(spec: BenchmarkSpec, root: str | os.PathLike) -> Path:
@@ -172,11 +175,11 @@ def _read_annotation(path: Path) -> list[Any]:
 
 def _field(record: dict, name: str, kind: type | tuple[type, ...], kind_name: str) -> Any:
     if name not in record:
-        raise _InvalidRecord(f"missing field {name!r} (fields: {', '.join(sorted(map(str, record)))})")
+        raise InvalidRecord(f"missing field {name!r} (fields: {', '.join(sorted(map(str, record)))})")
     value = record[name]
     # bool is an int subclass, but `"id": true` is a broken record rather than person 1
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise _InvalidRecord(f"field {name!r} should be {kind_name}, found {type(value).__name__} {value!r:.60}")
+        raise InvalidRecord(f"field {name!r} should be {kind_name}, found {type(value).__name__} {value!r:.60}")
     return value
 
 
@@ -187,33 +190,33 @@ def _resolve_image(root: Path, spec: BenchmarkSpec, raw_path: str) -> tuple[str,
         if (root / relative).is_file():
             return relative, root / relative
     tried = " or ".join(repr(str(root / relative)) for relative in relative_candidates)
-    raise _InvalidRecord(f"image file not found (looked for {tried})")
+    raise InvalidRecord(f"image file not found (looked for {tried})")
 
 
-def _parse_record(record: Any, spec: BenchmarkSpec, root: Path, index: int) -> _ImageRecord:
+def _parse_record(record: Any, spec: BenchmarkSpec, root: Path, index: int) -> ImageRecord:
     if not isinstance(record, dict):
-        raise _InvalidRecord(f"expected a JSON object, found {type(record).__name__}")
+        raise InvalidRecord(f"expected a JSON object, found {type(record).__name__}")
     if spec.default_split is not None and "split" not in record:
         record = {**record, "split": spec.default_split}
     raw_split = _field(record, "split", str, "a string")
     if raw_split not in spec.split_names:
-        raise _InvalidRecord(f"unknown split {raw_split!r}; expected one of {sorted(spec.split_names)}")
+        raise InvalidRecord(f"unknown split {raw_split!r}; expected one of {sorted(spec.split_names)}")
     raw_path = _field(record, spec.path_field, str, "a string")
     if not raw_path.strip():
-        raise _InvalidRecord(f"empty {spec.path_field!r}")
+        raise InvalidRecord(f"empty {spec.path_field!r}")
     person_id = _field(record, spec.id_field, int, "an integer")
     if person_id < 0:
-        raise _InvalidRecord(f"negative person id {person_id}")
+        raise InvalidRecord(f"negative person id {person_id}")
     captions = _field(record, "captions", list, "a list of strings")
     if not captions:
-        raise _InvalidRecord("no captions")
+        raise InvalidRecord("no captions")
     for position, caption in enumerate(captions):
         if not isinstance(caption, str):
-            raise _InvalidRecord(f"caption {position} should be a string, found {type(caption).__name__}")
+            raise InvalidRecord(f"caption {position} should be a string, found {type(caption).__name__}")
         if not caption.strip():
-            raise _InvalidRecord(f"caption {position} is empty")
+            raise InvalidRecord(f"caption {position} is empty")
     image_path, absolute_path = _resolve_image(root, spec, raw_path)
-    return _ImageRecord(
+    return ImageRecord(
         record_index=index,
         split=spec.split_names[raw_split],
         raw_path=raw_path,
@@ -224,17 +227,20 @@ def _parse_record(record: Any, spec: BenchmarkSpec, root: Path, index: int) -> _
     )
 
 
-def _check_decodable(path: str) -> None:
+def check_decodable(path: str | None, data: bytes | None = None) -> None:
+    """Decode the image at `path` (or the encoded bytes `data`) once; `InvalidRecord` when it cannot be decoded."""
+    import io
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(data) if data is not None else path) as image:
             image.load()  # a full decode: `verify()` misses truncated JPEG data
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise _InvalidRecord(f"image cannot be decoded: {error}") from error
+        raise InvalidRecord(f"image cannot be decoded: {error}") from error
 
 
-class _Collector:
+class RecordCollector:
     """Applies the `on_invalid` policy: raise with the full location, or remember the record as skipped."""
 
     def __init__(self, annotation_file: Path, on_invalid: OnInvalid, report: BenchmarkReport):
@@ -265,7 +271,7 @@ def read_records(
     on_invalid: OnInvalid = "error",
     verify_images: bool = True,
     source: str | None = None,
-) -> tuple[dict[str, list[_ImageRecord]], BenchmarkReport]:
+) -> tuple[dict[str, list[ImageRecord]], BenchmarkReport]:
     """Validate the raw records of a benchmark copy; return the valid ones per canonical split and a report."""
     from tqdm.auto import tqdm
 
@@ -278,13 +284,13 @@ def read_records(
         records=len(raw_records),
         published=dict(spec.published),
     )
-    collector = _Collector(annotation_file, on_invalid, report)
+    collector = RecordCollector(annotation_file, on_invalid, report)
 
-    by_path: dict[str, _ImageRecord] = {}
+    by_path: dict[str, ImageRecord] = {}
     for index, raw_record in enumerate(raw_records):
         try:
             record = _parse_record(raw_record, spec, root, index)
-        except _InvalidRecord as error:
+        except InvalidRecord as error:
             collector.invalid(index, _raw_image_path(raw_record, spec), str(error), error)
             continue
         earlier = by_path.get(record.image_path)
@@ -306,28 +312,61 @@ def read_records(
         valid = []
         for record in tqdm(records, desc=f"Verifying {report.benchmark} images", unit=" images", disable=None):
             try:
-                _check_decodable(record.absolute_path)
-            except _InvalidRecord as error:
+                check_decodable(record.absolute_path, record.image_bytes)
+            except InvalidRecord as error:
                 collector.invalid(record.record_index, record.raw_path, str(error), error)
                 continue
             valid.append(record)
         records = valid
 
-    per_split: dict[str, list[_ImageRecord]] = {split: [] for split in spec.splits}
+    per_split: dict[str, list[ImageRecord]] = {split: [] for split in spec.splits}
     for record in records:
         per_split[record.split].append(record)
     if spec.default_split is not None:  # an image folder has the splits its rows name, no empty ones
         per_split = {split: rows for split, rows in per_split.items() if rows}
-    return per_split, report
+    return check_images_per_identity(per_split, collector, spec.min_images_per_id), report
 
 
-def _build_split(records: list[_ImageRecord], split: str, source: str, description: str) -> datasets.Dataset:
+def check_images_per_identity(
+    per_split: dict[str, list[ImageRecord]], collector: RecordCollector, min_images_per_id: dict[str, int]
+) -> dict[str, list[ImageRecord]]:
+    """Identities with fewer than `min_images_per_id[split]` images in a split that needs pairs: invalid.
+
+    The training split needs pairs: its batches hold K images of each identity and every other image of the same
+    person is a positive, so an identity with one image has no positive image but itself. In data a user made, that
+    is almost always a mistake (a `person_id` column that numbers images rather than people, or a person whose
+    other photos went to another split). The benchmarks are read as published (`min_images_per_id` empty).
+    """
+    checked = {}
+    for split, records in per_split.items():
+        needed = min_images_per_id.get(split, 1)
+        counts: dict[int, int] = {}
+        for record in records:
+            counts[record.original_person_id] = counts.get(record.original_person_id, 0) + 1
+        kept = []
+        for record in records:
+            found = counts[record.original_person_id]
+            if found < needed:
+                collector.invalid(
+                    record.record_index,
+                    record.raw_path,
+                    f"person id {record.original_person_id} has {found} image(s) in the {split} split, which needs "
+                    f"at least {needed} per identity (other images of the same person are the positives of "
+                    "training); give the person more images, fix the person id, or leave the identity out",
+                )
+                continue
+            kept.append(record)
+        checked[split] = kept
+    return checked
+
+
+def build_split(records: list[ImageRecord], split: str, source: str, description: str) -> datasets.Dataset:
     import datasets
 
     # 0-based contiguous labels in order of the original ids, so that train ids index a classifier directly
     remap = {original: label for label, original in enumerate(sorted({r.original_person_id for r in records}))}
     columns = {
-        "image": [{"path": record.absolute_path, "bytes": None} for record in records],
+        "image": [{"path": record.absolute_path, "bytes": record.image_bytes} for record in records],
         "image_path": [record.image_path for record in records],
         "person_id": [remap[record.original_person_id] for record in records],
         "original_person_id": [record.original_person_id for record in records],
@@ -359,7 +398,7 @@ def normalise_benchmark(
     source = source or spec.name
     per_split, report = read_records(spec, root, on_invalid=on_invalid, verify_images=verify_images, source=source)
     dataset = datasets.DatasetDict(
-        {split: _build_split(records, split, source, description) for split, records in per_split.items()}
+        {split: build_split(records, split, source, description) for split, records in per_split.items()}
     )
     report.counts = {split: split_counts(split_dataset) for split, split_dataset in dataset.items()}
     return dataset, report

@@ -76,6 +76,9 @@ class BenchmarkSpec:
     synth_subfolders: tuple[str, ...] = ()
     id_field: str = "id"  # record field holding the person id
     default_split: str | None = None  # the raw split of records without a `split` field (None: the field is required)
+    # least images per identity in a split that needs pairs (`normalise.check_images_per_identity`); the published
+    # benchmarks are read as they are, data a user made is checked
+    min_images_per_id: dict[str, int] = field(default_factory=dict)
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -149,6 +152,7 @@ IMAGEFOLDER_SPEC = BenchmarkSpec(
     record_fields=("file_name", "person_id", "captions", "split"),
     id_field="person_id",
     default_split="train",
+    min_images_per_id={"train": 2},
 )
 
 # what `load_benchmark`, the CLI and training accept: the one list

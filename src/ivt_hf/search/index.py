@@ -20,6 +20,14 @@ INDEX_EMBEDDINGS = "embeddings.safetensors"
 INDEX_MANIFEST = "manifest.json"
 INDEX_FORMAT_VERSION = 1
 
+class GalleryIndexError(ValueError):
+    """An index folder that cannot be read, or a gallery with nothing to index; the message names the file."""
+
+
+class IndexNotFoundError(GalleryIndexError, FileNotFoundError):
+    """A folder that is not a gallery index (its manifest or embeddings file is missing)."""
+
+
 def find_images(folder: str | Path) -> list[Path]:
     """Image files under `folder` (recursive, sorted), by extension."""
     folder = Path(folder)
@@ -27,7 +35,7 @@ def find_images(folder: str | Path) -> list[Path]:
         raise FileNotFoundError(f"image folder not found: {folder}")
     paths = sorted(path for path in folder.rglob("*") if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file())
     if not paths:
-        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {folder}")
+        raise GalleryIndexError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {folder}")
     return paths
 
 
@@ -90,7 +98,7 @@ class GalleryIndex:
                 skipped.append({"path": str(path), "error": str(error)})
         if not readable:
             first = f" (first: {skipped[0]['path']}: {skipped[0]['error']})" if skipped else ""
-            raise ValueError(f"none of the {len(paths)} images could be read, nothing to index{first}")
+            raise GalleryIndexError(f"none of the {len(paths)} images could be read, nothing to index{first}")
         embeddings = encode_images(model, processor, [str(path) for path in readable], batch_size=batch_size,
                                    progress=progress)  # fmt: skip
         stored_paths = [str(path.relative_to(root)) if root is not None else str(path) for path in readable]
@@ -132,26 +140,26 @@ class GalleryIndex:
         manifest_path, embeddings_path = directory / INDEX_MANIFEST, directory / INDEX_EMBEDDINGS
         for path in (manifest_path, embeddings_path):
             if not path.is_file():
-                raise FileNotFoundError(f"not a gallery index folder: {path} is missing")
+                raise IndexNotFoundError(f"not a gallery index folder: {path} is missing")
         try:
             manifest = json.loads(manifest_path.read_text())
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ValueError(f"{manifest_path} is not valid JSON: {error}") from error
+            raise GalleryIndexError(f"{manifest_path} is not valid JSON: {error}") from error
         if not isinstance(manifest, dict):
-            raise ValueError(f"{manifest_path} must hold a JSON object, found {type(manifest).__name__}")
+            raise GalleryIndexError(f"{manifest_path} must hold a JSON object, found {type(manifest).__name__}")
         if manifest.get("format_version") != INDEX_FORMAT_VERSION:
-            raise ValueError(f"{manifest_path}: unsupported index format {manifest.get('format_version')!r}")
+            raise GalleryIndexError(f"{manifest_path}: unsupported index format {manifest.get('format_version')!r}")
         paths = manifest.pop("paths", None)
         if not isinstance(paths, list) or not all(isinstance(path, str) for path in paths):
-            raise ValueError(f"{manifest_path} has no 'paths' list of image paths")
+            raise GalleryIndexError(f"{manifest_path} has no 'paths' list of image paths")
         try:
             tensors = load_file(str(embeddings_path))
         except Exception as error:  # safetensors raises its own error type, naming no file
-            raise ValueError(f"{embeddings_path} is not a readable safetensors file ({error})") from None
+            raise GalleryIndexError(f"{embeddings_path} is not a readable safetensors file ({error})") from None
         if "embeddings" not in tensors:
-            raise ValueError(f"{embeddings_path} holds no 'embeddings' tensor")
+            raise GalleryIndexError(f"{embeddings_path} holds no 'embeddings' tensor")
         if tensors["embeddings"].dim() != 2 or tensors["embeddings"].shape[0] != len(paths):
-            raise ValueError(f"{embeddings_path} holds {tuple(tensors['embeddings'].shape)} embeddings for "
+            raise GalleryIndexError(f"{embeddings_path} holds {tuple(tensors['embeddings'].shape)} embeddings for "
                              f"{len(paths)} paths in {manifest_path}")  # fmt: skip
         return cls(tensors["embeddings"], paths, manifest)
 

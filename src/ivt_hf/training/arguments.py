@@ -102,12 +102,26 @@ class ModelArguments:
 class DataArguments:
     dataset_name: str = field(
         default="synthpedes",
-        metadata={"help": "cuhk-pedes, icfg-pedes, rstpreid, imagefolder (with --data_root), synthpedes, a folder "
-                  "written by `ivt data prepare`, or an image folder with metadata.jsonl / metadata.csv."},
+        metadata={"help": "cuhk-pedes, icfg-pedes, rstpreid, imagefolder (with --data_root), synthpedes; a folder "
+                  "(written by `ivt data prepare` or save_to_disk, or an image folder with metadata.jsonl / "
+                  "metadata.csv); or a Hub dataset id ORG/NAME."},
     )
     data_root: str | None = field(
         default=None, metadata={"help": "raw benchmark folder; for synthpedes, where it is generated on first use."}
     )
+    dataset_config: str | None = field(default=None, metadata={"help": "the Hub dataset's configuration."})
+    revision: str | None = field(default=None, metadata={"help": "the Hub dataset's branch, tag or commit."})
+    image_column: str | None = field(default=None, metadata={"help": "image column of a datasets dataset "
+                                     "(default: image)."})  # fmt: skip
+    caption_column: str | None = field(default=None, metadata={"help": "caption column, one string or a list "
+                                       "per row (default: captions, else caption)."})  # fmt: skip
+    person_id_column: str | None = field(default=None, metadata={"help": "person id column, integers (default: "
+                                         "person_id)."})  # fmt: skip
+    min_images_per_id: int | None = field(
+        default=None,
+        metadata={"help": "least images per identity in the train split of your own data (default 2: one image "
+                  "has no positive image but itself); 1 accepts every identity."},
+    )  # fmt: skip
     synth_train_ids: int = field(default=1000)
     synth_validation_ids: int = field(default=100)
     synth_test_ids: int = field(default=200)

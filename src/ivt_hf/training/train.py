@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 from transformers import set_seed
 
 from ..conversion.backbones import BackboneLayoutError, load_backbones, read_backbone
-from ..data.loading import load_benchmark
-from ..data.prepared import is_prepared, load_prepared
-from ..data.specs import BENCHMARK_NAMES, IMAGEFOLDER, IMAGEFOLDER_SPEC, SYNTHPEDES
+from ..data.hf_datasets import ColumnMapping
+from ..data.loading import load_benchmark, load_data
+from ..data.specs import BENCHMARK_NAMES, SYNTHPEDES
 from ..hub.folder import register_for_remote_code
 from ..model.configuration_ivt import IVTConfig
 from ..model.modeling_ivt import IVTModel
@@ -88,17 +88,7 @@ def build_model(model_args: ModelArguments) -> IVTModel:
 
 
 def load_training_data(data_args: DataArguments, image_size: tuple[int, int]):
-    """The benchmark's DatasetDict. SynthPEDES is rendered at the model's input size (no resize needed)."""
-    if data_args.dataset_name not in BENCHMARK_NAMES:
-        folder = Path(data_args.dataset_name)
-        if is_prepared(folder):
-            return load_prepared(folder)
-        if any((folder / name).is_file() for name in IMAGEFOLDER_SPEC.annotation_files):
-            return load_benchmark(IMAGEFOLDER, folder)
-        raise ValueError(
-            f"--dataset_name {data_args.dataset_name!r} is neither a benchmark name ({', '.join(BENCHMARK_NAMES)}), "
-            "a prepared folder, nor an image folder with metadata.jsonl / metadata.csv"
-        )
+    """The data's DatasetDict (`ivt_hf.data.load_data`). SynthPEDES is rendered at the model's input size."""
     if data_args.dataset_name == SYNTHPEDES:
         return load_benchmark(
             SYNTHPEDES,
@@ -111,9 +101,16 @@ def load_training_data(data_args: DataArguments, image_size: tuple[int, int]):
             image_size=tuple(image_size),
             seed=data_args.synth_seed,
         )
-    if data_args.data_root is None:
+    if data_args.dataset_name in BENCHMARK_NAMES and data_args.data_root is None:
         raise ValueError(f"--data_root is required for {data_args.dataset_name}")
-    return load_benchmark(data_args.dataset_name, data_args.data_root)
+    return load_data(
+        data_args.dataset_name,
+        data_args.data_root,
+        config=data_args.dataset_config,
+        revision=data_args.revision,
+        columns=ColumnMapping(data_args.image_column, data_args.caption_column, data_args.person_id_column),
+        min_images_per_id=None if data_args.min_images_per_id is None else {"train": data_args.min_images_per_id},
+    )
 
 
 def prepare_training(
