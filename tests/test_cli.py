@@ -165,6 +165,9 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "train: wrong --data_root": (
             ["train", "--dataset_name", "rstpreid", "--data_root", missing, "--output_dir", str(tmp / "t"),
              "--use_cpu", "true", "--report_to", "none"], "does not exist"),
+        "train: synthpedes into a folder holding other data": (
+            ["train", "--dataset_name", "synthpedes", "--data_root", str(tmp / "bert"), "--output_dir", str(tmp / "t"),
+             "--use_cpu", "true", "--report_to", "none"], "is not a SynthPEDES folder (it holds config.json)"),
         "train: fp16 on a CPU": (
             ["train", "--output_dir", str(tmp / "t"), "--use_cpu", "true", "--fp16", "true", "--report_to", "none"],
             "--fp16 needs a GPU"),

@@ -118,6 +118,16 @@ def test_prepare_stats_and_training_take_an_image_folder(jsonl_folder, tmp_path,
         batch = next(iter(trainer.get_train_dataloader()))
         assert batch["pixel_values"].shape == (12, 3, 64, 32)
 
+    # a 10,000-character caption is data, not an error: read whole, cut to the token limit with a warning
+    rows = [dict(row) for row in ROWS]
+    rows[0]["caption"] = ("a man in a red coat, with a black bag. " * 300)[:10_000]
+    (jsonl_folder / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    trainer = build_trainer(*parse_args(["--dataset_name", str(jsonl_folder), "--max_text_length", "32", *common]))
+    assert len(trainer.train_dataset.split[0]["captions"][0]) == 10_000
+    with pytest.warns(UserWarning, match="longer than 32 tokens were truncated"):
+        batches = [batch for _, batch in zip(range(2), trainer.get_train_dataloader())]
+    assert all(batch["input_ids"].shape[1] <= 32 for batch in batches)
+
 
 def _people_dataset(person_ids, captions, shades=None):
     """A `datasets.Dataset` with its own column names (`img`, `text`, `pid`): one row per image-caption pair."""

@@ -52,6 +52,10 @@ def test_long_text_is_truncated_with_a_warning():
     with pytest.warns(UserWarning, match=r"1 text\(s\) longer than 512 tokens were truncated \(indices \[1\]"):
         encoded = processor(text=["short", "word " * 600])
     assert encoded["input_ids"].shape == (2, 512) and encoded["input_ids"][1, -1] == 102
+    caption = ("a woman in a red coat, carrying a black backpack. " * 200)[:10_000]  # 10,000 characters
+    with pytest.warns(UserWarning, match=r"1 text\(s\) longer than 64 tokens were truncated \(indices \[0\]"):
+        encoded = processor(text=[caption], max_length=64)
+    assert encoded["input_ids"].shape == (1, 64) and encoded["input_ids"][0, -1] == 102
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         processor(text=["word " * 100])

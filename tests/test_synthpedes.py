@@ -153,11 +153,13 @@ def test_render_is_deterministic_and_sized(fixture_folder):
     assert first.size == (128, 384) and first.mode == "RGB" and first.tobytes() == second.tobytes()
 
 
-def test_cache_generates_once_and_reuses(tmp_path, monkeypatch):
+def test_cache_generates_once_and_reuses(tmp_path, monkeypatch, caplog):
     kwargs = {"split_ids": FIXTURE_IDS, "image_size": (64, 32), "seed": 2}
-    first = load_benchmark("synthpedes", tmp_path, **kwargs)
+    with caplog.at_level("WARNING", logger="ivt_hf.data.synthpedes.storage"):
+        first = load_benchmark("synthpedes", tmp_path, **kwargs)
     folders = [path.name for path in tmp_path.iterdir() if path.is_dir()]  # (beside it: its hidden lock file)
     assert len(folders) == 1 and "ids8-2-2_64x32" in folders[0] and "seed2" in folders[0]
+    assert f"generated SynthPEDES ({folders[0]}) in {tmp_path / folders[0]}" in caplog.text  # never silently
 
     def no_rendering(*args, **kwargs):
         raise AssertionError("a matching cache must be reused")
@@ -167,6 +169,9 @@ def test_cache_generates_once_and_reuses(tmp_path, monkeypatch):
     assert second["test"]["captions"] == first["test"]["captions"]
     with pytest.raises(AssertionError, match="must be reused"):  # another seed is another folder
         load_benchmark("synthpedes", tmp_path, **{**kwargs, "seed": 3})
+    (tmp_path / "reid_raw.json").write_text("[]")  # a folder holding anything else is no place to generate into
+    with pytest.raises(FileExistsError, match=r"is not a SynthPEDES folder \(it holds reid_raw.json\)"):
+        load_benchmark("synthpedes", tmp_path, **{**kwargs, "seed": 4})
 
 
 def test_sizes_from_num_ids_and_fractions():

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
 
 META_FILE = "synthpedes_meta.json"
 SOURCE = SYNTHPEDES
+
+logger = logging.getLogger(__name__)
 
 
 def write_plan(synth_plan: SynthPlan, output_dir: str | os.PathLike, *, progress: bool = True) -> None:
@@ -116,9 +120,35 @@ def ensure_generated(cache_root: str | os.PathLike, **generate_kwargs: Any) -> P
     def is_complete(folder: Path) -> bool:
         return (folder / META_FILE).is_file() and read_meta(folder)["config"] == config.to_json()
 
-    target = Path(cache_root) / config.cache_name
-    folder, _ = build_folder_once(target, lambda staging: write_plan(plan(config), staging), is_complete)
+    cache_root = Path(cache_root)
+    _check_cache_root(cache_root)
+    target = cache_root / config.cache_name
+    start = time.perf_counter()
+    folder, built_here = build_folder_once(target, lambda staging: write_plan(plan(config), staging), is_complete)
+    if built_here:  # never silent: a mistyped --data_root shows up here as a new folder
+        logger.warning("generated SynthPEDES (%s) in %s in %.0f s", config.cache_name, folder,
+                       time.perf_counter() - start)  # fmt: skip
     return folder
+
+
+def _check_cache_root(cache_root: Path) -> None:
+    """A SynthPEDES cache folder holds SynthPEDES configurations only (and their locks and staging folders): a
+    folder with anything else (another benchmark's copy, a mistyped path into a project) is an error, not a place to
+    generate into."""
+    if not cache_root.is_dir():
+        if cache_root.exists():
+            raise FileExistsError(f"SynthPEDES cache {str(cache_root)!r} is a file, not a folder")
+        return
+    def ours(entry: Path) -> bool:  # a configuration, a lock (hidden) or a staging folder
+        return entry.name.startswith(".") or (entry / META_FILE).is_file() or ".tmp-" in entry.name
+
+    others = sorted(entry.name for entry in cache_root.iterdir() if not ours(entry))
+    if others:
+        shown = ", ".join(others[:5]) + (f", ... ({len(others)} entries)" if len(others) > 5 else "")
+        raise FileExistsError(
+            f"{str(cache_root)!r} is not a SynthPEDES folder (it holds {shown}); give an empty or new folder to "
+            "generate into, a folder written by `ivt data synth`, or its prepared copy"
+        )
 
 
 def default_cache_root() -> Path:
