@@ -1,4 +1,8 @@
-"""`ivt index build` and `ivt search`: a gallery index of your own images, searched by description."""
+"""`ivt index build` and `ivt search`: a gallery index of your own images, searched by description.
+
+    ivt index build --model MODEL --images DIR --output_dir INDEX
+    torchrun --nproc_per_node 4 -m ivt_hf index build ...     (or: accelerate launch -m ivt_hf index build ...)
+"""
 
 from __future__ import annotations
 
@@ -10,16 +14,17 @@ from . import CommandError, flag
 
 def run_index_build(args: argparse.Namespace) -> int:
     from ..hub.folder import load_model_and_processor
-    from ..search.index import GalleryIndex
+    from ..search.building import build_index
 
     model, processor = load_model_and_processor(args.model)
     model_name = str(Path(args.model).resolve()) if Path(args.model).is_dir() else args.model  # folder or repo id
-    index = GalleryIndex.build(model, processor, args.images, batch_size=args.batch_size, on_invalid=args.on_invalid,
-                               model_name_or_path=model_name)  # fmt: skip
-    index.save(args.output_dir)
-    print(f"indexed {len(index)} images from {args.images} -> {args.output_dir}")
-    for skipped in index.skipped:
-        print(f"skipped {skipped['path']}: {skipped['error']}")
+    report = build_index(model, processor, args.images, args.output_dir, batch_size=args.batch_size,
+                         chunk_size=args.chunk_size, on_invalid=args.on_invalid, model_name_or_path=model_name,
+                         overwrite=args.overwrite)  # fmt: skip
+    if report.process_index == 0:
+        print(report.summary())
+        for skipped in report.skipped:  # the error names the file
+            print(f"skipped: {skipped['error']}")
     return 0
 
 
@@ -54,7 +59,10 @@ def register(subparsers) -> None:
     build.add_argument("--images", required=True, help="folder of images (searched recursively)")
     build.add_argument(*flag("--output_dir"), "--output", dest="output_dir", required=True, help="index folder")
     build.add_argument(*flag("--batch_size"), type=int, default=64)
+    build.add_argument(*flag("--chunk_size"), type=int, default=1024,
+                       help="images per chunk: written when done, shared among processes, resumed")  # fmt: skip
     build.add_argument(*flag("--on_invalid"), choices=["error", "skip"], default="error")
+    build.add_argument("--overwrite", action="store_true", help="replace an index (or an unfinished build) there")
     build.set_defaults(handler=run_index_build)
 
     search = subparsers.add_parser("search", help="find the images that best match a description")

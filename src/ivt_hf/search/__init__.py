@@ -1,5 +1,25 @@
-"""Search over your own images: `GalleryIndex` (build, save, load, search; safetensors + JSON, never pickle)."""
+"""Search over your own images: `GalleryIndex` (build, save, load, search; safetensors + JSON, never pickle), and
+`build_index` for galleries of any size (several processes, resumable)."""
 
-from .index import GalleryIndex, GalleryIndexError, IndexNotFoundError, SearchHit, find_images
+from .building import BuildReport, build_index
+from .index import (
+    GalleryIndex,
+    GalleryIndexError,
+    IndexNotFoundError,
+    ModelMismatchError,
+    SearchHit,
+    find_images,
+    model_fingerprint,
+)
 
-__all__ = ["GalleryIndex", "GalleryIndexError", "IndexNotFoundError", "SearchHit", "find_images"]
+__all__ = [
+    "BuildReport",
+    "GalleryIndex",
+    "GalleryIndexError",
+    "IndexNotFoundError",
+    "ModelMismatchError",
+    "SearchHit",
+    "build_index",
+    "find_images",
+    "model_fingerprint",
+]

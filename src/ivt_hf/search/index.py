@@ -28,6 +28,31 @@ class IndexNotFoundError(GalleryIndexError, FileNotFoundError):
     """A folder that is not a gallery index (its manifest or embeddings file is missing)."""
 
 
+class ModelMismatchError(GalleryIndexError):
+    """An index searched with a model other than the one that built it."""
+
+
+# config entries that say where or how a model was saved, not what it computes
+_VOLATILE_CONFIG_KEYS = ("_name_or_path", "transformers_version", "architectures", "auto_map", "dtype", "torch_dtype",
+                         "_attn_implementation", "attn_implementation")  # fmt: skip
+
+
+def model_fingerprint(model) -> str:
+    """A short hash of what the model computes: its config (less where it was saved) and every weight's name, shape,
+    dtype and bytes. An index records the fingerprint of the model that made it; searching it with another model
+    would compare embeddings of two different spaces, so `GalleryIndex.check_model` refuses that."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    config = {key: value for key, value in model.config.to_dict().items() if key not in _VOLATILE_CONFIG_KEYS}
+    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()[:16]
+
+
 def find_images(folder: str | Path) -> list[Path]:
     """Image files under `folder` (recursive, sorted), by extension."""
     folder = Path(folder)
@@ -94,7 +119,8 @@ class GalleryIndex:
                 readable.append(path)
             except (OSError, ValueError) as error:
                 if on_invalid == "error":
-                    raise ValueError(f"cannot index {path}: {error} (use on_invalid='skip' to leave it out)") from error
+                    message = f"cannot index {path}: {error} (use on_invalid='skip' to leave it out)"
+                    raise GalleryIndexError(message) from error
                 skipped.append({"path": str(path), "error": str(error)})
         if not readable:
             first = f" (first: {skipped[0]['path']}: {skipped[0]['error']})" if skipped else ""
@@ -106,6 +132,7 @@ class GalleryIndex:
             "format_version": INDEX_FORMAT_VERSION,
             "root": str(root.resolve()) if root is not None else None,
             "model": model_name_or_path or getattr(model.config, "_name_or_path", "") or None,
+            "model_fingerprint": model_fingerprint(model),
             "hidden_size": int(embeddings.shape[1]),
             "num_images": len(stored_paths),
             "skipped": skipped,
@@ -195,20 +222,35 @@ class GalleryIndex:
             for row_s, row_i in zip(scores, indices)
         ]
 
+    def check_model(self, model) -> None:
+        """`ModelMismatchError` unless `model` is the one that built the index (by `model_fingerprint`; indexes written
+        before fingerprints were recorded are checked by hidden size only)."""
+        if model.config.hidden_size != self.embeddings.shape[1]:
+            raise ModelMismatchError(
+                f"the model's hidden size {model.config.hidden_size} differs from the index's "
+                f"{self.embeddings.shape[1]}: the index was built by another model ({self.manifest.get('model')})"
+            )
+        recorded = self.manifest.get("model_fingerprint")
+        if recorded is not None and recorded != model_fingerprint(model):
+            raise ModelMismatchError(
+                f"the index was built by another model ({self.manifest.get('model')}, fingerprint {recorded}; this "
+                f"model's is {model_fingerprint(model)}): search it with that model, or build the index again"
+            )
+
     def search(self, texts: str | Sequence[str], model, processor, k: int = 10, use_faiss: bool = False):
         """Top-k gallery images for each text (a list of `SearchHit` per text), best first."""
         texts = [texts] if isinstance(texts, str) else list(texts)
+        self.check_model(model)
         queries = encode_texts(model, processor, texts, progress=False)
-        if model.config.hidden_size != self.embeddings.shape[1]:
-            raise ValueError(
-                f"the model's hidden size {model.config.hidden_size} differs from the index's "
-                f"{self.embeddings.shape[1]}"
-            )
         return self.search_embeddings(queries, k=k, use_faiss=use_faiss)
 
 
 __all__ = [
     "GalleryIndex",
+    "GalleryIndexError",
+    "IndexNotFoundError",
+    "ModelMismatchError",
     "SearchHit",
     "find_images",
+    "model_fingerprint",
 ]

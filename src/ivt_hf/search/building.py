@@ -1,0 +1,212 @@
+"""`build_index`: a gallery index of any size, encoded by any number of processes, resumable after an interruption.
+
+The sorted image list is cut into chunks of `chunk_size` images. Chunk c is encoded by process ``c % world_size``
+and written to ``OUTPUT/chunks/`` as soon as it is done (safetensors + a small JSON, each renamed into place, the
+JSON last, so a chunk is either complete or absent). A run that dies leaves its finished chunks; the next run over
+the same images with the same model, with any number of processes, encodes only the missing ones. When every chunk
+is there, the first process joins them in order into the one index (`GalleryIndex.save`) and removes the chunks.
+Chunks do not depend on the number of processes, so the joined index equals the one-process build (every image is
+encoded alone of its batch-mates: eval mode, fixed input size).
+
+Under `torchrun` / `accelerate launch` the processes find each other through accelerate's `PartialState` (gloo on
+CPU, NCCL on GPU); started plainly, it is one process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..evaluation.encoding import encode_images
+from ..model.image_processing_ivt import to_rgb_uint8
+from .index import (
+    INDEX_FORMAT_VERSION,
+    INDEX_MANIFEST,
+    GalleryIndex,
+    GalleryIndexError,
+    find_images,
+    model_fingerprint,
+)
+
+CHUNKS = "chunks"
+BUILD_FILE = "build.json"
+
+
+@dataclass
+class BuildReport:
+    """What `build_index` did: images indexed and skipped, chunks encoded here and found done, processes, time."""
+
+    output_dir: Path
+    images: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    chunks: int = 0
+    chunks_resumed: int = 0
+    processes: int = 1
+    process_index: int = 0  # of the process that returns this report (0: the one that prints)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        resumed = f", {self.chunks_resumed} of {self.chunks} chunks from an earlier run" if self.chunks_resumed else ""
+        return (f"indexed {self.images} images ({len(self.skipped)} skipped) into {self.output_dir} in "
+                f"{self.seconds:.1f} s on {self.processes} process(es){resumed}")  # fmt: skip
+
+
+def _atomic_write(path: Path, write) -> None:
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    write(temporary)
+    os.replace(temporary, path)
+
+
+def _encode_chunk(model, processor, paths: list[Path], root: Path, on_invalid: str, batch_size: int):
+    readable, skipped = [], []
+    for path in paths:
+        try:
+            to_rgb_uint8(path, name=str(path))
+            readable.append(path)
+        except (OSError, ValueError) as error:
+            if on_invalid == "error":
+                message = f"cannot index {path}: {error} (use --on_invalid skip to leave it out)"
+                raise GalleryIndexError(message) from error
+            skipped.append({"path": str(path), "error": str(error)})
+    if readable:
+        embeddings = encode_images(model, processor, [str(path) for path in readable], batch_size=batch_size,
+                                   progress=False)  # fmt: skip
+    else:
+        embeddings = torch.empty(0, model.config.hidden_size)
+    return embeddings, [str(path.relative_to(root)) for path in readable], skipped
+
+
+def build_index(
+    model,
+    processor,
+    images: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    *,
+    batch_size: int = 64,
+    chunk_size: int = 1024,
+    on_invalid: str = "error",
+    model_name_or_path: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> BuildReport:
+    """Encode every image under `images` into an index at `output_dir`, in this process's share of the chunks.
+
+    Call it in every process of a launch (each returns the same report); see the module docstring.
+    """
+    from accelerate import PartialState
+
+    if on_invalid not in ("error", "skip"):
+        raise ValueError(f"on_invalid must be 'error' or 'skip', got {on_invalid!r}")
+    if chunk_size < 1 or batch_size < 1:
+        raise ValueError(f"chunk_size and batch_size must be >= 1, got {chunk_size} and {batch_size}")
+    state = PartialState(cpu=not torch.cuda.is_available())  # on CPU, accelerate joins a launch only when told
+    start = time.perf_counter()
+    root, output_dir = Path(images), Path(output_dir)
+    paths = find_images(root)
+    fingerprint = model_fingerprint(model)
+    plan = {
+        "format_version": INDEX_FORMAT_VERSION,
+        "root": str(root.resolve()),
+        "model_fingerprint": fingerprint,
+        "images": hashlib.sha256("\n".join(str(path.relative_to(root)) for path in paths).encode()).hexdigest(),
+        "num_images": len(paths),
+        "chunk_size": chunk_size,
+        "on_invalid": on_invalid,
+    }
+    chunk_dir = output_dir / CHUNKS
+    if state.is_main_process:
+        _start_or_resume(output_dir, plan, overwrite)
+    state.wait_for_everyone()
+
+    model = model.to(state.device)
+    num_chunks = (len(paths) + chunk_size - 1) // chunk_size
+    mine = range(state.process_index, num_chunks, state.num_processes)
+    done_before = {chunk for chunk in range(num_chunks) if (chunk_dir / f"{chunk:06d}.json").is_file()}
+    bar = tqdm(total=len(mine), desc=f"encoding image chunks (process {state.process_index})", unit="chunk",
+               disable=not progress or not state.is_main_process)  # fmt: skip
+    for chunk in mine:
+        if chunk not in done_before:
+            chunk_paths = paths[chunk * chunk_size : (chunk + 1) * chunk_size]
+            embeddings, stored, skipped = _encode_chunk(model, processor, chunk_paths, root, on_invalid, batch_size)
+            from safetensors.torch import save_file
+
+            _atomic_write(chunk_dir / f"{chunk:06d}.safetensors",
+                          lambda path, e=embeddings: save_file({"embeddings": e.contiguous()}, str(path)))  # fmt: skip
+            record = json.dumps({"paths": stored, "skipped": skipped})
+            _atomic_write(chunk_dir / f"{chunk:06d}.json", lambda path, text=record: path.write_text(text))
+        bar.update(1)
+    bar.close()
+    state.wait_for_everyone()
+
+    report = BuildReport(output_dir, chunks=num_chunks, chunks_resumed=len(done_before),
+                         processes=state.num_processes, process_index=state.process_index)  # fmt: skip
+    if state.is_main_process:
+        index = _join_chunks(chunk_dir, num_chunks, plan, model_name_or_path or getattr(model.config, "_name_or_path",
+                                                                                       "") or None)  # fmt: skip
+        if len(index) == 0:
+            first = f" (first: {index.skipped[0]['path']}: {index.skipped[0]['error']})" if index.skipped else ""
+            raise GalleryIndexError(f"none of the {len(paths)} images could be read, nothing to index{first}")
+        index.save(output_dir)
+        shutil.rmtree(chunk_dir)
+        (output_dir / BUILD_FILE).unlink()
+    state.wait_for_everyone()
+    index_manifest = json.loads((output_dir / INDEX_MANIFEST).read_text())
+    report.images = index_manifest["num_images"]
+    report.skipped = index_manifest["skipped"]
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _start_or_resume(output_dir: Path, plan: dict, overwrite: bool) -> None:
+    """Make `output_dir/chunks` for `plan`, keeping the chunks of an unfinished build of the same plan."""
+    build_file = output_dir / BUILD_FILE
+    if build_file.is_file() and not overwrite:
+        earlier = json.loads(build_file.read_text())
+        if earlier != plan:
+            differing = sorted(key for key in plan if earlier.get(key) != plan[key])
+            raise GalleryIndexError(
+                f"{output_dir} holds an unfinished build of another index (different {', '.join(differing)}); "
+                "pass --overwrite to start again"
+            )
+        return
+    if output_dir.exists() and any(output_dir.iterdir()):
+        if not overwrite:
+            held = "an index" if (output_dir / INDEX_MANIFEST).is_file() else "other files"
+            raise FileExistsError(f"{output_dir} already holds {held}; pass --overwrite to replace it")
+        shutil.rmtree(output_dir)
+    (output_dir / CHUNKS).mkdir(parents=True)
+    build_file.write_text(json.dumps(plan, indent=1))
+
+
+def _join_chunks(chunk_dir: Path, num_chunks: int, plan: dict, model_name: str | None) -> GalleryIndex:
+    from safetensors.torch import load_file
+
+    embeddings, paths, skipped = [], [], []
+    for chunk in range(num_chunks):
+        record = json.loads((chunk_dir / f"{chunk:06d}.json").read_text())
+        embeddings.append(load_file(str(chunk_dir / f"{chunk:06d}.safetensors"))["embeddings"])
+        paths += record["paths"]
+        skipped += record["skipped"]
+    joined = torch.cat(embeddings)
+    manifest = {
+        "format_version": INDEX_FORMAT_VERSION,
+        "root": plan["root"],
+        "model": model_name,
+        "model_fingerprint": plan["model_fingerprint"],
+        "hidden_size": int(joined.shape[1]),
+        "num_images": len(paths),
+        "skipped": skipped,
+        "normalised": True,
+    }
+    return GalleryIndex(joined, paths, manifest)
+
+
+__all__ = ["BuildReport", "build_index"]

@@ -1,0 +1,127 @@
+"""Galleries of any size: `ivt index build` under 2 real processes (torchrun and accelerate launch) gives the index a
+single process gives, an interrupted build resumes from its chunks (with any number of processes), and an index
+refuses to be searched with a model other than the one that made it."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ivt_hf import IVTConfig, IVTModel, IVTProcessor
+from ivt_hf.cli import main
+from ivt_hf.hub import save_model_folder
+from ivt_hf.search import GalleryIndex, ModelMismatchError
+
+HELPER = Path(__file__).parent / "helpers" / "index_kill_worker.py"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+NUM_IMAGES, CHUNK = 23, 4  # 6 chunks, the last one short
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _launcher(name: str) -> list[str]:
+    if name == "torchrun":
+        return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                str(_free_port())]  # fmt: skip
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+            str(_free_port())]  # fmt: skip
+
+
+def _model(folder: Path, seed: int) -> Path:
+    torch.manual_seed(seed)
+    config = IVTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                       max_position_embeddings=64, image_size=(64, 32))  # fmt: skip
+    save_model_folder(IVTModel(config), IVTProcessor.from_config(config), folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def setting(tmp_path_factory):
+    root = tmp_path_factory.mktemp("index_building")
+    rng = np.random.default_rng(0)
+    gallery = root / "gallery"
+    for number in range(NUM_IMAGES):
+        path = gallery / f"cam{number % 3}" / f"{number:03d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (80, 40, 3), dtype=np.uint8)).save(path)
+    (gallery / "cam1" / "010.png").write_bytes(b"not a png")  # one unreadable file: skipped and listed
+    model = _model(root / "model", seed=0)
+    reference = root / "one_process"
+    assert main(["index", "build", "--model", str(model), "--images", str(gallery), "--output_dir", str(reference),
+                 "--chunk_size", str(CHUNK), "--on_invalid", "skip", "--batch_size", "3"]) == 0  # fmt: skip
+    return {"root": root, "gallery": gallery, "model": model, "reference": GalleryIndex.load(reference)}
+
+
+def _assert_same_index(folder: Path, reference: GalleryIndex) -> None:
+    index = GalleryIndex.load(folder)
+    assert index.paths == reference.paths and len(index) == NUM_IMAGES - 1
+    torch.testing.assert_close(index.embeddings, reference.embeddings, rtol=0, atol=1e-6)
+    assert index.skipped == reference.skipped and [item["path"][-12:] for item in index.skipped] == ["cam1/010.png"]
+    assert index.manifest["model_fingerprint"] == reference.manifest["model_fingerprint"]
+    assert sorted(path.name for path in folder.iterdir()) == ["embeddings.safetensors", "manifest.json"]  # no chunks
+
+
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_two_processes_build_the_one_process_index(setting, launcher, tmp_path):
+    output = tmp_path / "index"
+    command = [*_launcher(launcher), "-m", "ivt_hf", "index", "build", "--model", str(setting["model"]), "--images",
+               str(setting["gallery"]), "--output_dir", str(output), "--chunk_size", str(CHUNK), "--on_invalid",
+               "skip"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    _assert_same_index(output, setting["reference"])
+    summaries = [line for line in result.stdout.splitlines() if line.startswith("indexed ")]
+    assert summaries == [f"indexed {NUM_IMAGES - 1} images (1 skipped) into {output} in "
+                         f"{summaries[0].split(' in ')[-1].split(' s ')[0]} s on 2 process(es)"]  # fmt: skip
+
+
+def test_a_killed_build_resumes_from_its_chunks_with_any_number_of_processes(setting, tmp_path, capsys):
+    output = tmp_path / "index"
+    flags = ["index", "build", "--model", str(setting["model"]), "--images", str(setting["gallery"]), "--output_dir",
+             str(output), "--chunk_size", str(CHUNK), "--on_invalid", "skip"]  # fmt: skip
+    # two processes; each dies hard when it starts its second chunk: chunks 0 and 1 are written, 2 to 5 are not
+    killed = subprocess.run([*_launcher("torchrun"), str(HELPER), "2", *flags], capture_output=True, text=True,
+                            env=ENV, timeout=600)  # fmt: skip
+    assert killed.returncode != 0
+    left = sorted(path.name for path in (output / "chunks").iterdir() if not path.name.startswith("."))
+    assert left == ["000000.json", "000000.safetensors", "000001.json", "000001.safetensors"]
+    assert not (output / "manifest.json").exists()
+
+    # a different model cannot finish it; the same model, in one process, encodes only the 4 missing chunks
+    other = _model(tmp_path / "other_model", seed=1)
+    assert main([*flags[:3], str(other), *flags[4:]]) == 2
+    assert "holds an unfinished build of another index (different model_fingerprint)" in capsys.readouterr().err
+    assert main(flags) == 0
+    assert "2 of 6 chunks from an earlier run" in capsys.readouterr().out
+    _assert_same_index(output, setting["reference"])
+
+    # a second build into the finished folder is refused, and replaces it when asked to
+    assert main(flags) == 2
+    assert "already holds an index; pass --overwrite" in capsys.readouterr().err
+    assert main([*flags, "--overwrite"]) == 0
+    _assert_same_index(output, setting["reference"])
+
+    # the index knows its model: searching it with another one is a clear error
+    index = GalleryIndex.load(output)
+    other_model, other_processor = IVTModel.from_pretrained(other), IVTProcessor.from_pretrained(other)
+    with pytest.raises(ModelMismatchError, match="the index was built by another model"):
+        index.search("a man in a red coat", other_model, other_processor)
+    assert main(["search", "--index", str(output), "--model", str(other), "a man"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("error: ") == 1 and "built by another model" in error
+    manifest = json.loads((output / "manifest.json").read_text())
+    assert manifest["model"] == str(setting["model"].resolve())
