@@ -118,8 +118,7 @@ def test_index_bad_input(trained, gallery_folder, tmp_path):
 
 
 def test_faiss_search_matches_exact(trained, gallery_folder):
-    pytest.importorskip("faiss")
-    model, processor, _ = trained
+    model, processor, _ = trained  # faiss-cpu is in the dev extras: this test runs in CI, never skipped
     index = GalleryIndex.build(model, processor, gallery_folder, progress=False)
     exact = index.search(["a woman in a red coat"], model, processor, k=5)
     approx = index.search(["a woman in a red coat"], model, processor, k=5, use_faiss=True)
@@ -164,5 +163,12 @@ def test_cli_evaluate_index_and_search(trained, gallery_folder, tmp_path, capsys
                      "--show", str(tmp_path / "search.png")]) == 0  # fmt: skip
     printed = capsys.readouterr().out
     assert "a man in a red jacket" in printed and " 3. " in printed and (tmp_path / "search.png").is_file()
+    hits = [line for line in printed.splitlines() if line.startswith("   ")]
+    assert len(hits) == 3
+    for approximate in (["--faiss", "ivf", "--nlist", "8", "--nprobe", "8"], ["--faiss", "hnsw", "--ef_search", "64"]):
+        assert ivt_main(["search", "--index", str(tmp_path / "index"), "a man in a red jacket", "-k", "3",
+                         *approximate]) == 0  # fmt: skip
+        # every list scanned (nprobe = nlist) / a small gallery: the approximate search returns the exact hits
+        assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("   ")] == hits
     assert ivt_main(["search", "--index", str(tmp_path / "nope"), "x"]) == 2
     assert "not a gallery index folder" in capsys.readouterr().err

@@ -31,14 +31,18 @@ def run_index_build(args: argparse.Namespace) -> int:
 def run_search(args: argparse.Namespace) -> int:
     from ..evaluation.pictures import RetrievalRow, draw_retrieval
     from ..hub.folder import load_model_and_processor
-    from ..search.index import GalleryIndex
+    from ..search.index import FaissSettings, GalleryIndex
 
     index = GalleryIndex.load(args.index)
     model_dir = args.model or index.manifest.get("model")
     if not model_dir:
         raise CommandError("the index does not name its model; pass --model")
     model, processor = load_model_and_processor(model_dir)
-    results = index.search(args.queries, model, processor, k=args.k, use_faiss=args.faiss)
+    faiss = None
+    if args.faiss:
+        faiss = FaissSettings(args.faiss, nlist=args.nlist, nprobe=args.nprobe, hnsw_m=args.hnsw_m,
+                              ef_search=args.ef_search)  # fmt: skip
+    results = index.search(args.queries, model, processor, k=args.k, faiss=faiss)
     rows = []
     for query, hits in zip(args.queries, results):
         print(f"\n{query}")
@@ -70,6 +74,12 @@ def register(subparsers) -> None:
     search.add_argument("queries", nargs="+", help="one or more descriptions")
     search.add_argument("-k", type=int, default=10)
     search.add_argument("--model", help="default: the model the index was built with")
-    search.add_argument("--faiss", action="store_true", help="use a FAISS index (pip install 'ivt_hf[faiss]')")
+    search.add_argument("--faiss", nargs="?", const="flat", choices=["flat", "ivf", "hnsw"],
+                        help="search a FAISS index (pip install 'ivt_hf[faiss]'): flat (exact, the default), or "
+                        "approximate ivf / hnsw for large galleries")  # fmt: skip
+    search.add_argument("--nlist", type=int, help="ivf: centroids (default about 4 x sqrt(gallery size))")
+    search.add_argument("--nprobe", type=int, default=32, help="ivf: centroids scanned per query")
+    search.add_argument(*flag("--hnsw_m"), dest="hnsw_m", type=int, default=32, help="hnsw: links per vector")
+    search.add_argument(*flag("--ef_search"), dest="ef_search", type=int, default=128, help="hnsw: candidates")
     search.add_argument("--show", help="write a picture of the results (PNG)")
     search.set_defaults(handler=run_search)

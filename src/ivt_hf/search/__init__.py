@@ -3,22 +3,26 @@
 
 from .building import BuildReport, build_index
 from .index import (
+    FaissSettings,
     GalleryIndex,
     GalleryIndexError,
     IndexNotFoundError,
     ModelMismatchError,
     SearchHit,
+    build_faiss_index,
     find_images,
     model_fingerprint,
 )
 
 __all__ = [
     "BuildReport",
+    "FaissSettings",
     "GalleryIndex",
     "GalleryIndexError",
     "IndexNotFoundError",
     "ModelMismatchError",
     "SearchHit",
+    "build_faiss_index",
     "build_index",
     "find_images",
     "model_fingerprint",

@@ -71,12 +71,69 @@ class SearchHit:
     rank: int
 
 
+@dataclass(frozen=True)
+class FaissSettings:
+    """Which FAISS index to search with (inner product over normalised vectors, so scores are cosines).
+
+    - `flat`: exact, every vector compared (the same ranking as the built-in exact search).
+    - `ivf`: an inverted file: vectors are grouped under `nlist` k-means centroids (default ~4 x sqrt(gallery) from a
+      sample of the gallery) and a query scans the `nprobe` nearest groups. Approximate: more `nprobe`, more recall
+      and more time.
+    - `hnsw`: a navigable small-world graph with `hnsw_m` links per vector, searched with `ef_search` candidates.
+      Approximate; slower to build than `ivf`, no training.
+    """
+
+    kind: str = "flat"
+    nlist: int | None = None
+    nprobe: int = 32
+    hnsw_m: int = 32
+    ef_search: int = 128
+    ef_construction: int = 80
+    train_sample: int | None = None  # vectors the IVF centroids are trained on (default 50 per centroid)
+
+    def __post_init__(self):
+        if self.kind not in ("flat", "ivf", "hnsw"):
+            raise ValueError(f"FAISS index kind must be flat, ivf or hnsw, got {self.kind!r}")
+        for name in ("nprobe", "hnsw_m", "ef_search", "ef_construction", "nlist", "train_sample"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+def build_faiss_index(embeddings: torch.Tensor, settings: FaissSettings = FaissSettings(), seed: int = 0):
+    """A FAISS inner-product index over `(n, dim)` normalised float32 `embeddings`, as `settings` say."""
+    try:
+        import faiss
+    except ImportError as error:
+        raise ImportError("FAISS search needs faiss-cpu: pip install 'ivt_hf[faiss]'") from error
+    vectors = embeddings.float().contiguous().numpy()
+    count, dim = vectors.shape
+    if settings.kind == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif settings.kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = settings.ef_construction
+        index.hnsw.efSearch = settings.ef_search
+    else:
+        nlist = settings.nlist or max(1, min(count // 39, int(4 * count**0.5)))  # FAISS wants >= 39 points/centroid
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        rng = torch.Generator().manual_seed(seed)
+        sample_size = settings.train_sample or 50 * nlist
+        sample = torch.randperm(count, generator=rng)[:sample_size].sort().values.numpy()
+        index.cp.seed = seed
+        index.train(vectors[sample])
+        index.nprobe = min(settings.nprobe, nlist)
+    index.add(vectors)
+    return index
+
+
 class GalleryIndex:
     """Normalised image embeddings + the image paths they came from, searchable by text.
 
     Build with `GalleryIndex.build(model, processor, folder_or_paths)`, keep with `save(dir)` / `GalleryIndex.load(dir)`
     (safetensors + JSON, never pickle), query with `search(texts, k, model, processor)`. Exact cosine search by
-    default; `use_faiss=True` uses a FAISS flat inner-product index (exact too, faster on very large galleries).
+    default; `use_faiss=True` searches a FAISS index instead: exact (`flat`) or, for large galleries, approximate
+    (`ivf`, `hnsw`), as `faiss` (a `FaissSettings`) says.
     """
 
     def __init__(self, embeddings: torch.Tensor, paths: Sequence[str], manifest: dict[str, Any] | None = None):
@@ -86,6 +143,7 @@ class GalleryIndex:
         self.paths = [str(path) for path in paths]
         self.manifest = dict(manifest or {})
         self._faiss_index = None
+        self._faiss_settings: FaissSettings | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -190,34 +248,36 @@ class GalleryIndex:
                              f"{len(paths)} paths in {manifest_path}")  # fmt: skip
         return cls(tensors["embeddings"], paths, manifest)
 
-    def _scores_and_indices(self, queries: torch.Tensor, k: int, use_faiss: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _scores_and_indices(
+        self, queries: torch.Tensor, k: int, use_faiss: bool, faiss: FaissSettings | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         k = min(k, len(self))
-        if use_faiss:
-            try:
-                import faiss
-            except ImportError as error:
-                raise ImportError("use_faiss needs the faiss extra: pip install 'ivt_hf[faiss]'") from error
-            if self._faiss_index is None:
-                self._faiss_index = faiss.IndexFlatIP(self.embeddings.shape[1])
-                self._faiss_index.add(self.embeddings.numpy())
+        if use_faiss or faiss is not None:
+            settings = faiss or FaissSettings()
+            if self._faiss_index is None or self._faiss_settings != settings:  # built once per settings, then reused
+                self._faiss_index, self._faiss_settings = build_faiss_index(self.embeddings, settings), settings
             scores, indices = self._faiss_index.search(queries.numpy(), k)
             return torch.from_numpy(scores), torch.from_numpy(indices)
         scores = queries @ self.embeddings.t()  # (queries, gallery) cosine
         return scores.topk(k, dim=1)
 
-    def search_embeddings(self, queries: torch.Tensor, k: int = 10, use_faiss: bool = False) -> list[list[SearchHit]]:
-        """Top-k hits for each row of `(num_queries, hidden)` normalised query embeddings."""
+    def search_embeddings(
+        self, queries: torch.Tensor, k: int = 10, use_faiss: bool = False, faiss: FaissSettings | None = None
+    ) -> list[list[SearchHit]]:
+        """Top-k hits for each row of `(num_queries, hidden)` normalised query embeddings (`faiss` implies
+        `use_faiss`; an approximate index can return fewer than k hits: -1 rows are dropped)."""
         if queries.dim() != 2 or queries.shape[1] != self.embeddings.shape[1]:
             raise ValueError(
                 f"query embeddings must be (num_queries, {self.embeddings.shape[1]}), got {tuple(queries.shape)}"
             )
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        scores, indices = self._scores_and_indices(queries.float().contiguous(), k, use_faiss)
+        scores, indices = self._scores_and_indices(queries.float().contiguous(), k, use_faiss, faiss)
         return [
             [
                 SearchHit(self.paths[int(index)], float(score), rank + 1)
                 for rank, (score, index) in enumerate(zip(row_s, row_i))
+                if int(index) >= 0
             ]
             for row_s, row_i in zip(scores, indices)
         ]
@@ -237,20 +297,30 @@ class GalleryIndex:
                 f"model's is {model_fingerprint(model)}): search it with that model, or build the index again"
             )
 
-    def search(self, texts: str | Sequence[str], model, processor, k: int = 10, use_faiss: bool = False):
+    def search(
+        self,
+        texts: str | Sequence[str],
+        model,
+        processor,
+        k: int = 10,
+        use_faiss: bool = False,
+        faiss: FaissSettings | None = None,
+    ):
         """Top-k gallery images for each text (a list of `SearchHit` per text), best first."""
         texts = [texts] if isinstance(texts, str) else list(texts)
         self.check_model(model)
         queries = encode_texts(model, processor, texts, progress=False)
-        return self.search_embeddings(queries, k=k, use_faiss=use_faiss)
+        return self.search_embeddings(queries, k=k, use_faiss=use_faiss, faiss=faiss)
 
 
 __all__ = [
+    "FaissSettings",
     "GalleryIndex",
     "GalleryIndexError",
     "IndexNotFoundError",
     "ModelMismatchError",
     "SearchHit",
+    "build_faiss_index",
     "find_images",
     "model_fingerprint",
 ]
