@@ -1,6 +1,10 @@
-"""Image and text encoding throughput of the full-size IVT model on CPU, eval mode: sdpa (ours, default) vs eager.
+"""Image and text encoding throughput of the full-size IVT model on CPU, eval mode: sdpa (ours, default) vs eager,
+then one row per encoding precision (`--dtype` of `ivt evaluate` / `ivt index build`) next to float32.
 
     python benchmarks/bench_encoding.py [--stride 16] [--batch_size 8] [--repeats 3] [--threads 2]
+    python benchmarks/bench_encoding.py --evaluate_model runs/demo2400/model --data_root outputs/demo/data
+
+With `--evaluate_model`, each precision also evaluates that model on the SynthPEDES test split (the R@1 change).
 
 Both sides run in this one process on the same random weights and inputs, alternating, after one warm-up batch each.
 "eager" is the reference implementation's compute pattern (explicit softmax(QK^T)V, fp32). Throughput is the median
@@ -12,6 +16,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -34,6 +39,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--text_length", type=int, default=64, help="tokens per caption (padded batch)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16", "int8"])
+    parser.add_argument("--evaluate_model", help="a SynthPEDES model folder: R@1 on the test split per precision")
+    parser.add_argument("--data_root", help="where that model's SynthPEDES is (the demo's outputs/demo/data)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -77,6 +85,54 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{label:<26} {images_per_second:>8.2f} {captions_per_second:>12.1f}")
     speedup = results["sdpa"][0] / results["eager"][0]
     print(f"image speed-up sdpa / eager: {speedup:.2f}x; max |sdpa - eager| image embedding: {max_difference:.2e}")
+    compare_dtypes(models["sdpa"], pixel_values, input_ids, attention_mask, args)
+
+
+def compare_dtypes(model, pixel_values, input_ids, attention_mask, args) -> None:
+    """Images/s and captions/s per precision on the same weights and inputs, and (optionally) R@1 on SynthPEDES."""
+    from ivt_hf.evaluation.encoding import prepare_for_inference
+
+    dtypes = [dtype for dtype in args.dtypes if dtype != "float16" or torch.cuda.is_available()]
+    rows = {}
+    with torch.inference_mode():
+        reference = torch.nn.functional.normalize(model.get_image_features(pixel_values).float(), dim=-1)
+        for dtype in dtypes:
+            prepared = prepare_for_inference(model, dtype)
+            embeddings = torch.nn.functional.normalize(prepared.get_image_features(pixel_values).float(), dim=-1)
+            prepared.get_text_features(input_ids, attention_mask)  # warm-up
+            image_times = time_call(lambda prepared=prepared: prepared.get_image_features(pixel_values), args.repeats)
+            text_times = time_call(lambda prepared=prepared: prepared.get_text_features(input_ids, attention_mask),
+                                   args.repeats)  # fmt: skip
+            rows[dtype] = [args.batch_size / statistics.median(image_times),
+                           input_ids.shape[0] / statistics.median(text_times),
+                           float((embeddings * reference).sum(-1).min())]  # fmt: skip
+            del prepared
+    if args.evaluate_model:
+        r1 = evaluate_dtypes(args.evaluate_model, args.data_root, dtypes)
+        for dtype in dtypes:
+            rows[dtype].append(r1[dtype])
+    print("\nprecision  images/s  x fp32  captions/s  x fp32  min cosine to fp32 (images)"
+          + ("  R@1 SynthPEDES test  change" if args.evaluate_model else ""))  # fmt: skip
+    base = rows["float32"]
+    for dtype, row in rows.items():
+        line = (f"{dtype:<10} {row[0]:>8.2f} {row[0] / base[0]:>6.2f}x {row[1]:>10.1f} {row[1] / base[1]:>6.2f}x "
+                f"{row[2]:>10.4f}")  # fmt: skip
+        if args.evaluate_model:
+            line += f"  {row[3]:>18.2f}  {row[3] - base[3]:+.2f}"
+        print(line)
+
+
+def evaluate_dtypes(model_dir: str, data_root: str | None, dtypes: list[str]) -> dict[str, float]:
+    from ivt_hf.data import load_benchmark
+    from ivt_hf.evaluation.encoding import prepare_for_inference
+    from ivt_hf.evaluation.split_evaluation import evaluate_split
+    from ivt_hf.hub.folder import load_model_and_processor
+
+    model, processor = load_model_and_processor(model_dir)
+    folder = next((path for path in Path(data_root).iterdir() if (path / "synthpedes_meta.json").is_file()), None)
+    test = load_benchmark("synthpedes", folder or data_root)["test"]
+    return {dtype: evaluate_split(prepare_for_inference(model, dtype), processor, test).metrics["R1"]
+            for dtype in dtypes}  # fmt: skip
 
 
 if __name__ == "__main__":

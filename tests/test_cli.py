@@ -54,6 +54,12 @@ def _make_bad_files(tmp: Path) -> None:
     state["state_dict"].pop("encoder_vl.embeddings.position_embeddings.weight")
     torch.save(state, tmp / "no_positions.pth")
     _make_bad_datasets(tmp)
+    from ivt_hf.search import GalleryIndex
+
+    manifest = {"format_version": 1, "root": str(tmp), "model": "someone/another-model",
+                "model_fingerprint": "0123456789abcdef"}  # fmt: skip
+    GalleryIndex(torch.nn.functional.normalize(torch.randn(2, 32), dim=1), ["a.jpg", "b.jpg"], manifest).save(
+        tmp / "index_of_another_model")
 
 
 def _make_bad_datasets(tmp: Path) -> None:
@@ -174,6 +180,21 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "train: a backbone that is not there": (
             ["train", "--output_dir", str(tmp / "t"), "--use_cpu", "true", "--report_to", "none",
              "--vit_checkpoint", "./vit.safetensors"], "backbone not found: ./vit.safetensors"),
+        "search: an index made by another model": (
+            ["search", "--index", str(tmp / "index_of_another_model"), "--model", str(tmp / "model"), "a man"],
+            "the index was built by another model (someone/another-model, fingerprint 0123456789abcdef"),
+        "app: an index made by another model": (
+            ["app", "--model", str(tmp / "model"), "--index", str(tmp / "index_of_another_model")],
+            "the index was built by another model (someone/another-model"),
+        "app: a Space without an index": (
+            ["app", "--model", str(tmp / "model"), "--images", str(tmp / "empty"), "--export_space", str(tmp / "s")],
+            "--export_space needs --index"),
+        "app: port out of range": (
+            ["app", "--model", str(tmp / "model"), "--index", str(tmp / "index"), "--port", "70000"],
+            "--port must be from 1 to 65535"),
+        "index build: into a finished index": (
+            ["index", "build", "--model", str(tmp / "model"), "--images", str(tmp / "single"), "--output_dir",
+             str(tmp / "index_of_another_model")], "already holds an index; pass --overwrite to replace it"),
         "unknown flag": (["demo", "--max_step", "3"], "unrecognized arguments: --max_step"),
     }  # fmt: skip
 
@@ -248,7 +269,7 @@ def _api_calls(tmp: Path) -> dict[str, tuple[object, type[BaseException]]]:
     from ivt_hf.data import BenchmarkFormatError, ColumnMapping, load_data
     from ivt_hf.hub.folder import NotAnIVTModelError, load_model_and_processor
     from ivt_hf.hub.push import InvalidRepoIdError, push_model_folder
-    from ivt_hf.search import GalleryIndex, GalleryIndexError, IndexNotFoundError
+    from ivt_hf.search import GalleryIndex, GalleryIndexError, IndexNotFoundError, ModelMismatchError
 
     def index_build():
         GalleryIndex.build(*load_model_and_processor(tmp / "model"), tmp / "unreadable_images", on_invalid="skip",
@@ -271,6 +292,9 @@ def _api_calls(tmp: Path) -> dict[str, tuple[object, type[BaseException]]]:
             BenchmarkFormatError),
         "train: identity with one training image": (lambda: load_data(str(tmp / "single")), BenchmarkFormatError),
         "push: bad repo id": (lambda: push_model_folder(tmp / "bert", "a/b/c"), InvalidRepoIdError),
+        "search: an index made by another model": (
+            lambda: GalleryIndex.load(tmp / "index_of_another_model").search(
+                "a man", *load_model_and_processor(tmp / "model")), ModelMismatchError),
     }  # fmt: skip
 
 

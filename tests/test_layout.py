@@ -16,7 +16,7 @@ import pytest
 PACKAGE_ROOT = Path(__file__).resolve().parents[1] / "src" / "ivt_hf"
 
 # a part imports only the parts before it (and itself); the root package `ivt_hf` only imports `model`
-LAYERS = ("model", "data", "evaluation", "search", "hub", "conversion", "training", "demo", "cli", "__main__")
+LAYERS = ("model", "data", "evaluation", "search", "hub", "conversion", "training", "demo", "app", "cli", "__main__")
 TRAVELLING_MODULES = ("configuration_ivt", "modeling_ivt", "image_processing_ivt", "processing_ivt")
 
 
@@ -129,7 +129,7 @@ def test_model_files_import_only_each_other(name):
 def test_python_dash_m_is_the_ivt_command():
     result = subprocess.run([sys.executable, "-m", "ivt_hf", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    for command in ("demo", "train", "evaluate", "index", "search", "data", "convert", "push"):
+    for command in ("demo", "train", "evaluate", "index", "search", "data", "convert", "push", "app"):
         assert f"    {command} " in result.stdout, command
 
 

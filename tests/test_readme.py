@@ -106,13 +106,19 @@ def test_using_a_trained_model_and_search_run_as_written(demo_outputs):
                             timeout=300)  # fmt: skip
     assert result.returncode == 0 and "snippet OK" in result.stdout, result.stderr[-3000:]
 
-    search = [command for command in COMMANDS if " index build " in command or " search " in command]
-    assert len(search) == 2
-    for command in search:
+    quick = (".venv/bin/ivt index build", ".venv/bin/ivt search", ".venv/bin/ivt app --model outputs/demo/model "
+             "--index outputs/index --export_space")  # fmt: skip
+    runnable = [command for command in COMMANDS if command.startswith(quick)]
+    assert len(runnable) == 3
+    outputs = []
+    for command in runnable:
         result = _run_as_written(command, demo_outputs)
         assert result.returncode == 0, (command, result.stderr[-3000:])
-    assert "indexed 6 images" in _run_as_written(search[0], demo_outputs).stdout
-    assert (demo_outputs / "results.png").is_file()
+        outputs.append(result.stdout)
+    assert outputs[0].startswith("indexed 6 images (0 skipped) into outputs/index")
+    assert (demo_outputs / "results.png").is_file() and (demo_outputs / "outputs/space/app.py").is_file()
+    again = _run_as_written(runnable[0], demo_outputs)  # a second build into the same folder: a clear refusal
+    assert again.returncode == 2 and "already holds an index; pass --overwrite" in again.stderr
 
 
 def test_commands_without_their_data_fail_clearly(demo_outputs):

@@ -1,6 +1,6 @@
 """The `ivt` command (also `python -m ivt_hf`): one entry point, one flag style, one error guard.
 
-    ivt demo | train | evaluate | index build | search | data prepare|stats|synth | convert | push
+    ivt demo | train | evaluate | index build | search | data prepare|stats|synth | convert | push | app
 
 Each command lives in a small module of this package with a `register(subparsers)` function; heavy imports (torch,
 transformers, datasets) stay inside the handlers so that `ivt --help` stays fast. Flags are spelled with underscores,
@@ -23,7 +23,11 @@ COMMAND_MODULES = (
     "ivt_hf.cli.data",
     "ivt_hf.cli.convert",
     "ivt_hf.cli.push",
+    "ivt_hf.cli.app",
 )
+# encoding precisions of `ivt evaluate` / `ivt index build`: `ivt_hf.evaluation.encoding.DTYPES`, spelled here so
+# that `ivt --help` does not import torch (tests/test_cli.py checks that the two agree)
+DTYPE_CHOICES = ("float32", "bfloat16", "float16", "int8")
 # commands whose remaining arguments are parsed by the command itself (`ivt train` hands them to HfArgumentParser)
 PASS_THROUGH = {"train"}
 

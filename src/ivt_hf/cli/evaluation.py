@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..data.specs import SYNTHPEDES
-from . import CommandError, flag
+from . import DTYPE_CHOICES, CommandError, flag
 from .data import add_source_arguments, load_source, source_name
 
 
@@ -23,7 +23,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     name = source_name(args)
     if args.threads:
         torch.set_num_threads(args.threads)
+    from ..evaluation.encoding import prepare_for_inference
+
     model, processor = load_model_and_processor(args.model)
+    model = prepare_for_inference(model, args.dtype)
     data, report = load_source(args)
     if report is not None:
         emit_report(report)
@@ -44,7 +47,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         split=args.split,
         protocol=args.protocol,
         metrics=evaluation.metrics,
-        facts={"model": str(args.model), "root": str(args.root or name), **evaluation.facts},
+        facts={"model": str(args.model), "root": str(args.root or name), "dtype": args.dtype, **evaluation.facts},
         baselines=synthpedes_baselines(image_split, split=args.split) if name == SYNTHPEDES else None,
     )
     print(f"{name} {args.split}: {evaluation.facts['num_queries']} queries, "
@@ -85,6 +88,8 @@ def register(subparsers) -> None:
     evaluate.add_argument(*flag("--batch_size"), type=int, default=64)
     evaluate.add_argument(*flag("--max_queries"), type=int, default=None)
     evaluate.add_argument("--threads", type=int, default=None)
+    evaluate.add_argument("--dtype", choices=DTYPE_CHOICES, default="float32",
+                          help="encoding precision: bfloat16, float16 (GPU), int8 (CPU)")  # fmt: skip
     evaluate.add_argument("--output", help="the evaluation record, JSON (default: MODEL/eval_BENCHMARK_SPLIT.json, or "
                           "./eval_ORG--NAME_BENCHMARK_SPLIT.json for a Hub model)")  # fmt: skip
     evaluate.add_argument("--show", help="write a picture of the top-10 for a few queries (PNG)")

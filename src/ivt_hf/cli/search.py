@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import CommandError, flag
+from . import DTYPE_CHOICES, CommandError, flag
 
 
 def run_index_build(args: argparse.Namespace) -> int:
@@ -20,7 +20,7 @@ def run_index_build(args: argparse.Namespace) -> int:
     model_name = str(Path(args.model).resolve()) if Path(args.model).is_dir() else args.model  # folder or repo id
     report = build_index(model, processor, args.images, args.output_dir, batch_size=args.batch_size,
                          chunk_size=args.chunk_size, on_invalid=args.on_invalid, model_name_or_path=model_name,
-                         overwrite=args.overwrite)  # fmt: skip
+                         overwrite=args.overwrite, dtype=args.dtype)  # fmt: skip
     if report.process_index == 0:
         print(report.summary())
         for skipped in report.skipped:  # the error names the file
@@ -67,6 +67,8 @@ def register(subparsers) -> None:
                        help="images per chunk: written when done, shared among processes, resumed")  # fmt: skip
     build.add_argument(*flag("--on_invalid"), choices=["error", "skip"], default="error")
     build.add_argument("--overwrite", action="store_true", help="replace an index (or an unfinished build) there")
+    build.add_argument("--dtype", choices=DTYPE_CHOICES, default="float32",
+                       help="encoding precision: bfloat16, float16 (GPU), int8 (CPU)")  # fmt: skip
     build.set_defaults(handler=run_index_build)
 
     search = subparsers.add_parser("search", help="find the images that best match a description")

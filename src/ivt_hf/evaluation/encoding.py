@@ -2,11 +2,70 @@
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
+
+DTYPES = ("float32", "bfloat16", "float16", "int8")
+# config entries that say where or how a model was saved, not what it computes
+_VOLATILE_CONFIG_KEYS = ("_name_or_path", "transformers_version", "architectures", "auto_map", "dtype", "torch_dtype",
+                         "_attn_implementation", "attn_implementation")  # fmt: skip
+
+
+def model_fingerprint(model) -> str:
+    """A short hash of what the model computes: its config (less where it was saved) and every weight's name, shape,
+    dtype and bytes. An index records the fingerprint of the model that made it (`GalleryIndex.check_model`). A copy
+    made by `prepare_for_inference` keeps the fingerprint of the model it was made from."""
+    inherited = getattr(model, "_ivt_fingerprint", None)
+    if inherited is not None:
+        return inherited
+    digest = hashlib.sha256()
+    config = {key: value for key, value in model.config.to_dict().items() if key not in _VOLATILE_CONFIG_KEYS}
+    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()[:16]
+
+
+def prepare_for_inference(model, dtype: str = "float32"):
+    """The model to encode with, in eval mode: itself (`float32`), a copy in `bfloat16` or `float16` (on a GPU), or
+    a copy whose linear layers are dynamically quantised to int8 (`int8`, CPU: weights int8, activations quantised
+    per batch on the fly). Embeddings come out float32 and normalised whatever the dtype. Copies keep the original's
+    `model_fingerprint`, so an index built with them is searched with the original model.
+
+    `int8` uses torch's eager dynamic quantisation (`torch.ao.quantization.quantize_dynamic`), which torch marks as
+    moving to the torchao package; it is what works with no extra dependency.
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    device = next(model.parameters()).device
+    if dtype == "float32":
+        return model.eval()
+    fingerprint = model_fingerprint(model)
+    if dtype == "float16" and device.type != "cuda":
+        raise ValueError("float16 encoding needs a GPU (a CPU has no fast float16 matmul); on a CPU use bfloat16 or "
+                         "int8")  # fmt: skip
+    if dtype == "int8":
+        if device.type != "cpu":
+            raise ValueError("int8 dynamic quantisation runs on the CPU; on a GPU use float16 or bfloat16")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # the torchao migration notice
+            warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
+            from torch.ao.quantization import quantize_dynamic
+
+            prepared = quantize_dynamic(copy.deepcopy(model).eval(), {torch.nn.Linear}, dtype=torch.qint8)
+    else:
+        prepared = copy.deepcopy(model).to(getattr(torch, dtype)).eval()
+    prepared._ivt_fingerprint = fingerprint
+    return prepared
 
 
 @torch.no_grad()
@@ -69,4 +128,4 @@ def encode_texts(
     return _encode_in_batches(model, len(texts), batch_size, embed_batch, progress, description)
 
 
-__all__ = ["encode_images", "encode_texts"]
+__all__ = ["DTYPES", "encode_images", "encode_texts", "model_fingerprint", "prepare_for_inference"]

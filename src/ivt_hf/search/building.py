@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..evaluation.encoding import encode_images
+from ..evaluation.encoding import encode_images, prepare_for_inference
 from ..model.image_processing_ivt import to_rgb_uint8
 from .index import (
     INDEX_FORMAT_VERSION,
@@ -96,10 +96,13 @@ def build_index(
     model_name_or_path: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    dtype: str = "float32",
 ) -> BuildReport:
     """Encode every image under `images` into an index at `output_dir`, in this process's share of the chunks.
 
-    Call it in every process of a launch (each returns the same report); see the module docstring.
+    Call it in every process of a launch (each returns the same report); see the module docstring. `dtype` is the
+    encoding precision (`prepare_for_inference`: float32, bfloat16, float16 on a GPU, int8 on a CPU); the index
+    records it, and is searched with the original model.
     """
     from accelerate import PartialState
 
@@ -120,13 +123,14 @@ def build_index(
         "num_images": len(paths),
         "chunk_size": chunk_size,
         "on_invalid": on_invalid,
+        "dtype": dtype,
     }
     chunk_dir = output_dir / CHUNKS
     if state.is_main_process:
         _start_or_resume(output_dir, plan, overwrite)
     state.wait_for_everyone()
 
-    model = model.to(state.device)
+    model = prepare_for_inference(model.to(state.device), dtype)
     num_chunks = (len(paths) + chunk_size - 1) // chunk_size
     mine = range(state.process_index, num_chunks, state.num_processes)
     done_before = {chunk for chunk in range(num_chunks) if (chunk_dir / f"{chunk:06d}.json").is_file()}
@@ -201,6 +205,7 @@ def _join_chunks(chunk_dir: Path, num_chunks: int, plan: dict, model_name: str |
         "root": plan["root"],
         "model": model_name,
         "model_fingerprint": plan["model_fingerprint"],
+        "dtype": plan["dtype"],
         "hidden_size": int(joined.shape[1]),
         "num_images": len(paths),
         "skipped": skipped,

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..evaluation.encoding import encode_images, encode_texts
+from ..evaluation.encoding import encode_images, encode_texts, model_fingerprint
 from ..model.image_processing_ivt import to_rgb_uint8
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -30,27 +30,6 @@ class IndexNotFoundError(GalleryIndexError, FileNotFoundError):
 
 class ModelMismatchError(GalleryIndexError):
     """An index searched with a model other than the one that built it."""
-
-
-# config entries that say where or how a model was saved, not what it computes
-_VOLATILE_CONFIG_KEYS = ("_name_or_path", "transformers_version", "architectures", "auto_map", "dtype", "torch_dtype",
-                         "_attn_implementation", "attn_implementation")  # fmt: skip
-
-
-def model_fingerprint(model) -> str:
-    """A short hash of what the model computes: its config (less where it was saved) and every weight's name, shape,
-    dtype and bytes. An index records the fingerprint of the model that made it; searching it with another model
-    would compare embeddings of two different spaces, so `GalleryIndex.check_model` refuses that."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    config = {key: value for key, value in model.config.to_dict().items() if key not in _VOLATILE_CONFIG_KEYS}
-    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
-    return digest.hexdigest()[:16]
 
 
 def find_images(folder: str | Path) -> list[Path]:
@@ -246,6 +225,9 @@ class GalleryIndex:
         if tensors["embeddings"].dim() != 2 or tensors["embeddings"].shape[0] != len(paths):
             raise GalleryIndexError(f"{embeddings_path} holds {tuple(tensors['embeddings'].shape)} embeddings for "
                              f"{len(paths)} paths in {manifest_path}")  # fmt: skip
+        root = manifest.get("root")
+        if isinstance(root, str) and not Path(root).is_absolute():  # a relative root is relative to the index folder
+            manifest["root"] = str((directory / root).resolve())
         return cls(tensors["embeddings"], paths, manifest)
 
     def _scores_and_indices(

@@ -1,0 +1,52 @@
+"""`ivt app`: the browser search page (Gradio; `pip install -e ".[app]"`), or its Hugging Face Space folder.
+
+    ivt app --model MODEL --index INDEX [--host 127.0.0.1] [--port 7860]
+    ivt app --model MODEL --images DIR                 (the index is built at start)
+    ivt app --model MODEL --index INDEX --export_space DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+
+from . import CommandError, flag
+
+
+def run_app(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("gradio") is None:
+        raise CommandError('ivt app needs Gradio, in the app extra: pip install -e ".[app]"')
+    from ..app import export_space, serve
+
+    if not 1 <= args.port <= 65535:
+        raise CommandError(f"--port must be from 1 to 65535, got {args.port}")
+    if args.export_space:
+        if args.index is None:
+            raise CommandError("--export_space needs --index (a folder written by `ivt index build`)")
+        folder = export_space(args.export_space, args.model, args.index, title=args.title, package=args.package,
+                              overwrite=args.overwrite)  # fmt: skip
+        print(f"wrote a Space to {folder}: upload it to a Space repo (sdk gradio), e.g. "
+              f"`hf upload YOUR-NAME/SPACE {folder} --repo-type space`")  # fmt: skip
+        return 0
+    print(f"IVT search page on http://{args.host}:{args.port} (Ctrl+C stops it)")
+    serve(args.model, args.index, args.images, host=args.host, port=args.port, share=args.share,
+          examples=tuple(args.examples) if args.examples else None, title=args.title)  # fmt: skip
+    return 0
+
+
+def register(subparsers) -> None:
+    app = subparsers.add_parser("app", help="search a gallery in the browser, or export it as a Space",
+                                description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    app.add_argument("--model", required=True, help="a from_pretrained folder or a Hub repo id")
+    gallery = app.add_mutually_exclusive_group(required=True)
+    gallery.add_argument("--index", help="a folder written by `ivt index build`")
+    gallery.add_argument("--images", help="a folder of images, indexed at start")
+    app.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
+    app.add_argument("--port", type=int, default=7860)
+    app.add_argument("--share", action="store_true", help="ask Gradio for a public link (off by default)")
+    app.add_argument("--examples", nargs="+", help="example descriptions shown under the box")
+    app.add_argument("--title", default="IVT person search")
+    app.add_argument(*flag("--export_space"), dest="export_space", help="write a Space folder here instead of serving")
+    app.add_argument("--package", help="the Space's requirement for this package (default ivt_hf[app]==VERSION)")
+    app.add_argument("--overwrite", action="store_true", help="replace a non-empty --export_space folder")
+    app.set_defaults(handler=run_app)
