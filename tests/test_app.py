@@ -162,6 +162,24 @@ def test_page_logic_checks_every_input_and_refuses_another_models_index(gallery)
         SearchPage(index, other, processor)
 
 
+def test_the_page_can_index_a_folder_at_start_and_shows_the_models_facts(gallery, tmp_path):
+    from ivt_hf.app import load_page
+    from ivt_hf.evaluation.record import EvaluationRecord
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(gallery / "model", model_dir)
+    EvaluationRecord(benchmark="synthpedes", split="test", protocol="standard",
+                     metrics={"R1": 51.31, "R5": 88.3, "R10": 95.1, "mAP": 56.4, "mINP": 45.6}).save(
+        model_dir / "evaluation.json")  # fmt: skip
+    page = load_page(str(model_dir), images=gallery / "gallery")  # no index yet: built now, the same as ivt's
+    assert len(page.index) == 12 and "R@1:** 51.31 % on SynthPEDES" in page.model_facts
+    built = GalleryIndex.load(gallery / "index")
+    assert page.index.paths == built.paths
+    torch.testing.assert_close(page.index.embeddings, built.embeddings, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="one of them"):
+        load_page(str(model_dir), index=gallery / "index", images=gallery / "gallery")
+
+
 def test_export_space_runs_the_same_page_from_its_own_folder(gallery, tmp_path):
     from ivt_hf.cli import main
 
@@ -206,3 +224,36 @@ def test_export_space_runs_the_same_page_from_its_own_folder(gallery, tmp_path):
             process.wait(timeout=30)
     finally:
         shutil.move(str(tmp_path / "moved_index"), str(gallery / "index"))
+
+
+FACTS_SCRIPT = r"""
+from ivt_hf.app import describe_model
+print(describe_model("people-org/ivt-demo", None))
+print("---")
+print(describe_model("people-org/no-such-model", None))
+"""
+
+
+def test_the_facts_corner_reads_a_hub_models_fact_files(gallery, tmp_path):
+    """A page (or Space) serving a Hub model shows the facts `ivt push` uploaded beside the weights."""
+    import json
+
+    from test_backbones import TOKEN, _load_local_hub
+
+    files = {path.name: path.read_bytes() for path in (gallery / "model").iterdir() if path.is_file()}
+    files["card_facts.json"] = json.dumps({"title": "IVT tiny, a test model", "provenance": "made by a test"}).encode()
+    files["evaluation.json"] = json.dumps({"benchmark": "rstpreid", "split": "test", "protocol": "standard",
+                                           "metrics": {"R1": 12.5, "R5": 30.0, "R10": 40.0, "mAP": 10.0,
+                                                       "mINP": 5.0}}).encode()  # fmt: skip
+    with _load_local_hub().LocalHub(token=TOKEN) as hub:
+        hub.seed_repo("people-org/ivt-demo", files)
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_XET": "1",
+               "HF_HUB_DISABLE_TELEMETRY": "1"}  # fmt: skip
+        result = subprocess.run([sys.executable, "-c", FACTS_SCRIPT], capture_output=True, text=True, env=env,
+                                timeout=300)  # fmt: skip
+        assert hub.unhandled == []
+    assert result.returncode == 0, result.stderr[-3000:]
+    found, missing = result.stdout.split("---\n")
+    assert found.splitlines()[:3] == ["**IVT tiny, a test model**  ", "**Model:** `people-org/ivt-demo`  ",
+                                      "**R@1:** 12.50 % on RSTPReid test (standard protocol)"]  # fmt: skip
+    assert missing.strip() == "**Model:** `people-org/no-such-model`"  # no facts to show: the page still works

@@ -37,10 +37,17 @@ MONO_FONTS = ["ui-monospace", "monospace"]
 
 
 def describe_model(model_name: str, model_dir: Path | None) -> str:
-    """Markdown for the page's corner: the model's title, what it was trained on and its recorded R@1."""
+    """Markdown for the page's corner: the model's title, what it was trained on and its recorded R@1, read from the
+    folder's fact files (for a Hub id: the repo's JSON files, which `ivt push` uploads beside the weights)."""
     lines = [f"**Model:** `{model_name}`"]
     if model_dir is None:
-        return lines[0]
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+        try:
+            model_dir = Path(snapshot_download(model_name, allow_patterns=["*.json"]))
+        except (HfHubHTTPError, LocalEntryNotFoundError, ConnectionError, OSError, ValueError):  # no facts: still works
+            return lines[0]
     from .hub.facts import read_folder_facts
 
     try:
