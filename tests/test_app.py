@@ -153,6 +153,13 @@ def test_page_logic_checks_every_input_and_refuses_another_models_index(gallery)
     items, message = page.search_text(QUERY, 3)
     assert len(items) == 3 and message.startswith("Top 3 of 12 images")
     assert page.search_image(None, 3) == ([], "Upload a picture of a person first.")
+    from ivt_hf.search import FaissSettings
+
+    for settings in (FaissSettings("flat"), FaissSettings("hnsw")):  # a small gallery: the same hits as exact search
+        approximate = SearchPage(index, model, processor, faiss=settings)
+        assert approximate.search_text(QUERY, 3)[0] == items
+        crop = str(gallery / "gallery" / "person_05.png")
+        assert approximate.search_image(crop, 3)[0] == page.search_image(crop, 3)[0]
     items, message = page.search_image(str(gallery / "not_an_image.png"), 3)
     assert items == [] and message.startswith("That upload cannot be searched:") and "not_an_image.png" in message
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .search.index import GalleryIndex
+from .search.index import FaissSettings, GalleryIndex
 
 EXAMPLE_QUERIES = (
     "a woman in a red coat carrying a black backpack",
@@ -78,11 +78,14 @@ class SearchPage:
     processor: Any
     model_facts: str = ""
     examples: tuple[str, ...] = EXAMPLE_QUERIES
+    faiss: FaissSettings | None = None  # None: exact search; else a FAISS index (approximate for ivf / hnsw)
     max_k: int = field(default=0)
 
     def __post_init__(self):
         self.index.check_model(self.model)  # an index made by another model: refused before anything is shown
         self.max_k = min(MAX_K, len(self.index))
+        if self.faiss is not None:  # build the FAISS index now (minutes for millions of images), not at a first query
+            self.index.search_embeddings(self.index.embeddings[:1], k=1, faiss=self.faiss)
 
     def _k(self, k: Any) -> int:
         try:
@@ -106,7 +109,7 @@ class SearchPage:
             count = self._k(k)
         except ValueError as error:
             return [], str(error)
-        hits = self.index.search([query.strip()], self.model, self.processor, k=count)[0]
+        hits = self.index.search([query.strip()], self.model, self.processor, k=count, faiss=self.faiss)[0]
         return self._gallery(hits), f"Top {len(hits)} of {len(self.index)} images for: {query.strip()}"
 
     def search_image(self, upload: Any, k: Any) -> tuple[list[tuple[str, str]], str]:
@@ -123,7 +126,7 @@ class SearchPage:
         except (OSError, ValueError) as error:
             return [], f"That upload cannot be searched: {error}"
         queries = encode_images(self.model, self.processor, [pixels], progress=False)
-        hits = self.index.search_embeddings(queries, k=count)[0]
+        hits = self.index.search_embeddings(queries, k=count, faiss=self.faiss)[0]
         return self._gallery(hits), f"Top {len(hits)} of {len(self.index)} images nearest to the uploaded crop"
 
 
@@ -162,6 +165,7 @@ def load_page(
     index: str | os.PathLike | None = None,
     images: str | os.PathLike | None = None,
     examples: tuple[str, ...] | None = None,
+    faiss: FaissSettings | None = None,
 ) -> SearchPage:
     """Model (a folder or a Hub id) and index (a folder, or built now from `images` with a progress bar)."""
     from .hub.folder import load_model_and_processor
@@ -175,7 +179,7 @@ def load_page(
         gallery = GalleryIndex.build(loaded_model, processor, images, on_invalid="skip", model_name_or_path=model)
     model_dir = Path(model) if Path(model).is_dir() else None
     return SearchPage(gallery, loaded_model, processor, describe_model(model, model_dir),
-                      examples=tuple(examples) if examples else EXAMPLE_QUERIES)  # fmt: skip
+                      examples=tuple(examples) if examples else EXAMPLE_QUERIES, faiss=faiss)  # fmt: skip
 
 
 def serve(
@@ -189,12 +193,13 @@ def serve(
     examples: tuple[str, ...] | None = None,
     title: str = "IVT person search",
     block: bool = True,
+    faiss: FaissSettings | None = None,
 ):
     """Load, lay out and launch the page; returns the Blocks (with `block=False` it returns at once: `close()` it)."""
     os.environ.update(OFFLINE_ENVIRONMENT)  # before gradio is imported: no analytics, no version check
     import gradio as gr
 
-    page = load_page(model, index, images, examples)
+    page = load_page(model, index, images, examples, faiss)
     blocks = build_page(page, title)
     root = page.index.manifest.get("root")
     blocks.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block, quiet=not block,

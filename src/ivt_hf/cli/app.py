@@ -28,9 +28,12 @@ def run_app(args: argparse.Namespace) -> int:
         print(f"wrote a Space to {folder}: upload it to a Space repo (sdk gradio), e.g. "
               f"`hf upload YOUR-NAME/SPACE {folder} --repo-type space`")  # fmt: skip
         return 0
+    from ..search.index import FaissSettings
+
+    faiss = None if args.faiss is None else FaissSettings(args.faiss, nprobe=args.nprobe, ef_search=args.ef_search)
     print(f"IVT search page on http://{args.host}:{args.port} (Ctrl+C stops it)")
     serve(args.model, args.index, args.images, host=args.host, port=args.port, share=args.share,
-          examples=tuple(args.examples) if args.examples else None, title=args.title)  # fmt: skip
+          examples=tuple(args.examples) if args.examples else None, title=args.title, faiss=faiss)  # fmt: skip
     return 0
 
 
@@ -46,6 +49,10 @@ def register(subparsers) -> None:
     app.add_argument("--share", action="store_true", help="ask Gradio for a public link (off by default)")
     app.add_argument("--examples", nargs="+", help="example descriptions shown under the box")
     app.add_argument("--title", default="IVT person search")
+    app.add_argument("--faiss", choices=["flat", "ivf", "hnsw"],
+                     help="search a FAISS index (built at start); ivf / hnsw: approximate, for large galleries")
+    app.add_argument("--nprobe", type=int, default=32, help="ivf: centroids scanned per query")
+    app.add_argument(*flag("--ef_search"), dest="ef_search", type=int, default=128, help="hnsw: candidates")
     app.add_argument(*flag("--export_space"), dest="export_space", help="write a Space folder here instead of serving")
     app.add_argument("--package", help="the Space's requirement for this package (default ivt_hf[app]==VERSION)")
     app.add_argument("--overwrite", action="store_true", help="replace a non-empty --export_space folder")
