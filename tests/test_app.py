@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 import torch
+from helpers.launchers import free_port
 from PIL import Image
 
 from ivt_hf import IVTConfig, IVTModel, IVTProcessor
@@ -34,12 +34,6 @@ if os.environ.get("IVT_REQUIRE_BROWSER") != "1":
         pytest.skip("no chromium (apt-get install chromium)", allow_module_level=True)
 
 QUERY = "a woman in a red coat carrying a black backpack"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +85,7 @@ def test_the_search_page_in_a_browser(gallery, tmp_path, monkeypatch):
     from ivt_hf.app import serve
 
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
-    port = _free_port()
+    port = free_port()
     blocks = serve(str(gallery / "model"), gallery / "index", port=port, block=False)
     playwright, browser = _browser()
     try:
@@ -203,7 +197,7 @@ def test_export_space_runs_the_same_page_from_its_own_folder(gallery, tmp_path):
 
     shutil.move(str(gallery / "index"), str(tmp_path / "moved_index"))  # the Space must not need the original files
     try:
-        port = _free_port()
+        port = free_port()
         env = {**os.environ, "PORT": str(port), "GRADIO_TEMP_DIR": str(tmp_path / "gradio"), "HF_HUB_OFFLINE": "1"}
         process = subprocess.Popen([sys.executable, "app.py"], cwd=space, env=env, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True)  # fmt: skip

@@ -5,15 +5,13 @@ refuses to be searched with a model other than the one that made it."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers.launchers import ENV, launcher
 from PIL import Image
 
 from ivt_hf import IVTConfig, IVTModel, IVTProcessor
@@ -22,23 +20,7 @@ from ivt_hf.hub import save_model_folder
 from ivt_hf.search import GalleryIndex, ModelMismatchError
 
 HELPER = Path(__file__).parent / "helpers" / "index_kill_worker.py"
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 NUM_IMAGES, CHUNK = 23, 4  # 6 chunks, the last one short
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _launcher(name: str) -> list[str]:
-    if name == "torchrun":
-        return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                str(_free_port())]  # fmt: skip
-    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
-            str(_free_port())]  # fmt: skip
 
 
 def _model(folder: Path, seed: int) -> Path:
@@ -75,10 +57,10 @@ def _assert_same_index(folder: Path, reference: GalleryIndex) -> None:
     assert sorted(path.name for path in folder.iterdir()) == ["embeddings.safetensors", "manifest.json"]  # no chunks
 
 
-@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
-def test_two_processes_build_the_one_process_index(setting, launcher, tmp_path):
+@pytest.mark.parametrize("launcher_name", ["torchrun", "accelerate"])
+def test_two_processes_build_the_one_process_index(setting, launcher_name, tmp_path):
     output = tmp_path / "index"
-    command = [*_launcher(launcher), "-m", "ivt_hf", "index", "build", "--model", str(setting["model"]), "--images",
+    command = [*launcher(launcher_name), "-m", "ivt_hf", "index", "build", "--model", str(setting["model"]), "--images",
                str(setting["gallery"]), "--output_dir", str(output), "--chunk_size", str(CHUNK), "--on_invalid",
                "skip"]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=600)
@@ -94,7 +76,7 @@ def test_a_killed_build_resumes_from_its_chunks_with_any_number_of_processes(set
     flags = ["index", "build", "--model", str(setting["model"]), "--images", str(setting["gallery"]), "--output_dir",
              str(output), "--chunk_size", str(CHUNK), "--on_invalid", "skip"]  # fmt: skip
     # two processes; each dies hard when it starts its second chunk: chunks 0 and 1 are written, 2 to 5 are not
-    killed = subprocess.run([*_launcher("torchrun"), str(HELPER), "2", *flags], capture_output=True, text=True,
+    killed = subprocess.run([*launcher("torchrun"), str(HELPER), "2", *flags], capture_output=True, text=True,
                             env=ENV, timeout=600)  # fmt: skip
     assert killed.returncode != 0
     left = sorted(path.name for path in (output / "chunks").iterdir() if not path.name.startswith("."))

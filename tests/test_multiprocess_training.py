@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.launchers import ENV, launcher
 from safetensors.torch import load_file
 
 from ivt_hf.training.sampler import IdentityBatchSampler
@@ -23,13 +23,6 @@ WORKER = ROOT / "tests" / "helpers" / "epoch_worker.py"
 TRAIN_SCRIPT = ROOT / "scripts" / "train.py"
 SPLIT_IDS = {"train": 24, "validation": 6, "test": 6}
 SEED, IMAGES_PER_ID, IMAGES_PER_BATCH = 3, 2, 8
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _flags(data_root: Path, output_dir: Path, *extra: str) -> list[str]:
@@ -42,15 +35,6 @@ def _flags(data_root: Path, output_dir: Path, *extra: str) -> list[str]:
         "--use_cpu", "--report_to", "none", "--optim", "adamw_torch", "--learning_rate", "1e-3",
         "--disable_tqdm", "true", "--seed", str(SEED), "--eval_strategy", "no", *extra,
     ]  # fmt: skip
-
-
-def _launcher(name: str) -> list[str]:
-    if name == "torchrun":
-        return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                str(_free_port())]  # fmt: skip
-    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
-            str(_free_port())]  # fmt: skip
 
 
 def _global_schedule(data_root: Path, epoch: int) -> list[list[int]]:
@@ -66,13 +50,13 @@ def _global_schedule(data_root: Path, epoch: int) -> list[list[int]]:
     return list(sampler)
 
 
-@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
-def test_every_epoch_is_a_new_epoch_from_an_empty_folder(tmp_path, launcher):
+@pytest.mark.parametrize("launcher_name", ["torchrun", "accelerate"])
+def test_every_epoch_is_a_new_epoch_from_an_empty_folder(tmp_path, launcher_name):
     """Two processes, three epochs, an empty `--data_root`: SynthPEDES is generated once (the processes do not
     race); every epoch runs its own identity schedule (the one a single process computes for that epoch), its own
     augmentation keys and text picks, with disjoint identities across the processes at every step."""
     data_root = tmp_path / "empty"
-    command = [*_launcher(launcher), str(WORKER), str(tmp_path / "batches"),
+    command = [*launcher(launcher_name), str(WORKER), str(tmp_path / "batches"),
                *_flags(data_root, tmp_path / "run", "--num_train_epochs", "3", "--save_strategy", "no")]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -110,7 +94,7 @@ def test_kill_and_resume_two_processes_across_an_epoch_boundary(tmp_path):
     schedule = ["--max_steps", str(max_steps), "--save_steps", str(save_steps), "--logging_steps", "1"]
 
     def launch(output_dir: Path, *extra: str) -> subprocess.Popen:
-        command = [*_launcher("torchrun"), str(TRAIN_SCRIPT), *_flags(data_root, output_dir, *schedule, *extra)]
+        command = [*launcher("torchrun"), str(TRAIN_SCRIPT), *_flags(data_root, output_dir, *schedule, *extra)]
         return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV,
                                 start_new_session=True)  # fmt: skip
 

@@ -7,7 +7,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.launchers import free_port
 from safetensors.torch import load_file
 
 from ivt_hf.training import build_trainer, parse_args
@@ -169,12 +169,6 @@ def test_resume_after_kill_matches_uninterrupted_run(synth_root, tmp_path):
     assert any(not torch.equal(start[name], final_straight[name]) for name in start)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.parametrize("entry", ["scripts/train.py", "-m ivt_hf train"])
 def test_two_processes_with_torchrun(synth_root, tmp_path, entry):
     """Real data parallelism on CPU (gloo): world size 2, global-negative loss, and the checkpoint is written once;
@@ -182,7 +176,7 @@ def test_two_processes_with_torchrun(synth_root, tmp_path, entry):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     target = [str(TRAIN_SCRIPT)] if entry == "scripts/train.py" else ["-m", "ivt_hf", "train"]
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
         *target, *_common(synth_root, tmp_path / "ddp", "--max_steps", "3", "--eval_strategy", "no",
                           "--gather_loss", "true", "--logging_steps", "1"),
     ]  # fmt: skip

@@ -48,6 +48,7 @@ def describe_model(model_name: str, model_dir: Path | None) -> str:
             model_dir = Path(snapshot_download(model_name, allow_patterns=["*.json"]))
         except (HfHubHTTPError, LocalEntryNotFoundError, ConnectionError, OSError, ValueError):  # no facts: still works
             return lines[0]
+    from .data.specs import display_name
     from .hub.facts import read_folder_facts
 
     try:
@@ -58,13 +59,9 @@ def describe_model(model_name: str, model_dir: Path | None) -> str:
         lines.insert(0, f"**{facts.title}**")
     if facts.evaluations:
         record = next(iter(facts.evaluations.values()))
-        from .data.specs import display_name
-
         lines.append(f"**R@1:** {record.metrics['R1']:.2f} % on {display_name(record.benchmark)} {record.split} "
                      f"({record.protocol} protocol)")  # fmt: skip
     if facts.training and facts.training.get("dataset"):
-        from .data.specs import display_name
-
         lines.append(f"**Trained on:** {display_name(str(facts.training['dataset']))}")
     return "  \n".join(lines)
 

@@ -9,7 +9,7 @@ from ivt_hf.cli import main
 
 die_at = int(sys.argv[1])
 encoded = 0
-real_encode = building.encode_images
+real_encode = building.encode_image_files
 
 
 def encode_or_die(*args, **kwargs):
@@ -20,5 +20,5 @@ def encode_or_die(*args, **kwargs):
     return real_encode(*args, **kwargs)
 
 
-building.encode_images = encode_or_die
+building.encode_image_files = encode_or_die
 sys.exit(main(sys.argv[2:]))

@@ -25,14 +25,15 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..evaluation.encoding import encode_images, prepare_for_inference
-from ..model.image_processing_ivt import to_rgb_uint8
+from ..evaluation.encoding import prepare_for_inference
 from .index import (
     INDEX_FORMAT_VERSION,
     INDEX_MANIFEST,
     GalleryIndex,
     GalleryIndexError,
+    encode_image_files,
     find_images,
+    index_manifest,
     model_fingerprint,
 )
 
@@ -65,25 +66,6 @@ def _atomic_write(path: Path, write) -> None:
     os.replace(temporary, path)
 
 
-def _encode_chunk(model, processor, paths: list[Path], root: Path, on_invalid: str, batch_size: int):
-    readable, skipped = [], []
-    for path in paths:
-        try:
-            to_rgb_uint8(path, name=str(path))
-            readable.append(path)
-        except (OSError, ValueError) as error:
-            if on_invalid == "error":
-                message = f"cannot index {path}: {error} (use --on_invalid skip to leave it out)"
-                raise GalleryIndexError(message) from error
-            skipped.append({"path": str(path), "error": str(error)})
-    if readable:
-        embeddings = encode_images(model, processor, [str(path) for path in readable], batch_size=batch_size,
-                                   progress=False)  # fmt: skip
-    else:
-        embeddings = torch.empty(0, model.config.hidden_size)
-    return embeddings, [str(path.relative_to(root)) for path in readable], skipped
-
-
 def build_index(
     model,
     processor,
@@ -105,6 +87,7 @@ def build_index(
     records it, and is searched with the original model.
     """
     from accelerate import PartialState
+    from safetensors.torch import save_file
 
     if on_invalid not in ("error", "skip"):
         raise ValueError(f"on_invalid must be 'error' or 'skip', got {on_invalid!r}")
@@ -139,9 +122,9 @@ def build_index(
     for chunk in mine:
         if chunk not in done_before:
             chunk_paths = paths[chunk * chunk_size : (chunk + 1) * chunk_size]
-            embeddings, stored, skipped = _encode_chunk(model, processor, chunk_paths, root, on_invalid, batch_size)
-            from safetensors.torch import save_file
-
+            embeddings, readable, skipped = encode_image_files(model, processor, chunk_paths, on_invalid=on_invalid,
+                                                               batch_size=batch_size, progress=False)  # fmt: skip
+            stored = [str(path.relative_to(root)) for path in readable]
             _atomic_write(chunk_dir / f"{chunk:06d}.safetensors",
                           lambda path, e=embeddings: save_file({"embeddings": e.contiguous()}, str(path)))  # fmt: skip
             record = json.dumps({"paths": stored, "skipped": skipped})
@@ -200,17 +183,8 @@ def _join_chunks(chunk_dir: Path, num_chunks: int, plan: dict, model_name: str |
         paths += record["paths"]
         skipped += record["skipped"]
     joined = torch.cat(embeddings)
-    manifest = {
-        "format_version": INDEX_FORMAT_VERSION,
-        "root": plan["root"],
-        "model": model_name,
-        "model_fingerprint": plan["model_fingerprint"],
-        "dtype": plan["dtype"],
-        "hidden_size": int(joined.shape[1]),
-        "num_images": len(paths),
-        "skipped": skipped,
-        "normalised": True,
-    }
+    manifest = index_manifest(root=plan["root"], model_name=model_name, fingerprint=plan["model_fingerprint"],
+                              embeddings=joined, skipped=skipped, dtype=plan["dtype"])  # fmt: skip
     return GalleryIndex(joined, paths, manifest)
 
 

@@ -4,6 +4,7 @@ searched with exact cosine similarity, or with a FAISS inner-product index (the 
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +107,69 @@ def build_faiss_index(embeddings: torch.Tensor, settings: FaissSettings = FaissS
     return index
 
 
+def encode_image_files(
+    model,
+    processor,
+    paths: Sequence[Path],
+    *,
+    on_invalid: str = "error",
+    batch_size: int = 64,
+    chunk_size: int = 1024,
+    progress: bool = True,
+) -> tuple[torch.Tensor, list[Path], list[dict[str, str]]]:
+    """`(embeddings, readable paths, skipped)` of image files, each decoded once: checked and encoded from the same
+    pixels, `chunk_size` images at a time (so memory holds one chunk of pixels).
+
+    An unreadable file stops with a `GalleryIndexError` naming it (`on_invalid="error"`), or is left out and listed
+    in `skipped` with its error (`"skip"`), never silently.
+    """
+    if on_invalid not in ("error", "skip"):
+        raise ValueError(f"on_invalid must be 'error' or 'skip', got {on_invalid!r}")
+    readable: list[Path] = []
+    skipped: list[dict[str, str]] = []
+    parts = []
+    with tqdm(total=len(paths), desc="encoding images", disable=not progress, unit="img") as bar:
+        for start in range(0, len(paths), chunk_size):
+            pixels = []
+            for path in paths[start : start + chunk_size]:
+                try:
+                    pixels.append(to_rgb_uint8(path, name=str(path)))
+                    readable.append(Path(path))
+                except (OSError, ValueError) as error:
+                    if on_invalid == "error":
+                        message = f"cannot index {path}: {error} (on_invalid 'skip' leaves it out)"
+                        raise GalleryIndexError(message) from error
+                    skipped.append({"path": str(path), "error": str(error)})
+            if pixels:
+                parts.append(encode_images(model, processor, pixels, batch_size=batch_size, progress=False))
+            bar.update(min(chunk_size, len(paths) - start))
+    embeddings = torch.cat(parts) if parts else torch.empty(0, model.config.hidden_size)
+    return embeddings, readable, skipped
+
+
+def index_manifest(
+    *,
+    root: str | None,
+    model_name: str | None,
+    fingerprint: str,
+    embeddings: torch.Tensor,
+    skipped: list[dict[str, str]],
+    dtype: str = "float32",
+) -> dict[str, Any]:
+    """The manifest of an index (without its `paths`, which `GalleryIndex.save` adds)."""
+    return {
+        "format_version": INDEX_FORMAT_VERSION,
+        "root": root,
+        "model": model_name,
+        "model_fingerprint": fingerprint,
+        "dtype": dtype,
+        "hidden_size": int(embeddings.shape[1]),
+        "num_images": int(embeddings.shape[0]),
+        "skipped": skipped,
+        "normalised": True,
+    }
+
+
 class GalleryIndex:
     """Normalised image embeddings + the image paths they came from, searchable by text.
 
@@ -123,6 +187,7 @@ class GalleryIndex:
         self.manifest = dict(manifest or {})
         self._faiss_index = None
         self._faiss_settings: FaissSettings | None = None
+        self._passed_model: weakref.ref | None = None  # the last model `check_model` accepted
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -144,37 +209,22 @@ class GalleryIndex:
         `on_invalid="error"` stops at an unreadable image naming it; `"skip"` leaves it out and lists it in the
         manifest under `skipped` (and the returned index's `skipped`), never silently.
         """
-        if on_invalid not in ("error", "skip"):
-            raise ValueError(f"on_invalid must be 'error' or 'skip', got {on_invalid!r}")
         root = Path(images) if isinstance(images, (str, Path)) else None
         paths = find_images(root) if root is not None else [Path(path) for path in images]
 
-        readable, skipped = [], []
-        for path in tqdm(paths, desc="checking images", disable=not progress, unit="img"):
-            try:
-                to_rgb_uint8(path, name=str(path))
-                readable.append(path)
-            except (OSError, ValueError) as error:
-                if on_invalid == "error":
-                    message = f"cannot index {path}: {error} (use on_invalid='skip' to leave it out)"
-                    raise GalleryIndexError(message) from error
-                skipped.append({"path": str(path), "error": str(error)})
+        embeddings, readable, skipped = encode_image_files(model, processor, paths, on_invalid=on_invalid,
+                                                           batch_size=batch_size, progress=progress)  # fmt: skip
         if not readable:
             first = f" (first: {skipped[0]['path']}: {skipped[0]['error']})" if skipped else ""
             raise GalleryIndexError(f"none of the {len(paths)} images could be read, nothing to index{first}")
-        embeddings = encode_images(model, processor, [str(path) for path in readable], batch_size=batch_size,
-                                   progress=progress)  # fmt: skip
         stored_paths = [str(path.relative_to(root)) if root is not None else str(path) for path in readable]
-        manifest = {
-            "format_version": INDEX_FORMAT_VERSION,
-            "root": str(root.resolve()) if root is not None else None,
-            "model": model_name_or_path or getattr(model.config, "_name_or_path", "") or None,
-            "model_fingerprint": model_fingerprint(model),
-            "hidden_size": int(embeddings.shape[1]),
-            "num_images": len(stored_paths),
-            "skipped": skipped,
-            "normalised": True,
-        }
+        manifest = index_manifest(
+            root=str(root.resolve()) if root is not None else None,
+            model_name=model_name_or_path or getattr(model.config, "_name_or_path", "") or None,
+            fingerprint=model_fingerprint(model),
+            embeddings=embeddings,
+            skipped=skipped,
+        )
         return cls(embeddings, stored_paths, manifest)
 
     @property
@@ -266,18 +316,23 @@ class GalleryIndex:
 
     def check_model(self, model) -> None:
         """`ModelMismatchError` unless `model` is the one that built the index (by `model_fingerprint`; indexes written
-        before fingerprints were recorded are checked by hidden size only)."""
+        before fingerprints were recorded are checked by hidden size only). The model that passed last is not hashed
+        again, so a page that searches once per query pays for the hash once."""
+        if self._passed_model is not None and self._passed_model() is model:
+            return
         if model.config.hidden_size != self.embeddings.shape[1]:
             raise ModelMismatchError(
                 f"the model's hidden size {model.config.hidden_size} differs from the index's "
                 f"{self.embeddings.shape[1]}: the index was built by another model ({self.manifest.get('model')})"
             )
         recorded = self.manifest.get("model_fingerprint")
-        if recorded is not None and recorded != model_fingerprint(model):
+        found = None if recorded is None else model_fingerprint(model)
+        if found != recorded:
             raise ModelMismatchError(
                 f"the index was built by another model ({self.manifest.get('model')}, fingerprint {recorded}; this "
-                f"model's is {model_fingerprint(model)}): search it with that model, or build the index again"
+                f"model's is {found}): search it with that model, or build the index again"
             )
+        self._passed_model = weakref.ref(model)
 
     def search(
         self,
@@ -298,6 +353,8 @@ class GalleryIndex:
 __all__ = [
     "FaissSettings",
     "GalleryIndex",
+    "encode_image_files",
+    "index_manifest",
     "GalleryIndexError",
     "IndexNotFoundError",
     "ModelMismatchError",
