@@ -107,3 +107,20 @@ def test_a_killed_build_resumes_from_its_chunks_with_any_number_of_processes(set
     assert error.count("error: ") == 1 and "built by another model" in error
     manifest = json.loads((output / "manifest.json").read_text())
     assert manifest["model"] == str(setting["model"].resolve())
+
+
+def test_a_model_that_passed_the_check_is_not_hashed_again(setting, monkeypatch):
+    """The page searches once per query: the model's fingerprint (a hash of every weight) is computed once."""
+    import ivt_hf.search.index as index_module
+
+    calls = []
+    real = index_module.model_fingerprint
+    monkeypatch.setattr(index_module, "model_fingerprint", lambda model: calls.append(model) or real(model))
+    index = GalleryIndex.load(setting["root"] / "one_process")
+    model, processor = IVTModel.from_pretrained(setting["model"]), IVTProcessor.from_pretrained(setting["model"])
+    for query in ("a man", "a woman", "a child"):
+        assert len(index.search(query, model, processor, k=2)[0]) == 2
+    assert len(calls) == 1
+    other_copy = IVTModel.from_pretrained(setting["model"])  # another object: checked again (and passes)
+    index.search("a man", other_copy, processor, k=2)
+    assert len(calls) == 2
