@@ -5,16 +5,26 @@ These four modules are self-contained (they import only torch, transformers, num
 them with the transformers Auto classes.
 """
 
-from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForPreTraining, AutoProcessor
 
 from .configuration_ivt import IVTConfig
 from .image_processing_ivt import IVTImageProcessor
-from .modeling_ivt import IVTModel, IVTOutput, IVTPreTrainedModel
+from .modeling_ivt import IVTForPreTraining, IVTForPreTrainingOutput, IVTModel, IVTOutput, IVTPreTrainedModel
 from .processing_ivt import IVTProcessor
 
 AutoConfig.register("ivt", IVTConfig, exist_ok=True)
 AutoModel.register(IVTConfig, IVTModel, exist_ok=True)
+AutoModelForPreTraining.register(IVTConfig, IVTForPreTraining, exist_ok=True)
 AutoImageProcessor.register(IVTConfig, image_processor_classes={"pil": IVTImageProcessor}, exist_ok=True)
 AutoProcessor.register(IVTConfig, IVTProcessor, exist_ok=True)
 
-__all__ = ["IVTConfig", "IVTImageProcessor", "IVTModel", "IVTOutput", "IVTPreTrainedModel", "IVTProcessor"]
+__all__ = [
+    "IVTConfig",
+    "IVTForPreTraining",
+    "IVTForPreTrainingOutput",
+    "IVTImageProcessor",
+    "IVTModel",
+    "IVTOutput",
+    "IVTPreTrainedModel",
+    "IVTProcessor",
+]

@@ -50,6 +50,22 @@ class IVTConfig(PretrainedConfig):
         token_drop_mode (`str`, defaults to `"batch"`): `"batch"` draws one set of positions for the whole batch, as
             the reference does (text padding may be "dropped" while `[SEP]` goes); `"per_sample"` draws positions per
             sample among its real (non-padding) tokens only.
+
+    Pre-training fields (read only by [`IVTForPreTraining`], the authors' first stage; the retrieval model ignores
+    them):
+        fusion_num_hidden_layers (`int`, defaults to 6): BERT layers of the fusion encoder, each with self-attention
+            over the text, cross-attention to the image tokens and a feed-forward block (width `intermediate_size`).
+        fusion_hidden_dropout (`float`, defaults to 0.1): BERT's hidden dropout in the fusion encoder and MLM head.
+        fusion_attention_dropout (`float`, defaults to 0.1): BERT's attention-probability dropout there.
+        fusion_layer_norm_eps (`float`, defaults to 1e-12): BERT's LayerNorm epsilon there.
+        itc_normalize (`bool`, defaults to `True`): image-text contrast on L2-normalised CLS vectors. The authors use
+            the raw vectors (`False`), whose dot products reach hundreds and saturate the softmax.
+        itc_temperature (`float`, defaults to 0.07): initial value of the learnable ITC temperature (the authors': 0.5).
+        itc_temperature_range (`tuple[float, float]` or `None`, defaults to `(0.001, 0.5)`): the temperature is
+            clamped into this range in every forward; `None` leaves it free, as the authors do.
+        tie_word_embeddings (`bool`, defaults to `True`): the MLM decoder shares the shared encoder's word-embedding
+            matrix. `False` gives it its own matrix, as the authors' checkpoints have (tied there to the fusion BERT's
+            own, otherwise unused, embedding table).
     """
 
     model_type = "ivt"
@@ -78,6 +94,14 @@ class IVTConfig(PretrainedConfig):
         initializer_range: float = 0.02,
         token_drop_ratio: float = 0.2,
         token_drop_mode: str = "batch",
+        fusion_num_hidden_layers: int = 6,
+        fusion_hidden_dropout: float = 0.1,
+        fusion_attention_dropout: float = 0.1,
+        fusion_layer_norm_eps: float = 1e-12,
+        itc_normalize: bool = True,
+        itc_temperature: float = 0.07,
+        itc_temperature_range: tuple[float, float] | list[float] | None = (0.001, 0.5),
+        tie_word_embeddings: bool = True,
         **kwargs,
     ):
         self.hidden_size = hidden_size
@@ -101,6 +125,14 @@ class IVTConfig(PretrainedConfig):
         self.initializer_range = initializer_range
         self.token_drop_ratio = token_drop_ratio
         self.token_drop_mode = token_drop_mode
+        self.fusion_num_hidden_layers = fusion_num_hidden_layers
+        self.fusion_hidden_dropout = fusion_hidden_dropout
+        self.fusion_attention_dropout = fusion_attention_dropout
+        self.fusion_layer_norm_eps = fusion_layer_norm_eps
+        self.itc_normalize = itc_normalize
+        self.itc_temperature = itc_temperature
+        self.itc_temperature_range = list(itc_temperature_range) if itc_temperature_range is not None else None
+        self.tie_word_embeddings = tie_word_embeddings
         super().__init__(pad_token_id=pad_token_id, **kwargs)
         self.validate_ivt()
 
@@ -164,6 +196,24 @@ class IVTConfig(PretrainedConfig):
         for name in ("layer_norm_eps", "text_layer_norm_eps", "initializer_range"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"IVTConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        fusion_layers = self.fusion_num_hidden_layers
+        if isinstance(fusion_layers, bool) or not isinstance(fusion_layers, int) or fusion_layers < 0:
+            raise ValueError(f"IVTConfig.fusion_num_hidden_layers must be an int >= 0, got {fusion_layers!r}")
+        for name in ("fusion_hidden_dropout", "fusion_attention_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"IVTConfig.{name} must be in [0, 1), got {getattr(self, name)!r}")
+        if self.fusion_layer_norm_eps <= 0:
+            raise ValueError(f"IVTConfig.fusion_layer_norm_eps must be > 0, got {self.fusion_layer_norm_eps!r}")
+        if not self.itc_temperature > 0:
+            raise ValueError(f"IVTConfig.itc_temperature must be > 0, got {self.itc_temperature!r}")
+        temperature_range = self.itc_temperature_range
+        if temperature_range is not None and (
+            len(temperature_range) != 2 or not 0 < temperature_range[0] <= temperature_range[1]
+        ):
+            raise ValueError(
+                f"IVTConfig.itc_temperature_range must be None or (low, high) with 0 < low <= high, got "
+                f"{temperature_range!r}"
+            )
         pad_token_id = self.pad_token_id
         if pad_token_id is not None and not 0 <= pad_token_id < self.vocab_size:
             raise ValueError(f"IVTConfig.pad_token_id {pad_token_id} is outside the vocabulary of {self.vocab_size}")

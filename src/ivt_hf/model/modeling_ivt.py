@@ -371,28 +371,31 @@ class IVTModel(IVTPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.text_embeddings.word_embeddings = value
 
-    def _encode(self, embeddings: torch.Tensor, attention_mask: torch.Tensor | None, modality: str) -> torch.Tensor:
+    def _encode(
+        self, embeddings: torch.Tensor, attention_mask: torch.Tensor | None, modality: str, token_drop: bool = True
+    ) -> torch.Tensor:
         """Shared path: BMM token dropping (training only), the blocks, the final LayerNorm. Returns all states."""
-        if self.training and self.config.token_drop_ratio > 0:
+        if token_drop and self.training and self.config.token_drop_ratio > 0:
             embeddings, attention_mask = drop_tokens(
                 embeddings, attention_mask, self.config.token_drop_ratio, self.config.token_drop_mode
             )
         hidden_states = self.encoder(embeddings, attention_mask, modality)
         return self.post_layernorm(hidden_states)  # (batch, seq, hidden)
 
-    def image_hidden_states(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Final-LayerNorm states of the image pass, `(batch, 1 + num_patches, hidden)` (fewer tokens under BMM)."""
-        return self._encode(self.image_embeddings(pixel_values), None, IMAGE)
+    def image_hidden_states(self, pixel_values: torch.Tensor, token_drop: bool = True) -> torch.Tensor:
+        """Final-LayerNorm states of the image pass, `(batch, 1 + num_patches, hidden)` (fewer tokens under BMM;
+        `token_drop=False` keeps them all, as pre-training does)."""
+        return self._encode(self.image_embeddings(pixel_values), None, IMAGE, token_drop)
 
     def text_hidden_states(
-        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None
+        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, token_drop: bool = True
     ) -> torch.Tensor:
         """Final-LayerNorm states of the text pass, `(batch, seq, hidden)` (fewer tokens under BMM)."""
         if attention_mask is not None and attention_mask.shape != input_ids.shape:
             raise ValueError(
                 f"attention_mask shape {tuple(attention_mask.shape)} does not match input_ids {tuple(input_ids.shape)}"
             )
-        return self._encode(self.text_embeddings(input_ids), attention_mask, TEXT)
+        return self._encode(self.text_embeddings(input_ids), attention_mask, TEXT, token_drop)
 
     def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Image embeddings `(batch, hidden)`: the final-LayerNorm CLS token, not normalised.
@@ -483,4 +486,412 @@ class IVTModel(IVTPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
-__all__ = ["IVTModel", "IVTPreTrainedModel", "IVTOutput"]
+# --------------------------------------------------------------------------------------------------------------------
+# Pre-training (the authors' first stage): the IVT encoder above, a BERT fusion encoder that lets text tokens attend to
+# image tokens, an image-text matching head, a masked-language-model head and a learnable temperature. Losses: image-
+# text contrast (ITC), image-text matching with hard negatives (ITM), masked language modelling (MLM), equal weights.
+# The fusion encoder's modules carry BERT's names (`attention.self.query`, `crossattention.output.LayerNorm`, ...), so
+# bert-base-uncased and the authors' checkpoints map onto it one to one.
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class IVTForPreTrainingOutput(ModelOutput):
+    """
+    Outputs of [`IVTForPreTraining.forward`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`): `loss_itc + loss_itm (+ loss_mlm)`, equal weights.
+        loss_itc, loss_itm, loss_mlm (`torch.FloatTensor` of shape `()`): the three terms (`loss_mlm` is None without
+            `mlm_input_ids`).
+        image_embeds, text_embeds (`torch.FloatTensor` of shape `(batch, hidden_size)`): final-LayerNorm CLS vectors of
+            the shared encoder, not normalised.
+        itm_logits (`torch.FloatTensor` of shape `(3 * batch, 2)`): matching logits of the B positive pairs followed
+            by the B (image, hard negative text) and B (hard negative image, text) pairs; column 1 = "matches".
+        mlm_logits (`torch.FloatTensor` of shape `(num_masked, vocab_size)`): predictions at the masked positions,
+            in row-major order of `mlm_labels != -100`.
+        temperature (`torch.FloatTensor` of shape `()`): the ITC temperature used (after clamping).
+    """
+
+    loss: torch.FloatTensor | None = None
+    loss_itc: torch.FloatTensor | None = None
+    loss_itm: torch.FloatTensor | None = None
+    loss_mlm: torch.FloatTensor | None = None
+    image_embeds: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+    itm_logits: torch.FloatTensor | None = None
+    mlm_logits: torch.FloatTensor | None = None
+    temperature: torch.FloatTensor | None = None
+
+
+def image_text_contrastive_loss(
+    image_features: torch.Tensor,
+    text_features: torch.Tensor,
+    temperature: torch.Tensor | float,
+    all_image_features: torch.Tensor | None = None,
+    all_text_features: torch.Tensor | None = None,
+    offset: int = 0,
+) -> torch.Tensor:
+    """ITC: each image against every text (and each text against every image) of the batch, divided by the
+    temperature; the caption of the pair is the target. Mean of the image->text and text->image cross-entropies.
+
+    Args:
+        image_features, text_features: `(batch, dim)` features of the local pairs (normalise them first if wanted).
+        all_image_features, all_text_features: the candidates, `(total, dim)`; by default the local features. With
+            several processes pass the gathered batch and `offset` = the position of the local pairs in it.
+    """
+    all_image_features = image_features if all_image_features is None else all_image_features
+    all_text_features = text_features if all_text_features is None else all_text_features
+    targets = torch.arange(image_features.shape[0], device=image_features.device) + offset
+    logits_image_to_text = image_features @ all_text_features.t() / temperature
+    logits_text_to_image = text_features @ all_image_features.t() / temperature
+    return (
+        nn.functional.cross_entropy(logits_image_to_text, targets)
+        + nn.functional.cross_entropy(logits_text_to_image, targets)
+    ) / 2
+
+
+def sample_hard_negatives(
+    similarity: torch.Tensor, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """ALBEF's hard negatives: for each image a text drawn with probability softmax(similarity row) + 1e-4, and for
+    each text an image drawn from its column likewise; the pair's own partner (the diagonal) has probability 0.
+
+    Args:
+        similarity: `(batch, batch)` image-to-text similarities of the local pairs (no gradient needed).
+    Returns:
+        `(negative_text_for_image, negative_image_for_text)`, two `(batch,)` index tensors.
+    """
+    batch_size = similarity.shape[0]
+    if similarity.shape != (batch_size, batch_size) or batch_size < 2:
+        raise ValueError(f"hard negatives need a square similarity of at least 2 pairs, got {tuple(similarity.shape)}")
+    similarity = similarity.detach().float()
+    diagonal = torch.eye(batch_size, dtype=torch.bool, device=similarity.device)
+    weights_image_to_text = (similarity.softmax(dim=1) + 1e-4).masked_fill(diagonal, 0.0)
+    weights_text_to_image = (similarity.t().softmax(dim=1) + 1e-4).masked_fill(diagonal, 0.0)
+    negative_text = torch.multinomial(weights_image_to_text, 1, generator=generator).squeeze(1)
+    negative_image = torch.multinomial(weights_text_to_image, 1, generator=generator).squeeze(1)
+    return negative_text, negative_image
+
+
+class IVTFusionSelfAttention(nn.Module):
+    """BERT's attention core: separate query, key and value projections; keys and values from `context` (the image
+    tokens) in cross-attention, from the text itself otherwise."""
+
+    def __init__(self, config: IVTConfig):
+        super().__init__()
+        self.config = config
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(
+        self, hidden_states: torch.Tensor, context: torch.Tensor, attention_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        batch_size, seq_length, hidden_size = hidden_states.shape
+
+        def heads(states: torch.Tensor) -> torch.Tensor:  # (batch, seq, hidden) -> (batch, heads, seq, head_dim)
+            return states.view(batch_size, -1, self.num_heads, self.head_dim).transpose(1, 2)
+
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        attn_output, _ = attention_interface(
+            self,
+            heads(self.query(hidden_states)),
+            heads(self.key(context)),
+            heads(self.value(context)),
+            attention_mask,
+            scaling=self.scaling,
+            dropout=self.config.fusion_attention_dropout if self.training else 0.0,
+            is_causal=False,
+        )
+        return attn_output.reshape(batch_size, seq_length, hidden_size)
+
+
+class IVTFusionSelfOutput(nn.Module):
+    """BERT's post-norm residual: LayerNorm(dropout(dense(x)) + input)."""
+
+    def __init__(self, config: IVTConfig, in_features: int | None = None):
+        super().__init__()
+        self.dense = nn.Linear(in_features or config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.fusion_layer_norm_eps)
+        self.dropout = nn.Dropout(config.fusion_hidden_dropout)
+
+    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+
+
+class IVTFusionAttention(nn.Module):
+    def __init__(self, config: IVTConfig):
+        super().__init__()
+        self.self = IVTFusionSelfAttention(config)
+        self.output = IVTFusionSelfOutput(config)
+
+    def forward(
+        self, hidden_states: torch.Tensor, context: torch.Tensor, attention_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        return self.output(self.self(hidden_states, context, attention_mask), hidden_states)
+
+
+class IVTFusionIntermediate(nn.Module):
+    def __init__(self, config: IVTConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.intermediate_act_fn = ACT2FN[config.hidden_act]
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.intermediate_act_fn(self.dense(hidden_states))
+
+
+class IVTFusionLayer(GradientCheckpointingLayer):
+    """A BERT layer with cross-attention: text self-attention, then attention from the text to the image tokens,
+    then the feed-forward block; each followed by BERT's residual + LayerNorm."""
+
+    def __init__(self, config: IVTConfig):
+        super().__init__()
+        self.attention = IVTFusionAttention(config)
+        self.crossattention = IVTFusionAttention(config)
+        self.intermediate = IVTFusionIntermediate(config)
+        self.output = IVTFusionSelfOutput(config, in_features=config.intermediate_size)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        image_states: torch.Tensor,
+        image_attention_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        hidden_states = self.attention(hidden_states, hidden_states, attention_mask)
+        hidden_states = self.crossattention(hidden_states, image_states, image_attention_mask)
+        return self.output(self.intermediate(hidden_states), hidden_states)
+
+
+def additive_padding_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """(batch, seq) 1/0 mask -> additive (batch, 1, 1, seq) with the dtype's lowest value on padding; None if none."""
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
+    return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+
+
+class IVTFusionEncoder(nn.Module):
+    """`fusion_num_hidden_layers` BERT layers with cross-attention. Its input is the shared encoder's text states (no
+    embedding layer of its own); its keys and values in cross-attention are the shared encoder's image states."""
+
+    def __init__(self, config: IVTConfig):
+        super().__init__()
+        self.layer = nn.ModuleList([IVTFusionLayer(config) for _ in range(config.fusion_num_hidden_layers)])
+
+    def forward(
+        self, text_states: torch.Tensor, attention_mask: torch.Tensor | None, image_states: torch.Tensor
+    ) -> torch.Tensor:
+        additive_mask = additive_padding_mask(attention_mask, text_states.dtype)
+        hidden_states = text_states
+        for layer in self.layer:
+            hidden_states = layer(hidden_states, additive_mask, image_states, None)  # every image token is real
+        return hidden_states
+
+
+class IVTMLMHead(nn.Module):
+    """BERT's prediction head: dense -> activation -> LayerNorm -> decoder to the vocabulary (with bias)."""
+
+    def __init__(self, config: IVTConfig):
+        super().__init__()
+        self.transform = nn.Module()
+        self.transform.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.transform.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.fusion_layer_norm_eps)
+        self.activation_fn = ACT2FN[config.hidden_act]
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        hidden_states = self.transform.LayerNorm(self.activation_fn(self.transform.dense(hidden_states)))
+        return self.decoder(hidden_states)
+
+
+class _AllGatherWithGrad(torch.autograd.Function):
+    """Concatenate every process's rows; the backward sums each row's gradient over all processes' losses and returns
+    this process's share (so that each process's loss reaches every process's features)."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        ctx.rank, ctx.rows = dist.get_rank(), tensor.shape[0]
+        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, tensor.contiguous())
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        grad = grad_output.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]
+
+
+def _gather_with_grad(tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """All processes' rows (this process's keep their gradient) and the offset of this process's rows. Every process
+    must pass the same number of rows."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensor, 0
+    return _AllGatherWithGrad.apply(tensor), dist.get_rank() * tensor.shape[0]
+
+
+class IVTForPreTraining(IVTPreTrainedModel):
+    """IVT with the authors' pre-training heads: ITC + ITM (hard negatives) + MLM, equal weights.
+
+    `self.ivt` is the retrieval encoder ([`IVTModel`]): fine-tuning takes it and drops the rest. Images and texts run
+    through it without BMM token dropping. The fusion encoder reads the text states and attends to the image states;
+    its CLS feeds the ITM head, its states at masked positions the MLM head.
+
+    Example:
+    ```python
+    >>> model = IVTForPreTraining(IVTConfig())
+    >>> out = model(pixel_values=images, input_ids=ids, attention_mask=mask, mlm_input_ids=masked, mlm_labels=labels)
+    >>> out.loss.backward()
+    ```
+    """
+
+    _tied_weights_keys = {"mlm_head.decoder.weight": "ivt.text_embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: IVTConfig):
+        super().__init__(config)
+        self.ivt = IVTModel(config)
+        self.fusion = IVTFusionEncoder(config)
+        self.itm_head = nn.Linear(config.hidden_size, 2)
+        self.mlm_head = IVTMLMHead(config)
+        self.temperature = nn.Parameter(torch.tensor(float(config.itc_temperature)))
+        self.post_init()
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, IVTForPreTraining):
+            init.constant_(module.temperature, float(module.config.itc_temperature))
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.ivt.get_input_embeddings()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.mlm_head.decoder
+
+    def current_temperature(self) -> torch.Tensor:
+        """The ITC temperature, clamped into `config.itc_temperature_range` (if set)."""
+        temperature_range = self.config.itc_temperature_range
+        if temperature_range is None:
+            return self.temperature
+        return self.temperature.clamp(temperature_range[0], temperature_range[1])
+
+    def fuse(self, text_states: torch.Tensor, attention_mask: torch.Tensor | None, image_states: torch.Tensor):
+        """Fusion-encoder states `(batch, text_seq, hidden)` of texts attending to their images."""
+        return self.fusion(text_states, attention_mask, image_states)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        mlm_input_ids: torch.LongTensor | None = None,
+        mlm_labels: torch.LongTensor | None = None,
+        gather_itc: bool = False,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> IVTForPreTrainingOutput | tuple:
+        """The pre-training losses of a batch of (image, caption) pairs; pair i's partner is row i.
+
+        Args:
+            pixel_values: `(batch, channels, height, width)`; input_ids / attention_mask: `(batch, seq)` captions.
+            mlm_input_ids: the captions with masked tokens (same shape); mlm_labels: the original id at each masked
+                position, -100 elsewhere. Without them there is no MLM term.
+            gather_itc: contrast every local pair against the pairs of all processes (all-gather with gradients;
+                every process must have the same batch size). ITM negatives are drawn from the local batch.
+        """
+        batch_size = pixel_values.shape[0]
+        if input_ids.shape[0] != batch_size:
+            raise ValueError(f"{batch_size} images but {input_ids.shape[0]} captions: pre-training takes pairs")
+        if (mlm_input_ids is None) != (mlm_labels is None):
+            raise ValueError("give both mlm_input_ids and mlm_labels, or neither")
+        if mlm_input_ids is not None and (
+            mlm_input_ids.shape != input_ids.shape or mlm_labels.shape != input_ids.shape
+        ):
+            raise ValueError(
+                f"mlm_input_ids {tuple(mlm_input_ids.shape)} and mlm_labels {tuple(mlm_labels.shape)} must have the "
+                f"shape of input_ids {tuple(input_ids.shape)}"
+            )
+        image_states = self.ivt.image_hidden_states(pixel_values, token_drop=False)
+        text_states = self.ivt.text_hidden_states(input_ids, attention_mask, token_drop=False)
+        image_embeds, text_embeds = image_states[:, 0], text_states[:, 0]
+
+        # ITC
+        temperature = self.current_temperature()
+        image_features, text_features = image_embeds, text_embeds
+        if self.config.itc_normalize:
+            image_features = nn.functional.normalize(image_features, dim=-1)
+            text_features = nn.functional.normalize(text_features, dim=-1)
+        all_image_features, all_text_features, offset = image_features, text_features, 0
+        if gather_itc:
+            all_image_features, offset = _gather_with_grad(image_features)
+            all_text_features, _ = _gather_with_grad(text_features)
+        loss_itc = image_text_contrastive_loss(
+            image_features, text_features, temperature, all_image_features, all_text_features, offset
+        )
+
+        # ITM: the B positives, then (image, hard negative text) and (hard negative image, text)
+        with torch.no_grad():
+            similarity = image_features @ text_features.t() / temperature
+        negative_text, negative_image = sample_hard_negatives(similarity)
+        mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
+        fused = self.fuse(
+            torch.cat([text_states, text_states[negative_text], text_states]),
+            torch.cat([mask, mask[negative_text], mask]),
+            torch.cat([image_states, image_states, image_states[negative_image]]),
+        )
+        itm_logits = self.itm_head(fused[:, 0])
+        itm_labels = torch.zeros(3 * batch_size, dtype=torch.long, device=itm_logits.device)
+        itm_labels[:batch_size] = 1
+        loss_itm = nn.functional.cross_entropy(itm_logits, itm_labels)
+
+        # MLM: the masked captions through the shared encoder (text mode), the fusion encoder, the head
+        loss_mlm = mlm_logits = None
+        if mlm_input_ids is not None:
+            masked_states = self.ivt.text_hidden_states(mlm_input_ids, attention_mask, token_drop=False)
+            fused_masked = self.fuse(masked_states, attention_mask, image_states)
+            selected = mlm_labels != -100
+            mlm_logits = self.mlm_head(fused_masked[selected])
+            if mlm_logits.shape[0]:
+                loss_mlm = nn.functional.cross_entropy(mlm_logits, mlm_labels[selected])
+            else:  # no token masked in this batch: a zero that keeps the head in the graph
+                loss_mlm = mlm_logits.sum() * 0.0
+
+        loss = loss_itc + loss_itm + (loss_mlm if loss_mlm is not None else 0.0)
+        output = IVTForPreTrainingOutput(
+            loss=loss,
+            loss_itc=loss_itc,
+            loss_itm=loss_itm,
+            loss_mlm=loss_mlm,
+            image_embeds=image_embeds,
+            text_embeds=text_embeds,
+            itm_logits=itm_logits,
+            mlm_logits=mlm_logits,
+            temperature=temperature.detach(),
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        return output if return_dict else output.to_tuple()
+
+
+__all__ = [
+    "IVTForPreTraining",
+    "IVTForPreTrainingOutput",
+    "IVTModel",
+    "IVTOutput",
+    "IVTPreTrainedModel",
+    "image_text_contrastive_loss",
+    "sample_hard_negatives",
+]

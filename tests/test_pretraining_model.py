@@ -1,0 +1,344 @@
+"""IVTForPreTraining: each loss against a brute-force reference, hard negatives, the fusion layer against hand-written
+BERT arithmetic, whole-word masking rules, save/load, Auto classes and remote code."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+from transformers import AutoModel, AutoModelForPreTraining
+
+from ivt_hf import IVTConfig, IVTModel, IVTProcessor
+from ivt_hf.hub import save_model_folder
+from ivt_hf.model.modeling_ivt import IVTForPreTraining, image_text_contrastive_loss, sample_hard_negatives
+from ivt_hf.model.processing_ivt import default_tokenizer
+from ivt_hf.training.masking import IGNORE_INDEX, MaskingRules, whole_word_mask, word_spans
+
+
+def _config(**overrides) -> IVTConfig:
+    settings = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=120,
+                    max_position_embeddings=32, image_size=(64, 32), fusion_num_hidden_layers=2,
+                    fusion_hidden_dropout=0.0, fusion_attention_dropout=0.0, drop_path_rate=0.0,
+                    text_embedding_dropout=0.0)  # fmt: skip
+    return IVTConfig(**(settings | overrides))
+
+
+def _batch(batch_size=4, seq=10, vocab=120, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    pixels = torch.randn(batch_size, 3, 64, 32, generator=generator)
+    ids = torch.randint(5, vocab, (batch_size, seq), generator=generator)
+    ids[:, 0] = 2
+    mask = torch.ones(batch_size, seq, dtype=torch.long)
+    mask[0, 7:] = 0
+    ids[0, 7:] = 0
+    labels = torch.full_like(ids, IGNORE_INDEX)
+    labels[:, 3] = ids[:, 3]
+    labels[1, 5] = ids[1, 5]
+    masked = ids.clone()
+    masked[labels != IGNORE_INDEX] = 4
+    return pixels, ids, mask, masked, labels
+
+
+def _brute_force_itc(images, texts, temperature):
+    total = 0.0
+    n = images.shape[0]
+    for i in range(n):
+        row = [float(images[i] @ texts[j]) / temperature for j in range(n)]
+        total += -(row[i] - math.log(sum(math.exp(value) for value in row)))
+        column = [float(texts[i] @ images[j]) / temperature for j in range(n)]
+        total += -(column[i] - math.log(sum(math.exp(value) for value in column)))
+    return total / (2 * n)
+
+
+def test_itc_loss_matches_a_brute_force_sum():
+    generator = torch.Generator().manual_seed(1)
+    images, texts = torch.randn(5, 8, generator=generator), torch.randn(5, 8, generator=generator)
+    loss = image_text_contrastive_loss(images, texts, 0.7)
+    assert loss.item() == pytest.approx(_brute_force_itc(images, texts, 0.7), rel=1e-5)
+
+
+def test_itc_loss_over_a_gathered_batch_is_each_slice_against_everything():
+    generator = torch.Generator().manual_seed(2)
+    images, texts = torch.randn(6, 8, generator=generator), torch.randn(6, 8, generator=generator)
+    # two "processes" of 3 pairs: the mean of their losses is the loss over the 6 pairs
+    parts = [image_text_contrastive_loss(images[s], texts[s], 0.5, images, texts, offset=s.start)
+             for s in (slice(0, 3), slice(3, 6))]  # fmt: skip
+    assert (sum(parts) / 2).item() == pytest.approx(_brute_force_itc(images, texts, 0.5), rel=1e-5)
+
+
+def test_hard_negatives_never_pick_the_positive_and_follow_the_softmax():
+    similarity = torch.tensor([[9.0, 1.0, 2.0, 0.0], [0.5, 9.0, 0.0, 3.0], [1.0, 1.0, 9.0, 1.0], [0.0, 2.0, 0.0, 9.0]])
+    generator = torch.Generator().manual_seed(0)
+    draws = 4000
+    counts = torch.zeros(4, 4)
+    counts_t = torch.zeros(4, 4)
+    for _ in range(draws):
+        negative_text, negative_image = sample_hard_negatives(similarity, generator)
+        counts[torch.arange(4), negative_text] += 1
+        counts_t[torch.arange(4), negative_image] += 1
+    assert counts.diagonal().sum() == 0 and counts_t.diagonal().sum() == 0
+    for observed, sims in ((counts, similarity), (counts_t, similarity.t())):
+        expected = sims.softmax(dim=1) + 1e-4
+        expected.fill_diagonal_(0)
+        expected = expected / expected.sum(dim=1, keepdim=True)
+        assert torch.allclose(observed / draws, expected, atol=0.03)
+
+
+def test_hard_negatives_refuse_a_batch_of_one():
+    with pytest.raises(ValueError, match="at least 2 pairs"):
+        sample_hard_negatives(torch.ones(1, 1))
+
+
+def test_forward_losses_equal_their_pieces_recomputed_by_hand():
+    torch.manual_seed(0)
+    model = IVTForPreTraining(_config()).eval()
+    pixels, ids, mask, masked, labels = _batch(batch_size=2)  # two pairs: each negative is the other pair
+    with torch.no_grad():
+        out = model(pixels, ids, mask, masked, labels)
+        image_states = model.ivt.image_hidden_states(pixels)
+        text_states = model.ivt.text_hidden_states(ids, mask)
+        images = nn.functional.normalize(image_states[:, 0], dim=-1)
+        texts = nn.functional.normalize(text_states[:, 0], dim=-1)
+        itc = _brute_force_itc(images, texts, 0.07)
+        order_text, order_image = [0, 1, 1, 0, 0, 1], [0, 1, 0, 1, 1, 0]
+        fused = model.fuse(text_states[order_text], mask[order_text], image_states[order_image])
+        itm_logits = model.itm_head(fused[:, 0])
+        itm = nn.functional.cross_entropy(itm_logits, torch.tensor([1, 1, 0, 0, 0, 0]))
+        masked_states = model.ivt.text_hidden_states(masked, mask)
+        fused_masked = model.fuse(masked_states, mask, image_states)
+        positions = labels != IGNORE_INDEX
+        mlm = nn.functional.cross_entropy(model.mlm_head(fused_masked[positions]), labels[positions])
+    assert out.loss_itc.item() == pytest.approx(itc, rel=1e-5)
+    assert torch.allclose(out.itm_logits, itm_logits, atol=1e-6)
+    assert out.loss_itm.item() == pytest.approx(itm.item(), rel=1e-6)
+    assert out.loss_mlm.item() == pytest.approx(mlm.item(), rel=1e-6)
+    assert out.loss.item() == pytest.approx(itc + itm.item() + mlm.item(), rel=1e-5)
+    assert out.mlm_logits.shape == (int(positions.sum()), 120)
+
+
+def test_the_authors_itc_uses_raw_vectors_and_an_unclamped_temperature():
+    torch.manual_seed(0)
+    model = IVTForPreTraining(_config(itc_normalize=False, itc_temperature=0.5, itc_temperature_range=None)).eval()
+    pixels, ids, mask, _, _ = _batch()
+    with torch.no_grad():
+        out = model(pixels, ids, mask)
+        images = model.ivt.get_image_features(pixels)
+        texts = model.ivt.get_text_features(ids, mask)
+        model.temperature.fill_(5.0)  # outside the default range: left as it is
+        assert model.current_temperature().item() == 5.0
+    assert out.loss_itc.item() == pytest.approx(_brute_force_itc(images, texts, 0.5), rel=1e-5)
+    assert out.loss_mlm is None and out.mlm_logits is None
+
+
+def test_the_default_temperature_is_clamped():
+    model = IVTForPreTraining(_config())
+    with torch.no_grad():
+        model.temperature.fill_(1e-6)
+    assert model.current_temperature().item() == pytest.approx(0.001)
+    assert model.temperature.item() == pytest.approx(1e-6)  # the parameter itself is not rewritten
+
+
+def test_pretraining_never_drops_tokens_and_every_parameter_gets_a_gradient():
+    torch.manual_seed(0)
+    model = IVTForPreTraining(_config(token_drop_ratio=0.5)).train()
+    pixels, ids, mask, masked, labels = _batch()
+    out = model(pixels, ids, mask, masked, labels)
+    out.loss.backward()
+    assert [name for name, parameter in model.named_parameters() if parameter.grad is None] == []
+    states = model.ivt.image_hidden_states(pixels, token_drop=False)
+    assert states.shape[1] == 1 + model.config.num_patches
+
+
+def test_fusion_layer_is_bert_arithmetic():
+    torch.manual_seed(0)
+    config = _config()
+    layer = IVTForPreTraining(config).fusion.layer[0].eval()
+    text = torch.randn(2, 5, 32)
+    image = torch.randn(2, 7, 32)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+
+    def attention(block, queries, context, key_mask):
+        q, k, v = block.self.query(queries), block.self.key(context), block.self.value(context)
+        out = torch.zeros_like(queries)
+        for b in range(queries.shape[0]):
+            for h in range(2):
+                cols = slice(16 * h, 16 * h + 16)
+                scores = q[b, :, cols] @ k[b, :, cols].t() / 4.0
+                if key_mask is not None:
+                    scores = scores.masked_fill(key_mask[b][None, :] == 0, float("-inf"))
+                out[b, :, cols] = scores.softmax(dim=-1) @ v[b, :, cols]
+        return block.output.LayerNorm(block.output.dense(out) + queries)
+
+    with torch.no_grad():
+        expected = attention(layer.attention, text, text, mask)
+        expected = attention(layer.crossattention, expected, image, None)
+        hidden = nn.functional.gelu(layer.intermediate.dense(expected))
+        expected = layer.output.LayerNorm(layer.output.dense(hidden) + expected)
+        additive = (1.0 - mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
+        got = layer(text, additive, image, None)
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_mlm_decoder_tying_follows_the_config():
+    tied = IVTForPreTraining(_config())
+    assert tied.mlm_head.decoder.weight is tied.ivt.text_embeddings.word_embeddings.weight
+    untied = IVTForPreTraining(_config(tie_word_embeddings=False))
+    assert untied.mlm_head.decoder.weight is not untied.ivt.text_embeddings.word_embeddings.weight
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_save_load_is_bit_exact_and_auto_classes_pick_the_right_model(tmp_path, tie):
+    torch.manual_seed(0)
+    model = IVTForPreTraining(_config(tie_word_embeddings=tie)).eval()
+    save_model_folder(model, IVTProcessor.from_config(model.config), tmp_path / "pre")
+    loaded = AutoModelForPreTraining.from_pretrained(tmp_path / "pre")
+    assert type(loaded) is IVTForPreTraining
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, loaded.state_dict()[name]), name
+    assert (loaded.mlm_head.decoder.weight is loaded.ivt.text_embeddings.word_embeddings.weight) == tie
+    encoder = AutoModel.from_pretrained(tmp_path / "pre")
+    assert type(encoder) is IVTModel
+    for name, tensor in encoder.state_dict().items():
+        assert torch.equal(tensor, model.state_dict()["ivt." + name]), name
+    config = json.loads((tmp_path / "pre" / "config.json").read_text())
+    assert config["architectures"] == ["IVTForPreTraining"]
+    assert config["auto_map"]["AutoModelForPreTraining"] == "modeling_ivt.IVTForPreTraining"
+
+
+def test_remote_code_loads_the_pretraining_model_without_ivt_hf(tmp_path):
+    torch.manual_seed(0)
+    model = IVTForPreTraining(_config()).eval()
+    save_model_folder(model, IVTProcessor.from_config(model.config), tmp_path / "pre")
+    pixels, ids, mask, masked, labels = _batch(batch_size=2)  # two pairs: the negatives are fixed
+    with torch.no_grad():
+        expected = model(pixels, ids, mask, masked, labels)
+    torch.save({"pixels": pixels, "ids": ids, "mask": mask, "masked": masked, "labels": labels,
+                "loss": expected.loss}, tmp_path / "io.pt")  # fmt: skip
+    script = textwrap.dedent(
+        f"""
+        import sys
+
+        class BlockIvtHf:
+            def find_spec(self, name, path=None, target=None):
+                if name == "ivt_hf" or name.startswith("ivt_hf."):
+                    raise ImportError("this process must not import ivt_hf")
+
+        sys.meta_path.insert(0, BlockIvtHf())
+        import torch
+        from transformers import AutoModelForPreTraining
+
+        model = AutoModelForPreTraining.from_pretrained({str(tmp_path / "pre")!r}, trust_remote_code=True).eval()
+        io = torch.load({str(tmp_path / "io.pt")!r}, weights_only=True)
+        with torch.no_grad():
+            out = model(io["pixels"], io["ids"], io["mask"], io["masked"], io["labels"])
+        assert torch.equal(out.loss, io["loss"]), (out.loss, io["loss"])
+        assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+        print("remote-code OK", type(model).__name__)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PATH": "/usr/bin:/bin"})  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "remote-code OK IVTForPreTraining" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("fusion_num_hidden_layers", -1, "fusion_num_hidden_layers"),
+        ("itc_temperature", 0.0, "itc_temperature"),
+        ("itc_temperature_range", (0.5, 0.1), "itc_temperature_range"),
+        ("fusion_hidden_dropout", 1.0, "fusion_hidden_dropout"),
+    ],
+)
+def test_bad_pretraining_config_values_are_named(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        _config(**{field: value})
+
+
+def test_mismatched_pretraining_inputs_are_refused():
+    model = IVTForPreTraining(_config())
+    pixels, ids, mask, masked, labels = _batch()
+    with pytest.raises(ValueError, match="pre-training takes pairs"):
+        model(pixels[:3], ids, mask)
+    with pytest.raises(ValueError, match="both mlm_input_ids and mlm_labels"):
+        model(pixels, ids, mask, masked)
+
+
+# --------------------------------------------------------------------------------------------- whole-word masking
+
+TOKENIZER = default_tokenizer()
+CAPTION = "a pedestrian wearing sunglasses and a backpack walks across the crosswalk beside skateboarders"
+
+
+def _caption_ids(caption=CAPTION):
+    ids = [TOKENIZER.cls_token_id, *TOKENIZER.convert_tokens_to_ids(TOKENIZER.tokenize(caption))]
+    return ids, TOKENIZER.convert_ids_to_tokens(ids)
+
+
+def test_word_spans_join_wordpieces():
+    assert word_spans(["[CLS]", "skate", "##board", "##ers", "walk"]) == [(1, 4), (4, 5)]
+
+
+def test_masking_rules_hold_on_a_fixed_seed():
+    ids, tokens = _caption_ids()
+    assert any(token.startswith("##") for token in tokens)  # the caption has multi-piece words
+    words = word_spans(tokens)
+    budget = min(8, max(1, round(0.25 * (len(ids) - 1))))
+    counts = {"mask": 0, "random": 0, "kept": 0}
+    rng = random.Random(1234)
+    for _ in range(3000):
+        masked, labels = whole_word_mask(ids, tokens, mask_token_id=TOKENIZER.mask_token_id,
+                                         random_token_ids=(999, len(TOKENIZER)), rng=rng)  # fmt: skip
+        chosen = [position for position, label in enumerate(labels) if label != IGNORE_INDEX]
+        assert 0 not in chosen  # [CLS] is never masked
+        assert 1 <= len(chosen) <= budget
+        for begin, end in words:  # whole words: all of a word's pieces or none
+            assert len({labels[p] != IGNORE_INDEX for p in range(begin, end)}) == 1
+        for position in range(len(ids)):
+            if position in chosen:
+                assert labels[position] == ids[position]
+                kind = "mask" if masked[position] == TOKENIZER.mask_token_id else (
+                    "kept" if masked[position] == ids[position] else "random")  # fmt: skip
+                counts[kind] += 1
+                if kind == "random":
+                    assert 999 <= masked[position] < len(TOKENIZER)
+            else:
+                assert masked[position] == ids[position]
+    total = sum(counts.values())
+    assert counts["mask"] / total == pytest.approx(0.8, abs=0.02)
+    assert counts["random"] / total == pytest.approx(0.1, abs=0.015)  # a random draw can equal the original: rare
+    assert counts["kept"] / total == pytest.approx(0.1, abs=0.015)
+
+
+def test_masking_is_a_function_of_the_seed_and_caps_at_eight():
+    ids, tokens = _caption_ids(" ".join(["red"] * 60))
+    first = whole_word_mask(ids, tokens, mask_token_id=103, random_token_ids=(999, 30522), rng=random.Random(7))
+    second = whole_word_mask(ids, tokens, mask_token_id=103, random_token_ids=(999, 30522), rng=random.Random(7))
+    assert first == second
+    assert sum(label != IGNORE_INDEX for label in first[1]) == 8  # 0.25 x 60 = 15 > the cap of 8
+    third = whole_word_mask(ids, tokens, mask_token_id=103, random_token_ids=(999, 30522), rng=random.Random(8))
+    assert third != first
+
+
+def test_spans_mask_neighbouring_words_together():
+    ids, tokens = _caption_ids(" ".join(f"w{i}" if False else "blue" for i in range(40)))
+    rules = MaskingRules(span_probability=1.0, max_span_words=3, max_predictions=3)
+    _, labels = whole_word_mask(ids, tokens, mask_token_id=103, random_token_ids=(999, 30522),
+                                rng=random.Random(3), rules=rules)  # fmt: skip
+    chosen = [position for position, label in enumerate(labels) if label != IGNORE_INDEX]
+    assert len(chosen) >= 2 and chosen == list(range(chosen[0], chosen[0] + len(chosen)))
+
+
+def test_masking_rules_refuse_nonsense():
+    with pytest.raises(ValueError, match="mask_probability"):
+        MaskingRules(mask_probability=0.0)
+    with pytest.raises(ValueError, match="ids but"):
+        whole_word_mask([1, 2], ["[CLS]"], mask_token_id=103, random_token_ids=(0, 5), rng=random.Random(0))
