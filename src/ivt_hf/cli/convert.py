@@ -1,10 +1,13 @@
 """`ivt convert`: an IVT checkpoint written by the authors' code -> a `from_pretrained` folder.
 
     ivt convert --checkpoint_path best.pth --output_dir ivt-cuhk
+    ivt convert --checkpoint_path pretrain.pth --output_dir ivt-pretrained --pretraining
 
 The folder holds the model (safetensors), the processor (image processor + bert-base-uncased tokenizer) and the
 modules for `trust_remote_code=True`. Widths and the patch stride are read from the tensor shapes; the head count
-cannot be, so it defaults to hidden_size // 64 (12 for ViT-B).
+cannot be, so it defaults to hidden_size // 64 (12 for ViT-B). Without --pretraining the folder holds the retrieval
+encoder (`IVTModel`) of a fine-tuning or a pre-training checkpoint; with it, a pre-training checkpoint becomes the whole
+`IVTForPreTraining` (fusion encoder, ITM and MLM heads, temperature), which `AutoModelForPreTraining` loads.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ def run_convert(args: argparse.Namespace) -> int:
         image_size=tuple(args.image_size),
         num_attention_heads=args.num_attention_heads,
         vocab_file=args.vocab_file,
+        pretraining=args.pretraining,
     )
     print(report.summary())
     print(f"wrote {args.output_dir}")
@@ -41,4 +45,8 @@ def register(subparsers) -> None:
     convert.add_argument(*flag("--image_size"), type=int, nargs=2, default=(384, 128), metavar=("H", "W"))
     convert.add_argument(*flag("--num_attention_heads"), type=int, default=None, help="default: hidden_size // 64")
     convert.add_argument(*flag("--vocab_file"), default=None, help="WordPiece vocab (default: bert-base-uncased's)")
+    convert.add_argument(
+        "--pretraining", action="store_true",
+        help="convert a pre-training checkpoint with its heads into an IVTForPreTraining folder",
+    )  # fmt: skip
     convert.set_defaults(handler=run_convert)

@@ -1,22 +1,36 @@
-"""Weights from elsewhere into IVT: the authors' checkpoints (`original_checkpoint.py`) and the public ViT / BERT
-backbones (`backbones.py`), both through one key map (`key_map.py`)."""
+"""Weights from elsewhere into IVT: the authors' checkpoints (`original_checkpoint.py`), the public ViT / BERT
+backbones (`backbones.py`), both through one key map (`key_map.py`), and the encoder of a pre-training model to
+fine-tune from (`pretraining.py`)."""
 
-from .backbones import BackboneLayoutError, build_model_from_backbones, load_backbones
+from .backbones import BackboneLayoutError, bert_to_fusion_state_dict, build_model_from_backbones, load_backbones
 from .key_map import reference_to_hf_key
 from .original_checkpoint import (
     CheckpointConversionError,
     ConversionReport,
     convert_original_checkpoint,
+    convert_original_pretraining_checkpoint,
     convert_to_folder,
+)
+from .pretraining import (
+    PretrainingTransferError,
+    PretrainingTransferReport,
+    encoder_from_pretraining,
+    is_pretraining_folder,
 )
 
 __all__ = [
     "BackboneLayoutError",
     "CheckpointConversionError",
     "ConversionReport",
+    "PretrainingTransferError",
+    "PretrainingTransferReport",
+    "bert_to_fusion_state_dict",
     "build_model_from_backbones",
     "convert_original_checkpoint",
+    "convert_original_pretraining_checkpoint",
     "convert_to_folder",
+    "encoder_from_pretraining",
+    "is_pretraining_folder",
     "load_backbones",
     "reference_to_hf_key",
 ]

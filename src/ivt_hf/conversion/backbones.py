@@ -7,6 +7,10 @@ The reference's "imagenet" start (`docs/design.md`, "Initialisation from public 
 - BERT: word / position / token-type embeddings and the embedding LayerNorm; each layer's `intermediate.dense` -> text
   FFN fc1 and `output.dense` -> text FFN fc2. BERT's attention and post-FFN LayerNorms are not used.
 - The modality embedding keeps its own initialisation.
+- `IVTForPreTraining` (the authors' pre-training): the encoder as above under `ivt.`; the fusion encoder's layers
+  0..fusion_num_hidden_layers-1 from BERT's (self-attention, FFN, LayerNorms; the cross-attention keeps its random
+  init); the MLM head's transform and bias from BERT's `cls.predictions` when the state dict has them
+  (`BertForMaskedLM`, `BertForPreTraining`), its decoder tied to the word embeddings (or, untied, a copy of BERT's).
 
 Accepted ViT layouts: timm (`blocks.{i}.attn.qkv`, ...) and transformers `ViTModel` (`encoder.layer.{i}.attention...`,
 optionally under `vit.`). BERT: a transformers `BertModel` state dict, optionally under `bert.` (`BertForPreTraining`,
@@ -30,14 +34,42 @@ import torch
 from torch import nn
 
 from ..model.configuration_ivt import IVTConfig
-from ..model.modeling_ivt import IVTModel
-from .key_map import BERT_FFN, FINAL_NORM, IMAGE_EMBEDDINGS, SHARED_BLOCK, TEXT_EMBEDDINGS, VIT_FFN, block_key
+from ..model.modeling_ivt import IVTForPreTraining, IVTModel
+from .key_map import (
+    BERT_FFN,
+    BERT_LAYER_PARTS,
+    BERT_MLM_HEAD,
+    FINAL_NORM,
+    IMAGE_EMBEDDINGS,
+    MLM_DECODER_WEIGHT,
+    PRETRAINING_ENCODER_PREFIX,
+    SHARED_BLOCK,
+    TEXT_EMBEDDINGS,
+    VIT_FFN,
+    block_key,
+    fusion_layer_key,
+)
 
 logger = logging.getLogger(__name__)
 
 
 class BackboneLayoutError(ValueError):
     """A backbone state dict whose layout or shapes do not fit the IVT config."""
+
+
+def _legacy_layer_norm_names(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`LayerNorm.gamma` / `LayerNorm.beta` -> `LayerNorm.weight` / `.bias`: the names of the original TensorFlow port
+    that google-bert/bert-base-uncased's files still carry (transformers renames them when it loads them)."""
+    if not any(key.endswith(("LayerNorm.gamma", "LayerNorm.beta")) for key in state_dict):
+        return state_dict
+    renamed = {}
+    for key, value in state_dict.items():
+        if key.endswith("LayerNorm.gamma"):
+            key = key[: -len("gamma")] + "weight"
+        elif key.endswith("LayerNorm.beta"):
+            key = key[: -len("beta")] + "bias"
+        renamed[key] = value
+    return renamed
 
 
 def _strip_prefix(state_dict: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -76,14 +108,21 @@ def timm_vit_from_transformers_layout(state_dict: dict[str, torch.Tensor]) -> di
     return converted
 
 
-def resize_position_embedding(position_embedding: torch.Tensor, grid_size: tuple[int, int]) -> torch.Tensor:
-    """`(1, 1 + g*g, D)` square-grid positions -> `(1, 1 + n_y*n_x, D)`: CLS kept, grid resized bilinearly."""
+def resize_position_embedding(
+    position_embedding: torch.Tensor, grid_size: tuple[int, int], source_grid: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """`(1, 1 + s_y*s_x, D)` grid positions -> `(1, 1 + n_y*n_x, D)`: CLS kept, grid resized bilinearly
+    (align_corners=False). The source grid `(s_y, s_x)` is square unless `source_grid` is given."""
     num_grid = position_embedding.shape[1] - 1
-    side = math.isqrt(num_grid)
-    if side * side != num_grid:
-        raise BackboneLayoutError(f"ViT pos_embed has {num_grid} grid positions, not a square grid")
+    if source_grid is None:
+        side = math.isqrt(num_grid)
+        if side * side != num_grid:
+            raise BackboneLayoutError(f"ViT pos_embed has {num_grid} grid positions, not a square grid")
+        source_grid = (side, side)
+    elif source_grid[0] * source_grid[1] != num_grid:
+        raise BackboneLayoutError(f"{num_grid} grid positions do not form the grid {source_grid[0]} x {source_grid[1]}")
     class_position, grid = position_embedding[:, :1], position_embedding[:, 1:]
-    grid = grid.reshape(1, side, side, -1).permute(0, 3, 1, 2)  # (1, D, side, side)
+    grid = grid.reshape(1, *source_grid, -1).permute(0, 3, 1, 2)  # (1, D, s_y, s_x)
     grid = nn.functional.interpolate(grid, size=grid_size, mode="bilinear", align_corners=False)
     grid = grid.permute(0, 2, 3, 1).reshape(1, grid_size[0] * grid_size[1], -1)
     return torch.cat([class_position, grid], dim=1)
@@ -124,7 +163,7 @@ def vit_to_ivt_state_dict(vit_state_dict: dict[str, torch.Tensor], config: IVTCo
 
 def bert_to_ivt_state_dict(bert_state_dict: dict[str, torch.Tensor], config: IVTConfig) -> dict[str, torch.Tensor]:
     """IVTModel tensors taken from a transformers BertModel (embeddings and the FFN of each layer)."""
-    bert_state_dict = _strip_prefix(bert_state_dict, "bert.")
+    bert_state_dict = _strip_prefix(_legacy_layer_norm_names(bert_state_dict), "bert.")
     if "embeddings.word_embeddings.weight" not in bert_state_dict:
         raise BackboneLayoutError("BERT state dict lacks embeddings.word_embeddings.weight (not a BertModel layout)")
     missing = [name for name in TEXT_EMBEDDINGS if name not in bert_state_dict]
@@ -149,17 +188,68 @@ def bert_to_ivt_state_dict(bert_state_dict: dict[str, torch.Tensor], config: IVT
     return ivt_state
 
 
+def bert_to_fusion_state_dict(bert_state_dict: dict[str, torch.Tensor], config: IVTConfig) -> dict[str, torch.Tensor]:
+    """`IVTForPreTraining` fusion-encoder and MLM-head tensors taken from a transformers BERT (`BertModel`, or
+    `BertForMaskedLM` / `BertForPreTraining` with their `bert.` prefix and `cls.predictions` head).
+
+    BERT layers 0..fusion_num_hidden_layers-1 (self-attention, `intermediate.dense`, `output.{dense,LayerNorm}`) ->
+    `fusion.layer.{i}.*`; the cross-attention has no BERT counterpart and is not returned. `cls.predictions.transform.*`
+    and `cls.predictions.bias` (if present) -> `mlm_head.*`. The decoder weight is returned only when
+    `config.tie_word_embeddings` is False (a copy of BERT's word embeddings); tied, it is the shared encoder's word
+    embeddings, which `bert_to_ivt_state_dict` fills. LayerNorm `gamma` / `beta` names are read as `weight` / `bias`.
+    """
+    bert_state_dict = _legacy_layer_norm_names(bert_state_dict)
+    head_state = {key: value for key, value in bert_state_dict.items() if key.startswith("cls.")}
+    bert_state_dict = _strip_prefix(bert_state_dict, "bert.")
+    if "embeddings.word_embeddings.weight" not in bert_state_dict:
+        raise BackboneLayoutError("BERT state dict lacks embeddings.word_embeddings.weight (not a BertModel layout)")
+    width = bert_state_dict["embeddings.word_embeddings.weight"].shape[1]
+    if width != config.hidden_size:
+        raise BackboneLayoutError(
+            f"the BERT has width {width}; this IVT model needs width {config.hidden_size} (bert-base for the base "
+            "preset)"
+        )
+    fusion_state = {}
+    for index in range(config.fusion_num_hidden_layers):
+        for part in BERT_LAYER_PARTS:
+            for kind in ("weight", "bias"):
+                key = f"encoder.layer.{index}.{part}.{kind}"
+                if key not in bert_state_dict:
+                    raise BackboneLayoutError(
+                        f"BERT state dict lacks {key} (the fusion encoder has {config.fusion_num_hidden_layers} layers)"
+                    )
+                fusion_state[fusion_layer_key(index, part, kind)] = bert_state_dict[key]
+    if "cls.predictions.bias" not in head_state and "cls.predictions.decoder.bias" in head_state:
+        head_state["cls.predictions.bias"] = head_state["cls.predictions.decoder.bias"]  # the same tied tensor
+    fusion_state |= {new: head_state[old] for old, new in BERT_MLM_HEAD.items() if old in head_state}
+    if not config.tie_word_embeddings:
+        fusion_state[MLM_DECODER_WEIGHT] = bert_state_dict["embeddings.word_embeddings.weight"]
+    return fusion_state
+
+
 def load_backbones(
-    model: IVTModel,
+    model: IVTModel | IVTForPreTraining,
     vit_state_dict: dict[str, torch.Tensor] | None = None,
     bert_state_dict: dict[str, torch.Tensor] | None = None,
 ) -> list[str]:
-    """Copy backbone weights into `model` in place; returns the IVT keys that were set. Shapes are checked."""
+    """Copy backbone weights into `model` in place; returns the keys of `model` that were set. Shapes are checked.
+
+    An `IVTForPreTraining` gets the encoder tensors under `ivt.`, and from the BERT also its fusion encoder (BERT's
+    first `fusion_num_hidden_layers` layers; cross-attention untouched) and its MLM head (`bert_to_fusion_state_dict`).
+    """
+    pretraining = isinstance(model, IVTForPreTraining)
+    prefix = PRETRAINING_ENCODER_PREFIX if pretraining else ""
     new_state: dict[str, torch.Tensor] = {}
     if vit_state_dict is not None:
-        new_state.update(vit_to_ivt_state_dict(vit_state_dict, model.config))
+        new_state.update(
+            {prefix + key: value for key, value in vit_to_ivt_state_dict(vit_state_dict, model.config).items()}
+        )
     if bert_state_dict is not None:
-        new_state.update(bert_to_ivt_state_dict(bert_state_dict, model.config))
+        new_state.update(
+            {prefix + key: value for key, value in bert_to_ivt_state_dict(bert_state_dict, model.config).items()}
+        )
+        if pretraining:
+            new_state.update(bert_to_fusion_state_dict(bert_state_dict, model.config))
     own_state = model.state_dict()
     for key, tensor in new_state.items():
         if tensor.shape != own_state[key].shape:
@@ -170,6 +260,15 @@ def load_backbones(
         for key, tensor in new_state.items():
             own_state[key].copy_(tensor)
     logger.info("initialised %d tensors from backbones", len(new_state))
+    if pretraining and bert_state_dict is not None:
+        head = sorted(key for key in new_state if key.startswith("mlm_head."))
+        layers = model.config.fusion_num_hidden_layers
+        logger.info(
+            "fusion encoder: %s (self-attention, feed-forward, LayerNorms; cross-attention keeps its random init); "
+            "MLM head: %s",
+            f"layers 0-{layers - 1} from BERT layers 0-{layers - 1}" if layers else "no layers",
+            ", ".join(head) if head else "nothing from BERT (no cls.predictions in its state dict), random init",
+        )
     return sorted(new_state)
 
 
@@ -295,6 +394,7 @@ def read_backbone(
 __all__ = [
     "BackboneLayoutError",
     "read_backbone",
+    "bert_to_fusion_state_dict",
     "bert_to_ivt_state_dict",
     "build_model_from_backbones",
     "load_backbones",

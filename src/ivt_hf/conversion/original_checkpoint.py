@@ -1,9 +1,13 @@
 """Convert the IVT authors' checkpoints into an `IVTModel` (and a `save_pretrained` folder).
 
 The reference training code saves a legacy pickle `{'state_dict', 'optimizer', 'epoch', 'best_acc'}` whose encoder
-keys start with `encoder_vl.` (and `module.` after DDP training); a pre-training checkpoint adds `encoder_fusion.*` and
-`itm.*`. Only tensors are read (`torch.load(..., weights_only=True)`); every width and the patch stride come from the
-tensor shapes, and every key that is not used is reported, never silently ignored.
+keys start with `encoder_vl.` (and `module.` after DDP training); a pre-training checkpoint adds `encoder_fusion.*`,
+`itm.*` and `temp`. Only tensors are read (`torch.load(..., weights_only=True)`); every width and the patch stride come
+from the tensor shapes, and every key that is not used is reported, never silently ignored.
+
+`convert_original_checkpoint` gives the retrieval encoder (`IVTModel`) of either kind of checkpoint;
+`convert_original_pretraining_checkpoint` gives the whole pre-training model (`IVTForPreTraining`) of a pre-training
+checkpoint, heads included.
 """
 
 from __future__ import annotations
@@ -16,9 +20,21 @@ import torch
 
 from ..hub.folder import save_model_folder
 from ..model.configuration_ivt import IVTConfig
-from ..model.modeling_ivt import IVTModel
+from ..model.modeling_ivt import IVTForPreTraining, IVTModel
 from ..model.processing_ivt import IVTProcessor
-from .key_map import BLOCK_KEY, reference_to_hf_key
+from .key_map import (
+    BLOCK_KEY,
+    MLM_DECODER_WEIGHT,
+    REFERENCE_FUSION_EMBEDDINGS,
+    REFERENCE_FUSION_LAYER_KEY,
+    REFERENCE_FUSION_PREFIX,
+    REFERENCE_FUSION_WORD_EMBEDDINGS,
+    REFERENCE_MLM_DECODER_BIAS,
+    REFERENCE_MLM_DECODER_WEIGHT,
+    hf_to_reference_pretraining_key,
+    reference_pretraining_to_hf_key,
+    reference_to_hf_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +43,9 @@ ENCODER_PREFIX = "encoder_vl."
 # pre-training fusion encoder and image-text matching head) and the text-position buffer
 KNOWN_UNUSED_PREFIXES = ("temp", "classifier_img.", "bottleneck_img.", "encoder_fusion.", "itm.")
 KNOWN_UNUSED_ENCODER_KEYS = ("embeddings.position_ids",)
+# the fine-tuning model's heads, which a pre-training checkpoint does not have but may carry along
+FINE_TUNING_HEAD_PREFIXES = ("classifier_img.", "bottleneck_img.")
+
 
 class CheckpointConversionError(ValueError):
     """The file is not an IVT checkpoint this converter understands; the message says what does not fit."""
@@ -37,6 +56,7 @@ class ConversionReport:
     config: IVTConfig
     dropped_keys: list[str] = field(default_factory=list)
     source_format: str = ""
+    architecture: str = "IVTModel"  # or "IVTForPreTraining" (with the pre-training heads)
 
     def summary(self) -> str:
         grid_y, grid_x = self.config.grid_size
@@ -49,6 +69,15 @@ class ConversionReport:
             f"{self.config.patch_stride} ({grid_y} x {grid_x} patches)",
             f"dropped {len(self.dropped_keys)} unused keys: {', '.join(self.dropped_keys) or '-'}",
         ]
+        if self.architecture == "IVTForPreTraining":
+            range_note = "free" if self.config.itc_temperature_range is None else "clamped"
+            lines.insert(
+                3,
+                f"pre-training heads: fusion encoder {self.config.fusion_num_hidden_layers} layers, itm_head, "
+                f"mlm_head ({'tied' if self.config.tie_word_embeddings else 'own'} decoder), temperature "
+                f"{self.config.itc_temperature:g} ({range_note}), ITC on "
+                f"{'normalised' if self.config.itc_normalize else 'raw'} CLS vectors",
+            )
         return "\n".join(lines)
 
 
@@ -200,6 +229,152 @@ def convert_original_checkpoint(
     return model, report
 
 
+def _pretraining_tensors(
+    state: dict[str, torch.Tensor], path: str | Path
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], list[str]]:
+    """Split an authors' pre-training state dict: (encoder tensors by reference name without `encoder_vl.`,
+    `IVTForPreTraining` tensors by IVT name, dropped keys). Unknown keys and an untied decoder bias are errors."""
+    encoder_state: dict[str, torch.Tensor] = {}
+    converted: dict[str, torch.Tensor] = {}
+    dropped, unknown = [], []
+    for key, tensor in state.items():
+        if key.startswith(ENCODER_PREFIX) and key[len(ENCODER_PREFIX) :] in KNOWN_UNUSED_ENCODER_KEYS:
+            dropped.append(key)
+        elif key in (REFERENCE_FUSION_WORD_EMBEDDINGS, REFERENCE_MLM_DECODER_BIAS):
+            continue  # tied duplicates of the MLM decoder's weight and bias, handled below
+        elif (name := reference_pretraining_to_hf_key(key)) is not None:
+            converted[name] = tensor
+            if key.startswith(ENCODER_PREFIX):
+                encoder_state[key[len(ENCODER_PREFIX) :]] = tensor
+        elif key.startswith((REFERENCE_FUSION_EMBEDDINGS, *FINE_TUNING_HEAD_PREFIXES)):
+            dropped.append(key)  # the fusion BERT's own embeddings are not used in fusion mode
+        else:
+            unknown.append(key)
+    if unknown:
+        raise CheckpointConversionError(
+            f"{path}: {len(unknown)} unexpected keys that are neither IVT pre-training weights nor known unused "
+            f"tensors: {', '.join(sorted(unknown)[:10])}{' ...' if len(unknown) > 10 else ''}"
+        )
+
+    # the MLM decoder: its weight is tied to the fusion BERT's word embeddings, its bias to `predictions.bias`
+    word_embeddings = state.get(REFERENCE_FUSION_WORD_EMBEDDINGS)
+    if MLM_DECODER_WEIGHT not in converted and word_embeddings is not None:
+        converted[MLM_DECODER_WEIGHT] = word_embeddings
+    elif word_embeddings is not None and not torch.equal(word_embeddings, converted[MLM_DECODER_WEIGHT]):
+        logger.warning(
+            "%s: %s differs from %s (not tied); the decoder weight is used, the embedding table dropped",
+            path,
+            REFERENCE_FUSION_WORD_EMBEDDINGS,
+            REFERENCE_MLM_DECODER_WEIGHT,
+        )
+        dropped.append(REFERENCE_FUSION_WORD_EMBEDDINGS)
+    decoder_bias, bias_key = state.get(REFERENCE_MLM_DECODER_BIAS), "encoder_fusion.cls.predictions.bias"
+    if decoder_bias is not None:
+        if "mlm_head.decoder.bias" not in converted:
+            converted["mlm_head.decoder.bias"] = decoder_bias
+        elif not torch.equal(decoder_bias, converted["mlm_head.decoder.bias"]):
+            raise CheckpointConversionError(
+                f"{path}: {REFERENCE_MLM_DECODER_BIAS} differs from {bias_key}; in the authors' model they are one "
+                "tied tensor, so this checkpoint has been altered and its MLM decoder bias is ambiguous"
+            )
+    return encoder_state, converted, dropped
+
+
+def convert_original_pretraining_checkpoint(
+    path: str | Path,
+    *,
+    image_size: tuple[int, int] = (384, 128),
+    num_attention_heads: int | None = None,
+    **config_overrides,
+) -> tuple[IVTForPreTraining, ConversionReport]:
+    """Load an authors' pre-training checkpoint (`encoder_vl.*`, `encoder_fusion.*`, `itm.*`, `temp`; with or without
+    `module.`) into a new `IVTForPreTraining`, heads included.
+
+    Key map: `encoder_vl.*` -> `ivt.*` (as `convert_original_checkpoint`); `encoder_fusion.bert.encoder.layer.{i}.*`
+    -> `fusion.layer.{i}.*`; `encoder_fusion.cls.predictions.{transform.*, decoder.weight, bias}` ->
+    `mlm_head.{transform.*, decoder.weight, decoder.bias}`; `itm.*` -> `itm_head.*`; `temp` -> `temperature`. Without
+    `...predictions.decoder.weight` the decoder takes the fusion BERT's word-embedding table it is tied to; a
+    `...predictions.decoder.bias` must equal `...predictions.bias`. The rest of the fusion BERT's embeddings is unused
+    in fusion mode and reported in `dropped_keys` (the word-embedding table only when it differs from the decoder).
+
+    The config reproduces the authors' pre-training: `tie_word_embeddings=False` (their decoder is not the shared
+    encoder's embedding table), ITC on raw CLS vectors (`itc_normalize=False`), `itc_temperature` = the value of
+    `temp`, no clamping (`itc_temperature_range=None`), `fusion_layer_norm_eps=1e-12`, `fusion_num_hidden_layers`
+    counted from the keys; `config_overrides` win over these. Returns the model in eval mode and the report.
+
+    Raises:
+        CheckpointConversionError: a fine-tuning checkpoint (no `encoder_fusion.*`), unknown keys, missing tensors or
+            shapes that do not fit (the message names the key).
+    """
+    state, source_format = load_reference_state_dict(path)
+    if not any(key.startswith(REFERENCE_FUSION_PREFIX) for key in state):
+        raise CheckpointConversionError(
+            f"{path} holds no pre-training heads (no encoder_fusion.* keys): it is a fine-tuning checkpoint; convert "
+            "it with the fine-tuning conversion (convert_original_checkpoint, or `ivt convert` without --pretraining)"
+        )
+    encoder_state, converted, dropped = _pretraining_tensors(state, path)
+    fusion_layers = {int(match.group(1)) for key in state if (match := REFERENCE_FUSION_LAYER_KEY.match(key))}
+    if not fusion_layers:
+        raise CheckpointConversionError(
+            f"{path}: the checkpoint has encoder_fusion.* keys but no fusion encoder layers "
+            "(encoder_fusion.bert.encoder.layer.{i}.*)"
+        )
+    temperature = converted.get("temperature")
+    if temperature is None or temperature.numel() != 1 or not float(temperature) > 0:
+        found = "missing" if temperature is None else f"shape {tuple(temperature.shape)}, value {temperature.tolist()}"
+        raise CheckpointConversionError(f"{path}: temp must be one positive number (the ITC temperature); {found}")
+    pretraining_config = {
+        "fusion_num_hidden_layers": max(fusion_layers) + 1,
+        "fusion_layer_norm_eps": 1e-12,
+        "tie_word_embeddings": False,
+        "itc_normalize": False,
+        "itc_temperature": float(temperature),
+        "itc_temperature_range": None,
+    }
+    config = config_from_reference_state_dict(
+        encoder_state, image_size, num_attention_heads, **(pretraining_config | config_overrides)
+    )
+    model = IVTForPreTraining(config)
+    expected = model.state_dict()
+
+    def source(name: str) -> str:
+        reference = hf_to_reference_pretraining_key(name)
+        if name == MLM_DECODER_WEIGHT:
+            reference = f"{REFERENCE_MLM_DECODER_WEIGHT} (or {REFERENCE_FUSION_WORD_EMBEDDINGS})"
+        return f"{name} (from {reference})" if reference else name
+
+    missing = sorted(set(expected) - set(converted))
+    if missing:
+        raise CheckpointConversionError(
+            f"{path}: the checkpoint lacks tensors for {', '.join(source(name) for name in missing[:10])}"
+            f"{' ...' if len(missing) > 10 else ''}"
+        )
+    extra = sorted(set(converted) - set(expected))
+    if extra:  # e.g. an MLM head whose config says it is tied
+        raise CheckpointConversionError(f"{path}: the model has no place for {', '.join(map(source, extra[:10]))}")
+    for name, tensor in converted.items():
+        if name == "temperature":
+            tensor = converted[name] = tensor.reshape(expected[name].shape)
+        if tensor.shape != expected[name].shape:
+            raise CheckpointConversionError(
+                f"{path}: {source(name)} has shape {tuple(tensor.shape)}, expected {tuple(expected[name].shape)} "
+                "(inferred config)"
+            )
+    word_embeddings_key = "ivt.text_embeddings.word_embeddings.weight"
+    if config.tie_word_embeddings and not torch.equal(converted[MLM_DECODER_WEIGHT], converted[word_embeddings_key]):
+        raise CheckpointConversionError(
+            f"{path}: tie_word_embeddings=True would make the MLM decoder the shared encoder's word embeddings, but "
+            f"the checkpoint's decoder ({REFERENCE_MLM_DECODER_WEIGHT}) differs from them; keep the default False"
+        )
+    model.load_state_dict(converted, strict=True)
+    model.eval()
+    report = ConversionReport(
+        config=config, dropped_keys=sorted(dropped), source_format=source_format, architecture="IVTForPreTraining"
+    )
+    logger.info("converted %s\n%s", path, report.summary())
+    return model, report
+
+
 def convert_to_folder(
     checkpoint_path: str | Path,
     output_dir: str | Path,
@@ -207,11 +382,16 @@ def convert_to_folder(
     image_size: tuple[int, int] = (384, 128),
     num_attention_heads: int | None = None,
     vocab_file: str | Path | None = None,
+    pretraining: bool = False,
 ) -> ConversionReport:
-    """Convert and write a `from_pretrained` folder with the model, the processor and `auto_map` for remote code."""
-    model, report = convert_original_checkpoint(
-        checkpoint_path, image_size=image_size, num_attention_heads=num_attention_heads
-    )
+    """Convert and write a `from_pretrained` folder with the model, the processor and `auto_map` for remote code.
+
+    `pretraining=True` converts a pre-training checkpoint into an `IVTForPreTraining` folder (heads included;
+    `AutoModelForPreTraining` loads it whole, `AutoModel` its encoder); otherwise the folder holds the `IVTModel`
+    retrieval encoder of either kind of checkpoint.
+    """
+    convert = convert_original_pretraining_checkpoint if pretraining else convert_original_checkpoint
+    model, report = convert(checkpoint_path, image_size=image_size, num_attention_heads=num_attention_heads)
     save_model_folder(model, IVTProcessor.from_config(model.config, vocab_file=vocab_file), output_dir)
     return report
 
@@ -220,6 +400,7 @@ __all__ = [
     "CheckpointConversionError",
     "ConversionReport",
     "convert_original_checkpoint",
+    "convert_original_pretraining_checkpoint",
     "convert_to_folder",
     "load_reference_state_dict",
     "reference_to_hf_key",

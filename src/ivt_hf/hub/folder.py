@@ -8,20 +8,30 @@ from pathlib import Path
 
 from ..model.configuration_ivt import IVTConfig
 from ..model.image_processing_ivt import IVTImageProcessor
-from ..model.modeling_ivt import IVTModel
+from ..model.modeling_ivt import IVTForPreTraining, IVTModel
 from ..model.processing_ivt import IVTProcessor
 
 
-def register_for_remote_code(model: IVTModel | None = None, processor: IVTProcessor | None = None) -> None:
-    """Make `save_pretrained` write `auto_map` entries and copy the self-contained modules beside the weights."""
+def register_for_remote_code(
+    model: IVTModel | IVTForPreTraining | None = None, processor: IVTProcessor | None = None
+) -> None:
+    """Make `save_pretrained` write `auto_map` entries and copy the self-contained modules beside the weights.
+
+    An `IVTForPreTraining` folder maps `AutoModelForPreTraining` to the whole model and `AutoModel` to its encoder
+    (`IVTModel`, which loads the `ivt.*` weights of the folder)."""
     IVTConfig.register_for_auto_class()
     IVTModel.register_for_auto_class("AutoModel")
+    IVTForPreTraining.register_for_auto_class("AutoModelForPreTraining")
     IVTImageProcessor.register_for_auto_class("AutoImageProcessor")
     IVTProcessor.register_for_auto_class("AutoProcessor")
+    if isinstance(model, IVTForPreTraining):  # save_pretrained adds only the saved class's own entry
+        auto_map = dict(getattr(model.config, "auto_map", None) or {})
+        model.config.auto_map = auto_map | {"AutoModel": "modeling_ivt.IVTModel"}
 
 
-def save_model_folder(model: IVTModel, processor: IVTProcessor, output_dir: str | Path) -> Path:
-    """`save_pretrained` of model and processor into one folder, with `auto_map` for remote-code loading."""
+def save_model_folder(model: IVTModel | IVTForPreTraining, processor: IVTProcessor, output_dir: str | Path) -> Path:
+    """`save_pretrained` of model (the retrieval `IVTModel` or the whole `IVTForPreTraining`) and processor into one
+    folder, with `auto_map` for remote-code loading."""
     output_dir = Path(output_dir)
     register_for_remote_code(model, processor)
     model.save_pretrained(output_dir)
