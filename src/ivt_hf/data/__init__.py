@@ -12,6 +12,7 @@
 from .hf_datasets import ColumnMapping
 from .loading import load_benchmark, load_benchmark_with_report, load_data, load_data_with_report
 from .normalise import BenchmarkReport, SkippedRecord, normalise_benchmark, read_records
+from .pairs import PairDataError, PairStream, clean_caption, write_webdataset_shards
 from .prepared import is_prepared, load_prepared
 from .schema import COLUMNS, benchmark_features, caption_view, format_counts_table, split_counts
 from .specs import (
@@ -37,10 +38,13 @@ __all__ = [
     "BenchmarkSpec",
     "BenchmarkWarning",
     "ColumnMapping",
+    "PairDataError",
+    "PairStream",
     "SkippedRecord",
     "SplitCounts",
     "benchmark_features",
     "caption_view",
+    "clean_caption",
     "format_counts_table",
     "get_spec",
     "is_prepared",
@@ -52,4 +56,5 @@ __all__ = [
     "normalise_benchmark",
     "read_records",
     "split_counts",
+    "write_webdataset_shards",
 ]

@@ -1,0 +1,720 @@
+"""Endless, resumable, process-split streams of generic image-text pairs, for vision-language pre-training.
+
+`PairStream(source, rank=, world_size=, seed=)` yields `{"key", "image" (encoded bytes, not decoded), "caption"
+(as in the data; checked with `clean_caption`, which the caller applies with its own word limit), "epoch"}` for
+ever, from any image-text collection as `datasets` reads it:
+
+- a local folder of WebDataset `.tar` shards (`KEY.jpg` + `KEY.txt` per sample; found recursively) or of `.parquet`
+  files, and a Hub dataset id `ORG/NAME` whose data files are such shards: STREAMED, one shard at a time
+  (`datasets.load_dataset("webdataset" | "parquet", data_files=[shard], streaming=True)`), so the collection never
+  has to be on disk or in memory;
+- a local image folder with `metadata.jsonl` / `metadata.csv` (`datasets`' `imagefolder`) or a `save_to_disk` folder:
+  read as a memory-mapped `datasets.Dataset`, each row a "shard".
+
+Processes are split by shard: each epoch the sorted shard list is permuted with `random.Random(f"{seed}-{epoch}")`
+and process `rank` of `world_size` reads `permuted[rank::world_size]`, so the processes read disjoint shards and
+together every pair once per epoch; then the next epoch begins, with a new permutation. Rows of a map-style source are
+permuted the same way (with numpy, seeded from the same generator).
+
+The position is exact: `state_dict()` (JSON-serialisable) describes the stream after the last pair yielded, and
+`load_state_dict(state)` on a fresh stream built with the same arguments continues with exactly the next pair. Within
+a shard the position is the `datasets` `IterableDataset`'s own `state_dict()` of a stream built without `.shuffle()`
+(`datasets` loses shuffle buffers on resume, so shard order is shuffled here instead), plus the shard's place in this
+epoch's list; for map-style sources, the number of rows consumed.
+
+A pair without an image or a caption, or with a caption that is empty once cleaned, raises `PairDataError` naming the
+shard and the key, or with `on_invalid="skip"` is skipped, logged and counted. `write_webdataset_shards` writes
+shards of this layout (for converting data, and for tests).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import logging
+import os
+import random
+import re
+import tarfile
+import threading
+import unicodedata
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import datasets
+
+__all__ = ["PairDataError", "PairStream", "clean_caption", "write_webdataset_shards"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_IMAGE_COLUMNS = ("jpg", "jpeg", "png", "webp", "image", "img")
+DEFAULT_CAPTION_COLUMNS = ("txt", "text", "caption")
+# WebDataset fields that `datasets`' webdataset builder decodes to `str` (by their last extension); others stay bytes
+_TEXT_EXTENSIONS = ("txt", "text", "transcript")
+_IMAGEFOLDER_METADATA = ("metadata.jsonl", "metadata.csv")
+_SAVED_MARKERS = ("dataset_dict.json", "state.json")
+# a Hub dataset id, `ORG/NAME`, as `loading.load_data` reads one
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+_HF_URL = re.compile(r"^hf://datasets/[^/]+/[^/@]+(?:@[^/]+)?/(?P<path>.+)$")
+_STATE_FORMAT = "ivt_hf.PairStream"
+_STATE_VERSION = 1
+_ON_INVALID = {"raise": "raise", "error": "raise", "skip": "skip"}  # `error`: the rest of the package's spelling
+_DOWNLOAD_COUNT_LOCK = threading.Lock()
+
+
+class PairDataError(ValueError):
+    """Image-text pairs that cannot be read as asked: the message names the source, shard or file, and the key."""
+
+    def __init__(self, reason: str, *, where: str | os.PathLike | None = None, key: str | None = None):
+        self.reason = reason
+        self.where = None if where is None else str(where)
+        self.key = key
+        location = [part for part in (self.where, None if key is None else f"sample {key!r}") if part]
+        super().__init__(": ".join([*location, reason]))
+
+
+class _InvalidPair(Exception):
+    """One pair is broken (no image, no caption, ...): an error or a skip, by `on_invalid`."""
+
+
+# ----- captions -----
+
+
+def clean_caption(text: str, max_words: int = 50) -> str:
+    """The authors' pre-training caption cleaning.
+
+    Lower-cased; `-` and `/` become spaces; every other character that is not a letter (any script, with its
+    combining marks), a digit or white space is removed; white space is collapsed to single spaces; at most
+    `max_words` words are kept. `"A man in a T-shirt/jeans, holding a bag!"` becomes
+    `"a man in a t shirt jeans holding a bag"`.
+
+    Raises:
+        ValueError: the caption is empty once cleaned (only punctuation or white space), or `max_words` < 1.
+        TypeError: `text` is not a string.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"a caption should be a string, found {type(text).__name__}")
+    if max_words < 1:
+        raise ValueError(f"max_words should be at least 1, got {max_words}")
+    spaced = text.lower().replace("-", " ").replace("/", " ")
+    kept = "".join(
+        char for char in spaced if char.isalnum() or char.isspace() or unicodedata.category(char).startswith("M")
+    )
+    words = kept.split()
+    if not words:
+        raise ValueError(f"caption {text!r:.80} is empty once punctuation is removed")
+    return " ".join(words[:max_words])
+
+
+# ----- writing shards -----
+
+
+def write_webdataset_shards(
+    pairs: Iterable[tuple[str, bytes, str]],
+    output_dir: str | os.PathLike,
+    pairs_per_shard: int,
+    prefix: str = "pairs",
+    *,
+    overwrite: bool = False,
+) -> list[Path]:
+    """Write `(key, jpeg bytes, caption)` pairs as WebDataset shards `{prefix}-00000.tar`, `{prefix}-00001.tar`, ...
+
+    Each pair becomes the members `KEY.jpg` (the bytes as given, not re-encoded) and `KEY.txt` (the caption, UTF-8),
+    `pairs_per_shard` pairs a shard (the last one may hold fewer). Keys must be unique and may not contain `.` (a
+    WebDataset key ends at the first dot of a member's name), nor start with `/` or hold `..`. Each shard is written
+    under a temporary name and renamed when complete, so an interrupted run leaves no truncated `.tar` behind.
+
+    Returns the paths of the shards written, in order (none for no pairs).
+
+    Raises:
+        FileExistsError: `output_dir` already holds `.tar` files (at any depth) and `overwrite` is False; with
+            `overwrite=True` they are deleted first, so that the folder, read as a `PairStream` source, holds
+            exactly the new shards.
+        ValueError: a bad key, empty image bytes, a caption that is not a string, or `pairs_per_shard` < 1.
+    """
+    if not isinstance(pairs_per_shard, int) or pairs_per_shard < 1:
+        raise ValueError(f"pairs_per_shard should be a positive integer, got {pairs_per_shard!r}")
+    if not prefix or "/" in prefix or "." in prefix:
+        raise ValueError(f"prefix should be a file name without '/' or '.', got {prefix!r}")
+    output = Path(output_dir)
+    existing = sorted(output.rglob("*.tar")) if output.is_dir() else []
+    if existing and not overwrite:
+        shown = ", ".join(str(path.relative_to(output)) for path in existing[:3])
+        shown += ", ..." if len(existing) > 3 else ""
+        raise FileExistsError(
+            f"{output}: already holds {len(existing)} .tar file(s) ({shown}); write to an empty folder, or pass "
+            "overwrite=True to delete them first"
+        )
+    output.mkdir(parents=True, exist_ok=True)
+    for path in existing:
+        path.unlink()
+
+    written: list[Path] = []
+    seen: set[str] = set()
+    tar: tarfile.TarFile | None = None
+    partial: Path | None = None
+    in_shard = 0
+    try:
+        for number, pair in enumerate(pairs):
+            key, image, caption = _checked_pair_to_write(pair, number, seen)
+            if tar is None:
+                final = output / f"{prefix}-{len(written):05d}.tar"
+                partial = final.with_name(f".{final.name}.partial")
+                tar = tarfile.open(partial, "w", format=tarfile.PAX_FORMAT)
+                written.append(final)
+            _add_member(tar, f"{key}.jpg", image)
+            _add_member(tar, f"{key}.txt", caption.encode("utf-8"))
+            in_shard += 1
+            if in_shard == pairs_per_shard:
+                tar.close()
+                os.replace(partial, written[-1])
+                tar, in_shard = None, 0
+        if tar is not None:
+            tar.close()
+            os.replace(partial, written[-1])
+            tar = None
+    finally:
+        if tar is not None:  # an error mid-shard: no truncated shard is left under a .tar name
+            tar.close()
+            partial.unlink(missing_ok=True)
+            written.pop()
+    return written
+
+
+def _checked_pair_to_write(pair: Any, number: int, seen: set[str]) -> tuple[str, bytes, str]:
+    try:
+        key, image, caption = pair
+    except (TypeError, ValueError):
+        raise ValueError(f"pair {number} should be (key, image bytes, caption), found {pair!r:.80}") from None
+    if not isinstance(key, str) or not key or "." in key or key.startswith("/") or ".." in key.split("/"):
+        raise ValueError(f"pair {number}: key {key!r} should be a non-empty string without '.', a leading '/' or '..'")
+    if key in seen:
+        raise ValueError(f"pair {number}: key {key!r} is used twice (keys name samples and must be unique)")
+    seen.add(key)
+    if not isinstance(image, (bytes, bytearray, memoryview)) or not len(image):
+        raise ValueError(f"pair {number} (key {key!r}): the image should be non-empty encoded bytes")
+    if not isinstance(caption, str):
+        raise ValueError(f"pair {number} (key {key!r}): the caption should be a string, found {type(caption).__name__}")
+    return key, bytes(image), caption
+
+
+def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), 0o644, 0  # mtime 0: the same pairs give the same bytes
+    tar.addfile(info, io.BytesIO(data))
+
+
+# ----- the stream -----
+
+
+@contextlib.contextmanager
+def _no_download_count():
+    """`datasets.load_dataset` of a packaged builder (webdataset, parquet, imagefolder) sends a HEAD request to count
+    a download unless `HF_UPDATE_DOWNLOAD_COUNTS` is off: a network request for local files. Off for the call."""
+    import datasets
+
+    with _DOWNLOAD_COUNT_LOCK:
+        previous = datasets.config.HF_UPDATE_DOWNLOAD_COUNTS
+        datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = False
+        try:
+            yield
+        finally:
+            datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = previous
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+class PairStream:
+    """An endless stream of image-text pairs for one training process, split by shard, resumable exactly.
+
+    Args:
+        source: a local folder of WebDataset `.tar` shards (searched recursively) or of `.parquet` files; a local
+            image folder with `metadata.jsonl` / `metadata.csv`; a `save_to_disk` folder; or a Hub dataset id
+            `ORG/NAME` whose data files (`datasets.load_dataset_builder(source, revision=revision)`) are `.tar` or
+            `.parquet` shards. A `Path`, or a string naming an existing path, is never looked up on the Hub.
+        rank, world_size: this process and the number of processes; they read disjoint shards.
+        seed: with the epoch, fixes each epoch's shard (or row) order, the same in every process.
+        split: the split whose data files (Hub, image folder, `DatasetDict`) are read; ignored for a folder of shards
+            and for a `save_to_disk` folder holding a single `Dataset`.
+        revision: the Hub revision (branch, tag or commit); the stream pins the commit it resolved to.
+        image_column, caption_column: the column (WebDataset: the member extension, e.g. `png`, `caption.txt`)
+            holding the image and the caption; by default the first present of `jpg`, `jpeg`, `png`, `webp`,
+            `image`, `img` and of `txt`, `text`, `caption`.
+        on_invalid: `"raise"` (a `PairDataError` naming the shard and key) or `"skip"` (skipped, logged as a warning
+            and counted in `skipped`) for a pair without an image or caption, or whose caption is empty once
+            cleaned. A shard that cannot be read at all (a corrupt tar, a `.txt` that is not UTF-8) always raises.
+
+    Iterating yields `{"key": str, "image": bytes, "caption": str, "epoch": int}` for ever: `key` is unique in the
+    collection (`"SHARD/KEY"` for a WebDataset sample, `"SHARD/row N"` for a parquet row, `"row N"` for a row of a
+    map-style source); `image` the encoded bytes, not decoded; `caption` the caption as the data holds it (text),
+    known to survive `clean_caption`, which the caller applies (with its own word limit: the stream cuts nothing).
+    Iterating again continues where the last iterator stopped (one iterator at a time: starting one, or loading a
+    state, ends the previous one).
+
+    Attributes:
+        num_shards: shards (data files) in the collection; rows, for a map-style source.
+        shards: the shard names, sorted (the paths relative to the folder or the Hub repository); empty for a
+            map-style source.
+        epoch: the epoch of the next pair.
+        skipped: invalid pairs skipped so far (`on_invalid="skip"`), over all epochs.
+
+    Raises:
+        PairDataError: the source is not found or not understood, or it has fewer shards (rows) than processes.
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        split: str = "train",
+        revision: str | None = None,
+        image_column: str | None = None,
+        caption_column: str | None = None,
+        on_invalid: str = "raise",
+    ):
+        if not isinstance(world_size, int) or world_size < 1:
+            raise ValueError(f"world_size should be a positive integer, got {world_size!r}")
+        if not isinstance(rank, int) or not 0 <= rank < world_size:
+            raise ValueError(f"rank should be an integer in [0, {world_size}), got {rank!r}")
+        if not isinstance(seed, int):
+            raise ValueError(f"seed should be an integer, got {seed!r}")
+        if on_invalid not in _ON_INVALID:
+            raise ValueError(f"on_invalid should be 'raise' or 'skip', got {on_invalid!r}")
+        if image_column is not None and image_column == caption_column:
+            raise ValueError(f"image_column and caption_column are both {image_column!r}")
+        self.source, self.rank, self.world_size, self.seed, self.split = source, rank, world_size, seed, split
+        self.revision = revision
+        self.on_invalid = _ON_INVALID[on_invalid]
+        self._image_columns = (image_column,) if image_column else DEFAULT_IMAGE_COLUMNS
+        self._caption_columns = (caption_column,) if caption_column else DEFAULT_CAPTION_COLUMNS
+        self._shard_locations: dict[str, str] = {}  # shard name -> what `datasets` opens (a path or an hf:// url)
+        self._table: datasets.Dataset | None = None  # map-style sources
+        self._base: Path | None = None  # folder that relative image paths of a map-style source are relative to
+        self._table_columns: tuple[str, str] | None = None  # (image, caption) of a map-style source
+        self._parquet_columns: tuple[str, str] | None = None  # (image, caption), resolved from the first shard
+        self._is_hub = False
+        self._route = self._resolve_source()
+        self.shards: tuple[str, ...] = tuple(sorted(self._shard_locations))
+        self.num_shards = len(self._table) if self._route == "rows" else len(self.shards)
+        unit = "rows" if self._route == "rows" else "shards"
+        if self.num_shards < world_size:
+            more = "write more, smaller shards (write_webdataset_shards)" if unit == "shards" else "add rows"
+            raise PairDataError(
+                f"has {self.num_shards} {unit} for {world_size} processes: every process needs at least one of its "
+                f"own; {more}, or use fewer processes",
+                where=self._where,
+            )
+        self.epoch = 0
+        self.skipped = 0
+        self._position: dict[str, Any] = self._start_of_epoch()
+        self._generation = 0  # bumped by each new iterator and each load: an older iterator then stops
+        self._epoch_order: tuple[int, Sequence[int]] | None = None  # (epoch, this process's shards or rows)
+
+    # ----- source resolution -----
+
+    @property
+    def _where(self) -> str:
+        """The source, as messages name it."""
+        if self._is_hub:
+            return f"{self.source}" + (f" at revision {self.revision}" if self.revision else "")
+        return str(self.source)
+
+    def _resolve_source(self) -> str:
+        """Fill the shard list (or the table) and return the route: `webdataset`, `parquet` or `rows`."""
+        source = self.source
+        if not isinstance(source, (str, os.PathLike)):
+            raise PairDataError(f"should be a folder or a Hub dataset id (ORG/NAME), found {type(source).__name__}",
+                                where=repr(source))  # fmt: skip
+        path = Path(source).expanduser()
+        if path.is_dir():
+            return self._resolve_folder(path)
+        if path.exists():
+            raise PairDataError("is a file; give the folder that holds the shards", where=path)
+        if isinstance(source, str) and _HUB_ID.match(source) and not source.startswith("."):
+            self._is_hub = True
+            return self._resolve_hub(source)
+        raise PairDataError(
+            "no such folder, and not a Hub dataset id (ORG/NAME); looked for a folder of WebDataset .tar shards or "
+            f".parquet files, an image folder with {' or '.join(_IMAGEFOLDER_METADATA)}, or a save_to_disk folder",
+            where=source,
+        )
+
+    def _resolve_folder(self, folder: Path) -> str:
+        tars = sorted(folder.rglob("*.tar"))
+        if tars:
+            self._shard_locations = {path.relative_to(folder).as_posix(): str(path.resolve()) for path in tars}
+            return "webdataset"
+        if any((folder / name).is_file() for name in _SAVED_MARKERS):
+            self._load_saved(folder)
+            return "rows"
+        if any((folder / name).is_file() for name in _IMAGEFOLDER_METADATA):
+            self._load_imagefolder(folder)
+            return "rows"
+        parquets = sorted(folder.rglob("*.parquet"))
+        if parquets:
+            self._shard_locations = {path.relative_to(folder).as_posix(): str(path.resolve()) for path in parquets}
+            return "parquet"
+        raise PairDataError(
+            "holds no WebDataset .tar shards or .parquet files (searched recursively), no "
+            f"{' or '.join(_IMAGEFOLDER_METADATA)} (an image folder), and no {' or '.join(_SAVED_MARKERS)} (a "
+            "save_to_disk folder)",
+            where=folder,
+        )
+
+    def _load_saved(self, folder: Path) -> None:
+        import datasets
+
+        try:
+            loaded = datasets.load_from_disk(str(folder))
+        except (FileNotFoundError, ValueError, OSError) as error:
+            raise PairDataError(f"cannot be read by datasets.load_from_disk: {_one_line(error)}",
+                                where=folder) from error  # fmt: skip
+        self._use_table(loaded, folder)
+
+    def _load_imagefolder(self, folder: Path) -> None:
+        import datasets
+
+        try:
+            with _no_download_count():
+                loaded = datasets.load_dataset("imagefolder", data_dir=str(folder))
+        except (datasets.exceptions.DatasetsError, ValueError, OSError) as error:
+            raise PairDataError(f"cannot be read as an image folder by datasets: {_one_line(error)}",
+                                where=folder) from error  # fmt: skip
+        self._use_table(loaded, folder)
+
+    def _use_table(self, loaded: datasets.Dataset | datasets.DatasetDict, folder: Path) -> None:
+        import datasets
+
+        if isinstance(loaded, datasets.DatasetDict):
+            if self.split not in loaded:
+                raise PairDataError(f"has no split {self.split!r}; its splits are {', '.join(loaded)}", where=folder)
+            loaded = loaded[self.split]
+        columns = loaded.column_names
+        image = self._find_column(columns, self._image_columns, "image", folder)
+        caption = self._find_column(columns, self._caption_columns, "caption", folder)
+        table = loaded.select_columns([image, caption])
+        if isinstance(table.features[image], datasets.Image):
+            table = table.cast_column(image, datasets.Image(decode=False))  # bytes and path, never decoded
+        self._table, self._base, self._table_columns = table, folder, (image, caption)
+
+    @staticmethod
+    def _find_column(columns: list[str], candidates: tuple[str, ...], role: str, where: Any) -> str:
+        found = next((name for name in candidates if name in columns), None)
+        if found is None:
+            wanted = " or ".join(map(repr, candidates))
+            raise PairDataError(f"no {role} column: looked for {wanted}; the columns are {', '.join(columns)} (name "
+                                f"yours with {role}_column=)", where=where)  # fmt: skip
+        return found
+
+    def _resolve_hub(self, repo_id: str) -> str:
+        import datasets
+
+        try:
+            builder = datasets.load_dataset_builder(repo_id, revision=self.revision)
+        except (datasets.exceptions.DatasetsError, ValueError, OSError, ConnectionError) as error:
+            # no such dataset (or no access), an unknown revision, no data files, an unreachable Hub: datasets'
+            # own message says which
+            raise PairDataError(f"cannot be read from the Hub: {_one_line(error)}", where=self._where) from error
+        data_files = builder.config.data_files or {}
+        if self.split not in data_files:
+            splits = ", ".join(map(str, data_files)) or "none"
+            raise PairDataError(f"has no split {self.split!r}; its splits are {splits}", where=self._where)
+        if builder.name not in ("webdataset", "parquet"):
+            raise PairDataError(f"holds {builder.name} data files; a pair stream reads WebDataset .tar or .parquet "
+                                "shards", where=self._where)  # fmt: skip
+        for url in data_files[self.split]:
+            match = _HF_URL.match(str(url))
+            self._shard_locations[match.group("path") if match else str(url).rsplit("/", 1)[-1]] = str(url)
+        return builder.name
+
+    # ----- epochs and positions -----
+
+    def _start_of_epoch(self) -> dict[str, Any]:
+        if self._route == "rows":
+            return {"row": 0}
+        return {"shard": 0, "example": 0, "datasets_state": None}
+
+    def _order(self, epoch: int) -> Sequence[int]:
+        """This process's shards (indices into `shards`) or rows in `epoch`, in reading order."""
+        if self._epoch_order is None or self._epoch_order[0] != epoch:
+            generator = random.Random(f"{self.seed}-{epoch}")
+            if self._route == "rows":
+                import numpy as np
+
+                order = np.random.default_rng(generator.getrandbits(128)).permutation(self.num_shards)
+                mine = order[self.rank :: self.world_size]  # an array: a list of Python ints would be 5x larger
+            else:
+                order = list(range(self.num_shards))
+                generator.shuffle(order)
+                mine = order[self.rank :: self.world_size]
+            self._epoch_order = (epoch, mine)
+        return self._epoch_order[1]
+
+    def shards_for_epoch(self, epoch: int) -> list[str]:
+        """The shard names this process reads in `epoch`, in order (empty for a map-style source)."""
+        return [] if self._route == "rows" else [self.shards[index] for index in self._order(epoch)]
+
+    def _fingerprint(self) -> str:
+        return hashlib.sha1("\n".join(self.shards).encode()).hexdigest()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The position after the last pair yielded, JSON-serialisable:
+
+        `{"format": "ivt_hf.PairStream", "version": 1, "route": "webdataset" | "parquet" | "rows", "source": str,
+        "split": str, "num_shards": int, "shards_fingerprint": str, "world_size": int, "rank": int, "seed": int,
+        "epoch": int, "skipped": int, "position": {...}}`, where `position` is `{"shard": i, "shard_name": str,
+        "example": n, "datasets_state": dict | None}` for a streamed source (the i-th shard of this process's list in
+        `epoch`, after its first n examples; `datasets_state` is that shard's `IterableDataset.state_dict()`) and
+        `{"row": n}` for a map-style source (after the first n rows of this process's list in `epoch`).
+        """
+        position = dict(self._position)
+        if self._route != "rows":
+            order = self._order(self.epoch)
+            position["shard_name"] = self.shards[order[position["shard"]]] if position["shard"] < len(order) else None
+        return {
+            "format": _STATE_FORMAT, "version": _STATE_VERSION, "route": self._route, "source": str(self.source),
+            "split": self.split, "num_shards": self.num_shards, "shards_fingerprint": self._fingerprint(),
+            "world_size": self.world_size, "rank": self.rank, "seed": self.seed, "epoch": self.epoch,
+            "skipped": self.skipped, "position": _json_copy(position),
+        }  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from `state` (from `state_dict()` of a stream built with the same arguments): the next pair is
+        the one that stream would have yielded next. A running iterator of this stream stops.
+
+        Raises:
+            PairDataError: the state is not a `PairStream` state, or was made with another number of shards (or
+                other shard names), world size, rank, seed or kind of source.
+        """
+        if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
+            raise PairDataError("is not a PairStream state (from PairStream.state_dict())", where="the state")
+        if state.get("version") != _STATE_VERSION:
+            raise PairDataError(f"has version {state.get('version')!r}; this PairStream reads version "
+                                f"{_STATE_VERSION}", where="the state")  # fmt: skip
+        expected = {"route": self._route, "num_shards": self.num_shards, "world_size": self.world_size,
+                    "rank": self.rank, "seed": self.seed, "shards_fingerprint": self._fingerprint()}  # fmt: skip
+        differ = [name for name, value in expected.items() if state.get(name) != value]
+        if differ:
+            shown = "; ".join(f"{name} {state.get(name)!r} there, {expected[name]!r} here" for name in differ)
+            raise PairDataError(
+                f"was saved by a stream over other data or with other settings ({shown}); resume with the same "
+                "source, rank, world_size and seed, or start afresh without loading it",
+                where=f"the state of {state.get('source')!r}",
+            )
+        epoch, position = state.get("epoch"), state.get("position")
+        if not isinstance(epoch, int) or epoch < 0 or not isinstance(position, dict):
+            raise PairDataError("has no valid epoch and position", where="the state")
+        if self._route == "rows":
+            if not isinstance(position.get("row"), int) or not 0 <= position["row"] <= len(self._order(epoch)):
+                raise PairDataError(f"has an invalid position {position!r}", where="the state")
+            loaded = {"row": position["row"]}
+        else:
+            shard, example = position.get("shard"), position.get("example")
+            in_range = isinstance(shard, int) and 0 <= shard <= len(self._order(epoch))
+            if not in_range or not isinstance(example, int) or example < 0:
+                raise PairDataError(f"has an invalid position {position!r}", where="the state")
+            loaded = {"shard": shard, "example": example, "datasets_state": _json_copy(position.get("datasets_state"))}
+        self.epoch, self._position, self.skipped = epoch, loaded, int(state.get("skipped", 0))
+        self._generation += 1
+
+    # ----- iteration -----
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        self._generation += 1
+        return self._pairs(self._generation)
+
+    def _pairs(self, generation: int) -> Iterator[dict[str, Any]]:
+        read = self._rows if self._route == "rows" else self._shard_pairs
+        while True:
+            from_start = self._position == self._start_of_epoch()
+            yielded = 0
+            for pair in read(generation):
+                yielded += 1
+                yield pair
+            if self._generation != generation:
+                return
+            if from_start and yielded == 0:
+                raise PairDataError(
+                    f"process {self.rank} of {self.world_size} read no valid pair in epoch {self.epoch} (its "
+                    f"{'rows' if self._route == 'rows' else 'shards'} are empty, or every pair was skipped)",
+                    where=self._where,
+                )
+            self.epoch += 1
+            self._position = self._start_of_epoch()
+
+    def _check_current(self, generation: int) -> None:
+        if self._generation != generation:
+            raise RuntimeError("this PairStream iterator was replaced by a newer one (iter() or load_state_dict())")
+
+    def _accept(
+        self, image: Any, caption: Any, key: str, where: str, generation: int, advance: dict, base: Path | None = None
+    ) -> dict[str, Any] | None:
+        """The pair (position advanced), None for a skipped one (position advanced, counted), or an error."""
+        try:
+            pair = {"key": key, "image": _image_bytes(image, self._image_columns, base),
+                    "caption": _caption_text(caption, self._caption_columns), "epoch": self.epoch}  # fmt: skip
+        except _InvalidPair as error:
+            if self.on_invalid == "raise":
+                raise PairDataError(str(error), where=where, key=key) from None
+            self._check_current(generation)
+            self._position.update(advance)
+            self.skipped += 1
+            logger.warning("skipped an invalid pair: %s: sample %r: %s", where, key, error)
+            return None
+        self._check_current(generation)
+        self._position.update(advance)
+        return pair
+
+    def _rows(self, generation: int) -> Iterator[dict[str, Any]]:
+        order = self._order(self.epoch)
+        image_column, caption_column = self._table_columns
+        while self._position["row"] < len(order):
+            self._check_current(generation)
+            index = int(order[self._position["row"]])
+            row = self._table[index]
+            advance = {"row": self._position["row"] + 1}
+            pair = self._accept(row.get(image_column), row.get(caption_column), f"row {index}", self._where,
+                                generation, advance, self._base)  # fmt: skip
+            if pair is not None:
+                yield pair
+
+    def _shard_pairs(self, generation: int) -> Iterator[dict[str, Any]]:
+        order = self._order(self.epoch)
+        while self._position["shard"] < len(order):
+            self._check_current(generation)
+            name = self.shards[order[self._position["shard"]]]
+            where = f"{self._where}: {name}" if self._is_hub else self._shard_locations[name]
+            stream = self._open_shard(name, where)
+            if self._position["datasets_state"] is not None:
+                stream.load_state_dict(self._position["datasets_state"])
+            examples = iter(stream)
+            while True:
+                try:
+                    example = next(examples)
+                except StopIteration:
+                    break
+                except Exception as error:  # a corrupt tar or parquet file, a .txt that is not UTF-8, ...
+                    raise PairDataError(f"cannot be read after its first {self._position['example']} examples: "
+                                        f"{_one_line(error)}", where=where) from error  # fmt: skip
+                row = self._position["example"]
+                advance = {"example": row + 1, "datasets_state": stream.state_dict()}
+                if self._route == "webdataset":
+                    key = f"{name}/{example.get('__key__')}"
+                    image = next((example[c] for c in self._image_columns if example.get(c) is not None), None)
+                    caption = next((example[c] for c in self._caption_columns if example.get(c) is not None), None)
+                else:
+                    key = f"{name}/row {row}"
+                    image, caption = example.get(self._parquet_columns[0]), example.get(self._parquet_columns[1])
+                # image paths (parquet cells without bytes) are read relative to a local folder, never for the Hub
+                base = None if self._is_hub else Path(self.source).expanduser()
+                pair = self._accept(image, caption, key, where, generation, advance, base)
+                if pair is not None:
+                    yield pair
+            self._check_current(generation)
+            self._position.update(shard=self._position["shard"] + 1, example=0, datasets_state=None)
+
+    def _open_shard(self, name: str, where: str) -> datasets.IterableDataset:
+        """One shard as a `datasets` stream (no shuffle: its `state_dict()` is then exact)."""
+        import datasets
+
+        location = self._shard_locations[name]
+        if any(char in location for char in "*?["):
+            location = re.sub(r"([*?\[])", r"[\1]", location)  # data_files are glob patterns: match the name only
+        try:
+            with _no_download_count():
+                if self._route == "webdataset":
+                    return datasets.load_dataset("webdataset", data_files={"train": [location]}, split="train",
+                                                 streaming=True, features=self._webdataset_features())  # fmt: skip
+                if self._parquet_columns is None:
+                    probe = datasets.load_dataset("parquet", data_files={"train": [location]}, split="train",
+                                                  streaming=True)  # fmt: skip
+                    columns = list(probe.features or {})
+                    image = self._find_column(columns, self._image_columns, "image", where)
+                    self._parquet_columns = (image, self._find_column(columns, self._caption_columns, "caption", where))
+                stream = datasets.load_dataset("parquet", data_files={"train": [location]}, split="train",
+                                               streaming=True, columns=list(self._parquet_columns))  # fmt: skip
+        except PairDataError:
+            raise
+        except (datasets.exceptions.DatasetsError, ValueError, OSError, ConnectionError) as error:
+            raise PairDataError(f"cannot be opened by datasets: {_one_line(error)}", where=where) from error
+        image_column = self._parquet_columns[0]
+        if stream.features is not None and isinstance(stream.features.get(image_column), datasets.Image):
+            stream = stream.cast_column(image_column, datasets.Image(decode=False))  # bytes and path, never decoded
+        return stream
+
+    def _webdataset_features(self) -> datasets.Features:
+        """Explicit features: `datasets` then infers none from a first shard (which differs between processes and
+        epochs), a member missing from a sample is None (an invalid pair, not a schema error), and images stay
+        encoded bytes."""
+        import datasets
+
+        features = {"__key__": datasets.Value("string"), "__url__": datasets.Value("string")}
+        for name in self._image_columns:
+            features[name] = datasets.Image(decode=False)
+        for name in self._caption_columns:
+            text = name.rsplit(".", 1)[-1].lower() in _TEXT_EXTENSIONS
+            features[name] = datasets.Value("string" if text else "binary")
+        return datasets.Features(features)
+
+    def __repr__(self) -> str:
+        return (f"PairStream({str(self.source)!r}, rank={self.rank}, world_size={self.world_size}, seed={self.seed}, "
+                f"{self._route}, num_shards={self.num_shards}, epoch={self.epoch})")  # fmt: skip
+
+
+def _image_bytes(value: Any, columns: tuple[str, ...], base: Path | None) -> bytes:
+    """The encoded bytes of an image cell: `Image(decode=False)`'s `{"bytes", "path"}`, raw bytes or a path (read
+    relative to the local folder `base`; None: a Hub source, whose images must be embedded)."""
+    if isinstance(value, str):
+        value = {"bytes": None, "path": value}
+    if isinstance(value, (bytes, bytearray)):
+        value = {"bytes": bytes(value), "path": None}
+    if not isinstance(value, dict) or (value.get("bytes") is None and not value.get("path")):
+        raise _InvalidPair(f"no image (looked for {' or '.join(map(repr, columns))})")
+    if value.get("bytes") is not None:
+        if not value["bytes"]:
+            raise _InvalidPair("the image is empty (0 bytes)")
+        return bytes(value["bytes"])
+    if base is None:
+        raise _InvalidPair(f"the image has no bytes, only the path {value['path']!r} (embed the images)")
+    path = base / Path(value["path"]).expanduser()  # an absolute path stays as it is
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise _InvalidPair(f"image file {str(path)!r} cannot be read: {error.strerror or error}") from None
+    if not data:
+        raise _InvalidPair(f"image file {str(path)!r} is empty")
+    return data
+
+
+def _caption_text(value: Any, columns: tuple[str, ...]) -> str:
+    if value is None:
+        raise _InvalidPair(f"no caption (looked for {' or '.join(map(repr, columns))})")
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            value = bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise _InvalidPair("the caption is not UTF-8 text") from None
+    if not isinstance(value, str):
+        raise _InvalidPair(f"the caption should be text, found {type(value).__name__} {value!r:.60}")
+    try:
+        clean_caption(value)  # a caption that cleaning empties is invalid; the caller cleans with its own word limit
+    except ValueError as error:
+        raise _InvalidPair(str(error)) from None
+    return value
+
+
+def _json_copy(value: Any) -> Any:
+    """A deep copy of nested dicts/lists of JSON values (tuples become lists), so that a state shares nothing."""
+    if isinstance(value, dict):
+        return {str(key): _json_copy(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_copy(item) for item in value]
+    return value
