@@ -28,6 +28,7 @@ def _run(argv: list[str], capsys) -> tuple[int, str, str]:
 def _make_bad_files(tmp: Path) -> None:
     (tmp / "not_json.json").write_text("{nope")
     (tmp / "recipe_typo.json").write_text(json.dumps({"per_device_train_batchsize": 8}))
+    (tmp / "pretrain_typo.json").write_text(json.dumps({"train_data": "x", "mlm_probabilty": 0.2}))
     (tmp / "empty").mkdir()
     (tmp / "bert").mkdir()
     (tmp / "bert" / "config.json").write_text(json.dumps({"model_type": "bert"}))
@@ -195,6 +196,18 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "index build: into a finished index": (
             ["index", "build", "--model", str(tmp / "model"), "--images", str(tmp / "single"), "--output_dir",
              str(tmp / "index_of_another_model")], "already holds an index; pass --overwrite to replace it"),
+        "pretrain: a batch of one pair": (
+            ["pretrain", "--train_data", str(tmp / "empty"), "--output_dir", str(tmp / "p"),
+             "--per_device_train_batch_size", "1"], "ITM draws its negatives from the batch"),
+        "pretrain: fp16 on a CPU": (
+            ["pretrain", "--train_data", str(tmp / "empty"), "--output_dir", str(tmp / "p"), "--use_cpu", "true",
+             "--mixed_precision", "fp16"], "--mixed_precision fp16 needs a GPU"),
+        "pretrain: recipe typo": (
+            ["pretrain", str(tmp / "pretrain_typo.json"), "--output_dir", str(tmp / "p")],
+            "unknown setting(s) mlm_probabilty"),
+        "pretrain: unknown preset": (
+            ["pretrain", "--train_data", str(tmp / "empty"), "--output_dir", str(tmp / "p"), "--model_preset",
+             "huge"], "--model_preset must be one of ['base', 'tiny']"),
         "unknown flag": (["demo", "--max_step", "3"], "unrecognized arguments: --max_step"),
     }  # fmt: skip
 

@@ -193,6 +193,7 @@ def test_mlm_decoder_tying_follows_the_config():
     assert untied.mlm_head.decoder.weight is not untied.ivt.text_embeddings.word_embeddings.weight
 
 
+@pytest.mark.filterwarnings("ignore:the tokenizer has 30522 tokens")  # a tiny vocabulary keeps the model small
 @pytest.mark.parametrize("tie", [True, False])
 def test_save_load_is_bit_exact_and_auto_classes_pick_the_right_model(tmp_path, tie):
     torch.manual_seed(0)
@@ -212,6 +213,7 @@ def test_save_load_is_bit_exact_and_auto_classes_pick_the_right_model(tmp_path, 
     assert config["auto_map"]["AutoModelForPreTraining"] == "modeling_ivt.IVTForPreTraining"
 
 
+@pytest.mark.filterwarnings("ignore:the tokenizer has 30522 tokens")
 def test_remote_code_loads_the_pretraining_model_without_ivt_hf(tmp_path):
     torch.manual_seed(0)
     model = IVTForPreTraining(_config()).eval()
@@ -243,8 +245,8 @@ def test_remote_code_loads_the_pretraining_model_without_ivt_hf(tmp_path):
         print("remote-code OK", type(model).__name__)
         """
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                            env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PATH": "/usr/bin:/bin"})  # fmt: skip
+    env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "remote-code OK IVTForPreTraining" in result.stdout
 
@@ -342,3 +344,31 @@ def test_masking_rules_refuse_nonsense():
         MaskingRules(mask_probability=0.0)
     with pytest.raises(ValueError, match="ids but"):
         whole_word_mask([1, 2], ["[CLS]"], mask_token_id=103, random_token_ids=(0, 5), rng=random.Random(0))
+
+
+def test_a_new_pretraining_model_starts_its_fusion_encoder_from_bert(tmp_path):
+    from safetensors.torch import save_file
+    from transformers import BertConfig, BertForMaskedLM
+
+    from ivt_hf.training.pretraining import PretrainingArguments, build_pretraining_model
+
+    torch.manual_seed(0)
+    bert = BertForMaskedLM(BertConfig(hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
+                                      intermediate_size=256, max_position_embeddings=128))  # fmt: skip
+    state = {name: tensor.clone() for name, tensor in bert.state_dict().items()}
+    state.pop("cls.predictions.decoder.weight")  # tied to the word embeddings in the file, as on the Hub
+    save_file(state, tmp_path / "bert.safetensors")
+    args = PretrainingArguments(train_data="unused", output_dir=str(tmp_path / "out"), model_preset="tiny",
+                                bert_checkpoint=str(tmp_path / "bert.safetensors"))  # fmt: skip
+    model = build_pretraining_model(args)
+    assert model.config.fusion_num_hidden_layers == 2
+    for index in range(2):
+        ours, theirs = model.fusion.layer[index], bert.bert.encoder.layer[index]
+        assert torch.equal(ours.attention.self.query.weight, theirs.attention.self.query.weight)
+        assert torch.equal(ours.output.LayerNorm.weight, theirs.output.LayerNorm.weight)
+        assert torch.equal(ours.intermediate.dense.bias, theirs.intermediate.dense.bias)
+    assert torch.equal(model.mlm_head.transform.dense.weight, bert.cls.predictions.transform.dense.weight)
+    assert torch.equal(model.ivt.text_embeddings.word_embeddings.weight, bert.bert.embeddings.word_embeddings.weight)
+    assert model.mlm_head.decoder.weight is model.ivt.text_embeddings.word_embeddings.weight
+    assert not torch.equal(model.fusion.layer[0].crossattention.self.query.weight[:4, :4],
+                           torch.zeros(4, 4))  # fmt: skip  (cross-attention: its own random start)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 COMMAND_MODULES = (
     "ivt_hf.cli.demo",
     "ivt_hf.cli.train",
+    "ivt_hf.cli.pretrain",
     "ivt_hf.cli.evaluation",
     "ivt_hf.cli.search",
     "ivt_hf.cli.data",
@@ -28,8 +29,8 @@ COMMAND_MODULES = (
 # encoding precisions of `ivt evaluate` / `ivt index build`: `ivt_hf.evaluation.encoding.DTYPES`, spelled here so
 # that `ivt --help` does not import torch (tests/test_cli.py checks that the two agree)
 DTYPE_CHOICES = ("float32", "bfloat16", "float16", "int8")
-# commands whose remaining arguments are parsed by the command itself (`ivt train` hands them to HfArgumentParser)
-PASS_THROUGH = {"train"}
+# commands whose remaining arguments are parsed by the command itself (they hand them to HfArgumentParser)
+PASS_THROUGH = {"train", "pretrain"}
 
 
 class CommandError(Exception):

@@ -318,6 +318,9 @@ class IVTPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = False
     _supports_attention_backend = True
+    # an `IVTForPreTraining` folder loads into `IVTModel` (its `ivt.*` weights); its pre-training heads are expected
+    # extras, not a mismatch worth a warning
+    _keys_to_ignore_on_load_unexpected = [r"^fusion\.", r"^itm_head\.", r"^mlm_head\.", r"^temperature$"]
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:

@@ -66,7 +66,12 @@ class ModelArguments:
     model_preset: str = field(default="tiny", metadata={"help": "tiny (CPU) or base (ViT-B/16, the reference)."})
     config_path: str | None = field(default=None, metadata={"help": "an IVTConfig JSON (overrides the preset)."})
     model_name_or_path: str | None = field(
-        default=None, metadata={"help": "start from a from_pretrained folder (e.g. a converted authors' checkpoint)."}
+        default=None,
+        metadata={
+            "help": "start from a from_pretrained folder (e.g. a converted authors' checkpoint), or an `ivt "
+            "pretrain` output: its encoder is kept, its fusion encoder and heads dropped, and its position grid "
+            "resized when --patch_stride changes it (pre-training uses 16, CUHK/ICFG fine-tuning 12)."
+        },
     )
     vit_checkpoint: str | None = field(
         default=None,
@@ -102,9 +107,11 @@ class ModelArguments:
 class DataArguments:
     dataset_name: str = field(
         default="synthpedes",
-        metadata={"help": "cuhk-pedes, icfg-pedes, rstpreid, imagefolder (with --data_root), synthpedes; a folder "
-                  "(written by `ivt data prepare` or save_to_disk, or an image folder with metadata.jsonl / "
-                  "metadata.csv); or a Hub dataset id ORG/NAME."},
+        metadata={
+            "help": "cuhk-pedes, icfg-pedes, rstpreid, imagefolder (with --data_root), synthpedes; a folder "
+            "(written by `ivt data prepare` or save_to_disk, or an image folder with metadata.jsonl / "
+            "metadata.csv); or a Hub dataset id ORG/NAME."
+        },
     )
     data_root: str | None = field(
         default=None, metadata={"help": "raw benchmark folder; for synthpedes, where it is generated on first use."}

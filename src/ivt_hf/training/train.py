@@ -49,6 +49,20 @@ def build_model(model_args: ModelArguments) -> IVTModel:
         if not (model_args.image_height and model_args.image_width):
             raise ValueError("give both --image_height and --image_width")
         overrides["image_size"] = (model_args.image_height, model_args.image_width)
+    from ..conversion.pretraining import encoder_from_pretraining, is_pretraining_folder
+
+    if model_args.model_name_or_path and is_pretraining_folder(model_args.model_name_or_path):
+        # an `ivt pretrain` output (or a converted authors' pre-training checkpoint): its encoder, with the fusion
+        # encoder and heads dropped and the position grid resized when --patch_stride / --image_* change it
+        for flag in ("vit_checkpoint", "bert_checkpoint"):
+            if getattr(model_args, flag):
+                raise ValueError(f"--{flag} starts a new model; it cannot apply to --model_name_or_path")
+        if "num_hidden_layers" in overrides:
+            raise ValueError("--num_hidden_layers cannot change a pretrained model's architecture")
+        model, _ = encoder_from_pretraining(model_args.model_name_or_path, **overrides)
+        if attn_implementation is not None:
+            model.set_attn_implementation(attn_implementation)
+        return model
     if model_args.model_name_or_path:
         from transformers import AutoModel
 

@@ -1,0 +1,23 @@
+"""`ivt pretrain [RECIPE.json] [--flag value ...]`: vision-language pre-training (ITC + ITM + MLM) on image-text pairs
+(`ivt_hf.training.pretraining.main`); every flag of `PretrainingArguments` (`ivt pretrain --help` lists them)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def run_pretrain(args: argparse.Namespace) -> int:
+    from ..training.pretraining import main
+
+    main(args.extra)
+    return 0
+
+
+def register(subparsers) -> None:
+    pretrain = subparsers.add_parser(
+        "pretrain",
+        add_help=False,  # `ivt pretrain --help` is the pre-training arguments' own help
+        help="pre-train IVT on image-text pairs (ITC + ITM + MLM, the authors' first stage); also `accelerate "
+        "launch -m ivt_hf pretrain ...`",
+    )
+    pretrain.set_defaults(handler=run_pretrain)

@@ -1,0 +1,183 @@
+"""Pre-training with two real processes (gloo on CPU) on generated image-text pairs written as WebDataset shards:
+disjoint shards and every pair once per epoch, the loss falling, a run killed and resumed to the same weights, ITC over
+the gathered batch equal to one process over the whole batch, and fine-tuning that starts from exactly the pre-trained
+shared weights."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from helpers.launchers import ENV, launcher
+from PIL import Image
+from safetensors.torch import load_file
+
+from ivt_hf.data.pairs import write_webdataset_shards
+
+ROOT = Path(__file__).resolve().parents[1]
+KILL_WORKER = ROOT / "tests" / "helpers" / "pretrain_kill_worker.py"
+ITC_WORKER = ROOT / "tests" / "helpers" / "itc_gather_worker.py"
+NUM_PAIRS, PAIRS_PER_SHARD, BATCH = 96, 12, 8  # 8 shards: 4 per process, 6 steps per epoch
+COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30), "yellow": (230, 230, 20),
+           "black": (10, 10, 10), "white": (245, 245, 245)}  # fmt: skip
+
+
+def _pairs():
+    rng = random.Random(0)
+    for number in range(NUM_PAIRS):
+        top, bottom = rng.choice(list(COLOURS)), rng.choice(list(COLOURS))
+        image = Image.new("RGB", (32, 96), COLOURS[top])
+        image.paste(Image.new("RGB", (32, 48), COLOURS[bottom]), (0, 48))
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG")
+        garment = rng.choice(["shirt", "coat", "t-shirt", "jacket"])
+        yield f"{number:06d}", buffer.getvalue(), f"A person in a {top} {garment}, with {bottom} trousers."
+
+
+def _flags(shards: Path, output_dir: Path, *extra: str) -> list[str]:
+    return ["pretrain", "--train_data", str(shards), "--output_dir", str(output_dir), "--model_preset", "tiny",
+            "--max_steps", "9", "--per_device_train_batch_size", str(BATCH), "--logging_steps", "1", "--save_steps",
+            "3", "--learning_rate", "5e-4", "--preprocessing_threads", "1", "--log_pair_keys", "--seed", "0",
+            *extra]  # fmt: skip
+
+
+def _run(command: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=900, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pretraining")
+    shards = root / "shards"
+    write_webdataset_shards(_pairs(), shards, pairs_per_shard=PAIRS_PER_SHARD)
+    result = _run([*launcher("torchrun"), "-m", "ivt_hf", *_flags(shards, root / "reference")])
+    assert result.returncode == 0, result.stderr[-4000:]
+    return {"root": root, "shards": shards, "output": root / "reference"}
+
+
+def _pair_records(output: Path) -> list[list[dict]]:
+    return [[json.loads(line) for line in (output / f"pair_keys_rank{rank}.jsonl").read_text().splitlines()]
+            for rank in (0, 1)]  # fmt: skip
+
+
+def test_two_processes_read_disjoint_shards_and_every_pair_once_per_epoch(reference_run):
+    records = _pair_records(reference_run["output"])
+    all_keys = {f"pairs-{n // PAIRS_PER_SHARD:05d}.tar/{n:06d}" for n in range(NUM_PAIRS)}
+    by_epoch = {0: [[], []], 1: [[], []]}
+    for rank, steps in enumerate(records):
+        assert [record["step"] for record in steps] == list(range(1, 10))
+        for record in steps:
+            assert len(record["pairs"]) == BATCH
+            for epoch, key in record["pairs"]:
+                by_epoch[epoch][rank].append(key)
+    epoch0 = by_epoch[0]
+    assert len(epoch0[0]) == len(set(epoch0[0])) == len(epoch0[1]) == len(set(epoch0[1])) == NUM_PAIRS // 2
+    assert set(epoch0[0]) | set(epoch0[1]) == all_keys  # every pair once in epoch 0, across the two processes
+    shards = [{key.split("/")[0] for key in keys} for keys in epoch0]
+    assert not shards[0] & shards[1] and len(shards[0]) == len(shards[1]) == 4  # whole shards per process
+    epoch1 = by_epoch[1][0] + by_epoch[1][1]
+    assert len(epoch1) == 3 * 2 * BATCH and len(set(epoch1)) == len(epoch1)  # half of epoch 1, no repeats
+    assert not {key.split("/")[0] for key in by_epoch[1][0]} & {key.split("/")[0] for key in by_epoch[1][1]}
+    first_shards = [steps[0]["pairs"][0][1].split("/")[0] for steps in records]
+    epoch1_first = [next(key for epoch, key in (p for r in steps for p in r["pairs"]) if epoch == 1).split("/")[0]
+                    for steps in records]  # fmt: skip
+    assert first_shards != epoch1_first  # a new shard order in the new epoch
+
+
+def test_the_loss_falls_and_the_output_is_a_pretraining_folder(reference_run):
+    output = reference_run["output"]
+    log = [json.loads(line) for line in (output / "log.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in log] == list(range(1, 10))
+    first, last = log[:3], log[-3:]
+    for name in ("loss", "loss_mlm"):
+        assert sum(r[name] for r in last) / 3 < sum(r[name] for r in first) / 3 - 0.3, name
+    assert all(r["loss"] == pytest.approx(r["loss_itc"] + r["loss_itm"] + r["loss_mlm"], abs=1e-3) for r in log)
+    config = json.loads((output / "config.json").read_text())
+    assert config["architectures"] == ["IVTForPreTraining"]
+    results = json.loads((output / "pretrain_results.json").read_text())
+    assert results["steps"] == 9 and results["world_size"] == 2 and results["pairs_seen"] == 9 * 2 * BATCH
+    assert sorted(path.name for path in output.glob("checkpoint-*")) == ["checkpoint-6", "checkpoint-9"]
+
+
+def test_a_killed_run_resumes_to_the_same_weights(reference_run, tmp_path):
+    output = tmp_path / "interrupted"
+    # both processes die hard when they start batch 7 (step 8): checkpoint-6 is the last complete one
+    killed = _run([*launcher("torchrun"), str(KILL_WORKER), "7", *_flags(reference_run["shards"], output)])
+    assert killed.returncode != 0
+    assert sorted(path.name for path in output.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
+    assert not (output / "model.safetensors").exists()
+    again = _run([sys.executable, "-m", "ivt_hf", *_flags(reference_run["shards"], output)])
+    assert again.returncode == 2 and "--resume_from_checkpoint latest" in again.stderr  # a second run is refused
+    wrong_world = _run([sys.executable, "-m", "ivt_hf", *_flags(reference_run["shards"], output),
+                        "--resume_from_checkpoint", "latest"])  # fmt: skip
+    assert wrong_world.returncode == 2 and "written by 2 process(es)" in wrong_world.stderr
+    resumed = _run([*launcher("accelerate"), "-m", "ivt_hf", *_flags(reference_run["shards"], output),
+                    "--resume_from_checkpoint", "latest"])  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+
+    reference = load_file(reference_run["output"] / "model.safetensors")
+    weights = load_file(output / "model.safetensors")
+    assert reference.keys() == weights.keys()
+    for name, tensor in reference.items():
+        assert torch.equal(tensor, weights[name]), name
+    assert _pair_records(output) == _pair_records(reference_run["output"])  # the same pairs at every step
+    log = [json.loads(line) for line in (output / "log.jsonl").read_text().splitlines()]
+    reference_log = [json.loads(line) for line in (reference_run["output"] / "log.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["loss"]) for r in log] == [(r["step"], r["loss"]) for r in reference_log]
+
+
+def test_fine_tuning_starts_from_exactly_the_pretrained_shared_weights(reference_run, tmp_path):
+    output = tmp_path / "finetuned"
+    command = [sys.executable, "-m", "ivt_hf", "train", "--model_name_or_path", str(reference_run["output"]),
+               "--dataset_name", "synthpedes", "--data_root", str(tmp_path / "synth"), "--synth_train_ids", "8",
+               "--synth_validation_ids", "2", "--synth_test_ids", "2", "--output_dir", str(output), "--max_steps", "1",
+               "--learning_rate", "0", "--weight_decay", "0", "--per_device_train_batch_size", "8", "--images_per_id",
+               "2", "--use_cpu", "--report_to", "none", "--eval_strategy", "no", "--save_strategy", "no",
+               "--disable_tqdm", "true"]  # fmt: skip
+    result = _run(command)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "fusion" in result.stderr and "mlm_head" in result.stderr  # the dropped modules are logged
+    pretrained = load_file(reference_run["output"] / "model.safetensors")
+    finetuned = load_file(output / "model.safetensors")
+    assert set(finetuned) == {name.removeprefix("ivt.") for name in pretrained if name.startswith("ivt.")}
+    for name, tensor in finetuned.items():
+        assert torch.equal(tensor, pretrained["ivt." + name]), name  # learning rate 0: the start itself
+    assert json.loads((output / "config.json").read_text())["architectures"] == ["IVTModel"]
+
+
+def test_gathered_itc_over_two_processes_equals_one_process_over_the_whole_batch(tmp_path):
+    result = _run([*launcher("torchrun"), str(ITC_WORKER), str(tmp_path / "gathered.pt")])
+    assert result.returncode == 0, result.stderr[-4000:]
+    gathered = torch.load(tmp_path / "gathered.pt", weights_only=True)
+
+    from ivt_hf.model import IVTConfig, IVTForPreTraining
+
+    torch.manual_seed(0)
+    config = IVTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                       vocab_size=120, max_position_embeddings=32, image_size=(64, 32), fusion_num_hidden_layers=1,
+                       fusion_hidden_dropout=0.0, fusion_attention_dropout=0.0, drop_path_rate=0.0,
+                       text_embedding_dropout=0.0)  # fmt: skip
+    model = IVTForPreTraining(config).eval()
+    generator = torch.Generator().manual_seed(1)
+    pixels = torch.randn(8, 3, 64, 32, generator=generator)
+    ids = torch.randint(5, 120, (8, 9), generator=generator)
+    out = model(pixels, ids)
+    out.loss_itc.backward()
+    assert gathered["loss"].item() == pytest.approx(out.loss_itc.item(), rel=1e-5)
+    assert gathered["grads"].keys() == {n for n, p in model.named_parameters() if p.grad is not None}
+    for name, parameter in model.named_parameters():
+        if parameter.grad is not None:
+            torch.testing.assert_close(gathered["grads"][name], parameter.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_pairs_that_are_not_there_are_one_error_line(tmp_path):
+    result = _run([sys.executable, "-m", "ivt_hf", *_flags(tmp_path / "no_such_shards", tmp_path / "out")])
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(errors) == 1 and str(tmp_path / "no_such_shards") in errors[0]
+    assert "Traceback" not in result.stderr
