@@ -7,8 +7,9 @@ The authors' settings, on 8 GPUs (their fine-tuning then starts from runs/pretra
     accelerate launch --multi_gpu --num_processes 8 scripts/pretrain.py src/ivt_hf/recipes/pretrain-ivt.json \
         --train_data /data/cc3m-shards --output_dir runs/pretrain
 Several nodes: `accelerate launch --num_machines N --machine_rank R --main_process_ip HOST ...` or
-`torchrun --nnodes N ...`, the same arguments. Resume after an interruption with the same number of processes:
-add --resume_from_checkpoint latest.
+`torchrun --nnodes N ...`, the same arguments; --output_dir must be a folder every node sees (each process writes its
+stream position and random state into the checkpoints). Resume after an interruption with the same number of
+processes: add --resume_from_checkpoint latest.
 """
 
 import sys

@@ -181,3 +181,22 @@ def test_pairs_that_are_not_there_are_one_error_line(tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode == 2 and len(errors) == 1 and str(tmp_path / "no_such_shards") in errors[0]
     assert "Traceback" not in result.stderr
+
+
+def test_continuing_from_a_pretraining_folder_with_accumulation_and_bf16(reference_run, tmp_path):
+    output = tmp_path / "continued"
+    flags = _flags(reference_run["shards"], output, "--model_name_or_path", str(reference_run["output"]),
+                   "--gradient_accumulation_steps", "2", "--mixed_precision", "bf16")  # fmt: skip
+    flags[flags.index("--max_steps") + 1] = "2"
+    flags[flags.index("--per_device_train_batch_size") + 1] = "4"
+    result = _run([sys.executable, "-m", "ivt_hf", *flags])
+    assert result.returncode == 0, result.stderr[-4000:]
+    results = json.loads((output / "pretrain_results.json").read_text())
+    assert results["steps"] == 2 and results["pairs_seen"] == 2 * 2 * 4 and results["world_size"] == 1
+    (records,) = [[json.loads(line) for line in (output / "pair_keys_rank0.jsonl").read_text().splitlines()]]
+    assert [(r["step"], r["micro_step"]) for r in records] == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    keys = [key for r in records for _, key in r["pairs"]]
+    assert len(keys) == len(set(keys)) == 16  # one process reads every shard: no pair twice within the epoch
+    continued, start = load_file(output / "model.safetensors"), load_file(reference_run["output"] / "model.safetensors")
+    assert continued.keys() == start.keys()
+    assert not torch.equal(continued["ivt.post_layernorm.weight"], start["ivt.post_layernorm.weight"])  # it trained

@@ -372,3 +372,15 @@ def test_a_new_pretraining_model_starts_its_fusion_encoder_from_bert(tmp_path):
     assert model.mlm_head.decoder.weight is model.ivt.text_embeddings.word_embeddings.weight
     assert not torch.equal(model.fusion.layer[0].crossattention.self.query.weight[:4, :4],
                            torch.zeros(4, 4))  # fmt: skip  (cross-attention: its own random start)
+
+
+def test_the_base_model_has_the_authors_parameter_count():
+    """The authors' pre-training model has 247,622,205 parameters. Ours with its own MLM decoder matrix (as their
+    checkpoints convert) plus what only theirs has, the fusion BERT's unused position / token-type embeddings and
+    embedding LayerNorm, is exactly that; tying the decoder to the shared word embeddings saves 30522 x 768."""
+    with torch.device("meta"):
+        untied = IVTForPreTraining(IVTConfig(tie_word_embeddings=False))
+        tied = IVTForPreTraining(IVTConfig())
+    unused_in_theirs = 512 * 768 + 2 * 768 + 2 * 768
+    assert sum(p.numel() for p in untied.parameters()) + unused_in_theirs == 247_622_205
+    assert sum(p.numel() for p in untied.parameters()) - sum(p.numel() for p in tied.parameters()) == 30522 * 768

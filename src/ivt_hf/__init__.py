@@ -1,23 +1,33 @@
 """ivt_hf: IVT text-based person retrieval (Shu et al. 2022) as a Hugging Face transformers model.
 
-Importing the package registers `IVTConfig`, `IVTModel`, `IVTImageProcessor` and `IVTProcessor` with the transformers
-Auto classes, so `AutoModel.from_pretrained(folder)` and `AutoProcessor.from_pretrained(folder)` work.
+Importing the package registers `IVTConfig`, `IVTModel`, `IVTForPreTraining`, `IVTImageProcessor` and `IVTProcessor`
+with the transformers Auto classes, so `AutoModel.from_pretrained(folder)`, `AutoModelForPreTraining.from_pretrained`
+and `AutoProcessor.from_pretrained(folder)` work.
 
 The package by role (a part imports only the parts listed before it):
     model/       the four modules that travel with the weights
-    data/        benchmark specs, the one schema, the one normaliser, loaders; SynthPEDES
+    data/        benchmark specs, the one schema, the one normaliser, loaders; SynthPEDES; image-text pair streams
     evaluation/  metrics, encoding, split evaluation, evaluation records, pictures
     search/      the gallery index of your own images
     hub/         folder saving, model cards, pushing
-    conversion/  the authors' checkpoints and public backbones into IVT
-    training/    trainer, train entry point, batching, text levels, transforms, losses, distributed helpers
+    conversion/  the authors' checkpoints and public backbones into IVT; fine-tuning from pre-training
+    training/    trainer, train entry point, batching, text levels, transforms, losses, distributed helpers;
+                 pre-training (ivt pretrain) and whole-word masking
     demo.py      `ivt demo`
     cli/         the `ivt` command (also `python -m ivt_hf`)
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .model import IVTConfig, IVTImageProcessor, IVTModel, IVTOutput, IVTPreTrainedModel, IVTProcessor
+from .model import (
+    IVTConfig,
+    IVTForPreTraining,
+    IVTImageProcessor,
+    IVTModel,
+    IVTOutput,
+    IVTPreTrainedModel,
+    IVTProcessor,
+)
 
 try:
     __version__ = version("ivt_hf")  # written once, in pyproject.toml
@@ -45,6 +55,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "IVTConfig",
+    "IVTForPreTraining",
     "IVTImageProcessor",
     "IVTModel",
     "IVTOutput",

@@ -5,7 +5,9 @@
 - `trainer.py`: `IVTTrainer` and its optimizer;
 - `batching.py` (dataset, keyed batches, the MLA collator), `sampler.py` (P x K identities), `text_levels.py` (word /
   phrase / sentence texts), `transforms.py` (augmentation);
-- `losses.py` (CMPM, pure functions) and `distributed.py` (gathers with and without gradient).
+- `losses.py` (CMPM, pure functions) and `distributed.py` (gathers with and without gradient);
+- `pretraining.py`: `ivt pretrain`, the authors' first stage (ITC + ITM + MLM on `ivt_hf.data.PairStream`, an
+  accelerate loop with exact resume), and `masking.py` (its whole-word masking).
 """
 
 from .arguments import MODEL_PRESETS, DataArguments, IVTTrainingArguments, ModelArguments, parse_args, recipe_arguments

@@ -162,7 +162,7 @@ def read_pretraining_recipe(path: str | Path) -> dict[str, Any]:
 
 
 def parse_pretraining_args(argv: list[str] | None = None) -> PretrainingArguments:
-    parser = HfArgumentParser(PretrainingArguments)
+    parser = HfArgumentParser(PretrainingArguments, prog="ivt pretrain")
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0].endswith(".json"):
         recipe = read_pretraining_recipe(argv[0])
