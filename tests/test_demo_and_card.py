@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import yaml
+from helpers.remote_code import BLOCK_IVT_HF
 
 from ivt_hf import IVTConfig
 from ivt_hf.hub import render_model_card
@@ -61,15 +62,7 @@ def test_card_without_evaluation_says_so():
     assert "Not evaluated in this run." in card and "model-index" not in _front_matter(card)
 
 
-REMOTE_CODE_LOAD = """
-import sys
-
-class BlockIvtHf:
-    def find_spec(self, name, path=None, target=None):
-        if name == "ivt_hf" or name.startswith("ivt_hf."):
-            raise ImportError("this process must not import ivt_hf")
-
-sys.meta_path.insert(0, BlockIvtHf())
+REMOTE_CODE_LOAD = BLOCK_IVT_HF + """
 from transformers import AutoModel, AutoProcessor
 
 model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True)

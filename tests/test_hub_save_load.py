@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 
 import torch
+from helpers.remote_code import run_without_ivt_hf
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor
 
 from ivt_hf import IVTConfig, IVTImageProcessor, IVTModel, IVTProcessor
@@ -60,14 +59,6 @@ def test_trust_remote_code_loads_without_ivt_hf(tmp_path, tiny_config):
     torch.save({"image": expected.image_embeds, "text": expected.text_embeds}, tmp_path / "expected.pt")
     script = textwrap.dedent(
         f"""
-        import sys
-
-        class BlockIvtHf:
-            def find_spec(self, name, path=None, target=None):
-                if name == "ivt_hf" or name.startswith("ivt_hf."):
-                    raise ImportError("this process must not import ivt_hf")
-
-        sys.meta_path.insert(0, BlockIvtHf())
         import torch
         from transformers import AutoModel, AutoProcessor
 
@@ -87,12 +78,6 @@ def test_trust_remote_code_loads_without_ivt_hf(tmp_path, tiny_config):
         print("remote-code OK", type(model).__name__, type(processor).__name__)
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"), "PATH": "/usr/bin:/bin"},
-    )
+    result = run_without_ivt_hf(script, tmp_path / "hf_home")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "remote-code OK IVTModel IVTProcessor" in result.stdout

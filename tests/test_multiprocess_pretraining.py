@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.itc_setting import itc_model_and_batch
 from helpers.launchers import ENV, launcher
 from PIL import Image
 from safetensors.torch import load_file
@@ -156,17 +157,7 @@ def test_gathered_itc_over_two_processes_equals_one_process_over_the_whole_batch
     assert result.returncode == 0, result.stderr[-4000:]
     gathered = torch.load(tmp_path / "gathered.pt", weights_only=True)
 
-    from ivt_hf.model import IVTConfig, IVTForPreTraining
-
-    torch.manual_seed(0)
-    config = IVTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                       vocab_size=120, max_position_embeddings=32, image_size=(64, 32), fusion_num_hidden_layers=1,
-                       fusion_hidden_dropout=0.0, fusion_attention_dropout=0.0, drop_path_rate=0.0,
-                       text_embedding_dropout=0.0)  # fmt: skip
-    model = IVTForPreTraining(config).eval()
-    generator = torch.Generator().manual_seed(1)
-    pixels = torch.randn(8, 3, 64, 32, generator=generator)
-    ids = torch.randint(5, 120, (8, 9), generator=generator)
+    model, pixels, ids = itc_model_and_batch()
     out = model(pixels, ids)
     out.loss_itc.backward()
     assert gathered["loss"].item() == pytest.approx(out.loss_itc.item(), rel=1e-5)

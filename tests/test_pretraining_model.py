@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 import math
 import random
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
+from helpers.remote_code import run_without_ivt_hf
 from torch import nn
 from transformers import AutoModel, AutoModelForPreTraining
 
@@ -223,16 +221,7 @@ def test_remote_code_loads_the_pretraining_model_without_ivt_hf(tmp_path):
         expected = model(pixels, ids, mask, masked, labels)
     torch.save({"pixels": pixels, "ids": ids, "mask": mask, "masked": masked, "labels": labels,
                 "loss": expected.loss}, tmp_path / "io.pt")  # fmt: skip
-    script = textwrap.dedent(
-        f"""
-        import sys
-
-        class BlockIvtHf:
-            def find_spec(self, name, path=None, target=None):
-                if name == "ivt_hf" or name.startswith("ivt_hf."):
-                    raise ImportError("this process must not import ivt_hf")
-
-        sys.meta_path.insert(0, BlockIvtHf())
+    script = f"""
         import torch
         from transformers import AutoModelForPreTraining
 
@@ -244,9 +233,7 @@ def test_remote_code_loads_the_pretraining_model_without_ivt_hf(tmp_path):
         assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
         print("remote-code OK", type(model).__name__)
         """
-    )
-    env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    result = run_without_ivt_hf(script, tmp_path / "hf")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "remote-code OK IVTForPreTraining" in result.stdout
 

@@ -4,23 +4,13 @@ over the whole batch."""
 
 import sys
 
-import torch
 import torch.distributed as dist
-
-from ivt_hf.model import IVTConfig, IVTForPreTraining
+from itc_setting import BATCH, itc_model_and_batch
 
 dist.init_process_group("gloo")
 rank, world = dist.get_rank(), dist.get_world_size()
-torch.manual_seed(0)
-config = IVTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=120,
-                   max_position_embeddings=32, image_size=(64, 32), fusion_num_hidden_layers=1,
-                   fusion_hidden_dropout=0.0, fusion_attention_dropout=0.0, drop_path_rate=0.0,
-                   text_embedding_dropout=0.0)  # fmt: skip
-model = IVTForPreTraining(config).eval()
-generator = torch.Generator().manual_seed(1)
-pixels = torch.randn(8, 3, 64, 32, generator=generator)
-ids = torch.randint(5, 120, (8, 9), generator=generator)
-rows = slice(rank * 4, rank * 4 + 4)
+model, pixels, ids = itc_model_and_batch()
+rows = slice(rank * BATCH // world, (rank + 1) * BATCH // world)
 out = model(pixels[rows], ids[rows], gather_itc=True)
 out.loss_itc.backward()
 grads = {}
@@ -32,5 +22,7 @@ for name, parameter in model.named_parameters():
 loss = out.loss_itc.detach().clone()
 dist.all_reduce(loss)
 if rank == 0:
+    import torch
+
     torch.save({"loss": loss / world, "grads": grads}, sys.argv[1])
 dist.destroy_process_group()

@@ -139,8 +139,9 @@ class DataArguments:
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, IVTTrainingArguments)
 
 
-def read_recipe(path: str | Path) -> dict[str, Any]:
-    """A recipe: one JSON object of settings, named as the flags are (`ivt_hf/recipes/*.json`)."""
+def read_recipe(path: str | Path, known: set[str] | None = None) -> dict[str, Any]:
+    """A recipe: one JSON object of settings, named as the flags are (`ivt_hf/recipes/*.json`); keys starting with
+    `_` are notes. `known`: the setting names allowed (default: those of `ivt train`)."""
     path = Path(path)
     try:
         recipe = json.loads(path.read_text())
@@ -150,7 +151,9 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"recipe {path} is not valid JSON: {error}") from None
     if not isinstance(recipe, dict):
         raise ValueError(f"recipe {path} must hold one JSON object of settings")
-    known = {name for cls in ARGUMENT_CLASSES for name in cls.__dataclass_fields__}
+    recipe = {key: value for key, value in recipe.items() if not key.startswith("_")}
+    if known is None:
+        known = {name for cls in ARGUMENT_CLASSES for name in cls.__dataclass_fields__}
     unknown = sorted(set(recipe) - known)
     if unknown:
         raise ValueError(f"recipe {path}: unknown setting(s) {', '.join(unknown)}")

@@ -35,7 +35,7 @@ from ..hub.folder import register_for_remote_code, save_model_folder
 from ..model.configuration_ivt import IVTConfig
 from ..model.modeling_ivt import IVTForPreTraining
 from ..model.processing_ivt import IVTProcessor
-from .arguments import MODEL_PRESETS, RECIPES
+from .arguments import MODEL_PRESETS, RECIPES, read_recipe
 from .masking import IGNORE_INDEX, MaskingRules, whole_word_mask
 from .trainer import build_optimizer
 from .transforms import TrainTransform
@@ -145,20 +145,7 @@ class PretrainingArguments:
 
 def read_pretraining_recipe(path: str | Path) -> dict[str, Any]:
     """A pre-training recipe: one JSON object of flag values; keys starting with `_` are notes."""
-    path = Path(path)
-    try:
-        recipe = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"recipe not found: {path}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"recipe {path} is not valid JSON: {error}") from None
-    if not isinstance(recipe, dict):
-        raise ValueError(f"recipe {path} must hold one JSON object of settings")
-    recipe = {key: value for key, value in recipe.items() if not key.startswith("_")}
-    unknown = sorted(set(recipe) - set(PretrainingArguments.__dataclass_fields__))
-    if unknown:
-        raise ValueError(f"recipe {path}: unknown setting(s) {', '.join(unknown)}")
-    return recipe
+    return read_recipe(path, known=set(PretrainingArguments.__dataclass_fields__))
 
 
 def parse_pretraining_args(argv: list[str] | None = None) -> PretrainingArguments:
