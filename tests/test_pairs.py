@@ -501,9 +501,17 @@ def test_a_hub_dataset_of_tar_shards_is_streamed_through_the_hub_protocol(tmp_pa
                "HF_HUB_DISABLE_TELEMETRY": "1", "HF_DATASETS_CACHE": str(tmp_path / "hf" / "datasets")}  # fmt: skip
         completed = subprocess.run([sys.executable, "-c", HUB_SCRIPT], capture_output=True, text=True, timeout=300,
                                    env=env)  # fmt: skip
+        # the user's path: `ivt pretrain` on the Hub id
+        pretrained = subprocess.run([sys.executable, "-m", "ivt_hf", "pretrain", "--train_data", "people-org/pairs",
+                                     "--output_dir", str(tmp_path / "pretrain"), "--model_preset", "tiny",
+                                     "--max_steps", "2", "--per_device_train_batch_size", "4",
+                                     "--preprocessing_threads", "1"], capture_output=True, text=True, timeout=300,
+                                    env=env)  # fmt: skip
         assert hub.unhandled == [], hub.unhandled
         assert any(path.endswith("/data/pairs-00003.tar") for _, _, path, _ in hub.requests)
     assert completed.returncode == 0, completed.stderr[-4000:]
+    assert pretrained.returncode == 0, pretrained.stderr[-4000:]
+    assert json.loads((tmp_path / "pretrain" / "pretrain_results.json").read_text())["pairs_seen"] == 8
     result = json.loads(completed.stdout.strip().splitlines()[-1])
     everything = sorted(f"data/pairs-{index // 3:05d}.tar/{key}" for index, (key, _, _) in enumerate(pairs))
     assert result["shards"] == [f"data/pairs-{index:05d}.tar" for index in range(4)]
