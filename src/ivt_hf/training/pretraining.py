@@ -115,7 +115,11 @@ class PretrainingArguments:
     mlm_max_span_words: int = field(default=3)
     random_erasing: float = field(default=0.5)
     train_interpolation: str = field(default="bicubic")
-    preprocessing_threads: int = field(default=4, metadata={"help": "threads decoding and augmenting images."})
+    preprocessing_threads: int = field(
+        default=1,
+        metadata={"help": "threads decoding and augmenting images (on 2 CPU cores 1 is fastest for small images: "
+                  "benchmarks/README.md; large web JPEGs on a many-core GPU host may gain from more)."},
+    )  # fmt: skip
     image_column: str | None = field(default=None)
     caption_column: str | None = field(default=None)
     revision: str | None = field(default=None, metadata={"help": "branch, tag or commit of a Hub dataset."})
