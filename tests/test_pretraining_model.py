@@ -62,13 +62,25 @@ def test_itc_loss_matches_a_brute_force_sum():
     assert loss.item() == pytest.approx(_brute_force_itc(images, texts, 0.7), rel=1e-5)
 
 
-def test_itc_loss_over_a_gathered_batch_is_each_slice_against_everything():
-    generator = torch.Generator().manual_seed(2)
-    images, texts = torch.randn(6, 8, generator=generator), torch.randn(6, 8, generator=generator)
-    # two "processes" of 3 pairs: the mean of their losses is the loss over the 6 pairs
-    parts = [image_text_contrastive_loss(images[s], texts[s], 0.5, images, texts, offset=s.start)
-             for s in (slice(0, 3), slice(3, 6))]  # fmt: skip
-    assert (sum(parts) / 2).item() == pytest.approx(_brute_force_itc(images, texts, 0.5), rel=1e-5)
+def test_with_a_gather_function_the_itc_is_that_of_the_gathered_batch():
+    torch.manual_seed(0)
+    model = IVTForPreTraining(_config()).eval()
+    pixels, ids, mask, _, _ = _batch()
+    others = torch.randn(3, 2, 32, generator=torch.Generator().manual_seed(5))
+    others = nn.functional.normalize(others, dim=-1)  # another process's 3 (image, text) features
+    seen = []
+
+    def gather(rows):  # stands in for all_gather_with_grad: this process's pairs, then another process's 3 pairs
+        seen.append(tuple(rows.shape))
+        return torch.cat([rows, others.flatten(1)])
+
+    with torch.no_grad():
+        out = model(pixels, ids, mask, itc_gather=gather)
+        images = nn.functional.normalize(model.ivt.get_image_features(pixels), dim=-1)
+        texts = nn.functional.normalize(model.ivt.get_text_features(ids, mask), dim=-1)
+    expected = _brute_force_itc(torch.cat([images, others[:, 0]]), torch.cat([texts, others[:, 1]]), 0.07)
+    assert seen == [(4, 64)]  # one collective for both modalities
+    assert out.loss_itc.item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_hard_negatives_never_pick_the_positive_and_follow_the_softmax():
@@ -318,7 +330,7 @@ def test_masking_is_a_function_of_the_seed_and_caps_at_eight():
 
 
 def test_spans_mask_neighbouring_words_together():
-    ids, tokens = _caption_ids(" ".join(f"w{i}" if False else "blue" for i in range(40)))
+    ids, tokens = _caption_ids(" ".join(["blue"] * 40))
     rules = MaskingRules(span_probability=1.0, max_span_words=3, max_predictions=3)
     _, labels = whole_word_mask(ids, tokens, mask_token_id=103, random_token_ids=(999, 30522),
                                 rng=random.Random(3), rules=rules)  # fmt: skip

@@ -528,29 +528,20 @@ class IVTForPreTrainingOutput(ModelOutput):
 
 
 def image_text_contrastive_loss(
-    image_features: torch.Tensor,
-    text_features: torch.Tensor,
-    temperature: torch.Tensor | float,
-    all_image_features: torch.Tensor | None = None,
-    all_text_features: torch.Tensor | None = None,
-    offset: int = 0,
+    image_features: torch.Tensor, text_features: torch.Tensor, temperature: torch.Tensor | float
 ) -> torch.Tensor:
     """ITC: each image against every text (and each text against every image) of the batch, divided by the
     temperature; the caption of the pair is the target. Mean of the image->text and text->image cross-entropies.
 
     Args:
-        image_features, text_features: `(batch, dim)` features of the local pairs (normalise them first if wanted).
-        all_image_features, all_text_features: the candidates, `(total, dim)`; by default the local features. With
-            several processes pass the gathered batch and `offset` = the position of the local pairs in it.
+        image_features, text_features: `(batch, dim)`, row i a pair (normalise them first if wanted). With several
+            processes pass the gathered batch: every process then computes the same loss of the global batch.
     """
-    all_image_features = image_features if all_image_features is None else all_image_features
-    all_text_features = text_features if all_text_features is None else all_text_features
-    targets = torch.arange(image_features.shape[0], device=image_features.device) + offset
-    logits_image_to_text = image_features @ all_text_features.t() / temperature
-    logits_text_to_image = text_features @ all_image_features.t() / temperature
+    targets = torch.arange(image_features.shape[0], device=image_features.device)
+    logits_image_to_text = image_features @ text_features.t() / temperature
     return (
         nn.functional.cross_entropy(logits_image_to_text, targets)
-        + nn.functional.cross_entropy(logits_text_to_image, targets)
+        + nn.functional.cross_entropy(logits_image_to_text.t(), targets)
     ) / 2
 
 
@@ -715,38 +706,6 @@ class IVTMLMHead(nn.Module):
         return self.decoder(hidden_states)
 
 
-class _AllGatherWithGrad(torch.autograd.Function):
-    """Concatenate every process's rows; the backward sums each row's gradient over all processes' losses and returns
-    this process's share (so that each process's loss reaches every process's features)."""
-
-    @staticmethod
-    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
-        import torch.distributed as dist
-
-        ctx.rank, ctx.rows = dist.get_rank(), tensor.shape[0]
-        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, tensor.contiguous())
-        return torch.cat(parts, dim=0)
-
-    @staticmethod
-    def backward(ctx, grad_output: torch.Tensor) -> torch.Tensor:
-        import torch.distributed as dist
-
-        grad = grad_output.contiguous().clone()
-        dist.all_reduce(grad)
-        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]
-
-
-def _gather_with_grad(tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """All processes' rows (this process's keep their gradient) and the offset of this process's rows. Every process
-    must pass the same number of rows."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return tensor, 0
-    return _AllGatherWithGrad.apply(tensor), dist.get_rank() * tensor.shape[0]
-
-
 class IVTForPreTraining(IVTPreTrainedModel):
     """IVT with the authors' pre-training heads: ITC + ITM (hard negatives) + MLM, equal weights.
 
@@ -803,7 +762,7 @@ class IVTForPreTraining(IVTPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         mlm_input_ids: torch.LongTensor | None = None,
         mlm_labels: torch.LongTensor | None = None,
-        gather_itc: bool = False,
+        itc_gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> IVTForPreTrainingOutput | tuple:
@@ -813,8 +772,9 @@ class IVTForPreTraining(IVTPreTrainedModel):
             pixel_values: `(batch, channels, height, width)`; input_ids / attention_mask: `(batch, seq)` captions.
             mlm_input_ids: the captions with masked tokens (same shape); mlm_labels: the original id at each masked
                 position, -100 elsewhere. Without them there is no MLM term.
-            gather_itc: contrast every local pair against the pairs of all processes (all-gather with gradients;
-                every process must have the same batch size). ITM negatives are drawn from the local batch.
+            itc_gather: with several processes, a function that concatenates a tensor's rows from all processes
+                with gradients (`ivt_hf.training.distributed.all_gather_with_grad`): every process then computes
+                the ITC of the global batch (global negatives). ITM negatives are drawn from the local batch.
         """
         batch_size = pixel_values.shape[0]
         if input_ids.shape[0] != batch_size:
@@ -838,13 +798,12 @@ class IVTForPreTraining(IVTPreTrainedModel):
         if self.config.itc_normalize:
             image_features = nn.functional.normalize(image_features, dim=-1)
             text_features = nn.functional.normalize(text_features, dim=-1)
-        all_image_features, all_text_features, offset = image_features, text_features, 0
-        if gather_itc:
-            all_image_features, offset = _gather_with_grad(image_features)
-            all_text_features, _ = _gather_with_grad(text_features)
-        loss_itc = image_text_contrastive_loss(
-            image_features, text_features, temperature, all_image_features, all_text_features, offset
-        )
+        if itc_gather is not None:  # one collective for both modalities
+            dim = image_features.shape[1]
+            both = itc_gather(torch.cat([image_features, text_features], dim=1))
+            loss_itc = image_text_contrastive_loss(both[:, :dim], both[:, dim:], temperature)
+        else:
+            loss_itc = image_text_contrastive_loss(image_features, text_features, temperature)
 
         # ITM: the B positives, then (image, hard negative text) and (hard negative image, text)
         with torch.no_grad():

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from transformers import HfArgumentParser
+from transformers import HfArgumentParser, get_cosine_with_min_lr_schedule_with_warmup
 
 from ..data.pairs import PairDataError, PairStream, clean_caption
 from ..hub.folder import register_for_remote_code, save_model_folder
@@ -36,9 +36,10 @@ from ..model.configuration_ivt import IVTConfig
 from ..model.modeling_ivt import IVTForPreTraining
 from ..model.processing_ivt import IVTProcessor
 from .arguments import MODEL_PRESETS, RECIPES, read_recipe
+from .distributed import all_gather_with_grad
 from .masking import IGNORE_INDEX, MaskingRules, whole_word_mask
 from .trainer import build_optimizer
-from .transforms import TrainTransform
+from .transforms import TrainTransform, reference_padding
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +199,6 @@ class PairCollator:
         ordinary = [index for token, index in vocab.items() if not (token.startswith("[") and token.endswith("]"))]
         self.random_token_ids = (min(ordinary), len(vocab))  # BERT: "!" (999) onwards; the [unusedN] come before
         self.mask_token_id = tokenizer.mask_token_id
-        self.cls_token_id = tokenizer.cls_token_id
         self.pad_token_id = tokenizer.pad_token_id
         self.pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
 
@@ -214,13 +214,13 @@ class PairCollator:
         generator = torch.Generator().manual_seed(hash((self.seed, self.rank, batch_index, index)) % (2**62))
         return self.transform(image, generator)
 
-    def caption_ids(self, caption: str, key: str) -> list[int]:
+    def caption_tokens(self, caption: str, key: str) -> list[str]:
+        """`[CLS]` + the cleaned caption's WordPiece tokens, at most `max_text_tokens` in all (no `[SEP]`)."""
         try:
             words = clean_caption(caption, self.max_caption_words)
         except ValueError as error:
             raise PairDataError(f"pair {key}: {error}") from None
-        ids = self.tokenizer.convert_tokens_to_ids(self.tokenizer.tokenize(words))
-        return [self.cls_token_id, *ids[: self.max_text_tokens - 1]]
+        return [self.tokenizer.cls_token, *self.tokenizer.tokenize(words)[: self.max_text_tokens - 1]]
 
     def __call__(self, pairs: list[dict[str, Any]], batch_index: int) -> dict[str, torch.Tensor]:
         if self.pool is not None:
@@ -234,10 +234,11 @@ class PairCollator:
         mlm_labels = torch.full((len(pairs), length), IGNORE_INDEX, dtype=torch.long)
         attention_mask = torch.zeros((len(pairs), length), dtype=torch.long)
         for row, pair in enumerate(pairs):
-            ids = self.caption_ids(pair["caption"], pair["key"])
+            tokens = self.caption_tokens(pair["caption"], pair["key"])
+            ids = self.tokenizer.convert_tokens_to_ids(tokens)
             masked, labels = whole_word_mask(
                 ids,
-                self.tokenizer.convert_ids_to_tokens(ids),
+                tokens,
                 mask_token_id=self.mask_token_id,
                 random_token_ids=self.random_token_ids,
                 rng=rng,
@@ -292,17 +293,14 @@ def build_pretraining_model(args: PretrainingArguments) -> IVTForPreTraining:
 
 
 def cosine_schedule(optimizer: torch.optim.Optimizer, args: PretrainingArguments) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up over `warmup_ratio * max_steps`, then cosine decay to `min_lr` at `max_steps`."""
-    warmup = math.ceil(args.warmup_ratio * args.max_steps)
-    floor = args.min_lr / args.learning_rate if args.learning_rate > 0 else 0.0
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, args.max_steps - warmup))
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    """transformers' linear warm-up over `warmup_ratio * max_steps`, then cosine decay to `min_lr` at `max_steps`
+    (the fine-tuning recipes' `cosine_with_min_lr`; every parameter group decays to the same fraction of its rate)."""
+    return get_cosine_with_min_lr_schedule_with_warmup(
+        optimizer,
+        num_warmup_steps=math.ceil(args.warmup_ratio * args.max_steps),
+        num_training_steps=args.max_steps,
+        min_lr_rate=args.min_lr / args.learning_rate if args.learning_rate > 0 else 0.0,
+    )
 
 
 # --------------------------------------------------------------------------------------------------------- checkpoints
@@ -427,7 +425,7 @@ class PretrainingRun:
             self.processor.tokenizer,
             TrainTransform(
                 image_size=image_size,
-                padding=max(1, round(10 * image_size[0] / 384)),
+                padding=reference_padding(image_size),
                 erase_p=args.random_erasing,
                 interpolation=args.train_interpolation,
             ),
@@ -544,7 +542,7 @@ class PretrainingRun:
         iterator = iter(self.stream)
         model = self.model
         model.train()
-        gather = args.gather_itc and self.world_size > 1
+        itc_gather = all_gather_with_grad if args.gather_itc and self.world_size > 1 else None
         sums = {"loss": 0.0, "loss_itc": 0.0, "loss_itm": 0.0, "loss_mlm": 0.0}
         count = 0
         start_step, started = self.step, time.perf_counter()
@@ -557,7 +555,7 @@ class PretrainingRun:
                 batch = {name: tensor.to(accelerator.device) for name, tensor in batch.items()}
                 with accelerator.accumulate(model):
                     with accelerator.autocast():
-                        output = model(**batch, gather_itc=gather)
+                        output = model(**batch, itc_gather=itc_gather)
                     accelerator.backward(output.loss)
                     if accelerator.sync_gradients and args.max_grad_norm > 0:
                         accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)

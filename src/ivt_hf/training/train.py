@@ -21,7 +21,7 @@ from ..model.processing_ivt import IVTProcessor
 from .arguments import MODEL_PRESETS, DataArguments, IVTTrainingArguments, ModelArguments, parse_args
 from .batching import MLACollator, TrainImageDataset
 from .trainer import IVTTrainer
-from .transforms import TrainTransform
+from .transforms import TrainTransform, reference_padding
 
 if TYPE_CHECKING:
     import datasets
@@ -150,7 +150,7 @@ def prepare_training(
         )
     transform = TrainTransform(
         image_size=tuple(model.config.image_size),
-        padding=max(1, round(10 * model.config.image_size[0] / 384)),  # the reference's 10 px at 384 high
+        padding=reference_padding(model.config.image_size),
         erase_p=training_args.random_erasing,
         interpolation=training_args.train_interpolation,
     )

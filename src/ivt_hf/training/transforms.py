@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["EvalTransform", "TrainTransform", "resize_image", "to_normalized_tensor"]
+__all__ = ["EvalTransform", "TrainTransform", "reference_padding", "resize_image", "to_normalized_tensor"]
 
 _RESAMPLING = {
     "nearest": Image.Resampling.NEAREST,
@@ -53,6 +53,11 @@ def _per_channel(value: float | Sequence[float], name: str) -> torch.Tensor:
     if name == "std" and min(values) <= 0:
         raise ValueError(f"std must be positive, got {value!r}")
     return torch.tensor(values, dtype=torch.float32).view(3, 1, 1)
+
+
+def reference_padding(image_size: Sequence[int]) -> int:
+    """The reference's zero padding before the random crop, 10 px at 384 high, scaled to the image height (>= 1)."""
+    return max(1, round(10 * image_size[0] / 384))
 
 
 def resize_image(image: Image.Image, image_size: tuple[int, int], interpolation: str) -> Image.Image:
