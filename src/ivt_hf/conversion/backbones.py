@@ -161,20 +161,27 @@ def vit_to_ivt_state_dict(vit_state_dict: dict[str, torch.Tensor], config: IVTCo
     return ivt_state
 
 
-def bert_to_ivt_state_dict(bert_state_dict: dict[str, torch.Tensor], config: IVTConfig) -> dict[str, torch.Tensor]:
-    """IVTModel tensors taken from a transformers BertModel (embeddings and the FFN of each layer)."""
+def _bert_encoder_state(bert_state_dict: dict[str, torch.Tensor], config: IVTConfig) -> dict[str, torch.Tensor]:
+    """A BERT state dict with LayerNorm `gamma` / `beta` read as `weight` / `bias` and without its `bert.` prefix,
+    checked to be a BertModel layout of the model's width."""
     bert_state_dict = _strip_prefix(_legacy_layer_norm_names(bert_state_dict), "bert.")
     if "embeddings.word_embeddings.weight" not in bert_state_dict:
         raise BackboneLayoutError("BERT state dict lacks embeddings.word_embeddings.weight (not a BertModel layout)")
-    missing = [name for name in TEXT_EMBEDDINGS if name not in bert_state_dict]
-    if missing:
-        raise BackboneLayoutError(f"BERT state dict lacks {', '.join(missing)} (not a BertModel layout)")
     width = bert_state_dict["embeddings.word_embeddings.weight"].shape[1]
     if width != config.hidden_size:
         raise BackboneLayoutError(
             f"the BERT has width {width}; this IVT model needs width {config.hidden_size} (bert-base for the base "
             "preset)"
         )
+    return bert_state_dict
+
+
+def bert_to_ivt_state_dict(bert_state_dict: dict[str, torch.Tensor], config: IVTConfig) -> dict[str, torch.Tensor]:
+    """IVTModel tensors taken from a transformers BertModel (embeddings and the FFN of each layer)."""
+    bert_state_dict = _bert_encoder_state(bert_state_dict, config)
+    missing = [name for name in TEXT_EMBEDDINGS if name not in bert_state_dict]
+    if missing:
+        raise BackboneLayoutError(f"BERT state dict lacks {', '.join(missing)} (not a BertModel layout)")
     ivt_state = {new: bert_state_dict[old] for old, new in TEXT_EMBEDDINGS.items()}
     for index in range(config.num_hidden_layers):
         for old, new in BERT_FFN.items():
@@ -198,17 +205,9 @@ def bert_to_fusion_state_dict(bert_state_dict: dict[str, torch.Tensor], config: 
     `config.tie_word_embeddings` is False (a copy of BERT's word embeddings); tied, it is the shared encoder's word
     embeddings, which `bert_to_ivt_state_dict` fills. LayerNorm `gamma` / `beta` names are read as `weight` / `bias`.
     """
-    bert_state_dict = _legacy_layer_norm_names(bert_state_dict)
-    head_state = {key: value for key, value in bert_state_dict.items() if key.startswith("cls.")}
-    bert_state_dict = _strip_prefix(bert_state_dict, "bert.")
-    if "embeddings.word_embeddings.weight" not in bert_state_dict:
-        raise BackboneLayoutError("BERT state dict lacks embeddings.word_embeddings.weight (not a BertModel layout)")
-    width = bert_state_dict["embeddings.word_embeddings.weight"].shape[1]
-    if width != config.hidden_size:
-        raise BackboneLayoutError(
-            f"the BERT has width {width}; this IVT model needs width {config.hidden_size} (bert-base for the base "
-            "preset)"
-        )
+    head_state = {key: value for key, value in _legacy_layer_norm_names(bert_state_dict).items()
+                  if key.startswith("cls.")}  # fmt: skip
+    bert_state_dict = _bert_encoder_state(bert_state_dict, config)
     fusion_state = {}
     for index in range(config.fusion_num_hidden_layers):
         for part in BERT_LAYER_PARTS:
