@@ -6,6 +6,7 @@ and `AutoProcessor.from_pretrained(folder)` work.
 
 The package by role (a part imports only the parts listed before it):
     model/       the four modules that travel with the weights
+    errors.py    the package's error types (bad input the user can fix; the CLI's exit code 2)
     data/        benchmark specs, the one schema, the one normaliser, loaders; SynthPEDES; image-text pair streams
     evaluation/  metrics, encoding, split evaluation, evaluation records, pictures
     search/      the gallery index of your own images

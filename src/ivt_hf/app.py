@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import IVTInputError, OutputExistsError
 from .search.index import FaissSettings, GalleryIndex
 
 EXAMPLE_QUERIES = (
@@ -88,9 +89,9 @@ class SearchPage:
         try:
             value = int(k)
         except (TypeError, ValueError):
-            raise ValueError(f"top-k must be a whole number from 1 to {self.max_k}, got {k!r}") from None
+            raise IVTInputError(f"top-k must be a whole number from 1 to {self.max_k}, got {k!r}") from None
         if not 1 <= value <= self.max_k or value != float(k):
-            raise ValueError(f"top-k must be a whole number from 1 to {self.max_k}, got {k!r}")
+            raise IVTInputError(f"top-k must be a whole number from 1 to {self.max_k}, got {k!r}")
         return value
 
     def _gallery(self, hits) -> list[tuple[str, str]]:
@@ -168,7 +169,7 @@ def load_page(
     from .hub.folder import load_model_and_processor
 
     if (index is None) == (images is None):
-        raise ValueError("give the index (--index) or a folder of images to index now (--images), one of them")
+        raise IVTInputError("give the index (--index) or a folder of images to index now (--images), one of them")
     loaded_model, processor = load_model_and_processor(model)
     if index is not None:
         gallery = GalleryIndex.load(index)
@@ -238,7 +239,7 @@ def export_space(
     output_dir = Path(output_dir)
     if output_dir.exists() and any(output_dir.iterdir()):
         if not overwrite:
-            raise FileExistsError(f"{output_dir} is not empty; pass --overwrite to replace it")
+            raise OutputExistsError(f"{output_dir} is not empty; pass --overwrite to replace it")
         shutil.rmtree(output_dir)
     gallery = GalleryIndex.load(index)  # checked before anything is written
     model_ref = model

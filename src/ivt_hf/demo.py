@@ -17,6 +17,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from .errors import IVTInputError
 from .training.arguments import RECIPES
 
 DEMO_RECIPE = RECIPES / "synthpedes-cpu.json"
@@ -63,7 +64,7 @@ def plan_schedule(budget_seconds: float, step_seconds: float, validation_seconds
     in multiples of STEP_GRANULARITY, at most LONGEST_SCHEDULE. The learning-rate schedule (warm-up, cosine) is laid
     over exactly these steps, so it finishes instead of being cut off by the time limit in its steepest part."""
     if budget_seconds <= 0 or step_seconds <= 0 or validation_seconds < 0:
-        raise ValueError("budget and step time must be positive")
+        raise IVTInputError("budget and step time must be positive")
     affordable = (SAFETY * budget_seconds - VALIDATIONS * validation_seconds) / step_seconds
     steps = int(affordable // STEP_GRANULARITY) * STEP_GRANULARITY
     if steps >= LONGEST_SCHEDULE:

@@ -33,6 +33,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from ..errors import InputNotFoundError, IVTInputError
 from ..model.configuration_ivt import IVTConfig
 from ..model.modeling_ivt import IVTForPreTraining, IVTModel
 from .key_map import (
@@ -53,7 +54,7 @@ from .key_map import (
 logger = logging.getLogger(__name__)
 
 
-class BackboneLayoutError(ValueError):
+class BackboneLayoutError(IVTInputError):
     """A backbone state dict whose layout or shapes do not fit the IVT config."""
 
 
@@ -338,27 +339,27 @@ def _from_hub(repo_id: str, revision: str | None) -> tuple[Path | None, Path]:
         try:
             return Path(hf_hub_download(repo_id, filename, revision=revision))
         except RepositoryNotFoundError:
-            raise FileNotFoundError(
+            raise InputNotFoundError(
                 f"no Hub repo {repo_id!r} (or it is private or gated: log in or set HF_TOKEN)"
             ) from None
         except RevisionNotFoundError:
-            raise FileNotFoundError(f"Hub repo {repo_id!r} has no revision {revision!r}") from None
+            raise InputNotFoundError(f"Hub repo {repo_id!r} has no revision {revision!r}") from None
         except EntryNotFoundError:
             return None
         except LocalEntryNotFoundError:
-            raise FileNotFoundError(
+            raise InputNotFoundError(
                 f"{repo_id}/{filename} is not in the local Hub cache and the Hub cannot be reached (offline mode "
                 "or no network): download it once with network access, or pass a local file or folder"
             ) from None
         except HfHubHTTPError as error:
-            raise FileNotFoundError(f"the Hub refused {repo_id}/{filename}: {error}") from None
+            raise InputNotFoundError(f"the Hub refused {repo_id}/{filename}: {error}") from None
 
     config = fetch("config.json")
     for name in WEIGHT_FILES:
         weights = fetch(name)
         if weights is not None:
             return config, weights
-    raise FileNotFoundError(f"Hub repo {repo_id!r} has none of {', '.join(WEIGHT_FILES)}")
+    raise InputNotFoundError(f"Hub repo {repo_id!r} has none of {', '.join(WEIGHT_FILES)}")
 
 
 def read_backbone(
@@ -367,7 +368,7 @@ def read_backbone(
     """The state dict of a public backbone from a weights file, a local folder (config.json + weights) or a Hub repo
     id. A config that names another kind of model, or weights of the wrong layout, are errors naming `source`."""
     if kind not in EXPECTED:
-        raise ValueError(f"kind must be 'vit' or 'bert', got {kind!r}")
+        raise IVTInputError(f"kind must be 'vit' or 'bert', got {kind!r}")
     path = Path(source).expanduser()
     if path.is_file():
         config_path, weights = None, path
@@ -375,9 +376,9 @@ def read_backbone(
         config_path = path / "config.json" if (path / "config.json").is_file() else None
         weights = next((path / name for name in WEIGHT_FILES if (path / name).is_file()), None)
         if weights is None:
-            raise FileNotFoundError(f"{path} holds none of {', '.join(WEIGHT_FILES)}")
+            raise InputNotFoundError(f"{path} holds none of {', '.join(WEIGHT_FILES)}")
     elif str(source).startswith((".", "/", "~")) or str(source).count("/") > 1:
-        raise FileNotFoundError(f"backbone not found: {source}")
+        raise InputNotFoundError(f"backbone not found: {source}")
     else:
         config_path, weights = _from_hub(str(source), revision)
     config = None

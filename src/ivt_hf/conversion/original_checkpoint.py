@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import InputNotFoundError, IVTInputError
 from ..hub.folder import save_model_folder
 from ..model.configuration_ivt import IVTConfig
 from ..model.modeling_ivt import IVTForPreTraining, IVTModel
@@ -47,7 +48,7 @@ KNOWN_UNUSED_ENCODER_KEYS = ("embeddings.position_ids",)
 FINE_TUNING_HEAD_PREFIXES = ("classifier_img.", "bottleneck_img.")
 
 
-class CheckpointConversionError(ValueError):
+class CheckpointConversionError(IVTInputError):
     """The file is not an IVT checkpoint this converter understands; the message says what does not fit."""
 
 
@@ -85,9 +86,9 @@ def load_reference_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor]
     """Read a reference checkpoint with `weights_only=True`; unwrap `{'state_dict': ...}` and strip `module.`."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise InputNotFoundError(f"checkpoint not found: {path}")
     if not Path(path).is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise InputNotFoundError(f"checkpoint not found: {path}")
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # an object other than tensors, a zip of something else, a truncated file

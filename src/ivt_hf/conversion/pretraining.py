@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import InputNotFoundError, IVTInputError
 from ..model.configuration_ivt import IVTConfig
 from ..model.modeling_ivt import IVTForPreTraining, IVTModel
 from .backbones import resize_position_embedding
@@ -31,7 +32,7 @@ GRID_EMBEDDINGS = ("image_embeddings.position_embedding", "image_embeddings.moda
 _NOT_INHERITED = ("architectures", "auto_map")
 
 
-class PretrainingTransferError(ValueError):
+class PretrainingTransferError(IVTInputError):
     """The source is not a pre-training model, or the requested encoder cannot take its weights."""
 
 
@@ -62,7 +63,7 @@ def _config_json(path_or_id: str | Path) -> dict | None:
         if not config_path.is_file():
             return None
     elif path.exists() or str(path_or_id).startswith((".", "/", "~")) or str(path_or_id).count("/") > 1:
-        raise FileNotFoundError(f"not a model folder: {path_or_id}")
+        raise InputNotFoundError(f"not a model folder: {path_or_id}")
     else:
         from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import EntryNotFoundError

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import IVTInputError
 from .hf_datasets import ColumnMapping, is_saved_dataset, load_hub_dataset, load_saved_dataset
 from .normalise import BenchmarkReport, emit_report, normalise_benchmark
 from .prepared import is_prepared, load_prepared
@@ -38,7 +39,7 @@ def load_benchmark_with_report(
         raise TypeError(f"unexpected arguments for {name}: {sorted(synth_kwargs)} (only synthpedes takes them)")
     spec = get_spec(name)
     if root is None:
-        raise ValueError(f"{name} needs `root`: the folder of your licensed copy (it cannot be downloaded)")
+        raise IVTInputError(f"{name} needs `root`: the folder of your licensed copy (it cannot be downloaded)")
     if is_prepared(root):
         return load_prepared(root, expected_source=spec.name), None
     if min_images_per_id is not None:
@@ -118,7 +119,7 @@ def load_data_with_report(
         given = [name for name, value in datasets_only.items() if value is not None] + (
             ["columns"] if columns != ColumnMapping() else [])  # fmt: skip
         if given:
-            raise ValueError(f"{', '.join(given)} apply to a save_to_disk folder or a Hub dataset, not to {source}")
+            raise IVTInputError(f"{', '.join(given)} apply to a save_to_disk folder or a Hub dataset, not to {source}")
         return load_benchmark_with_report(source, root, **checks, **synth_kwargs)
     if synth_kwargs:
         raise TypeError(f"unexpected arguments for {source}: {sorted(synth_kwargs)} (only synthpedes takes them)")

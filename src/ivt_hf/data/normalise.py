@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import IVTInputError
 from .schema import benchmark_features, format_counts_table, split_counts
 from .specs import (
     BenchmarkFormatError,
@@ -245,7 +246,7 @@ class RecordCollector:
 
     def __init__(self, annotation_file: Path, on_invalid: OnInvalid, report: BenchmarkReport):
         if on_invalid not in ("error", "skip"):
-            raise ValueError(f"on_invalid must be 'error' or 'skip', got {on_invalid!r}")
+            raise IVTInputError(f"on_invalid must be 'error' or 'skip', got {on_invalid!r}")
         self.annotation_file = annotation_file
         self.on_invalid = on_invalid
         self.report = report

@@ -43,6 +43,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import IVTInputError, OutputExistsError
+
 if TYPE_CHECKING:
     import datasets
 
@@ -65,7 +67,7 @@ _ON_INVALID = {"raise": "raise", "error": "raise", "skip": "skip"}  # `error`: t
 _DOWNLOAD_COUNT_LOCK = threading.Lock()
 
 
-class PairDataError(ValueError):
+class PairDataError(IVTInputError):
     """Image-text pairs that cannot be read as asked: the message names the source, shard or file, and the key."""
 
     def __init__(self, reason: str, *, where: str | os.PathLike | None = None, key: str | None = None):
@@ -98,14 +100,14 @@ def clean_caption(text: str, max_words: int = 50) -> str:
     if not isinstance(text, str):
         raise TypeError(f"a caption should be a string, found {type(text).__name__}")
     if max_words < 1:
-        raise ValueError(f"max_words should be at least 1, got {max_words}")
+        raise IVTInputError(f"max_words should be at least 1, got {max_words}")
     spaced = text.lower().replace("-", " ").replace("/", " ")
     kept = "".join(
         char for char in spaced if char.isalnum() or char.isspace() or unicodedata.category(char).startswith("M")
     )
     words = kept.split()
     if not words:
-        raise ValueError(f"caption {text!r:.80} is empty once punctuation is removed")
+        raise IVTInputError(f"caption {text!r:.80} is empty once punctuation is removed")
     return " ".join(words[:max_words])
 
 
@@ -136,15 +138,15 @@ def write_webdataset_shards(
         ValueError: a bad key, empty image bytes, a caption that is not a string, or `pairs_per_shard` < 1.
     """
     if not isinstance(pairs_per_shard, int) or pairs_per_shard < 1:
-        raise ValueError(f"pairs_per_shard should be a positive integer, got {pairs_per_shard!r}")
+        raise IVTInputError(f"pairs_per_shard should be a positive integer, got {pairs_per_shard!r}")
     if not prefix or "/" in prefix or "." in prefix:
-        raise ValueError(f"prefix should be a file name without '/' or '.', got {prefix!r}")
+        raise IVTInputError(f"prefix should be a file name without '/' or '.', got {prefix!r}")
     output = Path(output_dir)
     existing = sorted(output.rglob("*.tar")) if output.is_dir() else []
     if existing and not overwrite:
         shown = ", ".join(str(path.relative_to(output)) for path in existing[:3])
         shown += ", ..." if len(existing) > 3 else ""
-        raise FileExistsError(
+        raise OutputExistsError(
             f"{output}: already holds {len(existing)} .tar file(s) ({shown}); write to an empty folder, or pass "
             "overwrite=True to delete them first"
         )
@@ -188,16 +190,20 @@ def _checked_pair_to_write(pair: Any, number: int, seen: set[str]) -> tuple[str,
     try:
         key, image, caption = pair
     except (TypeError, ValueError):
-        raise ValueError(f"pair {number} should be (key, image bytes, caption), found {pair!r:.80}") from None
+        raise IVTInputError(f"pair {number} should be (key, image bytes, caption), found {pair!r:.80}") from None
     if not isinstance(key, str) or not key or "." in key or key.startswith("/") or ".." in key.split("/"):
-        raise ValueError(f"pair {number}: key {key!r} should be a non-empty string without '.', a leading '/' or '..'")
+        raise IVTInputError(
+            f"pair {number}: key {key!r} should be a non-empty string without '.', a leading '/' or '..'"
+        )
     if key in seen:
-        raise ValueError(f"pair {number}: key {key!r} is used twice (keys name samples and must be unique)")
+        raise IVTInputError(f"pair {number}: key {key!r} is used twice (keys name samples and must be unique)")
     seen.add(key)
     if not isinstance(image, (bytes, bytearray, memoryview)) or not len(image):
-        raise ValueError(f"pair {number} (key {key!r}): the image should be non-empty encoded bytes")
+        raise IVTInputError(f"pair {number} (key {key!r}): the image should be non-empty encoded bytes")
     if not isinstance(caption, str):
-        raise ValueError(f"pair {number} (key {key!r}): the caption should be a string, found {type(caption).__name__}")
+        raise IVTInputError(
+            f"pair {number} (key {key!r}): the caption should be a string, found {type(caption).__name__}"
+        )
     return key, bytes(image), caption
 
 
@@ -281,15 +287,15 @@ class PairStream:
         on_invalid: str = "raise",
     ):
         if not isinstance(world_size, int) or world_size < 1:
-            raise ValueError(f"world_size should be a positive integer, got {world_size!r}")
+            raise IVTInputError(f"world_size should be a positive integer, got {world_size!r}")
         if not isinstance(rank, int) or not 0 <= rank < world_size:
-            raise ValueError(f"rank should be an integer in [0, {world_size}), got {rank!r}")
+            raise IVTInputError(f"rank should be an integer in [0, {world_size}), got {rank!r}")
         if not isinstance(seed, int):
-            raise ValueError(f"seed should be an integer, got {seed!r}")
+            raise IVTInputError(f"seed should be an integer, got {seed!r}")
         if on_invalid not in _ON_INVALID:
-            raise ValueError(f"on_invalid should be 'raise' or 'skip', got {on_invalid!r}")
+            raise IVTInputError(f"on_invalid should be 'raise' or 'skip', got {on_invalid!r}")
         if image_column is not None and image_column == caption_column:
-            raise ValueError(f"image_column and caption_column are both {image_column!r}")
+            raise IVTInputError(f"image_column and caption_column are both {image_column!r}")
         self.source, self.rank, self.world_size, self.seed, self.split = source, rank, world_size, seed, split
         self.revision = revision
         self.on_invalid = _ON_INVALID[on_invalid]

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..errors import OutputExistsError
 from .schema import COLUMNS
 from .specs import BenchmarkFormatError
 
@@ -79,6 +80,6 @@ def prepare_benchmark(
     output_dir = Path(output_dir)
     if output_dir.exists() and any(output_dir.iterdir()):
         if not overwrite:
-            raise FileExistsError(f"{str(output_dir)!r} is not empty; pass --overwrite to replace it")
+            raise OutputExistsError(f"{str(output_dir)!r} is not empty; pass --overwrite to replace it")
         shutil.rmtree(output_dir)
     return build_folder_once(output_dir, lambda staging: dataset.save_to_disk(str(staging)), is_prepared)

@@ -11,11 +11,14 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..errors import IVTInputError
+
 OnInvalid = Literal["error", "skip"]
 SPLITS = ("train", "validation", "test")
 SYNTHPEDES = "synthpedes"
 
-class BenchmarkFormatError(ValueError):
+
+class BenchmarkFormatError(IVTInputError):
     """A raw benchmark copy that cannot be read as its spec says; the message says where and why."""
 
     def __init__(
@@ -173,4 +176,6 @@ def get_spec(name: str) -> BenchmarkSpec:
     try:
         return BENCHMARKS[name]
     except KeyError:
-        raise ValueError(f"unknown benchmark {name!r}; expected one of {sorted([*BENCHMARKS, IMAGEFOLDER])}") from None
+        raise IVTInputError(
+            f"unknown benchmark {name!r}; expected one of {sorted([*BENCHMARKS, IMAGEFOLDER])}"
+        ) from None

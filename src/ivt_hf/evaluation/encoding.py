@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import IVTInputError
+
 DTYPES = ("float32", "bfloat16", "float16", "int8")
 # config entries that say where or how a model was saved, not what it computes
 _VOLATILE_CONFIG_KEYS = ("_name_or_path", "transformers_version", "architectures", "auto_map", "dtype", "torch_dtype",
@@ -45,17 +47,17 @@ def prepare_for_inference(model, dtype: str = "float32"):
     moving to the torchao package; it is what works with no extra dependency.
     """
     if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        raise IVTInputError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     device = next(model.parameters()).device
     if dtype == "float32":
         return model.eval()
     fingerprint = model_fingerprint(model)
     if dtype == "float16" and device.type != "cuda":
-        raise ValueError("float16 encoding needs a GPU (a CPU has no fast float16 matmul); on a CPU use bfloat16 or "
+        raise IVTInputError("float16 encoding needs a GPU (a CPU has no fast float16 matmul); on a CPU use bfloat16 or "
                          "int8")  # fmt: skip
     if dtype == "int8":
         if device.type != "cpu":
-            raise ValueError("int8 dynamic quantisation runs on the CPU; on a GPU use float16 or bfloat16")
+            raise IVTInputError("int8 dynamic quantisation runs on the CPU; on a GPU use float16 or bfloat16")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # the torchao migration notice
             warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)

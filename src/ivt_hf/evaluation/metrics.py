@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
+from ..errors import IVTInputError
+
 if TYPE_CHECKING:
     import evaluate
 
@@ -97,9 +99,11 @@ def retrieval_metrics(
             gallery positive (unless skipped), or bad options.
     """
     if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        raise IVTInputError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     if on_missing_positive not in MISSING_POSITIVE_POLICIES:
-        raise ValueError(f"on_missing_positive must be one of {MISSING_POSITIVE_POLICIES}, got {on_missing_positive!r}")
+        raise IVTInputError(
+            f"on_missing_positive must be one of {MISSING_POSITIVE_POLICIES}, got {on_missing_positive!r}"
+        )
     ks = _check_ks(ks)
     similarity = _as_similarity(similarity)
     num_queries, num_gallery = similarity.shape
@@ -107,7 +111,7 @@ def retrieval_metrics(
     gallery_pids = _as_pids(gallery_pids, "gallery_pids", num_gallery, "similarity.shape[1] (gallery)")
     if official_every_second_gallery_row:
         if num_queries != num_gallery:
-            raise ValueError(
+            raise IVTInputError(
                 "official_every_second_gallery_row needs a square similarity whose column i is the image of caption "
                 f"row i, got shape {tuple(similarity.shape)}"
             )
@@ -119,11 +123,11 @@ def retrieval_metrics(
     if chunk_size is None:
         chunk_size = max(1, _DEFAULT_SCORES_PER_CHUNK // similarity.shape[1])
     elif not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+        raise IVTInputError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
     if num_workers is None:
         num_workers = torch.get_num_threads() if similarity.device.type == "cpu" else 1
     elif not isinstance(num_workers, int) or num_workers < 1:
-        raise ValueError(f"num_workers must be a positive int or None, got {num_workers!r}")
+        raise IVTInputError(f"num_workers must be a positive int or None, got {num_workers!r}")
 
     def score_chunk(start: int) -> dict[str, torch.Tensor]:
         rows = slice(start, start + chunk_size)
@@ -177,7 +181,7 @@ def _positive_ranks(
     bad_rows = ~(torch.isfinite(scores.amin(1)) & torch.isfinite(scores.amax(1)))  # min/max propagate NaN
     if bad_rows.any():
         first = int(query_rows[bad_rows.nonzero()[0, 0].cpu()])
-        raise ValueError(f"similarity has NaN or infinite scores (first in query row {first})")
+        raise IVTInputError(f"similarity has NaN or infinite scores (first in query row {first})")
 
     # Best positive first, padding (-inf) last. The k-th positive's rank = k + #negatives scoring >= its score.
     positive_scores = scores.gather(1, positive_columns).masked_fill(~is_positive_slot, float("-inf"))
@@ -283,9 +287,9 @@ def _group_positives(
             f"{missing[:5].tolist()}, ids {query_pids[missing[:5]].tolist()})"
         )
         if on_missing_positive == "raise":
-            raise ValueError(message + "; pass on_missing_positive='skip' to leave them out")
+            raise IVTInputError(message + "; pass on_missing_positive='skip' to leave them out")
         if len(missing) == len(query_pids):
-            raise ValueError(message + ": nothing left to score")
+            raise IVTInputError(message + ": nothing left to score")
         warnings.warn(message + "; they are left out of every metric", stacklevel=3)
         query_rows, slot = query_rows[has_positive], slot[has_positive]
     return query_rows, id_starts[slot], counts[slot], gallery_order
@@ -294,22 +298,22 @@ def _group_positives(
 def _as_similarity(similarity: Any) -> torch.Tensor:
     similarity = _as_tensor(similarity).detach()
     if similarity.ndim != 2:
-        raise ValueError(f"similarity must be 2-D (queries, gallery), got shape {tuple(similarity.shape)}")
+        raise IVTInputError(f"similarity must be 2-D (queries, gallery), got shape {tuple(similarity.shape)}")
     if not similarity.is_floating_point():
-        raise ValueError(f"similarity must hold floating-point scores, got {similarity.dtype}")
+        raise IVTInputError(f"similarity must hold floating-point scores, got {similarity.dtype}")
     if 0 in similarity.shape:
-        raise ValueError(f"similarity is empty: shape {tuple(similarity.shape)}")
+        raise IVTInputError(f"similarity is empty: shape {tuple(similarity.shape)}")
     return similarity
 
 
 def _as_pids(pids: Any, name: str, expected_length: int, expected_what: str) -> torch.Tensor:
     pids = _as_tensor(pids).cpu()
     if pids.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {tuple(pids.shape)}")
+        raise IVTInputError(f"{name} must be 1-D, got shape {tuple(pids.shape)}")
     if pids.is_floating_point() or pids.is_complex() or pids.dtype == torch.bool:
-        raise ValueError(f"{name} must hold integer person ids, got {pids.dtype}")
+        raise IVTInputError(f"{name} must hold integer person ids, got {pids.dtype}")
     if len(pids) != expected_length:
-        raise ValueError(f"{name} has {len(pids)} entries but {expected_what} is {expected_length}")
+        raise IVTInputError(f"{name} has {len(pids)} entries but {expected_what} is {expected_length}")
     return pids.long()
 
 
@@ -328,5 +332,5 @@ def _as_tensor(values: Any) -> torch.Tensor:
 def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:
     ks = tuple(ks)
     if not ks or not all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 1 for k in ks):
-        raise ValueError(f"ks must be a non-empty sequence of positive ints, got {ks!r}")
+        raise IVTInputError(f"ks must be a non-empty sequence of positive ints, got {ks!r}")
     return tuple(int(k) for k in ks)

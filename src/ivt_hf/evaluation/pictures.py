@@ -13,6 +13,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from ..errors import IVTInputError
+
 GREEN = (32, 170, 60)
 RED = (210, 40, 40)
 GREY = (150, 150, 150)
@@ -58,7 +60,7 @@ def draw_retrieval(
 ) -> Image.Image:
     """Draw the rows and save them to `output_path` (PNG/JPEG by extension) if given; returns the picture."""
     if not rows:
-        raise ValueError("nothing to draw: no query rows")
+        raise IVTInputError("nothing to draw: no query rows")
     font, small = _font(15), _font(12)
     frame, gap = 4, 6
     cell_w, cell_h = thumb_size[0] + 2 * frame, thumb_size[1] + 2 * frame

@@ -18,12 +18,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import IVTInputError
+
 METRIC_ORDER = ("R1", "R5", "R10", "mAP", "mINP")
 BASELINE_NAMES = ("random", "oracle")
 _KEYS = ("benchmark", "split", "protocol")
 
 
-class InvalidEvaluationRecordError(ValueError):
+class InvalidEvaluationRecordError(IVTInputError):
     """A JSON file or mapping that is not an evaluation record; the message says why."""
 
 

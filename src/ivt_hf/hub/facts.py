@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import IVTInputError
 from ..evaluation.record import EvaluationRecord, InvalidEvaluationRecordError
 from ..model.configuration_ivt import IVTConfig
 from .card import CARD_FACTS_FILE, render_model_card
@@ -55,9 +56,9 @@ def _read_json_object(path: Path) -> dict[str, Any]:
     try:
         value = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path} is unreadable: {error}") from None
+        raise IVTInputError(f"{path} is unreadable: {error}") from None
     if not isinstance(value, dict):
-        raise ValueError(f"{path} must hold a JSON object of facts")
+        raise IVTInputError(f"{path} must hold a JSON object of facts")
     return value
 
 

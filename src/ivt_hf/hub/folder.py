@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..errors import InputNotFoundError, IVTInputError
 from ..model.configuration_ivt import IVTConfig
 from ..model.image_processing_ivt import IVTImageProcessor
 from ..model.modeling_ivt import IVTForPreTraining, IVTModel
@@ -39,7 +40,7 @@ def save_model_folder(model: IVTModel | IVTForPreTraining, processor: IVTProcess
     return output_dir
 
 
-class NotAnIVTModelError(ValueError):
+class NotAnIVTModelError(IVTInputError):
     """The folder exists but does not hold an IVT model + processor saved with `save_pretrained`."""
 
 
@@ -47,7 +48,7 @@ def check_model_folder(model_dir: str | Path) -> Path:
     """Check, before loading anything, that `model_dir` is a saved IVT model folder; errors say what it is instead."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
-        raise FileNotFoundError(f"model folder not found: {model_dir}")
+        raise InputNotFoundError(f"model folder not found: {model_dir}")
     config_path = model_dir / "config.json"
     if not config_path.is_file():
         raise NotAnIVTModelError(f"{model_dir} is not a saved model folder: it has no config.json")
@@ -80,7 +81,7 @@ def load_model_and_processor(name_or_path: str | Path, *, revision: str | None =
         try:
             model_type = AutoConfig.from_pretrained(str(name_or_path), revision=revision).model_type
         except (OSError, ValueError) as error:
-            raise FileNotFoundError(
+            raise InputNotFoundError(
                 f"model not found: {name_or_path} is neither a local folder nor a Hub repo that can be reached "
                 f"({str(error).splitlines()[0]})"
             ) from None

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import IVTInputError
 from ..model.modeling_ivt import IVTModel
 from ..model.processing_ivt import IVTProcessor
 from .card import write_card_facts, write_model_card
@@ -15,7 +16,7 @@ from .folder import NotAnIVTModelError, check_model_folder, register_for_remote_
 logger = logging.getLogger(__name__)
 
 
-class InvalidRepoIdError(ValueError):
+class InvalidRepoIdError(IVTInputError):
     """The repo id is not `name` or `namespace/name` as the Hub spells them."""
 
 

@@ -16,6 +16,12 @@ from transformers import PretrainedConfig
 TOKEN_DROP_MODES = ("batch", "per_sample")
 
 
+class IVTInputError(ValueError):
+    """A value, image, text or file that IVT refuses; the message names it. The whole package raises this type (and
+    its subclasses in `ivt_hf.errors`) for input the user can fix; it lives here because this file travels with the
+    weights and must stay self-contained."""
+
+
 class IVTConfig(PretrainedConfig):
     r"""
     Every architecture number of IVT is a field here; there is no text/vision sub-config because one encoder serves
@@ -167,9 +173,9 @@ class IVTConfig(PretrainedConfig):
         for name in positive_ints:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"IVTConfig.{name} must be a positive int, got {value!r}")
+                raise IVTInputError(f"IVTConfig.{name} must be a positive int, got {value!r}")
         if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
+            raise IVTInputError(
                 f"IVTConfig.hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
                 f"({self.num_attention_heads})"
             )
@@ -178,45 +184,45 @@ class IVTConfig(PretrainedConfig):
             or len(self.image_size) != 2
             or not all(isinstance(side, int) and not isinstance(side, bool) for side in self.image_size)
         ):
-            raise ValueError(f"IVTConfig.image_size must be (height, width) ints, got {self.image_size!r}")
+            raise IVTInputError(f"IVTConfig.image_size must be (height, width) ints, got {self.image_size!r}")
         if min(self.image_size) < self.patch_size:
-            raise ValueError(
+            raise IVTInputError(
                 f"IVTConfig.image_size {tuple(self.image_size)} is smaller than patch_size {self.patch_size}"
             )
         for name in ("drop_path_rate", "text_embedding_dropout", "attention_dropout"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
-                raise ValueError(f"IVTConfig.{name} must be in [0, 1), got {value!r}")
+                raise IVTInputError(f"IVTConfig.{name} must be in [0, 1), got {value!r}")
         if not 0.0 <= self.token_drop_ratio < 1.0:
-            raise ValueError(f"IVTConfig.token_drop_ratio must be in [0, 1), got {self.token_drop_ratio!r}")
+            raise IVTInputError(f"IVTConfig.token_drop_ratio must be in [0, 1), got {self.token_drop_ratio!r}")
         if self.token_drop_mode not in TOKEN_DROP_MODES:
-            raise ValueError(
+            raise IVTInputError(
                 f"IVTConfig.token_drop_mode must be one of {TOKEN_DROP_MODES}, got {self.token_drop_mode!r}"
             )
         for name in ("layer_norm_eps", "text_layer_norm_eps", "initializer_range"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"IVTConfig.{name} must be > 0, got {getattr(self, name)!r}")
+                raise IVTInputError(f"IVTConfig.{name} must be > 0, got {getattr(self, name)!r}")
         fusion_layers = self.fusion_num_hidden_layers
         if isinstance(fusion_layers, bool) or not isinstance(fusion_layers, int) or fusion_layers < 0:
-            raise ValueError(f"IVTConfig.fusion_num_hidden_layers must be an int >= 0, got {fusion_layers!r}")
+            raise IVTInputError(f"IVTConfig.fusion_num_hidden_layers must be an int >= 0, got {fusion_layers!r}")
         for name in ("fusion_hidden_dropout", "fusion_attention_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"IVTConfig.{name} must be in [0, 1), got {getattr(self, name)!r}")
+                raise IVTInputError(f"IVTConfig.{name} must be in [0, 1), got {getattr(self, name)!r}")
         if self.fusion_layer_norm_eps <= 0:
-            raise ValueError(f"IVTConfig.fusion_layer_norm_eps must be > 0, got {self.fusion_layer_norm_eps!r}")
+            raise IVTInputError(f"IVTConfig.fusion_layer_norm_eps must be > 0, got {self.fusion_layer_norm_eps!r}")
         if not self.itc_temperature > 0:
-            raise ValueError(f"IVTConfig.itc_temperature must be > 0, got {self.itc_temperature!r}")
+            raise IVTInputError(f"IVTConfig.itc_temperature must be > 0, got {self.itc_temperature!r}")
         temperature_range = self.itc_temperature_range
         if temperature_range is not None and (
             len(temperature_range) != 2 or not 0 < temperature_range[0] <= temperature_range[1]
         ):
-            raise ValueError(
+            raise IVTInputError(
                 f"IVTConfig.itc_temperature_range must be None or (low, high) with 0 < low <= high, got "
                 f"{temperature_range!r}"
             )
         pad_token_id = self.pad_token_id
         if pad_token_id is not None and not 0 <= pad_token_id < self.vocab_size:
-            raise ValueError(f"IVTConfig.pad_token_id {pad_token_id} is outside the vocabulary of {self.vocab_size}")
+            raise IVTInputError(f"IVTConfig.pad_token_id {pad_token_id} is outside the vocabulary of {self.vocab_size}")
 
 
-__all__ = ["IVTConfig"]
+__all__ = ["IVTConfig", "IVTInputError"]

@@ -26,6 +26,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from transformers.image_processing_backends import PilBackend
 from transformers.image_utils import PILImageResampling
 
+from .configuration_ivt import IVTInputError
+
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
@@ -62,7 +64,7 @@ def _array_to_rgb(array: np.ndarray, name: str) -> Image.Image:
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
     if not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (3, 4))):
-        raise ValueError(
+        raise IVTInputError(
             f"{name}: expected an image of shape (H, W), (H, W, C) or (C, H, W) with C in (1, 3, 4), got "
             f"{tuple(array.shape)}"
         )
@@ -72,9 +74,9 @@ def _array_to_rgb(array: np.ndarray, name: str) -> Image.Image:
         array = np.rint(array.astype(np.float64) / 65535.0 * 255.0).astype(np.uint8)
     elif np.issubdtype(array.dtype, np.floating):
         if not np.isfinite(array).all():
-            raise ValueError(f"{name}: the image contains NaN or infinite values")
+            raise IVTInputError(f"{name}: the image contains NaN or infinite values")
         if array.min() < 0.0 or array.max() > 1.0:
-            raise ValueError(
+            raise IVTInputError(
                 f"{name}: float images must hold values in [0, 1] (got [{array.min():.3g}, {array.max():.3g}]); pass "
                 "uint8 for 0-255 data"
             )
@@ -82,7 +84,7 @@ def _array_to_rgb(array: np.ndarray, name: str) -> Image.Image:
     elif array.dtype == np.bool_:
         array = array.astype(np.uint8) * 255
     else:
-        raise ValueError(f"{name}: unsupported image dtype {array.dtype} (use uint8, uint16 or float in [0, 1])")
+        raise IVTInputError(f"{name}: unsupported image dtype {array.dtype} (use uint8, uint16 or float in [0, 1])")
     mode = "L" if array.ndim == 2 else ("RGB" if array.shape[-1] == 3 else "RGBA")
     return _pil_to_rgb(Image.fromarray(np.ascontiguousarray(array), mode=mode))
 
@@ -98,14 +100,14 @@ def to_rgb_uint8(image, name: str = "image") -> np.ndarray:
                 opened.load()
                 image = _pil_to_rgb(opened)
         except _DECODE_ERRORS as error:
-            raise ValueError(f"{name}: cannot decode image file {path}: {error}") from error
+            raise IVTInputError(f"{name}: cannot decode image file {path}: {error}") from error
     elif isinstance(image, (bytes, bytearray, memoryview)):
         try:
             with Image.open(io.BytesIO(bytes(image))) as opened:
                 opened.load()
                 image = _pil_to_rgb(opened)
         except _DECODE_ERRORS as error:
-            raise ValueError(f"{name}: cannot decode image bytes ({len(image)} bytes): {error}") from error
+            raise IVTInputError(f"{name}: cannot decode image bytes ({len(image)} bytes): {error}") from error
     elif isinstance(image, Image.Image):
         image = _pil_to_rgb(image)
     elif isinstance(image, torch.Tensor):
@@ -118,7 +120,7 @@ def to_rgb_uint8(image, name: str = "image") -> np.ndarray:
         )
     array = np.asarray(image)
     if array.shape[0] < 1 or array.shape[1] < 1:
-        raise ValueError(f"{name}: empty image of size {array.shape[1]}x{array.shape[0]}")
+        raise IVTInputError(f"{name}: empty image of size {array.shape[1]}x{array.shape[0]}")
     return array
 
 
@@ -146,7 +148,7 @@ class IVTImageProcessor(PilBackend):
         elif not isinstance(images, (list, tuple)):
             images = [images]
         if len(images) == 0:
-            raise ValueError("no images given")
+            raise IVTInputError("no images given")
         arrays = [to_rgb_uint8(image, name=f"images[{index}]") for index, image in enumerate(images)]
         kwargs["input_data_format"] = "channels_last"
         kwargs.setdefault("return_tensors", "pt")

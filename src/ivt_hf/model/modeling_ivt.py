@@ -28,7 +28,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
-from .configuration_ivt import IVTConfig
+from .configuration_ivt import IVTConfig, IVTInputError
 
 IMAGE = "image"
 TEXT = "text"
@@ -77,7 +77,7 @@ class IVTImageEmbeddings(nn.Module):
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         expected = (self.config.num_channels, *self.config.image_size)
         if pixel_values.dim() != 4 or tuple(pixel_values.shape[1:]) != expected:
-            raise ValueError(
+            raise IVTInputError(
                 f"pixel_values must have shape (batch, {expected[0]}, {expected[1]}, {expected[2]}) for this model's "
                 f"image_size {tuple(self.config.image_size)}, got {tuple(pixel_values.shape)}; run the images through "
                 "IVTImageProcessor (or IVTProcessor) first"
@@ -106,16 +106,16 @@ class IVTTextEmbeddings(nn.Module):
 
     def forward(self, input_ids: torch.LongTensor) -> torch.Tensor:
         if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must have shape (batch, sequence), got {tuple(input_ids.shape)}")
+            raise IVTInputError(f"input_ids must have shape (batch, sequence), got {tuple(input_ids.shape)}")
         seq_length = input_ids.shape[1]
         max_positions = self.position_embeddings.num_embeddings
         if seq_length > max_positions:
-            raise ValueError(
+            raise IVTInputError(
                 f"input_ids has {seq_length} tokens but the model has {max_positions} text positions; truncate the "
                 "text (IVTProcessor does so, with a warning)"
             )
         if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.word_embeddings.num_embeddings):
-            raise ValueError(
+            raise IVTInputError(
                 f"input_ids must lie in [0, {self.word_embeddings.num_embeddings}), got values in "
                 f"[{int(input_ids.min())}, {int(input_ids.max())}]"
             )
@@ -395,7 +395,7 @@ class IVTModel(IVTPreTrainedModel):
     ) -> torch.Tensor:
         """Final-LayerNorm states of the text pass, `(batch, seq, hidden)` (fewer tokens under BMM)."""
         if attention_mask is not None and attention_mask.shape != input_ids.shape:
-            raise ValueError(
+            raise IVTInputError(
                 f"attention_mask shape {tuple(attention_mask.shape)} does not match input_ids {tuple(input_ids.shape)}"
             )
         return self._encode(self.text_embeddings(input_ids), attention_mask, TEXT, token_drop)
@@ -419,11 +419,11 @@ class IVTModel(IVTPreTrainedModel):
     ) -> torch.Tensor:
         """CLS embeddings of the text pass run as `num_buckets` length-sorted groups, each trimmed to its longest."""
         if attention_mask.shape != input_ids.shape:
-            raise ValueError(
+            raise IVTInputError(
                 f"attention_mask shape {tuple(attention_mask.shape)} does not match input_ids {tuple(input_ids.shape)}"
             )
         if (attention_mask[:, 1:] > attention_mask[:, :-1]).any():
-            raise ValueError(
+            raise IVTInputError(
                 "text_length_buckets needs right-padded texts (real tokens first, as IVTProcessor returns them); "
                 "attention_mask has a real token after padding"
             )
@@ -458,9 +458,9 @@ class IVTModel(IVTPreTrainedModel):
             [`IVTOutput`]; the logits are filled when both modalities are given.
         """
         if pixel_values is None and input_ids is None:
-            raise ValueError("IVTModel needs pixel_values, input_ids, or both")
+            raise IVTInputError("IVTModel needs pixel_values, input_ids, or both")
         if text_length_buckets is not None and text_length_buckets < 1:
-            raise ValueError(f"text_length_buckets must be >= 1 (1 = no grouping), got {text_length_buckets}")
+            raise IVTInputError(f"text_length_buckets must be >= 1 (1 = no grouping), got {text_length_buckets}")
         image_states = self.image_hidden_states(pixel_values) if pixel_values is not None else None
         image_embeds = image_states[:, 0] if image_states is not None else None
         text_states = text_embeds = None
@@ -558,7 +558,9 @@ def sample_hard_negatives(
     """
     batch_size = similarity.shape[0]
     if similarity.shape != (batch_size, batch_size) or batch_size < 2:
-        raise ValueError(f"hard negatives need a square similarity of at least 2 pairs, got {tuple(similarity.shape)}")
+        raise IVTInputError(
+            f"hard negatives need a square similarity of at least 2 pairs, got {tuple(similarity.shape)}"
+        )
     similarity = similarity.detach().float()
     diagonal = torch.eye(batch_size, dtype=torch.bool, device=similarity.device)
     weights_image_to_text = (similarity.softmax(dim=1) + 1e-4).masked_fill(diagonal, 0.0)
@@ -778,13 +780,13 @@ class IVTForPreTraining(IVTPreTrainedModel):
         """
         batch_size = pixel_values.shape[0]
         if input_ids.shape[0] != batch_size:
-            raise ValueError(f"{batch_size} images but {input_ids.shape[0]} captions: pre-training takes pairs")
+            raise IVTInputError(f"{batch_size} images but {input_ids.shape[0]} captions: pre-training takes pairs")
         if (mlm_input_ids is None) != (mlm_labels is None):
-            raise ValueError("give both mlm_input_ids and mlm_labels, or neither")
+            raise IVTInputError("give both mlm_input_ids and mlm_labels, or neither")
         if mlm_input_ids is not None and (
             mlm_input_ids.shape != input_ids.shape or mlm_labels.shape != input_ids.shape
         ):
-            raise ValueError(
+            raise IVTInputError(
                 f"mlm_input_ids {tuple(mlm_input_ids.shape)} and mlm_labels {tuple(mlm_labels.shape)} must have the "
                 f"shape of input_ids {tuple(input_ids.shape)}"
             )

@@ -16,6 +16,7 @@ from pathlib import Path
 from transformers import BatchEncoding, BertTokenizer, ProcessorMixin
 from transformers.feature_extraction_utils import BatchFeature
 
+from .configuration_ivt import IVTInputError
 from .image_processing_ivt import IVTImageProcessor
 
 DEFAULT_MAX_LENGTH = 512
@@ -38,12 +39,14 @@ def validate_texts(text) -> list[str]:
     """A string or a list of strings, none empty; raises naming the offending index."""
     texts = [text] if isinstance(text, str) else text
     if not isinstance(texts, (list, tuple)) or len(texts) == 0:
-        raise ValueError(f"text must be a non-empty string or a non-empty list of strings, got {type(text).__name__}")
+        raise IVTInputError(
+            f"text must be a non-empty string or a non-empty list of strings, got {type(text).__name__}"
+        )
     for index, item in enumerate(texts):
         if not isinstance(item, str):
             raise TypeError(f"text[{index}] must be a string, got {type(item).__name__}")
         if not item.strip():
-            raise ValueError(f"text[{index}] is empty or only whitespace")
+            raise IVTInputError(f"text[{index}] is empty or only whitespace")
     return list(texts)
 
 
@@ -111,7 +114,7 @@ class IVTProcessor(ProcessorMixin):
     def __call__(self, images=None, text=None, max_length: int | None = None, return_tensors="pt", **kwargs):
         """Returns a `BatchFeature` with `pixel_values` and/or `input_ids` + `attention_mask`."""
         if images is None and text is None:
-            raise ValueError("IVTProcessor needs images, text, or both")
+            raise IVTInputError("IVTProcessor needs images, text, or both")
         data = {}
         if text is not None:
             data.update(self.tokenize(text, max_length=max_length, return_tensors=return_tensors))

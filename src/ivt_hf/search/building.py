@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import IVTInputError, OutputExistsError
 from ..evaluation.encoding import prepare_for_inference
 from .index import (
     INDEX_FORMAT_VERSION,
@@ -90,9 +91,9 @@ def build_index(
     from safetensors.torch import save_file
 
     if on_invalid not in ("error", "skip"):
-        raise ValueError(f"on_invalid must be 'error' or 'skip', got {on_invalid!r}")
+        raise IVTInputError(f"on_invalid must be 'error' or 'skip', got {on_invalid!r}")
     if chunk_size < 1 or batch_size < 1:
-        raise ValueError(f"chunk_size and batch_size must be >= 1, got {chunk_size} and {batch_size}")
+        raise IVTInputError(f"chunk_size and batch_size must be >= 1, got {chunk_size} and {batch_size}")
     state = PartialState(cpu=not torch.cuda.is_available())  # on CPU, accelerate joins a launch only when told
     start = time.perf_counter()
     root, output_dir = Path(images), Path(output_dir)
@@ -167,7 +168,7 @@ def _start_or_resume(output_dir: Path, plan: dict, overwrite: bool) -> None:
     if output_dir.exists() and any(output_dir.iterdir()):
         if not overwrite:
             held = "an index" if (output_dir / INDEX_MANIFEST).is_file() else "other files"
-            raise FileExistsError(f"{output_dir} already holds {held}; pass --overwrite to replace it")
+            raise OutputExistsError(f"{output_dir} already holds {held}; pass --overwrite to replace it")
         shutil.rmtree(output_dir)
     (output_dir / CHUNKS).mkdir(parents=True)
     build_file.write_text(json.dumps(plan, indent=1))

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import InputNotFoundError, IVTInputError
 from ..evaluation.encoding import encode_images, encode_texts, model_fingerprint
 from ..model.image_processing_ivt import to_rgb_uint8
 
@@ -21,7 +22,7 @@ INDEX_EMBEDDINGS = "embeddings.safetensors"
 INDEX_MANIFEST = "manifest.json"
 INDEX_FORMAT_VERSION = 1
 
-class GalleryIndexError(ValueError):
+class GalleryIndexError(IVTInputError):
     """An index folder that cannot be read, or a gallery with nothing to index; the message names the file."""
 
 
@@ -37,7 +38,7 @@ def find_images(folder: str | Path) -> list[Path]:
     """Image files under `folder` (recursive, sorted), by extension."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"image folder not found: {folder}")
+        raise InputNotFoundError(f"image folder not found: {folder}")
     paths = sorted(path for path in folder.rglob("*") if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file())
     if not paths:
         raise GalleryIndexError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {folder}")
@@ -73,11 +74,11 @@ class FaissSettings:
 
     def __post_init__(self):
         if self.kind not in ("flat", "ivf", "hnsw"):
-            raise ValueError(f"FAISS index kind must be flat, ivf or hnsw, got {self.kind!r}")
+            raise IVTInputError(f"FAISS index kind must be flat, ivf or hnsw, got {self.kind!r}")
         for name in ("nprobe", "hnsw_m", "ef_search", "ef_construction", "nlist", "train_sample"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+                raise IVTInputError(f"{name} must be >= 1, got {value}")
 
 
 def build_faiss_index(embeddings: torch.Tensor, settings: FaissSettings = FaissSettings(), seed: int = 0):
@@ -124,7 +125,7 @@ def encode_image_files(
     in `skipped` with its error (`"skip"`), never silently.
     """
     if on_invalid not in ("error", "skip"):
-        raise ValueError(f"on_invalid must be 'error' or 'skip', got {on_invalid!r}")
+        raise IVTInputError(f"on_invalid must be 'error' or 'skip', got {on_invalid!r}")
     readable: list[Path] = []
     skipped: list[dict[str, str]] = []
     parts = []
@@ -181,7 +182,7 @@ class GalleryIndex:
 
     def __init__(self, embeddings: torch.Tensor, paths: Sequence[str], manifest: dict[str, Any] | None = None):
         if embeddings.dim() != 2 or embeddings.shape[0] != len(paths):
-            raise ValueError(f"embeddings {tuple(embeddings.shape)} do not match {len(paths)} paths")
+            raise IVTInputError(f"embeddings {tuple(embeddings.shape)} do not match {len(paths)} paths")
         self.embeddings = embeddings.float().contiguous()
         self.paths = [str(path) for path in paths]
         self.manifest = dict(manifest or {})
@@ -299,11 +300,11 @@ class GalleryIndex:
         """Top-k hits for each row of `(num_queries, hidden)` normalised query embeddings (`faiss` implies
         `use_faiss`; an approximate index can return fewer than k hits: -1 rows are dropped)."""
         if queries.dim() != 2 or queries.shape[1] != self.embeddings.shape[1]:
-            raise ValueError(
+            raise IVTInputError(
                 f"query embeddings must be (num_queries, {self.embeddings.shape[1]}), got {tuple(queries.shape)}"
             )
         if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+            raise IVTInputError(f"k must be >= 1, got {k}")
         scores, indices = self._scores_and_indices(queries.float().contiguous(), k, use_faiss, faiss)
         return [
             [

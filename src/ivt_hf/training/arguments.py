@@ -11,6 +11,8 @@ from typing import Any
 
 from transformers import HfArgumentParser, TrainingArguments
 
+from ..errors import InputNotFoundError, IVTInputError
+
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 # Architecture presets. "base" is the reference ViT-B/16 model; "tiny" is sized for CPU runs (demo, tests).
@@ -146,17 +148,17 @@ def read_recipe(path: str | Path, known: set[str] | None = None) -> dict[str, An
     try:
         recipe = json.loads(path.read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"recipe not found: {path}") from None
+        raise InputNotFoundError(f"recipe not found: {path}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"recipe {path} is not valid JSON: {error}") from None
+        raise IVTInputError(f"recipe {path} is not valid JSON: {error}") from None
     if not isinstance(recipe, dict):
-        raise ValueError(f"recipe {path} must hold one JSON object of settings")
+        raise IVTInputError(f"recipe {path} must hold one JSON object of settings")
     recipe = {key: value for key, value in recipe.items() if not key.startswith("_")}
     if known is None:
         known = {name for cls in ARGUMENT_CLASSES for name in cls.__dataclass_fields__}
     unknown = sorted(set(recipe) - known)
     if unknown:
-        raise ValueError(f"recipe {path}: unknown setting(s) {', '.join(unknown)}")
+        raise IVTInputError(f"recipe {path}: unknown setting(s) {', '.join(unknown)}")
     return recipe
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from ..errors import IVTInputError
 from .text_levels import sample_text_levels, sentence_level
 from .transforms import TrainTransform
 
@@ -87,7 +88,7 @@ class TrainImageDataset(Dataset):
         self.captions: list[list[str]] = [list(captions) for captions in image_split["captions"]]
         for row, captions in enumerate(self.captions):
             if not captions:
-                raise ValueError(f"training row {row} ({image_split[row]['image_path']}) has no caption")
+                raise IVTInputError(f"training row {row} ({image_split[row]['image_path']}) has no caption")
         self._images: list[np.ndarray] | None = None
         if cache_images:
             self._images = [np.asarray(image.convert("RGB")) for image in image_split["image"]]

@@ -24,6 +24,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from ..errors import IVTInputError
 from .distributed import all_gather_no_grad, all_gather_with_grad
 
 __all__ = ["CMPMLossTerms", "cmpm_loss", "cmpm_loss_global", "cmpm_loss_terms", "gather_embeddings_and_labels"]
@@ -38,17 +39,17 @@ class CMPMLossTerms(NamedTuple):
 
 def _check_inputs(image_embeddings: torch.Tensor, text_embeddings: torch.Tensor, labels: torch.Tensor) -> None:
     if image_embeddings.ndim != 2 or text_embeddings.ndim != 2:
-        raise ValueError(
+        raise IVTInputError(
             "CMPM expects 2-D embeddings (pairs, dim), got image "
             f"{tuple(image_embeddings.shape)} and text {tuple(text_embeddings.shape)}."
         )
     if image_embeddings.shape != text_embeddings.shape:
-        raise ValueError(
+        raise IVTInputError(
             "CMPM needs one text per image (row i of both is pair i), got image "
             f"{tuple(image_embeddings.shape)} and text {tuple(text_embeddings.shape)}."
         )
     if labels.ndim != 1 or labels.shape[0] != image_embeddings.shape[0]:
-        raise ValueError(f"labels must be 1-D with {image_embeddings.shape[0]} entries, got {tuple(labels.shape)}.")
+        raise IVTInputError(f"labels must be 1-D with {image_embeddings.shape[0]} entries, got {tuple(labels.shape)}.")
 
 
 def _projection_matching(

@@ -13,6 +13,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..errors import IVTInputError
+
 IGNORE_INDEX = -100
 
 
@@ -27,15 +29,15 @@ class MaskingRules:
 
     def __post_init__(self):
         if not 0.0 < self.mask_probability <= 1.0:
-            raise ValueError(f"mask_probability must be in (0, 1], got {self.mask_probability}")
+            raise IVTInputError(f"mask_probability must be in (0, 1], got {self.mask_probability}")
         if self.max_predictions < 1:
-            raise ValueError(f"max_predictions must be >= 1, got {self.max_predictions}")
+            raise IVTInputError(f"max_predictions must be >= 1, got {self.max_predictions}")
         if not 0.0 <= self.span_probability <= 1.0:
-            raise ValueError(f"span_probability must be in [0, 1], got {self.span_probability}")
+            raise IVTInputError(f"span_probability must be in [0, 1], got {self.span_probability}")
         if self.max_span_words < 1:
-            raise ValueError(f"max_span_words must be >= 1, got {self.max_span_words}")
+            raise IVTInputError(f"max_span_words must be >= 1, got {self.max_span_words}")
         if self.mask_fraction < 0 or self.random_fraction < 0 or self.mask_fraction + self.random_fraction > 1:
-            raise ValueError("mask_fraction and random_fraction must be >= 0 and sum to at most 1")
+            raise IVTInputError("mask_fraction and random_fraction must be >= 0 and sum to at most 1")
 
 
 def word_spans(tokens: Sequence[str], start: int = 1) -> list[tuple[int, int]]:
@@ -70,7 +72,7 @@ def whole_word_mask(
         `(masked_ids, labels)`, both of the input's length.
     """
     if len(input_ids) != len(tokens):
-        raise ValueError(f"{len(input_ids)} ids but {len(tokens)} tokens")
+        raise IVTInputError(f"{len(input_ids)} ids but {len(tokens)} tokens")
     words = word_spans(tokens)
     num_tokens = len(input_ids) - 1
     budget = min(rules.max_predictions, max(1, round(rules.mask_probability * num_tokens)))

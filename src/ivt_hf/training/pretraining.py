@@ -31,6 +31,7 @@ from PIL import Image
 from transformers import HfArgumentParser, get_cosine_with_min_lr_schedule_with_warmup
 
 from ..data.pairs import PairDataError, PairStream, clean_caption
+from ..errors import InputNotFoundError, IVTInputError, OutputExistsError
 from ..hub.folder import register_for_remote_code, save_model_folder
 from ..model.configuration_ivt import IVTConfig
 from ..model.modeling_ivt import IVTForPreTraining
@@ -132,20 +133,22 @@ class PretrainingArguments:
 
     def __post_init__(self):
         if self.max_steps < 1:
-            raise ValueError(f"--max_steps must be >= 1, got {self.max_steps}")
+            raise IVTInputError(f"--max_steps must be >= 1, got {self.max_steps}")
         for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "save_steps", "logging_steps"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+                raise IVTInputError(f"--{name} must be >= 1, got {getattr(self, name)}")
         if self.per_device_train_batch_size < 2:
-            raise ValueError("--per_device_train_batch_size must be >= 2: ITM draws its negatives from the batch")
+            raise IVTInputError("--per_device_train_batch_size must be >= 2: ITM draws its negatives from the batch")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise ValueError(f"--mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
+            raise IVTInputError(f"--mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
         if self.model_preset not in PRETRAINING_PRESETS:
-            raise ValueError(f"--model_preset must be one of {sorted(PRETRAINING_PRESETS)}, got {self.model_preset!r}")
+            raise IVTInputError(
+                f"--model_preset must be one of {sorted(PRETRAINING_PRESETS)}, got {self.model_preset!r}"
+            )
         if self.max_text_tokens < 2:
-            raise ValueError(f"--max_text_tokens must be >= 2, got {self.max_text_tokens}")
+            raise IVTInputError(f"--max_text_tokens must be >= 2, got {self.max_text_tokens}")
         if self.on_invalid not in ("raise", "skip"):
-            raise ValueError(f"--on_invalid must be raise or skip, got {self.on_invalid!r}")
+            raise IVTInputError(f"--on_invalid must be raise or skip, got {self.on_invalid!r}")
 
 
 def read_pretraining_recipe(path: str | Path) -> dict[str, Any]:
@@ -273,7 +276,7 @@ def build_pretraining_model(args: PretrainingArguments) -> IVTForPreTraining:
         overrides["itc_temperature_range"] = None
     if args.model_name_or_path:
         if args.vit_checkpoint or args.bert_checkpoint or "patch_stride" in overrides:
-            raise ValueError("--vit_checkpoint, --bert_checkpoint and --patch_stride start a new model; they cannot "
+            raise IVTInputError("--vit_checkpoint, --bert_checkpoint and --patch_stride start a new model; they cannot "
                              "apply to --model_name_or_path")  # fmt: skip
         model = IVTForPreTraining.from_pretrained(args.model_name_or_path, **overrides)
         model.config.validate_ivt()
@@ -353,11 +356,11 @@ def find_checkpoint(output_dir: Path, resume: str) -> Path:
             key=lambda path: int(path.name[len(CHECKPOINT_PREFIX) :]),
         )
         if not candidates:
-            raise FileNotFoundError(f"--resume_from_checkpoint latest: no complete checkpoint in {output_dir}")
+            raise InputNotFoundError(f"--resume_from_checkpoint latest: no complete checkpoint in {output_dir}")
         return candidates[-1]
     path = Path(resume)
     if not (path / "state.json").is_file():
-        raise FileNotFoundError(f"--resume_from_checkpoint {resume}: not a complete pre-training checkpoint "
+        raise InputNotFoundError(f"--resume_from_checkpoint {resume}: not a complete pre-training checkpoint "
                                 "(no state.json)")  # fmt: skip
     return path
 
@@ -386,7 +389,7 @@ class PretrainingRun:
         self.args = args
         use_cpu = args.use_cpu or not torch.cuda.is_available()
         if args.mixed_precision == "fp16" and use_cpu:
-            raise ValueError("--mixed_precision fp16 needs a GPU; on a CPU use bf16 or no")
+            raise IVTInputError("--mixed_precision fp16 needs a GPU; on a CPU use bf16 or no")
         self.accelerator = Accelerator(
             mixed_precision=args.mixed_precision,
             gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -459,7 +462,7 @@ class PretrainingRun:
     def _check_output_dir(self) -> None:
         if self.output_dir.is_dir() and any(self.output_dir.iterdir()):
             if not self.args.overwrite_output_dir:
-                raise FileExistsError(
+                raise OutputExistsError(
                     f"--output_dir {self.output_dir} is not empty; pass --resume_from_checkpoint latest to continue "
                     "the run in it, or --overwrite_output_dir to start again"
                 )
@@ -509,7 +512,7 @@ class PretrainingRun:
 
         state = json.loads((folder / "state.json").read_text())
         if state["world_size"] != self.world_size:
-            raise ValueError(
+            raise IVTInputError(
                 f"{folder} was written by {state['world_size']} process(es) and this run has {self.world_size}: each "
                 "process's stream position is in the checkpoint, so resume with the same number of processes"
             )

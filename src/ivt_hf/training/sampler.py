@@ -39,6 +39,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
+from ..errors import IVTInputError
 from .distributed import get_rank, get_world_size
 
 __all__ = ["IdentityBatchSampler", "IdentityIndexSampler"]
@@ -72,11 +73,13 @@ class IdentityBatchSampler(Sampler[list[int]]):
         yield_all_replicas: bool = False,
     ):
         if images_per_id < 1 or ids_per_batch < 1:
-            raise ValueError(f"images_per_id and ids_per_batch must be >= 1, got {images_per_id}, {ids_per_batch}")
+            raise IVTInputError(f"images_per_id and ids_per_batch must be >= 1, got {images_per_id}, {ids_per_batch}")
         self.num_replicas = get_world_size() if num_replicas is None else int(num_replicas)
         self.rank = get_rank() if rank is None else int(rank)
         if self.num_replicas < 1 or not 0 <= self.rank < self.num_replicas:
-            raise ValueError(f"need 0 <= rank < num_replicas, got rank {self.rank}, num_replicas {self.num_replicas}")
+            raise IVTInputError(
+                f"need 0 <= rank < num_replicas, got rank {self.rank}, num_replicas {self.num_replicas}"
+            )
 
         self.images_per_id = int(images_per_id)
         self.ids_per_batch = int(ids_per_batch)
@@ -94,7 +97,7 @@ class IdentityBatchSampler(Sampler[list[int]]):
 
         ids_per_step = self.ids_per_batch * self.num_replicas
         if len(self._identities) < ids_per_step:
-            raise ValueError(
+            raise IVTInputError(
                 f"{len(self._identities)} identities cannot fill a step of {self.ids_per_batch} identities per batch "
                 f"x {self.num_replicas} processes; lower ids_per_batch."
             )
@@ -127,7 +130,7 @@ class IdentityBatchSampler(Sampler[list[int]]):
             total = int(chunks_per_id.sum())
             steps = total // ids_per_step if self.drop_last else -(-total // ids_per_step)
             if steps == 0:
-                raise ValueError(
+                raise IVTInputError(
                     f"{total} chunks of {self.images_per_id} images cannot fill one step of {ids_per_step} "
                     "identities with drop_last=True."
                 )

@@ -14,6 +14,7 @@ from ..conversion.backbones import BackboneLayoutError, load_backbones, read_bac
 from ..data.hf_datasets import ColumnMapping
 from ..data.loading import load_benchmark, load_data
 from ..data.specs import BENCHMARK_NAMES, SYNTHPEDES
+from ..errors import IVTInputError
 from ..hub.folder import register_for_remote_code
 from ..model.configuration_ivt import IVTConfig
 from ..model.modeling_ivt import IVTModel
@@ -33,7 +34,7 @@ def build_model(model_args: ModelArguments) -> IVTModel:
     """A model from a folder, or from a preset / config file with optional backbone initialisation."""
     attn_implementation = model_args.attn_implementation
     if attn_implementation not in (None, "eager", "sdpa"):
-        raise ValueError(f"--attn_implementation must be 'eager' or 'sdpa', got {attn_implementation!r}")
+        raise IVTInputError(f"--attn_implementation must be 'eager' or 'sdpa', got {attn_implementation!r}")
     overrides = {
         key: value
         for key, value in {
@@ -47,7 +48,7 @@ def build_model(model_args: ModelArguments) -> IVTModel:
     }
     if model_args.image_height or model_args.image_width:
         if not (model_args.image_height and model_args.image_width):
-            raise ValueError("give both --image_height and --image_width")
+            raise IVTInputError("give both --image_height and --image_width")
         overrides["image_size"] = (model_args.image_height, model_args.image_width)
     from ..conversion.pretraining import encoder_from_pretraining, is_pretraining_folder
 
@@ -56,9 +57,9 @@ def build_model(model_args: ModelArguments) -> IVTModel:
         # encoder and heads dropped and the position grid resized when --patch_stride / --image_* change it
         for flag in ("vit_checkpoint", "bert_checkpoint"):
             if getattr(model_args, flag):
-                raise ValueError(f"--{flag} starts a new model; it cannot apply to --model_name_or_path")
+                raise IVTInputError(f"--{flag} starts a new model; it cannot apply to --model_name_or_path")
         if "num_hidden_layers" in overrides:
-            raise ValueError("--num_hidden_layers cannot change a pretrained model's architecture")
+            raise IVTInputError("--num_hidden_layers cannot change a pretrained model's architecture")
         model, _ = encoder_from_pretraining(model_args.model_name_or_path, **overrides)
         if attn_implementation is not None:
             model.set_attn_implementation(attn_implementation)
@@ -68,15 +69,15 @@ def build_model(model_args: ModelArguments) -> IVTModel:
 
         for key in ("patch_stride", "image_size", "num_hidden_layers"):
             if key in overrides:
-                raise ValueError(f"--{key} cannot change a pretrained model's architecture")
+                raise IVTInputError(f"--{key} cannot change a pretrained model's architecture")
         for flag in ("vit_checkpoint", "bert_checkpoint"):
             if getattr(model_args, flag):
-                raise ValueError(f"--{flag} starts a new model; it cannot apply to --model_name_or_path")
+                raise IVTInputError(f"--{flag} starts a new model; it cannot apply to --model_name_or_path")
         if attn_implementation is not None:
             overrides["attn_implementation"] = attn_implementation
         model = AutoModel.from_pretrained(model_args.model_name_or_path, **overrides)
         if not isinstance(model, IVTModel):
-            raise ValueError(f"--model_name_or_path {model_args.model_name_or_path} holds a {type(model).__name__}")
+            raise IVTInputError(f"--model_name_or_path {model_args.model_name_or_path} holds a {type(model).__name__}")
         model.config.validate_ivt()  # the overrides (e.g. --token_drop_mode) bypass the config's own __init__
         return model
     if model_args.config_path:
@@ -86,7 +87,9 @@ def build_model(model_args: ModelArguments) -> IVTModel:
         config.validate_ivt()
     else:
         if model_args.model_preset not in MODEL_PRESETS:
-            raise ValueError(f"--model_preset must be one of {sorted(MODEL_PRESETS)}, got {model_args.model_preset!r}")
+            raise IVTInputError(
+                f"--model_preset must be one of {sorted(MODEL_PRESETS)}, got {model_args.model_preset!r}"
+            )
         config = IVTConfig(**(MODEL_PRESETS[model_args.model_preset] | overrides))
     model = IVTModel(config)
     if attn_implementation is not None:
@@ -116,7 +119,7 @@ def load_training_data(data_args: DataArguments, image_size: tuple[int, int]):
             seed=data_args.synth_seed,
         )
     if data_args.dataset_name in BENCHMARK_NAMES and data_args.data_root is None:
-        raise ValueError(f"--data_root is required for {data_args.dataset_name}")
+        raise IVTInputError(f"--data_root is required for {data_args.dataset_name}")
     return load_data(
         data_args.dataset_name,
         data_args.data_root,
@@ -133,7 +136,7 @@ def prepare_training(
     """Model, processor, data, collator and trainer, ready for `trainer.train()`; also returns the whole benchmark
     (test split included) for evaluation after training."""
     if training_args.fp16 and training_args.device.type == "cpu":
-        raise ValueError("--fp16 needs a GPU (accelerate applies no fp16 autocast or loss scaling on a CPU, so the "
+        raise IVTInputError("--fp16 needs a GPU (accelerate applies no fp16 autocast or loss scaling on a CPU, so the "
                          "run would silently train in float32); on a CPU use --bf16")  # fmt: skip
     set_seed(training_args.seed)  # before the model exists: its random initialisation must follow the seed
     model = build_model(model_args)
@@ -141,10 +144,10 @@ def prepare_training(
     register_for_remote_code(model, processor)  # checkpoints carry auto_map + modules
     data = load_training_data(data_args, tuple(model.config.image_size))
     if "train" not in data:
-        raise ValueError(f"{data_args.dataset_name} has no train split")
+        raise IVTInputError(f"{data_args.dataset_name} has no train split")
     eval_split = data.get("validation")
     if eval_split is None and training_args.eval_strategy != "no":
-        raise ValueError(
+        raise IVTInputError(
             f"{data_args.dataset_name} has no validation split; set --eval_strategy no (the test split is never used "
             "for model selection)"
         )

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import Trainer
 
+from ..errors import IVTInputError
 from ..evaluation.split_evaluation import evaluate_split
 from .batching import KeyedBatchSampler
 from .losses import cmpm_loss_terms, gather_embeddings_and_labels
@@ -43,7 +44,7 @@ def build_optimizer(
     if optim.startswith("adamw"):
         fused = all(p.device.type in ("cpu", "cuda") for p in weights + biases)
         return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=fused or None)
-    raise ValueError(f"optim must be 'sgd' or 'adamw_torch' for IVTTrainer, got {optim!r}")
+    raise IVTInputError(f"optim must be 'sgd' or 'adamw_torch' for IVTTrainer, got {optim!r}")
 
 
 class IVTTrainer(Trainer):
@@ -64,7 +65,7 @@ class IVTTrainer(Trainer):
         """P x K identity batches with keyed augmentation, before accelerate shards them across processes."""
         args = self.args
         if args.per_device_train_batch_size % args.images_per_id:
-            raise ValueError(
+            raise IVTInputError(
                 f"per_device_train_batch_size ({args.per_device_train_batch_size}) must be a multiple of "
                 f"images_per_id ({args.images_per_id}): batches hold P identities x K images"
             )
@@ -79,7 +80,7 @@ class IVTTrainer(Trainer):
             yield_all_replicas=True,  # accelerate's BatchSamplerShard hands batch i to process i % world_size
         )
         if len(identity_sampler) == 0:
-            raise ValueError(
+            raise IVTInputError(
                 f"the training split ({len(self.train_dataset)} images) is too small for one batch of "
                 f"{args.per_device_train_batch_size} images on {args.world_size} process(es)"
             )
@@ -134,7 +135,7 @@ class IVTTrainer(Trainer):
                 torch.cuda.set_rng_state_all(cuda_states)
             del model, optimizer
         if len(seconds) < 2:
-            raise ValueError("the training split is too small to time a step")
+            raise IVTInputError("the training split is too small to time a step")
         return statistics.median(seconds[1:])
 
     def _loss_terms(self, model, inputs):
@@ -192,7 +193,7 @@ class IVTTrainer(Trainer):
         are computed in float32 from the embeddings."""
         image_split = eval_dataset if eval_dataset is not None else self.eval_dataset
         if image_split is None:
-            raise ValueError("IVTTrainer.evaluate needs an image-level eval split (the validation split)")
+            raise IVTInputError("IVTTrainer.evaluate needs an image-level eval split (the validation split)")
         model = self.accelerator.unwrap_model(self.model)
         with self.accelerator.autocast():  # validate in the precision the run trains in (--bf16 / --fp16)
             evaluation = evaluate_split(

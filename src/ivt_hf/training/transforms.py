@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..errors import IVTInputError
+
 __all__ = ["EvalTransform", "TrainTransform", "reference_padding", "resize_image", "to_normalized_tensor"]
 
 _RESAMPLING = {
@@ -35,13 +37,13 @@ _RESAMPLING = {
 
 def _check_image_size(image_size: Sequence[int]) -> tuple[int, int]:
     if len(image_size) != 2 or any(int(side) != side or side < 1 for side in image_size):
-        raise ValueError(f"image_size must be (height, width) with positive ints, got {image_size!r}")
+        raise IVTInputError(f"image_size must be (height, width) with positive ints, got {image_size!r}")
     return int(image_size[0]), int(image_size[1])
 
 
 def _check_interpolation(interpolation: str) -> str:
     if interpolation not in _RESAMPLING:
-        raise ValueError(f"interpolation must be one of {sorted(_RESAMPLING)}, got {interpolation!r}")
+        raise IVTInputError(f"interpolation must be one of {sorted(_RESAMPLING)}, got {interpolation!r}")
     return interpolation
 
 
@@ -49,9 +51,9 @@ def _per_channel(value: float | Sequence[float], name: str) -> torch.Tensor:
     """A mean or std as a (3, 1, 1) float32 tensor, from one number or three."""
     values = [float(value)] * 3 if isinstance(value, (int, float)) else [float(item) for item in value]
     if len(values) != 3:
-        raise ValueError(f"{name} must be a number or 3 numbers (RGB), got {value!r}")
+        raise IVTInputError(f"{name} must be a number or 3 numbers (RGB), got {value!r}")
     if name == "std" and min(values) <= 0:
-        raise ValueError(f"std must be positive, got {value!r}")
+        raise IVTInputError(f"std must be positive, got {value!r}")
     return torch.tensor(values, dtype=torch.float32).view(3, 1, 1)
 
 
@@ -80,7 +82,7 @@ def to_normalized_tensor(pixels: np.ndarray, mean: torch.Tensor, std: torch.Tens
     The operation order matches the model fixtures' ``(u8 / 255 - 0.5) / 0.5`` bit for bit.
     """
     if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
-        raise ValueError(f"expected uint8 (H, W, 3) pixels, got {pixels.dtype} {pixels.shape}")
+        raise IVTInputError(f"expected uint8 (H, W, 3) pixels, got {pixels.dtype} {pixels.shape}")
     # One copy into channels-first contiguous uint8 memory (arrays from PIL are read-only, crops and flips are views),
     # then the float maths in place: much faster than arithmetic on a permuted (strided) view.
     tensor = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))  # (3, H, W) uint8
@@ -162,16 +164,16 @@ class TrainTransform:
         self.mean = _per_channel(mean, "mean")
         self.std = _per_channel(std, "std")
         if padding < 0:
-            raise ValueError(f"padding must be >= 0, got {padding}")
+            raise IVTInputError(f"padding must be >= 0, got {padding}")
         for name, probability in (("flip_p", flip_p), ("erase_p", erase_p)):
             if not 0.0 <= probability <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {probability}")
+                raise IVTInputError(f"{name} must be in [0, 1], got {probability}")
         if not 0.0 < erase_area[0] <= erase_area[1] <= 1.0:
-            raise ValueError(f"erase_area must satisfy 0 < low <= high <= 1, got {erase_area}")
+            raise IVTInputError(f"erase_area must satisfy 0 < low <= high <= 1, got {erase_area}")
         if not 0.0 < erase_aspect[0] <= erase_aspect[1]:
-            raise ValueError(f"erase_aspect must satisfy 0 < low <= high, got {erase_aspect}")
+            raise IVTInputError(f"erase_aspect must satisfy 0 < low <= high, got {erase_aspect}")
         if erase_attempts < 1:
-            raise ValueError(f"erase_attempts must be >= 1, got {erase_attempts}")
+            raise IVTInputError(f"erase_attempts must be >= 1, got {erase_attempts}")
         self.padding = padding
         self.flip_p = flip_p
         self.erase_p = erase_p
@@ -199,7 +201,9 @@ class TrainTransform:
     def _pixels(self, image: Image.Image | np.ndarray) -> np.ndarray:
         if isinstance(image, np.ndarray):
             if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-                raise ValueError(f"expected a PIL image or uint8 (H, W, 3) RGB pixels, got {image.dtype} {image.shape}")
+                raise IVTInputError(
+                    f"expected a PIL image or uint8 (H, W, 3) RGB pixels, got {image.dtype} {image.shape}"
+                )
             if tuple(image.shape[:2]) == tuple(self.image_size):
                 return image
             image = Image.fromarray(image)

@@ -8,6 +8,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ...errors import IVTInputError
 from ..specs import get_spec
 from .attributes import ATTRIBUTE_KEYS
 from .planning import GENERATOR_VERSION, PlannedImage, SynthConfig, plan
@@ -90,11 +91,13 @@ def baseline_inputs(dataset: datasets.Dataset) -> dict[str, Any]:
     try:
         config = SynthConfig.from_json(json.loads(dataset.info.description)["synthpedes"])
     except (ValueError, KeyError, TypeError):
-        raise ValueError(
+        raise IVTInputError(
             "baselines need a SynthPEDES dataset (its info.description holds the generator config)"
         ) from None
     if config.version != GENERATOR_VERSION:
-        raise ValueError(f"dataset made by generator version {config.version}, this is {GENERATOR_VERSION}: regenerate")
+        raise IVTInputError(
+            f"dataset made by generator version {config.version}, this is {GENERATOR_VERSION}: regenerate"
+        )
     image_dir = get_spec(config.layout).image_dir
     planned = {f"{image_dir}/{image.raw_path}": image for image in plan(config).images}
     return planned_baseline_inputs([planned[path] for path in dataset.select_columns(["image_path"])["image_path"]])

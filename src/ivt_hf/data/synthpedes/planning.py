@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ...errors import IVTInputError
 from ..specs import get_spec
 from .attributes import ATTRIBUTE_KEYS, SKIN_TONES, colour_swap_sibling, one_attribute_sibling, sample_attributes
 from .captions import write_caption
@@ -71,27 +72,27 @@ def make_config(
     spec = get_spec(layout)
     if split_ids is not None:
         if num_ids is not None or split_fractions is not None:
-            raise ValueError("give either split_ids or num_ids/split_fractions, not both")
+            raise IVTInputError("give either split_ids or num_ids/split_fractions, not both")
         unknown = set(split_ids) - set(spec.splits)
         if unknown:
-            raise ValueError(f"layout {layout} has splits {spec.splits}, not {sorted(unknown)}")
+            raise IVTInputError(f"layout {layout} has splits {spec.splits}, not {sorted(unknown)}")
         resolved = {split: int(split_ids.get(split, 0)) for split in spec.splits}
     else:
         total = DEFAULT_NUM_IDS if num_ids is None else int(num_ids)
         fractions = DEFAULT_SPLIT_FRACTIONS if split_fractions is None else split_fractions
         held_out = [split for split in spec.splits if split != "train"]
         if total < len(spec.splits):
-            raise ValueError(f"num_ids must be at least {len(spec.splits)} for layout {layout}, got {total}")
+            raise IVTInputError(f"num_ids must be at least {len(spec.splits)} for layout {layout}, got {total}")
         resolved = {split: max(1, round(total * fractions.get(split, 0.0))) for split in held_out}
         resolved = {"train": total - sum(resolved.values()), **resolved}
     if any(count < 0 for count in resolved.values()) or resolved.get("train", 0) < 1:
-        raise ValueError(f"invalid identities per split: {resolved}")
+        raise IVTInputError(f"invalid identities per split: {resolved}")
     height, width = (int(value) for value in image_size)
     if height < 32 or width < 16:
-        raise ValueError(f"image_size (height, width) must be at least (32, 16), got {(height, width)}")
+        raise IVTInputError(f"image_size (height, width) must be at least (32, 16), got {(height, width)}")
     low, high = (int(value) for value in images_per_id)
     if not 1 <= low <= high:
-        raise ValueError(f"images_per_id must be an inclusive range 1 <= low <= high, got {(low, high)}")
+        raise IVTInputError(f"images_per_id must be an inclusive range 1 <= low <= high, got {(low, high)}")
     return SynthConfig(resolved, (height, width), int(seed), layout, (low, high))
 
 

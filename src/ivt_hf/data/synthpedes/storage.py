@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ...errors import OutputExistsError
 from ..normalise import BenchmarkReport, normalise_benchmark
 from ..prepared import build_folder_once, is_prepared, load_prepared
 from ..specs import SYNTHPEDES, BenchmarkFormatError, OnInvalid, get_spec
@@ -99,7 +100,9 @@ def generate(
         if (output_dir / META_FILE).is_file() and read_meta(output_dir)["config"] == config.to_json():
             return synth_plan
         if not overwrite:
-            raise FileExistsError(f"{str(output_dir)!r} is not empty; pass overwrite=True (--overwrite) to replace it")
+            raise OutputExistsError(
+                f"{str(output_dir)!r} is not empty; pass overwrite=True (--overwrite) to replace it"
+            )
         shutil.rmtree(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_plan(synth_plan, output_dir, progress=progress)
@@ -137,15 +140,16 @@ def _check_cache_root(cache_root: Path) -> None:
     generate into."""
     if not cache_root.is_dir():
         if cache_root.exists():
-            raise FileExistsError(f"SynthPEDES cache {str(cache_root)!r} is a file, not a folder")
+            raise OutputExistsError(f"SynthPEDES cache {str(cache_root)!r} is a file, not a folder")
         return
+
     def ours(entry: Path) -> bool:  # a configuration, a lock (hidden) or a staging folder
         return entry.name.startswith(".") or (entry / META_FILE).is_file() or ".tmp-" in entry.name
 
     others = sorted(entry.name for entry in cache_root.iterdir() if not ours(entry))
     if others:
         shown = ", ".join(others[:5]) + (f", ... ({len(others)} entries)" if len(others) > 5 else "")
-        raise FileExistsError(
+        raise OutputExistsError(
             f"{str(cache_root)!r} is not a SynthPEDES folder (it holds {shown}); give an empty or new folder to "
             "generate into, a folder written by `ivt data synth`, or its prepared copy"
         )
