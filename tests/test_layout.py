@@ -16,7 +16,20 @@ import pytest
 PACKAGE_ROOT = Path(__file__).resolve().parents[1] / "src" / "ivt_hf"
 
 # a part imports only the parts before it (and itself); the root package `ivt_hf` only imports `model`
-LAYERS = ("model", "errors", "data", "evaluation", "search", "hub", "conversion", "training", "demo", "app", "cli", "__main__")
+LAYERS = (
+    "model",
+    "errors",
+    "data",
+    "evaluation",
+    "search",
+    "hub",
+    "conversion",
+    "training",
+    "demo",
+    "app",
+    "cli",
+    "__main__",
+)
 TRAVELLING_MODULES = ("configuration_ivt", "modeling_ivt", "image_processing_ivt", "processing_ivt")
 
 

@@ -4,7 +4,6 @@ resumed: what one process cannot show (accelerate wraps the batch sampler only w
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.launchers import ENV, launcher
+from helpers.launchers import ENV, descendants, kill_hard, launcher, process_is_running, wait_for_files
 from safetensors.torch import load_file
 
 from ivt_hf.training.sampler import IdentityBatchSampler
@@ -79,44 +78,58 @@ def test_every_epoch_is_a_new_epoch_from_an_empty_folder(tmp_path, launcher_name
     for number in range(3 * steps):
         identities = [{row[4] for row in record["batches"][number]} for record in records]
         assert not identities[0] & identities[1], number
+    # one initialisation for both processes, then each its own random stream (dropout, drop-path, BMM's drops)
+    assert records[0]["start_checksum"] == records[1]["start_checksum"]
+    assert records[0]["first_step_rng"] != records[1]["first_step_rng"]
     seen = {row[0] for record in records for batch in record["batches"] for row in batch}
     first_epoch = {row[0] for record in records for batch in record["batches"][:steps] for row in batch}
     assert seen > first_epoch  # later epochs reach images the first epoch left out
 
 
-def test_kill_and_resume_two_processes_across_an_epoch_boundary(tmp_path):
-    """Two processes; killed after a checkpoint that lies past an epoch boundary and inside the next epoch;
-    resumed with `--resume_from_checkpoint latest`: the same final weights as the run that was never killed."""
+def test_killed_mid_epoch_two_processes_resume_the_same_batches_and_weights(tmp_path):
+    """Two processes killed for real (the workers themselves, confirmed dead) one step after a checkpoint that lies
+    inside the second epoch; resumed with `--resume_from_checkpoint latest`: the rest of that epoch has exactly the
+    batches (dataset indices AND augmentation / text keys of epoch 1) of the run that was never killed, and the final
+    weights are the same. (Before the fix the resumed part of epoch 1 replayed epoch 0's schedule and keys.)"""
     data_root = tmp_path / "data"
     steps_per_epoch = len(_global_schedule(data_root, 0)) // 2  # generates the data once, before both runs
     save_steps, max_steps = steps_per_epoch + steps_per_epoch // 2, 2 * steps_per_epoch + 2
     assert steps_per_epoch < save_steps < max_steps and save_steps % steps_per_epoch
     schedule = ["--max_steps", str(max_steps), "--save_steps", str(save_steps), "--logging_steps", "1"]
 
-    def launch(output_dir: Path, *extra: str) -> subprocess.Popen:
-        command = [*launcher("torchrun"), str(TRAIN_SCRIPT), *_flags(data_root, output_dir, *schedule, *extra)]
-        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV,
+    def launch(out: Path, output_dir: Path, *extra: str, env=ENV) -> subprocess.Popen:
+        command = [*launcher("torchrun"), str(WORKER), str(out), *_flags(data_root, output_dir, *schedule, *extra)]
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
                                 start_new_session=True)  # fmt: skip
 
-    straight = launch(tmp_path / "straight")
+    straight = launch(tmp_path / "straight_batches", tmp_path / "straight")
     assert straight.wait(timeout=900) == 0, straight.stderr.read()[-4000:]
 
     killed_dir = tmp_path / "killed"
-    process = launch(killed_dir)
-    checkpoint = killed_dir / f"checkpoint-{save_steps}"
-    deadline = time.time() + 900
-    while not (checkpoint / "trainer_state.json").is_file() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    os.killpg(process.pid, signal.SIGKILL)  # the launcher and both workers
+    process = launch(tmp_path / "killed_batches", killed_dir, env={**ENV, "IVT_TEST_HANG_AT_STEP": str(save_steps + 1)})
+    hung = [tmp_path / "killed_batches" / f"hung_rank{rank}.json" for rank in (0, 1)]
+    wait_for_files(hung, process)
+    workers = [json.loads(path.read_text())["pid"] for path in hung]
+    assert set(workers) <= set(descendants(process.pid))  # the training processes, below the launcher
+    kill_hard([*descendants(process.pid), process.pid])  # workers (in their own sessions) and launcher
     process.wait()
-    assert process.returncode == -signal.SIGKILL, "training ended before it could be killed"
-    assert not (killed_dir / "model.safetensors").exists()
+    assert not any(process_is_running(pid) for pid in workers)
+    assert not (killed_dir / "model.safetensors").exists() and not (killed_dir / "train_results.json").exists()
+    assert sorted(path.name for path in killed_dir.glob("checkpoint-*")) == [f"checkpoint-{save_steps}"]
+    checkpoint = killed_dir / f"checkpoint-{save_steps}"
     state = json.loads((checkpoint / "trainer_state.json").read_text())
     assert state["global_step"] == save_steps and int(state["epoch"]) == 1  # inside the second epoch
     assert {path.name for path in checkpoint.glob("rng_state*.pth")} >= {"rng_state_0.pth", "rng_state_1.pth"}
 
-    resumed = launch(killed_dir, "--resume_from_checkpoint", "latest")
+    resumed = launch(tmp_path / "resumed_batches", killed_dir, "--resume_from_checkpoint", "latest")
     assert resumed.wait(timeout=900) == 0, resumed.stderr.read()[-4000:]
+    remaining = max_steps - save_steps
+    for rank in (0, 1):
+        straight_batches = json.loads((tmp_path / "straight_batches" / f"batches_rank{rank}.json").read_text())
+        resumed_batches = json.loads((tmp_path / "resumed_batches" / f"batches_rank{rank}.json").read_text())
+        expected = straight_batches["batches"][save_steps:max_steps]
+        assert resumed_batches["batches"][:remaining] == expected, rank
+        assert {row[1] for batch in expected[: 2 * steps_per_epoch - save_steps] for row in batch} == {1}
     final_straight = load_file(tmp_path / "straight" / "model.safetensors")
     final_resumed = load_file(killed_dir / "model.safetensors")
     assert final_straight.keys() == final_resumed.keys()

@@ -2,7 +2,7 @@
 
 - `arguments.py`: model / data / training arguments, recipes, presets;
 - `train.py`: build model, data and trainer; `main(argv)` behind `ivt train` and `scripts/train.py`;
-- `trainer.py`: `IVTTrainer` and its optimizer;
+- `trainer.py`: `IVTTrainer`; `optim.py`: the optimiser of both stages;
 - `batching.py` (dataset, keyed batches, the MLA collator), `sampler.py` (P x K identities), `text_levels.py` (word /
   phrase / sentence texts), `transforms.py` (augmentation);
 - `losses.py` (CMPM, pure functions) and `distributed.py` (gathers with and without gradient);
@@ -12,8 +12,9 @@
 
 from .arguments import MODEL_PRESETS, DataArguments, IVTTrainingArguments, ModelArguments, parse_args, recipe_arguments
 from .losses import cmpm_loss, cmpm_loss_terms
+from .optim import build_optimizer
 from .train import build_model, build_trainer, load_training_data, main, prepare_training, save_final_model
-from .trainer import IVTTrainer, build_optimizer
+from .trainer import IVTTrainer
 
 __all__ = [
     "MODEL_PRESETS",

@@ -39,7 +39,7 @@ from ..model.processing_ivt import IVTProcessor
 from .arguments import MODEL_PRESETS, RECIPES, read_recipe
 from .distributed import all_gather_with_grad
 from .masking import IGNORE_INDEX, MaskingRules, whole_word_mask
-from .trainer import build_optimizer
+from .optim import build_optimizer
 from .transforms import TrainTransform, reference_padding
 
 logger = logging.getLogger(__name__)

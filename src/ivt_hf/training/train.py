@@ -193,10 +193,10 @@ def save_final_model(trainer: IVTTrainer, output_dir: str | Path) -> Path:
     return output_dir
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
-    model_args, data_args, training_args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO if training_args.process_index == 0 else logging.WARNING)
-    trainer = build_trainer(model_args, data_args, training_args)
+def run_training(trainer: IVTTrainer) -> dict[str, float]:
+    """Train (resuming when `--resume_from_checkpoint` says so: `latest`/`true` is the newest checkpoint in
+    `output_dir`), save the final model folder and write `train_results.json`; returns the metrics."""
+    training_args = trainer.args
     world_size = training_args.world_size
     logger.info(
         "training on %d process(es), device %s; %d train images; batch %d images = %d pairs per process",
@@ -218,4 +218,18 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     return metrics
 
 
-__all__ = ["build_model", "build_trainer", "load_training_data", "main", "prepare_training", "save_final_model"]
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    model_args, data_args, training_args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO if training_args.process_index == 0 else logging.WARNING)
+    return run_training(build_trainer(model_args, data_args, training_args))
+
+
+__all__ = [
+    "build_model",
+    "build_trainer",
+    "load_training_data",
+    "main",
+    "prepare_training",
+    "run_training",
+    "save_final_model",
+]

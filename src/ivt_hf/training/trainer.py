@@ -8,43 +8,38 @@ split, so that `load_best_model_at_end` selects on validation).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.utils.data import DataLoader
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
+from transformers.trainer_utils import enable_full_determinism, set_seed
 
 from ..errors import IVTInputError
 from ..evaluation.split_evaluation import evaluate_split
 from .batching import KeyedBatchSampler
 from .losses import cmpm_loss_terms, gather_embeddings_and_labels
+from .optim import build_optimizer
 from .sampler import IdentityBatchSampler
 
 
-def build_optimizer(
-    model: torch.nn.Module,
-    optim: str,
-    *,
-    lr: float,
-    weight_decay: float,
-    bias_lr_multiplier: float = 2.0,
-    betas: tuple[float, float] = (0.9, 0.999),
-    eps: float = 1e-8,
-) -> torch.optim.Optimizer:
-    """The IVT optimizer: `"sgd"` (momentum 0.9, the reference) or `"adamw..."`; two parameter groups, biases at
-    `lr * bias_lr_multiplier`; weight decay on every parameter, as the reference. AdamW uses PyTorch's fused kernel
-    on CPU and CUDA (same update, several times faster than the per-tensor loop: `experiments/demo_recipe_sweep.py
-    parts`)."""
-    weights = [p for name, p in model.named_parameters() if p.requires_grad and not name.endswith(".bias")]
-    biases = [p for name, p in model.named_parameters() if p.requires_grad and name.endswith(".bias")]
-    groups = [
-        {"params": weights, "lr": lr, "weight_decay": weight_decay},
-        {"params": biases, "lr": lr * bias_lr_multiplier, "weight_decay": weight_decay},
-    ]
-    if optim == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=0.9)
-    if optim.startswith("adamw"):
-        fused = all(p.device.type in ("cpu", "cuda") for p in weights + biases)
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=fused or None)
-    raise IVTInputError(f"optim must be 'sgd' or 'adamw_torch' for IVTTrainer, got {optim!r}")
+class SamplerEpochCallback(TrainerCallback):
+    """Tells the trainer's own `KeyedBatchSampler` which epoch begins, from the trainer's state.
+
+    The Trainer's `set_epoch` reaches the sampler through accelerate's wrappers, except in one case: a run resumed in
+    the middle of an epoch with several processes. There the loader of the resumed epoch is
+    `SkipBatchSampler(BatchSamplerShard(KeyedBatchSampler))`, and neither transformers' nor accelerate's forwarding
+    gets through that chain, so the rest of that epoch would replay epoch 0's identity schedule, augmentations and
+    text picks. `on_epoch_begin` runs before every epoch, the resumed one included, with `state.epoch` already
+    restored from the checkpoint (`epoch + steps done / steps per epoch`), so its integer part is the epoch.
+    """
+
+    def __init__(self):
+        self.sampler: KeyedBatchSampler | None = None
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        if self.sampler is not None:
+            self.sampler.set_epoch(math.floor(state.epoch or 0))
 
 
 class IVTTrainer(Trainer):
@@ -55,11 +50,21 @@ class IVTTrainer(Trainer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # The Trainer seeded every process alike. The model is already built (from the common seed, and DDP starts
+        # every process from rank 0's weights anyway); from here on dropout, drop-path and BMM's token drops should
+        # differ between processes, so each process continues from seed + rank. (A resumed run restores each
+        # process's own saved state instead.)
+        seed = self.args.seed + self.args.process_index
+        enable_full_determinism(seed) if self.args.full_determinism else set_seed(seed)
+        self._sampler_epoch = SamplerEpochCallback()
+        self.add_callback(self._sampler_epoch)
         self._loss_term_sums = {"loss_image_to_text": 0.0, "loss_text_to_image": 0.0}
         self._loss_term_count = 0
 
     def get_train_dataloader(self) -> DataLoader:
-        return self.accelerator.prepare(self._identity_batch_loader())
+        loader = self._identity_batch_loader()
+        self._sampler_epoch.sampler = loader.batch_sampler
+        return self.accelerator.prepare(loader)
 
     def _identity_batch_loader(self) -> DataLoader:
         """P x K identity batches with keyed augmentation, before accelerate shards them across processes."""
@@ -211,4 +216,4 @@ class IVTTrainer(Trainer):
         return metrics
 
 
-__all__ = ["IVTTrainer", "build_optimizer"]
+__all__ = ["IVTTrainer", "SamplerEpochCallback", "build_optimizer"]
