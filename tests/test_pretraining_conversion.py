@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 
 import pytest
@@ -23,6 +24,7 @@ from ivt_hf.conversion import (
     is_pretraining_folder,
     load_backbones,
 )
+from ivt_hf.conversion.original_checkpoint import exact_log
 from ivt_hf.model import IVTForPreTraining
 
 HIDDEN, VOCAB, TEXT_POSITIONS = 32, 120, 64
@@ -49,8 +51,8 @@ def _randomise(model: torch.nn.Module, seed: int) -> torch.nn.Module:
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
-            if name == "temperature":
-                parameter.fill_(TEMP)
+            if name == "log_temperature":
+                parameter.fill_(math.log(TEMP))
             else:
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.2)
     return model.eval()
@@ -84,7 +86,7 @@ HEAD_NAMES = {
     "mlm_head.decoder.bias": "encoder_fusion.cls.predictions.bias",
     "itm_head.weight": "itm.weight",
     "itm_head.bias": "itm.bias",
-    "temperature": "temp",
+    "log_temperature": "temp",
 }
 UNUSED_FUSION_EMBEDDINGS = [
     "encoder_fusion.bert.embeddings.LayerNorm.bias",
@@ -111,6 +113,7 @@ def _authors_state(model: IVTForPreTraining) -> dict[str, torch.Tensor]:
     """The state dict the authors' pre-training code saves, with DDP's `module.` prefix."""
     generator = torch.Generator().manual_seed(7)
     state = {_authors_key(name): tensor.clone() for name, tensor in model.state_dict().items()}
+    state["temp"] = model.current_temperature().detach().clone()  # the authors keep the temperature itself
     # BERT ties the decoder to the fusion BERT's word embeddings, and `predictions.bias` to `decoder.bias`
     state["encoder_fusion.bert.embeddings.word_embeddings.weight"] = state[
         "encoder_fusion.cls.predictions.decoder.weight"
@@ -341,7 +344,7 @@ def test_fusion_encoder_and_mlm_head_from_bert(tie):
     }
     assert all(torch.equal(tensor, state[f"ivt.{name}"]) for name, tensor in encoder.state_dict().items()
                if f"ivt.{name}" in loaded)  # fmt: skip
-    assert not any(key.startswith(("itm_head.", "temperature")) for key in loaded)
+    assert not any(key.startswith(("itm_head.", "log_temperature")) for key in loaded)
 
     # google-bert/bert-base-uncased's own files spell the LayerNorms `gamma` / `beta` (its TensorFlow port's names)
     legacy = {key.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): value
@@ -437,3 +440,18 @@ def test_is_pretraining_folder_reads_only_config_json_from_the_hub(monkeypatch, 
     assert not is_pretraining_folder("someone/ivt-cuhk")
     assert requested == [("someone/ivt-pretrained", "config.json"), ("someone/ivt-cuhk", "config.json")]
     assert not is_pretraining_folder(tmp_path)  # a local folder without config.json
+
+
+def test_exact_log_gives_the_authors_temperature_back():
+    """The model learns log(temperature); `exact_log` picks a float32 logarithm whose exp is the authors' `temp` bit
+    for bit whenever one exists, and otherwise the closest (relative error below one float32 step of the log)."""
+    values = torch.rand(3000, generator=torch.Generator().manual_seed(0)) * 0.999 + 0.001
+    exact = 0
+    for value in values:
+        back = exact_log(value).exp()
+        exact += torch.equal(back, value)
+        step_of_log = torch.nextafter(value.log(), torch.tensor(0.0)).item() - value.log().item()
+        assert abs(back.item() - value.item()) <= abs(step_of_log) * value.item()
+    plain = sum(torch.equal(value.log().exp(), value) for value in values)
+    assert exact > plain  # the search finds exact logarithms that plain log misses
+    assert torch.equal(exact_log(torch.tensor(TEMP)).exp(), torch.tensor(TEMP))

@@ -141,18 +141,45 @@ def test_the_authors_itc_uses_raw_vectors_and_an_unclamped_temperature():
         out = model(pixels, ids, mask)
         images = model.ivt.get_image_features(pixels)
         texts = model.ivt.get_text_features(ids, mask)
-        model.temperature.fill_(5.0)  # outside the default range: left as it is
-        assert model.current_temperature().item() == 5.0
+        model.log_temperature.fill_(math.log(5.0))  # outside the default range: left as it is
+        model(pixels, ids, mask)
+        assert model.current_temperature().item() == pytest.approx(5.0)
+    assert out.temperature.item() == 0.5
     assert out.loss_itc.item() == pytest.approx(_brute_force_itc(images, texts, 0.5), rel=1e-5)
     assert out.loss_mlm is None and out.mlm_logits is None
 
 
-def test_the_default_temperature_is_clamped():
-    model = IVTForPreTraining(_config())
-    with torch.no_grad():
-        model.temperature.fill_(1e-6)
-    assert model.current_temperature().item() == pytest.approx(0.001)
-    assert model.temperature.item() == pytest.approx(1e-6)  # the parameter itself is not rewritten
+def test_the_default_temperature_is_clamped_in_place_and_keeps_its_gradient():
+    """The bug this guards: a clamp inside the graph has zero gradient outside the range, so a temperature that left
+    it (SGD did within 5 steps) stayed frozen at the bound. Clamped in place, the value is in range AND the
+    gradient of the loss reaches it."""
+    model = IVTForPreTraining(_config()).train()
+    pixels, ids, mask, masked, labels = _batch()
+    for outside, bound in ((1e-6, 0.001), (3.0, 0.5)):
+        with torch.no_grad():
+            model.log_temperature.fill_(math.log(outside))
+        model.zero_grad()
+        out = model(pixels, ids, mask)
+        assert out.temperature.item() == pytest.approx(bound, rel=1e-6)  # used at the bound...
+        assert model.current_temperature().item() == pytest.approx(bound, rel=1e-6)  # ...and stored there
+        out.loss_itc.backward()
+        assert model.log_temperature.grad is not None and model.log_temperature.grad.abs().item() > 0
+
+
+def test_sgd_moves_the_log_temperature_by_relative_steps():
+    """One SGD step at the recipe's rate changes the temperature by a factor close to 1 (log-space gradient is T times
+    the raw one), where the raw parameter moved by more than the whole range in a few steps."""
+    torch.manual_seed(0)
+    model = IVTForPreTraining(_config()).train()
+    pixels, ids, mask, _, _ = _batch()
+    optimizer = torch.optim.SGD([model.log_temperature], lr=5e-3, momentum=0.9)
+    before = model.current_temperature().item()
+    for _ in range(5):
+        optimizer.zero_grad()
+        model(pixels, ids, mask).loss_itc.backward()
+        optimizer.step()
+    after = model.current_temperature().item()
+    assert 0.5 < after / before < 2.0, (before, after)
 
 
 def test_pretraining_never_drops_tokens_and_every_parameter_gets_a_gradient():

@@ -212,36 +212,61 @@ PRECISION_RUN = """
 import json, math, sys
 from ivt_hf.training import parse_args, prepare_training
 trainer, _ = prepare_training(*parse_args(sys.argv[1:]))
+dtypes = []  # (training?, dtype of the first block's vision FFN output) at every forward
+layer = trainer.model.encoder.layers[0].vision_mlp.fc1
+layer.register_forward_hook(lambda module, args, output: dtypes.append([module.training, str(output.dtype)]))
 trainer.train()
 history = trainer.state.log_history
 print(json.dumps({"losses": [entry["loss"] for entry in history if "loss" in entry],
                   "eval": [entry for entry in history if "eval_R1" in entry],
-                  "weights": str(next(trainer.model.parameters()).dtype)}))
+                  "weights": str(next(trainer.model.parameters()).dtype),
+                  "loss_scaler": trainer.accelerator.scaler is not None,
+                  "train_dtypes": sorted({dtype for training, dtype in dtypes if training}),
+                  "eval_dtypes": sorted({dtype for training, dtype in dtypes if not training})}))
 """
+ACTIVATION_DTYPE = {"fp32": "torch.float32", "bf16": "torch.bfloat16", "fp16": "torch.float16"}
 
 
-def test_mixed_precision_trains_with_the_loss_of_float32(synth_root, tmp_path):
-    """`--bf16` on CPU (autocast): finite losses, the first step's loss close to float32's (same batch, same
-    weights), float32 master weights, and validation running under the same autocast with finite metrics. (CMPM
-    itself runs in float32: `test_losses.py`. fp16 with its loss scaler needs a GPU: accelerate does not apply it on
-    a CPU, so `--fp16` there is refused rather than silently run in float32.)"""
+def _precision_runs(synth_root, tmp_path, precisions, *extra_flags):
     results = {}
-    for precision in ("fp32", "bf16"):
+    for precision in precisions:
         extra = ["--max_steps", "3", "--logging_steps", "1", "--eval_strategy", "steps", "--eval_steps", "3",
-                 "--save_strategy", "no", *([f"--{precision}", "true"] if precision != "fp32" else [])]  # fmt: skip
+                 "--save_strategy", "no", *([f"--{precision}", "true"] if precision != "fp32" else []),
+                 *extra_flags]  # fmt: skip
         completed = subprocess.run([sys.executable, "-c", PRECISION_RUN, *_common(synth_root, tmp_path / precision,
                                    *extra)], capture_output=True, text=True, timeout=600,
                                    env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
         assert completed.returncode == 0, completed.stderr[-3000:]
         results[precision] = json.loads(completed.stdout.strip().splitlines()[-1])
-    fp32 = results["fp32"]
-    for precision in ("bf16",):
-        run = results[precision]
-        assert len(run["losses"]) == 3 and all(math.isfinite(loss) for loss in run["losses"]), run
-        assert abs(run["losses"][0] - fp32["losses"][0]) <= 0.03 * abs(fp32["losses"][0]), (precision, run, fp32)
-        assert run["weights"] == "torch.float32"
-        (evaluation,) = run["eval"]
-        assert all(math.isfinite(evaluation[f"eval_{key}"]) for key in ("R1", "R5", "R10", "mAP", "mINP"))
+    return results
+
+
+def _check_mixed_precision(results, precision):
+    fp32, run = results["fp32"], results[precision]
+    assert fp32["train_dtypes"] == fp32["eval_dtypes"] == ["torch.float32"]
+    # autocast was on: the layers computed in the low precision, in training and in validation
+    assert run["train_dtypes"] == run["eval_dtypes"] == [ACTIVATION_DTYPE[precision]], run
+    assert len(run["losses"]) == 3 and all(math.isfinite(loss) for loss in run["losses"]), run
+    assert abs(run["losses"][0] - fp32["losses"][0]) <= 0.03 * abs(fp32["losses"][0]), (precision, run, fp32)
+    assert run["weights"] == "torch.float32"  # float32 master weights
+    (evaluation,) = run["eval"]
+    assert all(math.isfinite(evaluation[f"eval_{key}"]) for key in ("R1", "R5", "R10", "mAP", "mINP"))
+
+
+def test_mixed_precision_trains_with_the_loss_of_float32(synth_root, tmp_path):
+    """`--bf16` on CPU: the layers really run in bfloat16 (a hook records the dtype of an activation, in training
+    and in validation), finite losses, the first step's loss close to float32's (same batch, same weights), float32
+    master weights, finite validation metrics. (CMPM itself runs in float32: `test_losses.py`.)"""
+    _check_mixed_precision(_precision_runs(synth_root, tmp_path, ("fp32", "bf16")), "bf16")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 autocast with its loss scaler needs a CUDA GPU: "
+                    "accelerate applies neither on a CPU, and `--fp16` there is refused (next test)")  # fmt: skip
+def test_fp16_trains_under_autocast_with_a_loss_scaler(synth_root, tmp_path):
+    """On a GPU, `--fp16`: float16 activations in training and validation, a loss scaler, float32 master weights."""
+    results = _precision_runs(synth_root, tmp_path, ("fp32", "fp16"), "--use_cpu", "false")
+    _check_mixed_precision(results, "fp16")
+    assert results["fp16"]["loss_scaler"] and not results["fp32"]["loss_scaler"]
 
 
 def test_fp16_on_cpu_is_refused_not_silently_float32(synth_root, tmp_path):

@@ -93,7 +93,7 @@ REFERENCE_PRETRAINING_HEADS = {REFERENCE_FUSION_PREFIX + name: ivt for name, ivt
     REFERENCE_MLM_DECODER_WEIGHT: MLM_DECODER_WEIGHT,
     "itm.weight": "itm_head.weight",
     "itm.bias": "itm_head.bias",
-    "temp": "temperature",
+    "temp": "log_temperature",  # the converter takes the logarithm: `conversion.original_checkpoint`
 }
 
 

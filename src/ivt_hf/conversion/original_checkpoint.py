@@ -281,6 +281,24 @@ def _pretraining_tensors(
     return encoder_state, converted, dropped
 
 
+def exact_log(value: torch.Tensor) -> torch.Tensor:
+    """A float32 `log` of the float32 scalar `value` whose `exp` gives `value` back bit for bit (on this machine's
+    float32 `exp`), where one exists among the float32 numbers next to `log(value)`; else the one whose `exp` comes
+    closest. The model learns the ITC temperature as its logarithm: this keeps a converted checkpoint's ITC the
+    authors' to the bit for most temperatures (0.5 and 0.37 included), and within a relative `ulp(log(value))` (below
+    4e-7 for temperatures above 0.001) for the rest."""
+    log = value.log()
+    if torch.equal(log.exp(), value):
+        return log
+    candidates = [log]
+    for direction in (float("inf"), float("-inf")):
+        neighbour = log
+        for _ in range(4):
+            neighbour = torch.nextafter(neighbour, torch.tensor(direction))
+            candidates.append(neighbour)
+    return min(candidates, key=lambda candidate: abs(candidate.exp().item() - value.item()))
+
+
 def convert_original_pretraining_checkpoint(
     path: str | Path,
     *,
@@ -293,7 +311,8 @@ def convert_original_pretraining_checkpoint(
 
     Key map: `encoder_vl.*` -> `ivt.*` (as `convert_original_checkpoint`); `encoder_fusion.bert.encoder.layer.{i}.*`
     -> `fusion.layer.{i}.*`; `encoder_fusion.cls.predictions.{transform.*, decoder.weight, bias}` ->
-    `mlm_head.{transform.*, decoder.weight, decoder.bias}`; `itm.*` -> `itm_head.*`; `temp` -> `temperature`. Without
+    `mlm_head.{transform.*, decoder.weight, decoder.bias}`; `itm.*` -> `itm_head.*`; `temp` -> `log_temperature`
+    (`exact_log`: its exponential is `temp` bit for bit, so the ITC divides by their very number). Without
     `...predictions.decoder.weight` the decoder takes the fusion BERT's word-embedding table it is tied to; a
     `...predictions.decoder.bias` must equal `...predictions.bias`. The rest of the fusion BERT's embeddings is unused
     in fusion mode and reported in `dropped_keys` (the word-embedding table only when it differs from the decoder).
@@ -320,10 +339,11 @@ def convert_original_pretraining_checkpoint(
             f"{path}: the checkpoint has encoder_fusion.* keys but no fusion encoder layers "
             "(encoder_fusion.bert.encoder.layer.{i}.*)"
         )
-    temperature = converted.get("temperature")
+    temperature = converted.get("log_temperature")  # still the authors' `temp` itself
     if temperature is None or temperature.numel() != 1 or not float(temperature) > 0:
         found = "missing" if temperature is None else f"shape {tuple(temperature.shape)}, value {temperature.tolist()}"
         raise CheckpointConversionError(f"{path}: temp must be one positive number (the ITC temperature); {found}")
+    converted["log_temperature"] = exact_log(temperature.reshape(()).float())
     pretraining_config = {
         "fusion_num_hidden_layers": max(fusion_layers) + 1,
         "fusion_layer_norm_eps": 1e-12,
@@ -354,8 +374,6 @@ def convert_original_pretraining_checkpoint(
     if extra:  # e.g. an MLM head whose config says it is tied
         raise CheckpointConversionError(f"{path}: the model has no place for {', '.join(map(source, extra[:10]))}")
     for name, tensor in converted.items():
-        if name == "temperature":
-            tensor = converted[name] = tensor.reshape(expected[name].shape)
         if tensor.shape != expected[name].shape:
             raise CheckpointConversionError(
                 f"{path}: {source(name)} has shape {tuple(tensor.shape)}, expected {tuple(expected[name].shape)} "

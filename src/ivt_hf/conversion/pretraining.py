@@ -119,7 +119,8 @@ def encoder_from_pretraining(
             the config is the pre-training one.
     Returns:
         the encoder (eval mode, the source's dtype and device; every other `ivt.*` tensor copied exactly) and a
-        report of what was copied, resized and dropped (the fusion encoder, `itm_head`, `mlm_head`, `temperature`).
+        report of what was copied, resized and dropped (the fusion encoder, `itm_head`, `mlm_head`, the ITC
+        temperature).
     Raises:
         PretrainingTransferError: the source is not a pre-training model, or an override changes a tensor shape other
             than the two grid embeddings (e.g. `hidden_size` or `patch_size`).

@@ -68,7 +68,8 @@ class IVTConfig(PretrainedConfig):
             the raw vectors (`False`), whose dot products reach hundreds and saturate the softmax.
         itc_temperature (`float`, defaults to 0.07): initial value of the learnable ITC temperature (the authors': 0.5).
         itc_temperature_range (`tuple[float, float]` or `None`, defaults to `(0.001, 0.5)`): the temperature is
-            clamped into this range in every forward; `None` leaves it free, as the authors do.
+            clamped into this range in every forward; `None` leaves it free, as the authors do. The model learns its
+            logarithm (`IVTForPreTraining.log_temperature`).
         tie_word_embeddings (`bool`, defaults to `True`): the MLM decoder shares the shared encoder's word-embedding
             matrix. `False` gives it its own matrix, as the authors' checkpoints have (tied there to the fusion BERT's
             own, otherwise unused, embedding table).

@@ -320,7 +320,7 @@ class IVTPreTrainedModel(PreTrainedModel):
     _supports_attention_backend = True
     # an `IVTForPreTraining` folder loads into `IVTModel` (its `ivt.*` weights); its pre-training heads are expected
     # extras, not a mismatch worth a warning
-    _keys_to_ignore_on_load_unexpected = [r"^fusion\.", r"^itm_head\.", r"^mlm_head\.", r"^temperature$"]
+    _keys_to_ignore_on_load_unexpected = [r"^fusion\.", r"^itm_head\.", r"^mlm_head\.", r"^log_temperature$"]
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -513,7 +513,8 @@ class IVTForPreTrainingOutput(ModelOutput):
             by the B (image, hard negative text) and B (hard negative image, text) pairs; column 1 = "matches".
         mlm_logits (`torch.FloatTensor` of shape `(num_masked, vocab_size)`): predictions at the masked positions,
             in row-major order of `mlm_labels != -100`.
-        temperature (`torch.FloatTensor` of shape `()`): the ITC temperature used (after clamping).
+        temperature (`torch.FloatTensor` of shape `()`): the ITC temperature used (`exp(log_temperature)`, after
+            clamping).
     """
 
     loss: torch.FloatTensor | None = None
@@ -731,14 +732,17 @@ class IVTForPreTraining(IVTPreTrainedModel):
         self.fusion = IVTFusionEncoder(config)
         self.itm_head = nn.Linear(config.hidden_size, 2)
         self.mlm_head = IVTMLMHead(config)
-        self.temperature = nn.Parameter(torch.tensor(float(config.itc_temperature)))
+        # The ITC temperature is learnt as its logarithm: the gradient of the log is the temperature times that of
+        # the temperature itself, so plain SGD (the authors' optimiser, lr 5e-3) moves it by relative amounts
+        # instead of throwing it out of its range within a few steps (benchmarks/README.md, "Pre-training").
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(config.itc_temperature)))
         self.post_init()
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         if isinstance(module, IVTForPreTraining):
-            init.constant_(module.temperature, float(module.config.itc_temperature))
+            init.constant_(module.log_temperature, math.log(module.config.itc_temperature))
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.ivt.get_input_embeddings()
@@ -746,12 +750,20 @@ class IVTForPreTraining(IVTPreTrainedModel):
     def get_output_embeddings(self) -> nn.Linear:
         return self.mlm_head.decoder
 
-    def current_temperature(self) -> torch.Tensor:
-        """The ITC temperature, clamped into `config.itc_temperature_range` (if set)."""
+    @torch.no_grad()
+    def clamp_temperature_(self) -> None:
+        """Clamp the learnt temperature into `config.itc_temperature_range` (if set) IN PLACE, as ALBEF does.
+
+        `forward` calls it first. Clamping the parameter itself, outside the graph, keeps its gradient: a clamp inside
+        the graph has zero gradient outside the range, so a temperature that once left the range stayed at the bound
+        for good."""
         temperature_range = self.config.itc_temperature_range
-        if temperature_range is None:
-            return self.temperature
-        return self.temperature.clamp(temperature_range[0], temperature_range[1])
+        if temperature_range is not None:
+            self.log_temperature.clamp_(math.log(temperature_range[0]), math.log(temperature_range[1]))
+
+    def current_temperature(self) -> torch.Tensor:
+        """The ITC temperature, `exp(log_temperature)` (differentiable)."""
+        return self.log_temperature.exp()
 
     def fuse(self, text_states: torch.Tensor, attention_mask: torch.Tensor | None, image_states: torch.Tensor):
         """Fusion-encoder states `(batch, text_seq, hidden)` of texts attending to their images."""
@@ -795,6 +807,7 @@ class IVTForPreTraining(IVTPreTrainedModel):
         image_embeds, text_embeds = image_states[:, 0], text_states[:, 0]
 
         # ITC
+        self.clamp_temperature_()
         temperature = self.current_temperature()
         image_features, text_features = image_embeds, text_embeds
         if self.config.itc_normalize:
