@@ -1,7 +1,8 @@
-"""Pre-training with two real processes (gloo on CPU) on generated image-text pairs written as WebDataset shards:
-disjoint shards and every pair once per epoch, the loss falling, a run killed and resumed to the same weights, ITC over
-the gathered batch equal to one process over the whole batch, and fine-tuning that starts from exactly the pre-trained
-shared weights."""
+"""Pre-training with two real processes (gloo on CPU, a DataLoader worker each) on generated image-text pairs written
+as WebDataset shards: disjoint shards, no pair twice in an epoch, batches that mix shards, the loss falling, each
+process its own random stream, a run killed for real mid-shard and resumed to the same weights, ITC over the gathered
+batch equal to one process over the whole batch, fine-tuning that starts from exactly the pre-trained shared weights,
+and images that do not decode."""
 
 from __future__ import annotations
 
@@ -15,37 +16,40 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.itc_setting import itc_model_and_batch
-from helpers.launchers import ENV, launcher
+from helpers.launchers import ENV, descendants, kill_hard, launcher, process_is_running, wait_for_files
 from PIL import Image
 from safetensors.torch import load_file
 
 from ivt_hf.data.pairs import write_webdataset_shards
 
 ROOT = Path(__file__).resolve().parents[1]
-KILL_WORKER = ROOT / "tests" / "helpers" / "pretrain_kill_worker.py"
+HANG_WORKER = ROOT / "tests" / "helpers" / "pretrain_hang_worker.py"
 ITC_WORKER = ROOT / "tests" / "helpers" / "itc_gather_worker.py"
-NUM_PAIRS, PAIRS_PER_SHARD, BATCH = 96, 12, 8  # 8 shards: 4 per process, 6 steps per epoch
+NUM_PAIRS, PAIRS_PER_SHARD, BATCH, BUFFER = 96, 12, 8, 16  # 8 shards: 4 per process, 6 steps per epoch
 COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30), "yellow": (230, 230, 20),
            "black": (10, 10, 10), "white": (245, 245, 245)}  # fmt: skip
 
 
-def _pairs():
+def _pairs(count: int = NUM_PAIRS, broken: set[int] = frozenset()):
     rng = random.Random(0)
-    for number in range(NUM_PAIRS):
+    for number in range(count):
         top, bottom = rng.choice(list(COLOURS)), rng.choice(list(COLOURS))
         image = Image.new("RGB", (32, 96), COLOURS[top])
         image.paste(Image.new("RGB", (32, 48), COLOURS[bottom]), (0, 48))
         buffer = io.BytesIO()
         image.save(buffer, "JPEG")
+        data = buffer.getvalue()
+        if number in broken:
+            data = data[: len(data) // 2]  # truncated: it opens, but its pixels do not decode
         garment = rng.choice(["shirt", "coat", "t-shirt", "jacket"])
-        yield f"{number:06d}", buffer.getvalue(), f"A person in a {top} {garment}, with {bottom} trousers."
+        yield f"{number:06d}", data, f"A person in a {top} {garment}, with {bottom} trousers."
 
 
 def _flags(shards: Path, output_dir: Path, *extra: str) -> list[str]:
     return ["pretrain", "--train_data", str(shards), "--output_dir", str(output_dir), "--model_preset", "tiny",
             "--max_steps", "9", "--per_device_train_batch_size", str(BATCH), "--logging_steps", "1", "--save_steps",
-            "3", "--learning_rate", "5e-4", "--preprocessing_threads", "1", "--log_pair_keys", "--seed", "0",
-            *extra]  # fmt: skip
+            "4", "--learning_rate", "5e-4", "--shuffle_buffer_size", str(BUFFER), "--dataloader_num_workers", "1",
+            "--log_pair_keys", "--seed", "0", *extra]  # fmt: skip
 
 
 def _run(command: list[str]) -> subprocess.CompletedProcess:
@@ -67,7 +71,7 @@ def _pair_records(output: Path) -> list[list[dict]]:
             for rank in (0, 1)]  # fmt: skip
 
 
-def test_two_processes_read_disjoint_shards_and_every_pair_once_per_epoch(reference_run):
+def test_two_processes_read_disjoint_shards_no_pair_twice_and_batches_mix_shards(reference_run):
     records = _pair_records(reference_run["output"])
     all_keys = {f"pairs-{n // PAIRS_PER_SHARD:05d}.tar/{n:06d}" for n in range(NUM_PAIRS)}
     by_epoch = {0: [[], []], 1: [[], []]}
@@ -77,13 +81,17 @@ def test_two_processes_read_disjoint_shards_and_every_pair_once_per_epoch(refere
             assert len(record["pairs"]) == BATCH
             for epoch, key in record["pairs"]:
                 by_epoch[epoch][rank].append(key)
+        # the shuffle buffer: a batch draws from BUFFER pairs, so it mixes shards (unshuffled, it held one or two)
+        mixed = [len({key.split("/")[0] for _, key in record["pairs"]}) >= 2 for record in steps]
+        assert sum(mixed) >= 7, mixed
     epoch0 = by_epoch[0]
-    assert len(epoch0[0]) == len(set(epoch0[0])) == len(epoch0[1]) == len(set(epoch0[1])) == NUM_PAIRS // 2
-    assert set(epoch0[0]) | set(epoch0[1]) == all_keys  # every pair once in epoch 0, across the two processes
+    for keys in epoch0:  # no pair twice; at most the buffer's pairs of epoch 0 are still waiting after 9 steps
+        assert len(keys) == len(set(keys)) and NUM_PAIRS // 2 - BUFFER <= len(keys) <= NUM_PAIRS // 2
+    assert set(epoch0[0]) | set(epoch0[1]) <= all_keys and not set(epoch0[0]) & set(epoch0[1])
     shards = [{key.split("/")[0] for key in keys} for keys in epoch0]
     assert not shards[0] & shards[1] and len(shards[0]) == len(shards[1]) == 4  # whole shards per process
-    epoch1 = by_epoch[1][0] + by_epoch[1][1]
-    assert len(epoch1) == 3 * 2 * BATCH and len(set(epoch1)) == len(epoch1)  # half of epoch 1, no repeats
+    for rank in (0, 1):
+        assert len(by_epoch[1][rank]) == len(set(by_epoch[1][rank]))
     assert not {key.split("/")[0] for key in by_epoch[1][0]} & {key.split("/")[0] for key in by_epoch[1][1]}
     first_shards = [steps[0]["pairs"][0][1].split("/")[0] for steps in records]
     epoch1_first = [next(key for epoch, key in (p for r in steps for p in r["pairs"]) if epoch == 1).split("/")[0]
@@ -103,23 +111,46 @@ def test_the_loss_falls_and_the_output_is_a_pretraining_folder(reference_run):
     assert config["architectures"] == ["IVTForPreTraining"]
     results = json.loads((output / "pretrain_results.json").read_text())
     assert results["steps"] == 9 and results["world_size"] == 2 and results["pairs_seen"] == 9 * 2 * BATCH
-    assert sorted(path.name for path in output.glob("checkpoint-*")) == ["checkpoint-6", "checkpoint-9"]
+    assert results["pairs_skipped"] == 0
+    assert sorted(path.name for path in output.glob("checkpoint-*")) == ["checkpoint-8", "checkpoint-9"]
 
 
-def test_a_killed_run_resumes_to_the_same_weights(reference_run, tmp_path):
+def test_each_process_draws_from_its_own_random_stream(reference_run):
+    """One initialisation (DDP would overwrite others anyway), then seed + rank: the processes' random states differ
+    (dropout, the ITM hard negatives), where they used to be identical."""
+    checkpoint = reference_run["output"] / "checkpoint-9"
+    states = [torch.load(checkpoint / f"rng_rank{rank}.pt", weights_only=True)["torch"] for rank in (0, 1)]
+    assert not torch.equal(states[0], states[1])
+
+
+def test_a_run_killed_mid_shard_resumes_to_the_same_weights(reference_run, tmp_path):
     output = tmp_path / "interrupted"
-    # both processes die hard when they start batch 7 (step 8): checkpoint-6 is the last complete one
-    killed = _run([*launcher("torchrun"), str(KILL_WORKER), "7", *_flags(reference_run["shards"], output)])
-    assert killed.returncode != 0
-    assert sorted(path.name for path in output.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
-    assert not (output / "model.safetensors").exists()
+    hung = tmp_path / "hung"
+    # every process of the run stops after step 5 (checkpoint-4 is the last one) and is then killed for real
+    command = [*launcher("torchrun"), str(HANG_WORKER), "5", str(hung), *_flags(reference_run["shards"], output)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV,
+                               cwd=ROOT, start_new_session=True)  # fmt: skip
+    wait_for_files([hung / f"hung_rank{rank}.json" for rank in (0, 1)], process)
+    trainers = [json.loads((hung / f"hung_rank{rank}.json").read_text())["pid"] for rank in (0, 1)]
+    everything = [*descendants(process.pid), process.pid]  # launcher, training processes, their DataLoader workers
+    assert set(trainers) <= set(everything) and len(everything) >= 5
+    kill_hard(everything)
+    process.wait()
+    assert not any(process_is_running(pid) for pid in everything)
+    assert sorted(path.name for path in output.glob("checkpoint-*")) == ["checkpoint-4"]
+    assert not (output / "model.safetensors").exists() and not (output / "pretrain_results.json").exists()
+    for rank in (0, 1):  # the checkpoint lies inside a shard: its stream position is not a shard boundary
+        position = json.loads((output / "checkpoint-4" / f"shuffle_rank{rank}.json").read_text())["stream"]["position"]
+        assert 0 < position["example"] < PAIRS_PER_SHARD, position
+
     again = _run([sys.executable, "-m", "ivt_hf", *_flags(reference_run["shards"], output)])
     assert again.returncode == 2 and "--resume_from_checkpoint latest" in again.stderr  # a second run is refused
     wrong_world = _run([sys.executable, "-m", "ivt_hf", *_flags(reference_run["shards"], output),
                         "--resume_from_checkpoint", "latest"])  # fmt: skip
     assert wrong_world.returncode == 2 and "written by 2 process(es)" in wrong_world.stderr
+    # resumed under the other launcher, with two DataLoader workers instead of one
     resumed = _run([*launcher("accelerate"), "-m", "ivt_hf", *_flags(reference_run["shards"], output),
-                    "--resume_from_checkpoint", "latest"])  # fmt: skip
+                    "--resume_from_checkpoint", "latest", "--dataloader_num_workers", "2"])  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-4000:]
 
     reference = load_file(reference_run["output"] / "model.safetensors")
@@ -180,6 +211,7 @@ def test_continuing_from_a_pretraining_folder_with_accumulation_and_bf16(referen
                    "--gradient_accumulation_steps", "2", "--mixed_precision", "bf16")  # fmt: skip
     flags[flags.index("--max_steps") + 1] = "2"
     flags[flags.index("--per_device_train_batch_size") + 1] = "4"
+    flags[flags.index("--shuffle_buffer_size") + 1] = "0"
     result = _run([sys.executable, "-m", "ivt_hf", *flags])
     assert result.returncode == 0, result.stderr[-4000:]
     results = json.loads((output / "pretrain_results.json").read_text())
@@ -191,3 +223,29 @@ def test_continuing_from_a_pretraining_folder_with_accumulation_and_bf16(referen
     continued, start = load_file(output / "model.safetensors"), load_file(reference_run["output"] / "model.safetensors")
     assert continued.keys() == start.keys()
     assert not torch.equal(continued["ivt.post_layernorm.weight"], start["ivt.post_layernorm.weight"])  # it trained
+
+
+def test_images_that_do_not_decode_are_skipped_counted_and_logged_or_one_error_line(tmp_path):
+    shards = tmp_path / "shards"
+    write_webdataset_shards(_pairs(24, broken={5}), shards, pairs_per_shard=12)
+    flags = _flags(shards, tmp_path / "skip", "--on_invalid", "skip", "--dataloader_num_workers", "0")
+    flags[flags.index("--max_steps") + 1] = "4"
+    skipped = _run([sys.executable, "-m", "ivt_hf", *flags])
+    assert skipped.returncode == 0, skipped.stderr[-4000:]
+    broken_key = "pairs-00000.tar/000005"
+    assert f"skipped a pair whose image does not decode: {shards}: sample {broken_key!r}" in skipped.stderr
+    results = json.loads((tmp_path / "skip" / "pretrain_results.json").read_text())
+    assert results["pairs_skipped"] == 1 and results["pairs_seen"] == 4 * BATCH - 1
+    trained = [key for record in _pair_records_of(tmp_path / "skip", 0) for _, key in record["pairs"]]
+    assert broken_key not in trained and len(trained) == 4 * BATCH - 1
+
+    flags[flags.index("--on_invalid") + 1] = "raise"
+    flags[flags.index("--output_dir") + 1] = str(tmp_path / "raise")
+    raised = _run([sys.executable, "-m", "ivt_hf", *flags])
+    errors = [line for line in raised.stderr.splitlines() if line.startswith("error:")]
+    assert raised.returncode == 2 and len(errors) == 1 and "Traceback" not in raised.stderr
+    assert broken_key in errors[0] and "does not decode" in errors[0] and "--on_invalid skip" in errors[0]
+
+
+def _pair_records_of(output: Path, rank: int) -> list[dict]:
+    return [json.loads(line) for line in (output / f"pair_keys_rank{rank}.jsonl").read_text().splitlines()]

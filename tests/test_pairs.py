@@ -505,7 +505,8 @@ def test_a_hub_dataset_of_tar_shards_is_streamed_through_the_hub_protocol(tmp_pa
         pretrained = subprocess.run([sys.executable, "-m", "ivt_hf", "pretrain", "--train_data", "people-org/pairs",
                                      "--output_dir", str(tmp_path / "pretrain"), "--model_preset", "tiny",
                                      "--max_steps", "2", "--per_device_train_batch_size", "4",
-                                     "--preprocessing_threads", "1"], capture_output=True, text=True, timeout=300,
+                                     "--shuffle_buffer_size", "4", "--dataloader_num_workers", "1"],
+                                    capture_output=True, text=True, timeout=300,
                                     env=env)  # fmt: skip
         assert hub.unhandled == [], hub.unhandled
         assert any(path.endswith("/data/pairs-00003.tar") for _, _, path, _ in hub.requests)

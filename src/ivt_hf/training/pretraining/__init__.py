@@ -1,0 +1,47 @@
+"""Vision-language pre-training of IVT (the authors' first stage): ITC + ITM + MLM on a stream of image-text pairs.
+
+`main(argv)` is `ivt pretrain` and `scripts/pretrain.py`.
+
+- `arguments.py`: `PretrainingArguments` (flags or a recipe JSON) and the presets;
+- `collator.py`: the data path (stream -> shuffle buffer -> numbered batches -> DataLoader workers that decode,
+  augment, tokenise and mask), exactly resumable;
+- `loop.py`: the accelerate loop, checkpoints (no pickle) and exact resume.
+"""
+
+from .arguments import (
+    PRETRAINING_PRESETS,
+    PRETRAINING_RECIPE,
+    PretrainingArguments,
+    parse_pretraining_args,
+    read_pretraining_recipe,
+)
+from .collator import PairBatches, PairCollator, pair_loader
+from .loop import (
+    CHECKPOINT_PREFIX,
+    PretrainingResult,
+    PretrainingRun,
+    build_pretraining_model,
+    cosine_schedule,
+    find_checkpoint,
+    main,
+    pretrain,
+)
+
+__all__ = [
+    "CHECKPOINT_PREFIX",
+    "PRETRAINING_PRESETS",
+    "PRETRAINING_RECIPE",
+    "PairBatches",
+    "PairCollator",
+    "PretrainingArguments",
+    "PretrainingResult",
+    "PretrainingRun",
+    "build_pretraining_model",
+    "cosine_schedule",
+    "find_checkpoint",
+    "main",
+    "pair_loader",
+    "parse_pretraining_args",
+    "pretrain",
+    "read_pretraining_recipe",
+]

@@ -1,0 +1,489 @@
+"""The pre-training loop: plain accelerate (not the `Trainer`), because the data is an endless stream and a checkpoint
+must hold each process's position in it, so that a resumed run continues with exactly the next pairs.
+
+A checkpoint (`OUTPUT/checkpoint-STEP/`) holds no pickle: the model in safetensors; the optimizer / scheduler / scaler
+states and every process's random-number states as tensors (`torch.load(..., weights_only=True)`); each process's
+shuffle buffer (`shuffle_rankR.json`: stream position, generator, buffered pairs; `shuffle_rankR.safetensors`: their
+images) and progress (`progress_rankR.json`: the next batch number, images skipped); and `state.json`, written last.
+
+Randomness: the model is initialised from `seed` in every process (and DDP starts them all from rank 0's weights);
+then process r continues from `seed + r`, so that dropout and the ITM hard negatives differ between processes. The
+data's randomness is keyed (`collator.py`), never drawn from these global generators.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import get_cosine_with_min_lr_schedule_with_warmup
+
+from ...data.pairs import PairDataError, PairStream
+from ...data.shuffle_buffer import ShuffleBuffer
+from ...errors import InputNotFoundError, IVTInputError, OutputExistsError
+from ...hub.folder import register_for_remote_code, save_model_folder
+from ...model.configuration_ivt import IVTConfig
+from ...model.modeling_ivt import IVTForPreTraining
+from ...model.processing_ivt import IVTProcessor
+from ..distributed import all_gather_with_grad
+from ..masking import MaskingRules
+from ..optim import build_optimizer
+from ..transforms import TrainTransform, reference_padding
+from .arguments import PRETRAINING_PRESETS, PretrainingArguments, parse_pretraining_args
+from .collator import PairBatches, PairCollator, pair_loader
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_PREFIX = "checkpoint-"
+LOSS_NAMES = ("loss", "loss_itc", "loss_itm", "loss_mlm")
+
+
+# --------------------------------------------------------------------------------------------------------------- model
+
+
+def build_pretraining_model(args: PretrainingArguments) -> IVTForPreTraining:
+    """A model from a folder, or from a preset with optional public-backbone initialisation."""
+    overrides: dict[str, Any] = {}
+    if args.patch_stride is not None:
+        overrides["patch_stride"] = args.patch_stride
+    if args.itc_normalize is not None:
+        overrides["itc_normalize"] = args.itc_normalize
+    if args.itc_temperature is not None:
+        overrides["itc_temperature"] = args.itc_temperature
+    if not args.itc_clamp_temperature:
+        overrides["itc_temperature_range"] = None
+    if args.model_name_or_path:
+        if args.vit_checkpoint or args.bert_checkpoint or "patch_stride" in overrides:
+            raise IVTInputError(
+                "--vit_checkpoint, --bert_checkpoint and --patch_stride start a new model; they cannot apply to "
+                "--model_name_or_path"
+            )
+        model = IVTForPreTraining.from_pretrained(args.model_name_or_path, **overrides)
+        model.config.validate_ivt()
+        return model
+    config = IVTConfig(**(PRETRAINING_PRESETS[args.model_preset] | overrides))
+    model = IVTForPreTraining(config)
+    if args.vit_checkpoint or args.bert_checkpoint:
+        from ...conversion.backbones import load_backbones, read_backbone
+
+        states = {
+            f"{kind}_state_dict": read_backbone(source, kind, revision=args.backbone_revision)
+            for kind, source in (("vit", args.vit_checkpoint), ("bert", args.bert_checkpoint))
+            if source
+        }
+        load_backbones(model, **states)
+    return model
+
+
+def cosine_schedule(optimizer: torch.optim.Optimizer, args: PretrainingArguments) -> torch.optim.lr_scheduler.LambdaLR:
+    """transformers' linear warm-up over `warmup_ratio * max_steps`, then cosine decay to `min_lr` at `max_steps`
+    (the fine-tuning recipes' `cosine_with_min_lr`; every parameter group decays to the same fraction of its rate)."""
+    return get_cosine_with_min_lr_schedule_with_warmup(
+        optimizer,
+        num_warmup_steps=math.ceil(args.warmup_ratio * args.max_steps),
+        num_training_steps=args.max_steps,
+        min_lr_rate=args.min_lr / args.learning_rate if args.learning_rate > 0 else 0.0,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------- checkpoints
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def _rng_state() -> dict[str, torch.Tensor]:
+    """Every random-number state of this process as tensors (safe to load with weights_only=True)."""
+    python_state = random.getstate()
+    numpy_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": torch.tensor(python_state[1], dtype=torch.int64),
+        "python_gauss": torch.tensor(
+            [python_state[0], python_state[2] if python_state[2] is not None else -1.0], dtype=torch.float64
+        ),
+        "numpy": torch.from_numpy(numpy_state[1].astype(np.int64)),
+        "numpy_pos": torch.tensor([numpy_state[2], numpy_state[3]], dtype=torch.int64),
+        "numpy_gauss": torch.tensor([numpy_state[4]], dtype=torch.float64),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(state["torch"])
+    version, gauss = state["python_gauss"].tolist()
+    random.setstate(
+        (int(version), tuple(int(item) for item in state["python"].tolist()), None if gauss == -1.0 else gauss)
+    )
+    position, has_gauss = state["numpy_pos"].tolist()
+    np.random.set_state(
+        ("MT19937", state["numpy"].numpy().astype(np.uint32), int(position), int(has_gauss),
+         float(state["numpy_gauss"]))
+    )  # fmt: skip
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def find_checkpoint(output_dir: Path, resume: str) -> Path:
+    """`'latest'` -> the newest `checkpoint-STEP` in `output_dir` that is complete; else the folder given."""
+    if resume in ("latest", "true", "True"):
+        candidates = sorted(
+            (path for path in output_dir.glob(f"{CHECKPOINT_PREFIX}*") if (path / "state.json").is_file()),
+            key=lambda path: int(path.name[len(CHECKPOINT_PREFIX) :]),
+        )
+        if not candidates:
+            raise InputNotFoundError(f"--resume_from_checkpoint latest: no complete checkpoint in {output_dir}")
+        return candidates[-1]
+    path = Path(resume)
+    if not (path / "state.json").is_file():
+        raise InputNotFoundError(
+            f"--resume_from_checkpoint {resume}: not a complete pre-training checkpoint (no state.json)"
+        )
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------------- loop
+
+
+@dataclass
+class PretrainingResult:
+    steps: int
+    pairs_seen: int
+    seconds: float
+    pairs_per_second: float
+    last_losses: dict[str, float]
+    output_dir: str
+    world_size: int
+    pairs_skipped: int
+
+
+class PretrainingRun:
+    """One pre-training run: `run()` trains to `max_steps`, saving and resuming as told."""
+
+    def __init__(self, args: PretrainingArguments):
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        self.args = args
+        use_cpu = args.use_cpu or not torch.cuda.is_available()
+        if args.mixed_precision == "fp16" and use_cpu:
+            raise IVTInputError("--mixed_precision fp16 needs a GPU; on a CPU use bf16 or no")
+        self.accelerator = Accelerator(
+            mixed_precision=args.mixed_precision,
+            gradient_accumulation_steps=args.gradient_accumulation_steps,
+            cpu=use_cpu,
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
+        )
+        self.output_dir = Path(args.output_dir)
+        self.rank = self.accelerator.process_index
+        self.world_size = self.accelerator.num_processes
+        self.is_main = self.accelerator.is_main_process
+        self.resume_dir = (
+            find_checkpoint(self.output_dir, args.resume_from_checkpoint) if args.resume_from_checkpoint else None
+        )
+        if self.resume_dir is None and self.is_main:
+            self._check_output_dir()
+        self.accelerator.wait_for_everyone()
+
+        seed_everything(args.seed)  # one initialisation in every process
+        model = build_pretraining_model(args)
+        seed_everything(args.seed + self.rank)  # each process its own dropout and ITM negatives
+        self.processor = IVTProcessor.from_config(model.config)
+        register_for_remote_code(model, self.processor)
+        self.stream = PairStream(
+            args.train_data,
+            rank=self.rank,
+            world_size=self.world_size,
+            seed=args.seed,
+            revision=args.revision,
+            image_column=args.image_column,
+            caption_column=args.caption_column,
+            on_invalid=args.on_invalid,
+        )
+        self.shuffled = ShuffleBuffer(self.stream, args.shuffle_buffer_size, seed=args.seed)
+        image_size = tuple(model.config.image_size)
+        self.collator = PairCollator(
+            self.processor.tokenizer,
+            TrainTransform(
+                image_size=image_size,
+                padding=reference_padding(image_size),
+                erase_p=args.random_erasing,
+                interpolation=args.train_interpolation,
+            ),
+            seed=args.seed,
+            rank=self.rank,
+            max_text_tokens=args.max_text_tokens,
+            max_caption_words=args.max_caption_words,
+            rules=MaskingRules(
+                mask_probability=args.mlm_probability,
+                max_predictions=args.mlm_max_predictions,
+                span_probability=args.mlm_span_probability,
+                max_span_words=args.mlm_max_span_words,
+            ),
+        )
+        optimizer = build_optimizer(
+            model,
+            args.optim,
+            lr=args.learning_rate,
+            weight_decay=args.weight_decay,
+            bias_lr_multiplier=args.bias_lr_multiplier,
+            decay_all=False,  # no decay on biases, norms and the ITC temperature
+        )
+        self.scheduler = cosine_schedule(optimizer, args)  # stepped by hand, once per optimizer step
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.step = 0
+        self.epoch = 0  # of the newest pair trained on
+        self.next_batch = 0  # the number of the next batch to train on (batches left out as too small included)
+        self.images_skipped = 0  # pairs left out because their image does not decode (--on_invalid skip)
+        self.resume_state: dict[str, Any] | None = None  # the shuffle buffer after the last batch trained on
+        self.log_history: list[dict[str, Any]] = []
+        if self.resume_dir is not None:
+            self._load_checkpoint(self.resume_dir)
+
+    def _check_output_dir(self) -> None:
+        if self.output_dir.is_dir() and any(self.output_dir.iterdir()):
+            if not self.args.overwrite_output_dir:
+                raise OutputExistsError(
+                    f"--output_dir {self.output_dir} is not empty; pass --resume_from_checkpoint latest to continue "
+                    "the run in it, or --overwrite_output_dir to start again"
+                )
+            shutil.rmtree(self.output_dir)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- checkpoints
+    def _save_checkpoint(self) -> Path:
+        folder = self.output_dir / f"{CHECKPOINT_PREFIX}{self.step}"
+        partial = self.output_dir / f".{CHECKPOINT_PREFIX}{self.step}.partial"
+        if self.is_main:
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)
+        self.accelerator.wait_for_everyone()
+        torch.save(_rng_state(), partial / f"rng_rank{self.rank}.pt")
+        ShuffleBuffer.save(self.resume_state, partial, f"shuffle_rank{self.rank}")
+        progress = {"next_batch": self.next_batch, "images_skipped": self.images_skipped}
+        (partial / f"progress_rank{self.rank}.json").write_text(json.dumps(progress))
+        if self.is_main:
+            from safetensors.torch import save_model
+
+            save_model(self.accelerator.unwrap_model(self.model), str(partial / "model.safetensors"))
+            states = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+            if self.accelerator.scaler is not None:
+                states["scaler"] = self.accelerator.scaler.state_dict()
+            torch.save(states, partial / "training_states.pt")
+        self.accelerator.wait_for_everyone()
+        if self.is_main:
+            state = {"step": self.step, "world_size": self.world_size, "args": asdict(self.args)}
+            (partial / "state.json").write_text(json.dumps(state, indent=1))  # written last: marks it complete
+            shutil.rmtree(folder, ignore_errors=True)
+            partial.rename(folder)
+            self._prune_checkpoints()
+        self.accelerator.wait_for_everyone()
+        return folder
+
+    def _prune_checkpoints(self) -> None:
+        limit = self.args.save_total_limit
+        if not limit:
+            return
+        folders = sorted(
+            self.output_dir.glob(f"{CHECKPOINT_PREFIX}*"), key=lambda path: int(path.name[len(CHECKPOINT_PREFIX) :])
+        )
+        for folder in folders[:-limit]:
+            shutil.rmtree(folder)
+
+    def _load_checkpoint(self, folder: Path) -> None:
+        from safetensors.torch import load_model
+
+        state = json.loads((folder / "state.json").read_text())
+        if state["world_size"] != self.world_size:
+            raise IVTInputError(
+                f"{folder} was written by {state['world_size']} process(es) and this run has {self.world_size}: each "
+                "process's stream position is in the checkpoint, so resume with the same number of processes"
+            )
+        load_model(self.accelerator.unwrap_model(self.model), str(folder / "model.safetensors"))
+        states = torch.load(folder / "training_states.pt", map_location="cpu", weights_only=True)
+        self.optimizer.load_state_dict(states["optimizer"])
+        self.scheduler.load_state_dict(states["scheduler"])
+        if "scaler" in states and self.accelerator.scaler is not None:
+            self.accelerator.scaler.load_state_dict(states["scaler"])
+        self.shuffled.load_state_dict(ShuffleBuffer.read(folder, f"shuffle_rank{self.rank}"))
+        progress = json.loads((folder / f"progress_rank{self.rank}.json").read_text())
+        self.next_batch, self.images_skipped = progress["next_batch"], progress["images_skipped"]
+        _set_rng_state(torch.load(folder / f"rng_rank{self.rank}.pt", weights_only=True))
+        self.step = state["step"]
+        for name in ("log.jsonl", f"pair_keys_rank{self.rank}.jsonl"):  # drop what the interrupted run did later
+            path = self.output_dir / name
+            if path.is_file() and (self.is_main or name.startswith("pair_keys")):
+                kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= self.step]
+                path.write_text("".join(line + "\n" for line in kept))
+        self.accelerator.wait_for_everyone()
+        logger.info("resumed from %s at step %d", folder, self.step)
+
+    # -- training
+    def _next_batch(self, loader_iterator, batches: PairBatches) -> dict[str, Any]:
+        """The next batch to train on: pairs whose image does not decode raise (`--on_invalid raise`) or are left out,
+        counted and logged (`skip`); a batch left with fewer than 2 pairs (ITM needs a negative) is passed over."""
+        while True:
+            batch = next(loader_iterator)
+            self.resume_state = batches.state_after(batch["batch_number"])
+            self.next_batch = batch["batch_number"] + 1
+            for key, reason in batch["invalid"]:
+                if self.args.on_invalid == "raise":
+                    raise PairDataError(f"{reason} (pass --on_invalid skip to leave such pairs out)",
+                                        where=self.args.train_data, key=key)  # fmt: skip
+                self.images_skipped += 1
+                logger.warning("skipped a pair whose image does not decode: %s: sample %r: %s",
+                               self.args.train_data, key, reason)  # fmt: skip
+            if batch["pixel_values"].shape[0] >= 2:
+                return batch
+            logger.warning("passed over batch %d: fewer than 2 pairs decode", batch["batch_number"])
+
+    def run(self) -> PretrainingResult:
+        from tqdm.auto import tqdm
+
+        args = self.args
+        batches = PairBatches(self.shuffled, args.per_device_train_batch_size, first_batch=self.next_batch)
+        on_gpu = self.accelerator.device.type == "cuda"
+        loader = pair_loader(batches, self.collator, num_workers=args.dataloader_num_workers, pin_memory=on_gpu)
+        loader_iterator = iter(loader)
+        self.model.train()
+        sums = dict.fromkeys(LOSS_NAMES, 0.0)
+        count = pairs_trained = 0
+        start_step, started = self.step, time.perf_counter()
+        with tqdm(total=args.max_steps, initial=self.step, disable=not self.is_main, desc="pre-training") as progress:
+            while self.step < args.max_steps:
+                for micro_step in range(args.gradient_accumulation_steps):
+                    batch = self._next_batch(loader_iterator, batches)
+                    output = self._forward_backward(batch)
+                    for name in sums:
+                        value = getattr(output, name)
+                        sums[name] += float(value.detach()) if value is not None else 0.0
+                    count += 1
+                    pairs_trained += len(batch["pairs"])
+                    self.epoch = max(epoch for epoch, _ in batch["pairs"])
+                    self._record_pairs(batch, micro_step)
+                self.scheduler.step()
+                self.step += 1
+                progress.update(1)
+                if self.step % args.logging_steps == 0 or self.step == args.max_steps:
+                    self._log(sums, count, started, start_step)
+                    sums, count = dict.fromkeys(sums, 0.0), 0
+                if self.step % args.save_steps == 0 or self.step == args.max_steps:
+                    self._save_checkpoint()
+        del loader_iterator  # stops the workers
+        seconds = time.perf_counter() - started
+        pairs_seen = int(self.accelerator.reduce(torch.tensor(pairs_trained, device=self.accelerator.device), "sum"))
+        skipped = self._pairs_skipped()
+        self._save_final()
+        last = self.log_history[-1] if self.log_history else {}
+        result = PretrainingResult(
+            steps=self.step,
+            pairs_seen=pairs_seen,
+            seconds=round(seconds, 2),
+            pairs_per_second=round(pairs_seen / seconds, 2) if seconds > 0 else 0.0,
+            last_losses={name: last[name] for name in LOSS_NAMES if name in last},
+            output_dir=str(self.output_dir),
+            world_size=self.world_size,
+            pairs_skipped=skipped,
+        )
+        if self.is_main:
+            (self.output_dir / "pretrain_results.json").write_text(json.dumps(asdict(result), indent=1))
+        return result
+
+    def _forward_backward(self, batch: dict[str, Any]):
+        """One micro-batch: forward under the run's autocast, backward, and (at the end of an accumulation) the
+        optimizer step. Returns the model output."""
+        accelerator, model = self.accelerator, self.model
+        names = ("pixel_values", "input_ids", "attention_mask", "mlm_input_ids", "mlm_labels")
+        inputs = {name: batch[name].to(accelerator.device) for name in names}
+        itc_gather = all_gather_with_grad if self.args.gather_itc and self.world_size > 1 else None
+        with accelerator.accumulate(model):
+            with accelerator.autocast():
+                output = model(**inputs, itc_gather=itc_gather)
+            accelerator.backward(output.loss)
+            if accelerator.sync_gradients and self.args.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(model.parameters(), self.args.max_grad_norm)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        return output
+
+    def _record_pairs(self, batch: dict[str, Any], micro_step: int) -> None:
+        """With --log_pair_keys: the [epoch, key] of every pair of the batch, in pair_keys_rankR.jsonl."""
+        if self.args.log_pair_keys:
+            record = {"step": self.step + 1, "micro_step": micro_step, "pairs": batch["pairs"]}
+            with (self.output_dir / f"pair_keys_rank{self.rank}.jsonl").open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    def _pairs_skipped(self) -> int:
+        """Pairs left out so far by every process: invalid in the stream, or an image that does not decode."""
+        stream_skipped = self.resume_state["stream"]["skipped"] if self.resume_state else 0
+        mine = torch.tensor(stream_skipped + self.images_skipped, device=self.accelerator.device)
+        return int(self.accelerator.reduce(mine, "sum"))
+
+    def _log(self, sums: dict[str, float], count: int, started: float, start_step: int) -> None:
+        if not count:
+            return
+        # the losses of this process; every process logs the mean over all processes
+        means = torch.tensor([sums[name] / count for name in sums], device=self.accelerator.device)
+        means = self.accelerator.reduce(means, reduction="mean")
+        record = {"step": self.step, "epoch": self.epoch}
+        record |= {name: round(float(value), 5) for name, value in zip(sums, means.tolist(), strict=True)}
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        record["temperature"] = round(float(unwrapped.current_temperature().detach()), 5)
+        record["learning_rate"] = self.scheduler.get_last_lr()[0]
+        record["pairs_skipped"] = self._pairs_skipped()
+        elapsed = time.perf_counter() - started
+        record["pairs_per_second"] = round(
+            (self.step - start_step)
+            * self.args.per_device_train_batch_size
+            * self.args.gradient_accumulation_steps
+            * self.world_size
+            / max(elapsed, 1e-9),
+            2,
+        )
+        self.log_history.append(record)
+        if self.is_main:
+            logger.info("step %d: %s", self.step, {key: value for key, value in record.items() if key != "step"})
+            with (self.output_dir / "log.jsonl").open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    def _save_final(self) -> None:
+        self.accelerator.wait_for_everyone()
+        if self.is_main:
+            save_model_folder(self.accelerator.unwrap_model(self.model), self.processor, self.output_dir)
+        self.accelerator.wait_for_everyone()
+
+
+def pretrain(args: PretrainingArguments) -> PretrainingResult:
+    return PretrainingRun(args).run()
+
+
+def main(argv: list[str] | None = None) -> PretrainingResult:
+    args = parse_pretraining_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return pretrain(args)
+
+
+__all__ = [
+    "CHECKPOINT_PREFIX",
+    "PretrainingResult",
+    "PretrainingRun",
+    "build_pretraining_model",
+    "cosine_schedule",
+    "find_checkpoint",
+    "main",
+    "pretrain",
+]
