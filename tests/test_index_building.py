@@ -54,7 +54,9 @@ def _assert_same_index(folder: Path, reference: GalleryIndex) -> None:
     torch.testing.assert_close(index.embeddings, reference.embeddings, rtol=0, atol=1e-6)
     assert index.skipped == reference.skipped and [item["path"][-12:] for item in index.skipped] == ["cam1/010.png"]
     assert index.manifest["model_fingerprint"] == reference.manifest["model_fingerprint"]
-    assert sorted(path.name for path in folder.iterdir()) == ["embeddings.safetensors", "manifest.json"]  # no chunks
+    # no chunks left; the marker says ivt_hf wrote the folder (`--overwrite` may replace it)
+    expected = [".ivt_hf-output.json", "embeddings.safetensors", "manifest.json"]
+    assert sorted(path.name for path in folder.iterdir()) == expected
 
 
 @pytest.mark.parametrize("launcher_name", ["torchrun", "accelerate"])

@@ -17,6 +17,7 @@ import torch
 from helpers.launchers import free_port
 from safetensors.torch import load_file
 
+from ivt_hf import IVTConfig
 from ivt_hf.training import build_trainer, parse_args
 from ivt_hf.training.losses import cmpm_loss
 
@@ -79,12 +80,48 @@ def test_text_length_buckets_reach_the_model_and_keep_the_loss(synth_root, tmp_p
     torch.testing.assert_close(bucketed, trainer.compute_loss(trainer.model, batch), atol=1e-4, rtol=1e-5)
 
 
-def test_architecture_flags_cannot_change_a_pretrained_model(tmp_path):
+def test_architecture_flags_may_restate_a_saved_model_but_not_change_it(tiny_config, tmp_path):
+    """A recipe may state the architecture it was written for (`synthpedes-cpu.json` has `num_hidden_layers`): with
+    --model_name_or_path an equal value is accepted, a different one refused naming both; a pre-training output
+    accepts a new stride / image size (its grid is resized) but not a new depth."""
+    from ivt_hf import IVTModel
+    from ivt_hf.model import IVTForPreTraining
     from ivt_hf.training import ModelArguments, build_model
 
-    for flag in ("num_hidden_layers", "patch_stride"):
-        with pytest.raises(ValueError, match=f"--{flag} cannot change a pretrained model"):
-            build_model(ModelArguments(model_name_or_path=str(tmp_path), **{flag: 3}))
+    IVTModel(tiny_config).save_pretrained(tmp_path / "encoder")
+    pretraining_config = IVTConfig(**{**tiny_config.to_dict(), "fusion_num_hidden_layers": 1})
+    IVTForPreTraining(pretraining_config).save_pretrained(tmp_path / "pre")
+    same = {"num_hidden_layers": 2, "patch_stride": 12, "image_height": 64, "image_width": 32}
+    for folder in ("encoder", "pre"):
+        model = build_model(ModelArguments(model_name_or_path=str(tmp_path / folder), **same))
+        assert isinstance(model, IVTModel) and model.config.num_hidden_layers == 2
+        with pytest.raises(ValueError, match=r"--num_hidden_layers 3 cannot change the architecture .*\(num_hidden_l"):
+            build_model(ModelArguments(model_name_or_path=str(tmp_path / folder), num_hidden_layers=3))
+    with pytest.raises(ValueError, match="--patch_stride 16 cannot change the architecture"):
+        build_model(ModelArguments(model_name_or_path=str(tmp_path / "encoder"), patch_stride=16))
+    resized = build_model(ModelArguments(model_name_or_path=str(tmp_path / "pre"), patch_stride=16))
+    assert resized.config.patch_stride == 16  # a pre-training output's grid is resized
+
+    recipe = json.loads((ROOT / "src/ivt_hf/recipes/synthpedes-cpu.json").read_text())
+    model_args, _, _ = parse_args([str(ROOT / "src/ivt_hf/recipes/synthpedes-cpu.json"), "--model_name_or_path",
+                                   str(tmp_path / "encoder"), "--output_dir", str(tmp_path / "out")])  # fmt: skip
+    with pytest.raises(ValueError, match=f"--num_hidden_layers {recipe['num_hidden_layers']} cannot change"):
+        build_model(model_args)  # the recipe's 3 layers against a 2-layer model: a real change
+
+
+def test_the_cpu_fine_tuning_recipe_starts_from_a_pretraining_folder(tmp_path):
+    """`finetune-cpu.json` states no architecture: it fine-tunes any saved model, a pre-training output included."""
+    from ivt_hf.model import IVTForPreTraining
+    from ivt_hf.training import build_model
+    from ivt_hf.training.pretraining import PRETRAINING_PRESETS
+
+    IVTForPreTraining(IVTConfig(**PRETRAINING_PRESETS["tiny"])).save_pretrained(tmp_path / "pre")
+    model_args, _, training_args = parse_args([str(ROOT / "src/ivt_hf/recipes/finetune-cpu.json"),
+                                               "--model_name_or_path", str(tmp_path / "pre"), "--output_dir",
+                                               str(tmp_path / "out")])  # fmt: skip
+    model = build_model(model_args)
+    assert model.config.num_hidden_layers == PRETRAINING_PRESETS["tiny"]["num_hidden_layers"]
+    assert training_args.use_cpu and training_args.max_steps > 0
 
 
 def test_attn_implementation_flag():

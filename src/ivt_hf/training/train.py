@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from transformers import set_seed
 
@@ -52,14 +52,17 @@ def build_model(model_args: ModelArguments) -> IVTModel:
         overrides["image_size"] = (model_args.image_height, model_args.image_width)
     from ..conversion.pretraining import encoder_from_pretraining, is_pretraining_folder
 
-    if model_args.model_name_or_path and is_pretraining_folder(model_args.model_name_or_path):
-        # an `ivt pretrain` output (or a converted authors' pre-training checkpoint): its encoder, with the fusion
-        # encoder and heads dropped and the position grid resized when --patch_stride / --image_* change it
+    if model_args.model_name_or_path:
         for flag in ("vit_checkpoint", "bert_checkpoint"):
             if getattr(model_args, flag):
                 raise IVTInputError(f"--{flag} starts a new model; it cannot apply to --model_name_or_path")
-        if "num_hidden_layers" in overrides:
-            raise IVTInputError("--num_hidden_layers cannot change a pretrained model's architecture")
+        pretraining = is_pretraining_folder(model_args.model_name_or_path)
+        # a pre-training output's position grid is resized to a new stride or image size; nothing else changes shape
+        fixed = ("num_hidden_layers",) if pretraining else ("patch_stride", "image_size", "num_hidden_layers")
+        overrides = _without_unchanged_architecture(model_args.model_name_or_path, overrides, fixed)
+    if model_args.model_name_or_path and pretraining:
+        # an `ivt pretrain` output (or a converted authors' pre-training checkpoint): its encoder, with the fusion
+        # encoder and heads dropped and the position grid resized when --patch_stride / --image_* change it
         model, _ = encoder_from_pretraining(model_args.model_name_or_path, **overrides)
         if attn_implementation is not None:
             model.set_attn_implementation(attn_implementation)
@@ -67,12 +70,6 @@ def build_model(model_args: ModelArguments) -> IVTModel:
     if model_args.model_name_or_path:
         from transformers import AutoModel
 
-        for key in ("patch_stride", "image_size", "num_hidden_layers"):
-            if key in overrides:
-                raise IVTInputError(f"--{key} cannot change a pretrained model's architecture")
-        for flag in ("vit_checkpoint", "bert_checkpoint"):
-            if getattr(model_args, flag):
-                raise IVTInputError(f"--{flag} starts a new model; it cannot apply to --model_name_or_path")
         if attn_implementation is not None:
             overrides["attn_implementation"] = attn_implementation
         model = AutoModel.from_pretrained(model_args.model_name_or_path, **overrides)
@@ -102,6 +99,29 @@ def build_model(model_args: ModelArguments) -> IVTModel:
             except BackboneLayoutError as error:
                 raise BackboneLayoutError(f"--{kind}_checkpoint {source}: {error}") from None
     return model
+
+
+def _without_unchanged_architecture(
+    model_name_or_path: str, overrides: dict[str, Any], fixed: tuple[str, ...]
+) -> dict[str, Any]:
+    """`overrides` without the architecture settings that equal the saved model's (a recipe may state the
+    architecture it was written for: `synthpedes-cpu.json`'s `num_hidden_layers`); a setting in `fixed` that differs
+    is refused, naming the saved and the asked value."""
+    asked = {key: overrides[key] for key in fixed if key in overrides}
+    if not asked:
+        return overrides
+    saved = IVTConfig.from_pretrained(model_name_or_path)
+    kept = dict(overrides)
+    for key, value in asked.items():
+        current = tuple(saved.image_size) if key == "image_size" else getattr(saved, key)
+        if (tuple(value) if key == "image_size" else value) != current:
+            flag = "--image_height/--image_width" if key == "image_size" else f"--{key}"
+            raise IVTInputError(
+                f"{flag} {value} cannot change the architecture of --model_name_or_path {model_name_or_path} "
+                f"({key} {current}); leave it out, or start a new model"
+            )
+        del kept[key]
+    return kept
 
 
 def load_training_data(data_args: DataArguments, image_size: tuple[int, int]):
