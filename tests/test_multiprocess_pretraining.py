@@ -249,3 +249,62 @@ def test_images_that_do_not_decode_are_skipped_counted_and_logged_or_one_error_l
 
 def _pair_records_of(output: Path, rank: int) -> list[dict]:
     return [json.loads(line) for line in (output / f"pair_keys_rank{rank}.jsonl").read_text().splitlines()]
+
+
+def test_overwrite_output_dir_replaces_only_a_run_folder_ivt_hf_wrote(reference_run, tmp_path):
+    """A second run into a finished run's folder is refused, replaced with --overwrite_output_dir; a folder of the
+    user's is never deleted, even with --overwrite_output_dir."""
+    flags = _flags(reference_run["shards"], tmp_path / "run", "--dataloader_num_workers", "0")
+    flags[flags.index("--max_steps") + 1] = "1"
+    assert _run([sys.executable, "-m", "ivt_hf", *flags]).returncode == 0
+    first = (tmp_path / "run" / "model.safetensors").stat().st_mtime_ns
+    again = _run([sys.executable, "-m", "ivt_hf", *flags])
+    assert again.returncode == 2 and "--overwrite_output_dir" in again.stderr
+    replaced = _run([sys.executable, "-m", "ivt_hf", *flags, "--overwrite_output_dir"])
+    assert replaced.returncode == 0, replaced.stderr[-3000:]
+    assert (tmp_path / "run" / "model.safetensors").stat().st_mtime_ns != first
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("months of work")
+    flags[flags.index("--output_dir") + 1] = str(mine)
+    refused = _run([sys.executable, "-m", "ivt_hf", *flags, "--overwrite_output_dir"])
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert refused.returncode == 2 and len(errors) == 1 and "not written by ivt_hf" in errors[0]
+    assert (mine / "thesis.tex").read_text() == "months of work"
+
+
+PRECISION_RUN = """
+import json, sys
+from ivt_hf.training.pretraining import PretrainingRun, parse_pretraining_args
+run = PretrainingRun(parse_pretraining_args(sys.argv[1:]))
+model = run.accelerator.unwrap_model(run.model)
+dtypes = []  # the output dtype of a layer of the shared encoder and of the fusion encoder, at every forward
+for layer in (model.ivt.encoder.layers[0].vision_mlp.fc1, model.fusion.layer[0].intermediate.dense):
+    layer.register_forward_hook(lambda module, args, output: dtypes.append(str(output.dtype)))
+result = run.run()
+print(json.dumps({"dtypes": sorted(set(dtypes)), "weights": str(next(model.parameters()).dtype),
+                  "loss_scaler": run.accelerator.scaler is not None, "losses": result.last_losses}))
+"""
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_pretraining_mixed_precision_runs_under_autocast(reference_run, tmp_path, precision):
+    """--mixed_precision bf16 (CPU or GPU) / fp16 (GPU): both encoders really compute in the low precision (a hook
+    records the dtype of their activations), with float32 master weights, finite losses, a loss scaler for fp16."""
+    import math
+
+    if precision == "fp16" and not torch.cuda.is_available():
+        pytest.skip("fp16 autocast with its loss scaler needs a CUDA GPU; on a CPU --mixed_precision fp16 is refused")
+    flags = _flags(reference_run["shards"], tmp_path / precision, "--mixed_precision", precision,
+                   "--dataloader_num_workers", "0")[1:]  # fmt: skip
+    flags[flags.index("--max_steps") + 1] = "2"
+    if precision == "bf16":
+        flags.append("--use_cpu")
+    completed = subprocess.run([sys.executable, "-c", PRECISION_RUN, *flags], capture_output=True, text=True,
+                               env=ENV, timeout=600, cwd=ROOT)  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    run = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert run["dtypes"] == [{"bf16": "torch.bfloat16", "fp16": "torch.float16"}[precision]], run
+    assert run["weights"] == "torch.float32" and run["loss_scaler"] == (precision == "fp16")
+    assert all(math.isfinite(value) for value in run["losses"].values()) and len(run["losses"]) == 4

@@ -255,14 +255,22 @@ class PretrainingRun:
             self._load_checkpoint(self.resume_dir)
 
     def _check_output_dir(self) -> None:
-        if self.output_dir.is_dir() and any(self.output_dir.iterdir()):
-            if not self.args.overwrite_output_dir:
-                raise OutputExistsError(
-                    f"--output_dir {self.output_dir} is not empty; pass --resume_from_checkpoint latest to continue "
-                    "the run in it, or --overwrite_output_dir to start again"
-                )
-            shutil.rmtree(self.output_dir)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        """Under the folder's lock: an empty or new folder is taken (and marked as this run's); a non-empty one needs
+        --resume_from_checkpoint, or --overwrite_output_dir for a folder that ivt_hf wrote (never anyone else's)."""
+        from ...outputs import check_output_dir, mark_output_dir, output_lock
+
+        self.output_dir.parent.mkdir(parents=True, exist_ok=True)
+        with output_lock(self.output_dir):
+            if self.output_dir.is_dir() and any(self.output_dir.iterdir()):
+                if not self.args.overwrite_output_dir:
+                    raise OutputExistsError(
+                        f"--output_dir {self.output_dir} is not empty; pass --resume_from_checkpoint latest to "
+                        "continue the run in it, or --overwrite_output_dir to start again"
+                    )
+                check_output_dir(self.output_dir, overwrite=True)  # refuses a folder ivt_hf did not write
+                shutil.rmtree(self.output_dir)
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            mark_output_dir(self.output_dir, "ivt pretrain")
 
     # -- checkpoints
     def _save_checkpoint(self) -> Path:
