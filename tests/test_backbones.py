@@ -4,8 +4,11 @@ Hub-protocol server, no network)."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
 import torch
+from safetensors.torch import load as safetensors_load
 from safetensors.torch import load_file
 
 from ivt_hf import IVTConfig
@@ -107,6 +110,45 @@ def _torch_bytes(state: dict) -> bytes:
     return buffer.getvalue()
 
 
+def _bert_base_uncased_names(bert_state: dict, generator: torch.Generator) -> dict:
+    """A BertModel state dict named as google-bert/bert-base-uncased's own `model.safetensors` / `pytorch_model.bin`
+    name it: `BertForPreTraining` (`bert.` prefix, `cls.` heads), the LayerNorms as `gamma` / `beta` (the names of
+    the TensorFlow port it came from), no `position_ids` buffer."""
+    state = {}
+    for key, value in bert_state.items():
+        if key == "embeddings.position_ids":
+            continue
+        key = key.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")
+        state[f"bert.{key}"] = value
+    state |= {
+        "bert.pooler.dense.weight": torch.randn(32, 32, generator=generator), "bert.pooler.dense.bias": torch.zeros(32),
+        "cls.predictions.bias": torch.zeros(500),
+        "cls.predictions.transform.dense.weight": torch.randn(32, 32, generator=generator),
+        "cls.predictions.transform.dense.bias": torch.zeros(32),
+        "cls.predictions.transform.LayerNorm.gamma": torch.ones(32),
+        "cls.predictions.transform.LayerNorm.beta": torch.zeros(32),
+        "cls.predictions.decoder.weight": bert_state["embeddings.word_embeddings.weight"].clone(),
+        "cls.seq_relationship.weight": torch.zeros(2, 32), "cls.seq_relationship.bias": torch.zeros(2),
+    }  # fmt: skip
+    return state
+
+
+def _sharded_safetensors(state: dict) -> dict[str, bytes]:
+    """`state` as transformers writes a sharded checkpoint: two `model-0000i-of-00002.safetensors` shards and the
+    `model.safetensors.index.json` that maps every tensor to its shard."""
+    import json
+
+    names = sorted(state)
+    shards = {f"model-0000{index + 1}-of-00002.safetensors": names[index::2] for index in range(2)}
+    weight_map = {name: shard for shard, shard_names in shards.items() for name in shard_names}
+    total_size = sum(tensor.numel() * tensor.element_size() for tensor in state.values())
+    index = {"metadata": {"total_size": total_size}, "weight_map": dict(sorted(weight_map.items()))}
+    files = {"model.safetensors.index.json": json.dumps(index, indent=2).encode()}
+    files |= {shard: _safetensors_bytes({name: state[name] for name in shard_names})
+              for shard, shard_names in shards.items()}  # fmt: skip
+    return files
+
+
 def _public_layouts(fixtures_dir) -> dict[str, dict[str, bytes]]:
     """Tiny random repos with the exact file names, config keys and tensor names of the public ones."""
     import json
@@ -130,9 +172,7 @@ def _public_layouts(fixtures_dir) -> dict[str, dict[str, bytes]]:
     })  # fmt: skip
     bert_kwargs = dict(vocab_size=500, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                        intermediate_size=128, max_position_embeddings=128)  # fmt: skip
-    pretraining = {f"bert.{key}": value for key, value in bert_state.items()}
-    pretraining |= {"cls.predictions.bias": torch.zeros(500), "cls.seq_relationship.weight": torch.zeros(2, 32),
-                    "cls.predictions.transform.dense.weight": torch.randn(32, 32, generator=generator)}  # fmt: skip
+    pretraining = _bert_base_uncased_names(bert_state, generator)
     patch32 = dict(timm_state) | {"patch_embed.proj.weight": torch.randn(32, 3, 32, 32, generator=generator),
                                   "pos_embed": torch.randn(1, 50, 32, generator=generator)}  # fmt: skip
     roberta = {f"roberta.{key}": value for key, value in bert_state.items()}
@@ -154,6 +194,9 @@ def _public_layouts(fixtures_dir) -> dict[str, dict[str, bytes]]:
         "microsoft/resnet-50": {
             "config.json": ResNetConfig(embedding_size=8, hidden_sizes=[8], depths=[1]).to_json_string().encode(),
             "model.safetensors": _safetensors_bytes({"embedder.embedder.convolution.weight": torch.zeros(8, 3, 7, 7)})},
+        "someone/vit-sharded": {"config.json": vit_config.encode(), **_sharded_safetensors(vit_model)},
+        "someone/untyped-config": {"config.json": json.dumps({"hidden_size": 32, "patch_size": 16}).encode(),
+                                   "model.safetensors": _safetensors_bytes(vit_model)},
         "google/vit-base-patch32-224-in21k": {
             "config.json": ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
                                      image_size=224, patch_size=32).to_json_string().encode(),
@@ -220,27 +263,41 @@ def test_backbones_from_hub_repos_folders_and_files(hub, tmp_path, fixtures_dir)
     env = {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": TOKEN,
            "HF_HUB_DISABLE_TELEMETRY": "1"}  # fmt: skip
     bert = "google-bert/bert-base-uncased"
-    folder = tmp_path / "vit-folder"
-    folder.mkdir()
-    for name, data in _public_layouts(fixtures_dir)["google/vit-base-patch16-224-in21k"].items():
-        (folder / name).write_bytes(data)
+    layouts = _public_layouts(fixtures_dir)
+    # the BERT repo is named as the real one: LayerNorm gamma / beta, in both of its weight files
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        data = layouts[bert][name]
+        names = set(safetensors_load(data) if name.endswith(".safetensors") else torch.load(io.BytesIO(data)))
+        assert "bert.embeddings.LayerNorm.gamma" in names and "bert.encoder.layer.1.output.LayerNorm.beta" in names
+        assert not any(key.endswith("LayerNorm.weight") for key in names)
+    bert_file = fixtures_dir / "init" / "bert_hf_layout.safetensors"
+    folders = {"vit-folder": "google/vit-base-patch16-224-in21k", "sharded-folder": "someone/vit-sharded"}
+    for folder, repo_id in folders.items():
+        (tmp_path / folder).mkdir()
+        for name, data in layouts[repo_id].items():
+            (tmp_path / folder / name).write_bytes(data)
     cases = {
         "transformers ViT + BertForMaskedLM": ["google/vit-base-patch16-224-in21k", bert],
         "transformers ViT, .bin only": ["someone/vit-bin-only", "someone/bert-model-only"],
         "timm ViT (the paper's)": ["timm/vit_base_patch16_224.orig_in21k_ft_in1k", bert],
-        "local folder + file": [str(folder), str(fixtures_dir / "init" / "bert_hf_layout.safetensors")],
+        "sharded ViT repo": ["someone/vit-sharded", bert],
+        "local folder + file": [str(tmp_path / "vit-folder"), str(bert_file)],
+        "sharded local folder": [str(tmp_path / "sharded-folder"), bert],
+        "sharded, by its index file": [str(tmp_path / "sharded-folder" / "model.safetensors.index.json"), bert],
     }
     results = _build(cases, tmp_path, fixtures_dir, env)
     assert results == {name: "exact" for name in cases}
     resolved = {path for origin, method, path, status in hub.requests if "/resolve/" in path}
     assert "/timm/vit_base_patch16_224.orig_in21k_ft_in1k/resolve/main/model.safetensors" in resolved
+    assert "/someone/vit-sharded/resolve/main/model-00002-of-00002.safetensors" in resolved
     # safetensors first: the .bin beside it is never fetched
     assert "/google-bert/bert-base-uncased/resolve/main/pytorch_model.bin" not in resolved
 
     seen = len(hub.requests)
-    offline = _build({"offline, from the cache": cases["timm ViT (the paper's)"]}, tmp_path, fixtures_dir,
-                     {**env, "HF_HUB_OFFLINE": "1"})  # fmt: skip
-    assert offline == {"offline, from the cache": "exact"} and len(hub.requests) == seen
+    offline_cases = {name: cases[name] for name in ("timm ViT (the paper's)", "transformers ViT, .bin only",
+                                                    "sharded ViT repo")}  # fmt: skip
+    offline = _build(offline_cases, tmp_path, fixtures_dir, {**env, "HF_HUB_OFFLINE": "1"})
+    assert offline == {name: "exact" for name in offline_cases} and len(hub.requests) == seen
     assert hub.unhandled == []
 
 
@@ -254,6 +311,7 @@ def test_wrong_backbones_are_clear_errors(hub, tmp_path, fixtures_dir):
         "roberta as BERT": [vit, "FacebookAI/roberta-base"],
         "ViT as BERT": [vit, vit],
         "timm as BERT": [vit, "timm/vit_base_patch16_224.orig_in21k_ft_in1k"],
+        "config without model_type": ["someone/untyped-config", bert],
         "missing repo": ["nobody/no-such-vit", bert],
         "missing revision": [vit, bert, "v9"],
         "missing file": [str(tmp_path / "missing.safetensors"), bert],
@@ -267,9 +325,72 @@ def test_wrong_backbones_are_clear_errors(hub, tmp_path, fixtures_dir):
                            "model_type 'roberta'; expected a BERT",
         "ViT as BERT": "holds a model with model_type 'vit'; expected a BERT",
         "timm as BERT": "holds a model with timm architecture 'vit_base_patch16_224'; expected a BERT",
-        "missing repo": "FileNotFoundError: no Hub repo 'nobody/no-such-vit'",
-        "missing revision": "FileNotFoundError: Hub repo 'google/vit-base-patch16-224-in21k' has no revision 'v9'",
-        "missing file": "FileNotFoundError: backbone not found",
+        "config without model_type": "--vit_checkpoint someone/untyped-config: someone/untyped-config/config.json "
+                                     "names no model_type (a transformers config) or architecture (a timm config)",
+        "missing repo": "InputNotFoundError: no Hub repo 'nobody/no-such-vit'",
+        "missing revision": "InputNotFoundError: Hub repo 'google/vit-base-patch16-224-in21k' has no revision 'v9'",
+        "missing file": "InputNotFoundError: backbone not found",
     }  # fmt: skip
     for name, text in expected.items():
         assert text in results[name], (name, results[name])
+
+
+def test_offline_with_an_empty_cache_says_so(tmp_path, fixtures_dir):
+    """HF_HUB_OFFLINE=1 and nothing cached: the error names the repo, the cache and HF_HUB_OFFLINE (not "the repo
+    has none of the weight files", which would send the user looking for a broken repo)."""
+    env = {"HF_HOME": str(tmp_path / "empty-hf-home"), "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
+           "HF_ENDPOINT": "http://127.0.0.1:9"}  # nothing listens there: offline must not even try  # fmt: skip
+    repos = {"vit": "google/vit-base-patch16-224-in21k", "bert": "google-bert/bert-base-uncased"}
+    results = _build({"vit": [repos["vit"], None], "bert": [None, repos["bert"]]}, tmp_path, fixtures_dir, env)
+    for kind, repo_id in repos.items():
+        message = results[kind]
+        assert message.startswith("InputNotFoundError: "), message
+        assert f"{repo_id}: none of model.safetensors" in message and "is in the local Hub cache" in message
+        assert str(tmp_path / "empty-hf-home" / "hub") in message
+        assert "HF_HUB_OFFLINE is set" in message and "unset HF_HUB_OFFLINE" in message
+        assert "has none of" not in message
+
+
+def _vit_folder(folder, fixtures_dir, config: dict | None) -> None:
+    import json
+
+    folder.mkdir()
+    if config is not None:
+        (folder / "config.json").write_text(json.dumps(config))
+    vit = load_file(fixtures_dir / "init" / "vit_timm_layout.safetensors")
+    (folder / "model.safetensors").write_bytes(_safetensors_bytes(vit))
+
+
+def test_corrupt_weights_and_configs_without_a_model_type_are_clear_errors(tmp_path, fixtures_dir):
+    from ivt_hf.conversion.backbones import read_backbone
+    from ivt_hf.errors import InputNotFoundError, IVTInputError
+
+    good = (fixtures_dir / "init" / "vit_timm_layout.safetensors").read_bytes()
+    broken = {"garbage.safetensors": b"\x00\x01 not safetensors at all", "cut.safetensors": good[:-1000]}
+    for name, data in broken.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(IVTInputError, match=rf"{tmp_path / name} is not a readable safetensors file"):
+            read_backbone(tmp_path / name, "vit")
+
+    # a config.json that names no model type is no evidence that the weights are a ViT (or a BERT)
+    for kind in ("vit", "bert"):
+        for config in ({"hidden_size": 32, "architectures": ["ViTModel"]}, {}):
+            folder = tmp_path / f"untyped-{kind}-{len(config)}"
+            _vit_folder(folder, fixtures_dir, config)
+            with pytest.raises(IVTInputError, match=rf"{folder / 'config.json'} names no model_type"):
+                read_backbone(folder, kind)
+    _vit_folder(tmp_path / "no-config", fixtures_dir, None)  # no config.json at all: the weights decide
+    assert "cls_token" in read_backbone(tmp_path / "no-config", "vit")
+
+    # a sharded folder whose index is broken or names a missing shard
+    sharded = tmp_path / "sharded"
+    sharded.mkdir()
+    for name, data in _sharded_safetensors(load_file(fixtures_dir / "init" / "vit_timm_layout.safetensors")).items():
+        (sharded / name).write_bytes(data)
+    (sharded / "model-00002-of-00002.safetensors").unlink()
+    with pytest.raises(InputNotFoundError, match=r"model.safetensors.index.json names the shard "
+                                                 r"model-00002-of-00002.safetensors, which is not in"):  # fmt: skip
+        read_backbone(sharded, "vit")
+    (sharded / "model.safetensors.index.json").write_text('{"weight_map": ')
+    with pytest.raises(IVTInputError, match=rf"{sharded / 'model.safetensors.index.json'} is not a shard index"):
+        read_backbone(sharded, "vit")

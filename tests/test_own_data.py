@@ -183,10 +183,14 @@ def test_a_save_to_disk_folder_in_another_schema_with_a_column_mapping(tmp_path)
         ({"img": "undecodable"}, "record 2 (image 'person_2.png'): image cannot be decoded"),
         ({"img": "missing"}, "record 2: 'img' holds no image"),
         ({"pid": [1, 1, 1], "shades": [0, 1, 1]}, None),  # a repeated image of the same person: merged, not an error
-        ({"pid": [1, 2, 1], "shades": [0, 0, 1]}, "record 1 (image 'person_0.png'): the same image as row 0 with "
-                                                  "another person id (2; row 0 has 1)"),
-        ({"pid": [1, 1, 2], "shades": [0, 1, 2]}, "record 2 (image 'person_2.png'): person id 2 has 1 image(s) in "
-                                                  "the train split, which needs at least 2"),
+        (
+            {"pid": [1, 2, 1], "shades": [0, 0, 1]},
+            "record 1 (image 'person_0.png'): the same image as row 0 with another person id (2; row 0 has 1)",
+        ),
+        (
+            {"pid": [1, 1, 2], "shades": [0, 1, 2]},
+            "record 2 (image 'person_2.png'): person id 2 has 1 image(s) in the train split, which needs at least 2",
+        ),
     ],
 )
 def test_bad_rows_of_a_datasets_dataset_are_errors_naming_split_and_row(rows, message, tmp_path):
@@ -299,3 +303,67 @@ def test_a_hub_dataset_by_id_with_config_revision_and_column_mapping(tmp_path, t
     assert "people-org/street-crops (config huge): cannot be loaded: BuilderConfig 'huge' not found" in errors[2]
     record = json.loads((tmp_path / "out" / "eval.json").read_text())
     assert record["benchmark"] == "people-org/street-crops" and record["facts"]["num_queries"] == 3
+
+
+def test_evaluation_only_data_prepares_reads_back_and_evaluates(tmp_path, tiny_config, capsys):
+    """Data with only a test split (a raw copy of a benchmark's test part; a `save_to_disk` dataset whose train split
+    is declared but empty): `ivt data prepare` writes only the splits that hold images, and `ivt data stats` and
+    `ivt evaluate` read the folder back and evaluate its test split."""
+    import datasets
+
+    from ivt_hf import IVTModel, IVTProcessor
+    from ivt_hf.hub import save_model_folder
+
+    save_model_folder(IVTModel(tiny_config), IVTProcessor.from_config(tiny_config), tmp_path / "model")
+    # a CUHK-PEDES-layout copy of test records only
+    cuhk = tmp_path / "cuhk-test"
+    _images(cuhk / "imgs", ["test/a1.jpg", "test/a2.jpg", "test/b1.jpg"])
+    records = [{"split": "test", "captions": [caption], "file_path": path, "processed_tokens": [[]], "id": person}
+               for path, person, caption in [("test/a1.jpg", 4, "A man in a red coat."),
+                                             ("test/a2.jpg", 4, "Red coat, black bag."),
+                                             ("test/b1.jpg", 9, "A woman in blue jeans.")]]  # fmt: skip
+    (cuhk / "reid_raw.json").write_text(json.dumps(records))
+    # a Hub-style dataset saved with an empty train split beside its test split
+    people = _people_dataset([1, 1, 2], ["a man", "a man again", "a woman"])
+    saved = tmp_path / "saved-test-only"
+    datasets.DatasetDict({"train": people.select([]), "test": people}).save_to_disk(str(saved))
+    mapping = ["--image_column", "img", "--caption_column", "text", "--person_id_column", "pid"]
+
+    sources = {"cuhk": ["--benchmark", "cuhk-pedes", "--root", str(cuhk)], "saved": ["--dataset_name", str(saved)]}
+    for name, source in sources.items():
+        prepared = tmp_path / f"prepared-{name}"
+        columns = mapping if name == "saved" else []
+        assert ivt(["data", "prepare", *source, *columns, "--output_dir", str(prepared)]) == 0, capsys.readouterr()
+        assert json.loads((prepared / "dataset_dict.json").read_text()) == {"splits": ["test"]}
+        assert [path.name for path in prepared.iterdir() if path.is_dir()] == ["test"]  # no empty split folders
+        capsys.readouterr()
+        assert ivt(["data", "stats", str(prepared)]) == 0
+        table = capsys.readouterr().out.splitlines()
+        assert [line.split() for line in table[1:]] == [["split", "ids", "images", "captions"], ["test", "2", "3", "3"]]
+
+        record_path = tmp_path / f"eval-{name}.json"
+        assert ivt(["evaluate", "--model", str(tmp_path / "model"), "--dataset_name", str(prepared), "--output",
+                    str(record_path)]) == 0, capsys.readouterr().err  # fmt: skip
+        record = json.loads(record_path.read_text())
+        assert record["split"] == "test" and record["facts"]["num_queries"] == 3
+        assert record["facts"]["num_gallery"] == 3
+        # the empty train split is no split to evaluate: a clear error, not a traceback
+        capsys.readouterr()
+        assert ivt(["evaluate", "--model", str(tmp_path / "model"), *source, *columns, "--split", "train",
+                    "--output", str(tmp_path / "never.json")]) == 2  # fmt: skip
+        error = capsys.readouterr().err
+        assert f"{source[1]} has no images in split 'train' (splits with images: test)" in error, error
+        assert not (tmp_path / "never.json").exists()
+
+    # a folder prepared before empty splits were left out (as `save_to_disk` wrote them) still reads back
+    load_benchmark("cuhk-pedes", cuhk).save_to_disk(str(tmp_path / "prepared-before"))
+    capsys.readouterr()
+    assert ivt(["data", "stats", str(tmp_path / "prepared-before")]) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.splitlines()[2].split() == ["test", "2", "3", "3"]
+    # the library says so too, before encoding anything
+    from ivt_hf.errors import IVTInputError
+    from ivt_hf.evaluation.split_evaluation import evaluate_split
+
+    with pytest.raises(IVTInputError, match="split 'train' holds no images: nothing to evaluate"):
+        evaluate_split(IVTModel(tiny_config), IVTProcessor.from_config(tiny_config),
+                       load_benchmark("cuhk-pedes", cuhk)["train"])  # fmt: skip

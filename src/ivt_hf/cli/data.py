@@ -67,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="folder for the saved DatasetDict")  # fmt: skip
     prepare.add_argument(*flag("--on_invalid"), dest="on_invalid", choices=("error", "skip"), default="error")
     prepare.add_argument(*flag("--no_verify_images"), dest="verify_images", action="store_false", help="skip decoding")
-    prepare.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    prepare.add_argument("--overwrite", action="store_true", help="replace an output folder that ivt_hf wrote")
     prepare.set_defaults(handler=run_prepare)
 
     stats = commands.add_parser("stats", help="ids / images / captions per split")
@@ -105,31 +105,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--layout", choices=tuple(BENCHMARKS), default="cuhk-pedes")
     synth.add_argument(*flag("--output_dir"), "--output", dest="output_dir", required=True)
-    synth.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    synth.add_argument("--overwrite", action="store_true", help="replace an output folder that ivt_hf wrote")
     synth.set_defaults(handler=run_synth)
 
 
 def run_prepare(args: argparse.Namespace) -> int:
     from ..data.prepared import prepare_benchmark
     from ..data.schema import split_counts
+    from ..outputs import check_output_dir
 
     source_name(args)
     output = Path(args.output_dir)
-    if output.exists() and any(output.iterdir()) and not args.overwrite:  # fail before the long read
-        raise CommandError(f"{str(output)!r} is not empty; pass --overwrite to replace it")
+    check_output_dir(output, overwrite=args.overwrite)  # fail before the long read (and again under the lock)
     start = time.perf_counter()
     dataset, report = load_source(args, on_invalid=args.on_invalid, verify_images=args.verify_images)
     if report is not None:
         print(report.format())
-    _, written_here = prepare_benchmark(dataset, output, overwrite=args.overwrite)
-    if not written_here:
-        print(f"{output} was prepared by another process meanwhile; kept it")
-        return 0
+    prepare_benchmark(dataset, output, overwrite=args.overwrite)
     images = sum(split_counts(split).images for split in dataset.values())
     seconds = time.perf_counter() - start
     print(
         f"wrote {images} images to {output} in {seconds:.1f} s ({1000 * seconds / max(images, 1):.2f} s / 1,000 images)"
     )
+    empty = [split for split, split_dataset in dataset.items() if not len(split_dataset)]
+    if empty:
+        print(f"splits written: {', '.join(split for split in dataset if split not in empty)}; left out the empty "
+              f"{', '.join(empty)}")  # fmt: skip
     return 0
 
 

@@ -30,8 +30,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     data, report = load_source(args)
     if report is not None:
         emit_report(report)
-    if args.split not in data:
-        raise CommandError(f"{name} has no split {args.split!r} (splits: {', '.join(data)})")
+    with_images = [split for split, split_dataset in data.items() if len(split_dataset)]
+    if args.split not in with_images:  # absent, or empty (evaluation-only data has no train split to speak of)
+        raise CommandError(f"{name} has no images in split {args.split!r} (splits with images: "
+                           f"{', '.join(with_images) or 'none'})")  # fmt: skip
     image_split = data[args.split]
     evaluation = evaluate_split(
         model,

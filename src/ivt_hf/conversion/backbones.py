@@ -285,7 +285,9 @@ def build_model_from_backbones(
 
 # ---- reading a backbone from a file, a folder or the Hub -------------------------------------------------------------
 
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # preferred first
+# preferred first; an `*.index.json` (transformers' sharded checkpoints) names its shard files beside it
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")  # fmt: skip
 EXPECTED = {
     "vit": "a ViT-B/16 (a transformers ViT with model_type 'vit', e.g. google/vit-base-patch16-224-in21k, or a timm "
     "vit_* repo, e.g. timm/vit_base_patch16_224.orig_in21k_ft_in1k)",
@@ -293,13 +295,20 @@ EXPECTED = {
 }
 
 
-def _check_backbone_config(config: dict[str, Any] | None, kind: Literal["vit", "bert"], source: str) -> None:
-    """Refuse another kind of model by its config.json (transformers `model_type`, or timm `architecture`)."""
-    if not config:
+def _check_backbone_config(config: Any, kind: Literal["vit", "bert"], source: str, config_file: str) -> None:
+    """Refuse another kind of model by its config.json (transformers `model_type`, or timm `architecture`), and a
+    config.json that names neither: it gives no evidence of the kind. No config.json at all (None) is accepted."""
+    if config is None:
         return
-    model_type, architecture = config.get("model_type"), config.get("architecture")
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    architecture = config.get("architecture") if isinstance(config, dict) else None
+    if not model_type and not architecture:
+        raise BackboneLayoutError(
+            f"{config_file} names no model_type (a transformers config) or architecture (a timm config), so nothing "
+            f"says it holds {EXPECTED[kind]}; fix its config.json, or pass the weights file itself"
+        )
     if kind == "vit":
-        fits = model_type == "vit" if model_type else str(architecture or "vit_").startswith("vit_")
+        fits = model_type == "vit" if model_type else str(architecture).startswith("vit_")
     else:
         fits = model_type == "bert" and architecture is None
     if not fits:
@@ -309,9 +318,15 @@ def _check_backbone_config(config: dict[str, Any] | None, kind: Literal["vit", "
 
 def _load_weights(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except SafetensorError as error:  # truncated, or not safetensors at all
+            raise BackboneLayoutError(
+                f"{path} is not a readable safetensors file ({error}); download it again, or pass another checkpoint"
+            ) from None
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle arbitrary objects
     except Exception as error:
@@ -323,9 +338,59 @@ def _load_weights(path: Path) -> dict[str, torch.Tensor]:
     return loaded
 
 
-def _from_hub(repo_id: str, revision: str | None) -> tuple[Path | None, Path]:
-    """config.json (if the repo has one) and the first weights file of `WEIGHT_FILES` the repo has, downloaded
-    through huggingface_hub (its cache; `HF_HUB_OFFLINE=1` reads only the cache; the token from `HF_TOKEN`)."""
+def _shard_names(index_path: Path, shown: str) -> list[str]:
+    """The shard files that a sharded checkpoint's `*.index.json` maps tensors to (`weight_map`), in order."""
+    try:
+        shards = list(dict.fromkeys(json.loads(index_path.read_text(encoding="utf-8"))["weight_map"].values()))
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
+        shards, reason = [], f"{type(error).__name__}: {error}"
+    else:
+        reason = "no shards" if not shards else "a shard that is not a file name beside it"
+    # a shard is a plain file name beside the index: never a path that leaves the folder or the repo
+    if not shards or not all(isinstance(name, str) and name not in ("", ".", "..") and Path(name).name == name
+                             for name in shards):  # fmt: skip
+        raise BackboneLayoutError(
+            f"{shown} is not a shard index (a JSON object whose weight_map maps each tensor to a shard file): {reason}"
+        )
+    return shards
+
+
+def _local_weight_files(weights: Path) -> list[Path]:
+    """A weights file, or the shards beside a sharded checkpoint's `*.index.json`."""
+    if not weights.name.endswith(".index.json"):
+        return [weights]
+    shards = [weights.parent / name for name in _shard_names(weights, str(weights))]
+    missing = [shard.name for shard in shards if not shard.is_file()]
+    if missing:
+        raise InputNotFoundError(
+            f"{weights} names the shard {missing[0]}, which is not in {weights.parent}"
+            + (f" (nor {len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
+    return shards
+
+
+def _not_cached(repo_id: str, revision: str | None, files: str) -> InputNotFoundError:
+    """Files of a Hub repo that are neither in the local cache nor downloadable: offline mode or no network."""
+    from huggingface_hub import constants
+
+    where = f"{repo_id}" + (f" at revision {revision}" if revision else "")
+    cache = f"the local Hub cache ({constants.HF_HUB_CACHE})"
+    if constants.is_offline_mode():
+        return InputNotFoundError(
+            f"{where}: {files} in {cache} and HF_HUB_OFFLINE is set, so the Hub was not asked: download the backbone "
+            f"once with network access (unset HF_HUB_OFFLINE, or run `hf download {repo_id}`), or pass a local file "
+            "or folder"
+        )
+    return InputNotFoundError(
+        f"{where}: {files} in {cache} and the Hub ({constants.ENDPOINT}) cannot be reached: check the network (or "
+        "HF_ENDPOINT), or pass a local file or folder"
+    )
+
+
+def _from_hub(repo_id: str, revision: str | None) -> tuple[Path | None, list[Path]]:
+    """config.json (if the repo has one) and the weight files of the first of `WEIGHT_FILES` the repo has (its
+    shards for an index), downloaded through huggingface_hub (its cache; `HF_HUB_OFFLINE=1` reads only the cache;
+    the token from `HF_TOKEN`)."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -334,6 +399,8 @@ def _from_hub(repo_id: str, revision: str | None) -> tuple[Path | None, Path]:
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
+
+    not_cached: list[str] = []  # files neither in the cache nor downloadable (offline, or no network)
 
     def fetch(filename: str) -> Path | None:
         try:
@@ -344,51 +411,72 @@ def _from_hub(repo_id: str, revision: str | None) -> tuple[Path | None, Path]:
             ) from None
         except RevisionNotFoundError:
             raise InputNotFoundError(f"Hub repo {repo_id!r} has no revision {revision!r}") from None
+        except LocalEntryNotFoundError:  # before EntryNotFoundError, its base class
+            not_cached.append(filename)
+            return None
         except EntryNotFoundError:
             return None
-        except LocalEntryNotFoundError:
-            raise InputNotFoundError(
-                f"{repo_id}/{filename} is not in the local Hub cache and the Hub cannot be reached (offline mode "
-                "or no network): download it once with network access, or pass a local file or folder"
-            ) from None
         except HfHubHTTPError as error:
             raise InputNotFoundError(f"the Hub refused {repo_id}/{filename}: {error}") from None
 
     config = fetch("config.json")
     for name in WEIGHT_FILES:
         weights = fetch(name)
-        if weights is not None:
-            return config, weights
+        if weights is None:
+            continue
+        if "config.json" in not_cached:
+            logger.warning("%s/config.json is not in the local Hub cache: the backbone's kind is checked by its tensor "
+                           "names only", repo_id)  # fmt: skip
+        if not name.endswith(".index.json"):
+            return config, [weights]
+        shards = []
+        for shard in _shard_names(weights, f"{repo_id}/{name}"):
+            shard_path = fetch(shard)
+            if shard_path is None and shard in not_cached:
+                raise _not_cached(repo_id, revision, f"the shard {shard} named by {name} is not")
+            if shard_path is None:
+                raise InputNotFoundError(f"{repo_id}/{name} names the shard {shard}, which is not in the repo")
+            shards.append(shard_path)
+        return config, shards
+    if any(name in not_cached for name in WEIGHT_FILES):
+        raise _not_cached(repo_id, revision, f"none of {', '.join(WEIGHT_FILES)} is")
     raise InputNotFoundError(f"Hub repo {repo_id!r} has none of {', '.join(WEIGHT_FILES)}")
 
 
 def read_backbone(
     source: str | Path, kind: Literal["vit", "bert"], *, revision: str | None = None
 ) -> dict[str, torch.Tensor]:
-    """The state dict of a public backbone from a weights file, a local folder (config.json + weights) or a Hub repo
-    id. A config that names another kind of model, or weights of the wrong layout, are errors naming `source`."""
+    """The state dict of a public backbone from a weights file (or a sharded checkpoint's `*.index.json`), a local
+    folder (config.json + weights, or + index and shards) or a Hub repo id. A config that names another kind of
+    model or no kind at all, unreadable weights, or weights of the wrong layout are errors naming `source` or the
+    file."""
     if kind not in EXPECTED:
         raise IVTInputError(f"kind must be 'vit' or 'bert', got {kind!r}")
     path = Path(source).expanduser()
     if path.is_file():
-        config_path, weights = None, path
+        config_path, weights = None, _local_weight_files(path)
     elif path.is_dir():
         config_path = path / "config.json" if (path / "config.json").is_file() else None
-        weights = next((path / name for name in WEIGHT_FILES if (path / name).is_file()), None)
-        if weights is None:
+        found = next((path / name for name in WEIGHT_FILES if (path / name).is_file()), None)
+        if found is None:
             raise InputNotFoundError(f"{path} holds none of {', '.join(WEIGHT_FILES)}")
+        weights = _local_weight_files(found)
     elif str(source).startswith((".", "/", "~")) or str(source).count("/") > 1:
         raise InputNotFoundError(f"backbone not found: {source}")
     else:
         config_path, weights = _from_hub(str(source), revision)
     config = None
     if config_path is not None:
+        config_file = str(config_path) if path.is_dir() else f"{source}/config.json"
         try:
-            config = json.loads(config_path.read_text())
+            config = json.loads(config_path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise BackboneLayoutError(f"{source}: config.json is not valid JSON ({error})") from None
-    _check_backbone_config(config, kind, str(source))
-    return _load_weights(weights)
+            raise BackboneLayoutError(f"{config_file} is not valid JSON ({error})") from None
+        _check_backbone_config(config, kind, str(source), config_file)
+    state_dict: dict[str, torch.Tensor] = {}
+    for weights_file in weights:
+        state_dict |= _load_weights(weights_file)
+    return state_dict
 
 
 __all__ = [

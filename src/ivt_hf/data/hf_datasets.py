@@ -12,6 +12,7 @@ is not embedded) and the same person are merged into one image with all their ca
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,8 +195,10 @@ def normalise_hf_dataset(
     minimum = DEFAULT_MIN_IMAGES_PER_ID if min_images_per_id is None else min_images_per_id
     per_split = check_images_per_identity(per_split, collector, minimum)
     result = datasets.DatasetDict(
-        {split: build_split(records, split, source or name, f"{name}, read by ivt_hf")
-         for split, records in per_split.items()}  # fmt: skip
+        {
+            split: build_split(records, split, source or name, f"{name}, read by ivt_hf")
+            for split, records in per_split.items()
+        }  # fmt: skip
     )
     report.counts = {split: split_counts(split_dataset) for split, split_dataset in result.items()}
     return result, report
@@ -213,20 +216,48 @@ def is_saved_dataset(path: str | os.PathLike) -> bool:
     return (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
 
 
+def _holds_rows(split_folder: Path) -> bool:
+    """Whether a `save_to_disk` split folder has data files: `datasets` saves an empty split without any and then
+    cannot read it back (an `IndexError` in `load_from_disk`)."""
+    state = json.loads((split_folder / "state.json").read_text(encoding="utf-8"))
+    return bool(state.get("_data_files"))
+
+
+def read_saved_dataset(path: str | os.PathLike) -> datasets.DatasetDict:
+    """`datasets.load_from_disk(path)` as a `DatasetDict` (a lone `Dataset` is the split it names, default train),
+    without the splits that hold no rows: an empty split is no split. Errors name the folder."""
+    import datasets
+
+    path = Path(path)
+    try:
+        if (path / "dataset_dict.json").is_file():
+            splits = json.loads((path / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
+        else:
+            splits = [None]  # a lone Dataset, saved in `path` itself
+        folders = {split: path if split is None else path / split for split in splits}
+        dataset = datasets.DatasetDict()
+        for split, folder in folders.items():
+            if _holds_rows(folder):
+                split_dataset = datasets.Dataset.load_from_disk(str(folder))
+                dataset[split or str(split_dataset.split or "train")] = split_dataset
+    except (FileNotFoundError, ValueError, OSError, KeyError, TypeError) as error:
+        # ValueError covers invalid JSON; KeyError / TypeError a dataset_dict.json or state.json of another shape
+        raise BenchmarkFormatError(f"cannot be read by datasets.load_from_disk: {type(error).__name__}: {error}",
+                                   annotation_file=path) from error  # fmt: skip
+    if not dataset:
+        named = ", ".join(str(split) for split in splits if split is not None)
+        raise BenchmarkFormatError("holds no rows" + (f" in any split ({named})" if named else ""),
+                                   annotation_file=path)  # fmt: skip
+    return dataset
+
+
 def load_saved_dataset(
     path: str | os.PathLike, *, columns: ColumnMapping = ColumnMapping(), **checks: Any
 ) -> tuple[datasets.DatasetDict, BenchmarkReport | None]:
-    """A `save_to_disk` folder: read as it is when it holds the common schema, else checked and converted."""
-    import datasets
-
-    try:
-        dataset = datasets.load_from_disk(str(path))
-    except (FileNotFoundError, ValueError, OSError) as error:
-        raise BenchmarkFormatError(f"cannot be read by datasets.load_from_disk: {error}",
-                                   annotation_file=path) from error  # fmt: skip
+    """A `save_to_disk` folder: read as it is when it holds the common schema, else checked and converted. Empty
+    splits are left out (`read_saved_dataset`)."""
+    dataset = read_saved_dataset(path)
     if has_common_schema(dataset) and columns == ColumnMapping():
-        if isinstance(dataset, datasets.Dataset):
-            dataset = datasets.DatasetDict({str(dataset.split or "train"): dataset})
         return dataset, None
     return normalise_hf_dataset(dataset, name=str(path), columns=columns, base=Path(path), **checks)
 

@@ -1,5 +1,6 @@
 """Folders the package writes once and then reads: `ivt data prepare`'s output (a `save_to_disk` DatasetDict with
-the images embedded) and, through `build_folder_once`, the SynthPEDES cache, whichever process gets there first."""
+the images embedded, written through `ivt_hf.outputs.writing_output_dir`) and, through `build_folder_once`, the
+SynthPEDES cache, whichever process gets there first."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import OutputExistsError
+from ..errors import IVTInputError
+from ..outputs import writing_output_dir
 from .schema import COLUMNS
 from .specs import BenchmarkFormatError
 
@@ -23,12 +25,13 @@ def is_prepared(path: str | os.PathLike) -> bool:
 
 
 def load_prepared(path: str | os.PathLike, *, expected_source: str | None = None) -> datasets.DatasetDict:
-    """Load the self-contained output of `ivt data prepare` (images embedded), checking its schema and source."""
-    import datasets
+    """Load the self-contained output of `ivt data prepare` (images embedded), checking its schema and source. An
+    empty split (in a folder written before `prepare_benchmark` left them out) is left out."""
+    from .hf_datasets import read_saved_dataset
 
     if not is_prepared(path):
         raise BenchmarkFormatError(f"{str(path)!r} is not a prepared benchmark folder (no dataset_dict.json)")
-    dataset = datasets.load_from_disk(str(path))
+    dataset = read_saved_dataset(path)
     for split, split_dataset in dataset.items():
         missing = [column for column in COLUMNS if column not in split_dataset.column_names]
         if missing:
@@ -69,17 +72,26 @@ def build_folder_once(
     return target, True
 
 
-def prepare_benchmark(
-    dataset: datasets.DatasetDict, output_dir: str | os.PathLike, *, overwrite: bool = False
-) -> tuple[Path, bool]:
-    """Save a loaded benchmark self-contained (images embedded) as `output_dir`; `(output_dir, written_here)`.
+def splits_with_rows(dataset: datasets.DatasetDict) -> datasets.DatasetDict:
+    """The splits of `dataset` that hold rows: what `prepare_benchmark` writes. An empty split is no split (evaluation-
+    only data has no train split), and `datasets` saves one that `load_from_disk` cannot read back."""
+    import datasets
 
-    A non-empty `output_dir` is an error unless `overwrite`; a prepare that another process finished meanwhile is
-    kept (`written_here` False). Nothing half-written is ever left at `output_dir` (see `build_folder_once`).
+    kept = datasets.DatasetDict({split: rows for split, rows in dataset.items() if len(rows)})
+    if not kept:
+        raise IVTInputError(f"nothing to prepare: every split is empty ({', '.join(dataset) or 'no splits'})")
+    return kept
+
+
+def prepare_benchmark(dataset: datasets.DatasetDict, output_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Save a loaded benchmark self-contained (images embedded) as `output_dir` and return it.
+
+    A non-empty `output_dir` is an error unless `overwrite` is set and ivt_hf wrote it (checked under the folder's
+    lock, so two prepares into one folder cannot both find it empty). Nothing half-written is ever left at
+    `output_dir`, and a replaced folder stays until the new one is complete (`ivt_hf.outputs.writing_output_dir`).
+    Only the splits that hold rows are written (`splits_with_rows`).
     """
-    output_dir = Path(output_dir)
-    if output_dir.exists() and any(output_dir.iterdir()):
-        if not overwrite:
-            raise OutputExistsError(f"{str(output_dir)!r} is not empty; pass --overwrite to replace it")
-        shutil.rmtree(output_dir)
-    return build_folder_once(output_dir, lambda staging: dataset.save_to_disk(str(staging)), is_prepared)
+    dataset = splits_with_rows(dataset)  # before anything at output_dir is replaced
+    with writing_output_dir(output_dir, overwrite=overwrite, command="ivt data prepare") as staging:
+        dataset.save_to_disk(str(staging))
+    return Path(output_dir)

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from ..data.schema import caption_view
+from ..errors import IVTInputError
 from .encoding import encode_images, encode_texts
 from .metrics import retrieval_metrics
 
@@ -46,6 +47,8 @@ def evaluate_split(
     `official_every_second_gallery_row` rebuilds the reference's gallery (one image per caption row, rows 0, 2, 4...).
     `max_queries` keeps the first N captions (for quick validation during training; the gallery stays whole).
     """
+    if len(image_split) == 0:
+        raise IVTInputError(f"split {image_split.split!r} holds no images: nothing to evaluate")
     start = time.perf_counter()
     queries = caption_view(image_split)
     if max_queries is not None and max_queries < len(queries):
