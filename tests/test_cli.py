@@ -193,9 +193,17 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "app: port out of range": (
             ["app", "--model", str(tmp / "model"), "--index", str(tmp / "index"), "--port", "70000"],
             "--port must be from 1 to 65535"),
-        "index build: into a finished index": (
+        "index build: into an index ivt_hf did not write, even with --overwrite": (
             ["index", "build", "--model", str(tmp / "model"), "--images", str(tmp / "single"), "--output_dir",
-             str(tmp / "index_of_another_model")], "already holds an index; pass --overwrite to replace it"),
+             str(tmp / "index_of_another_model"), "--overwrite"],
+            "index_of_another_model is not empty and was not written by ivt_hf (no .ivt_hf-output.json), so it is "
+            "never replaced, even with --overwrite"),
+        "convert: into a folder that is not empty": (
+            ["convert", "--checkpoint_path", str(tmp / "broken.pth"), "--output_dir", str(tmp / "bert")],
+            "bert is not empty and was not written by ivt_hf"),
+        "data prepare: into a folder ivt_hf did not write, even with --overwrite": (
+            ["data", "prepare", "--dataset_name", str(tmp / "single"), "--output_dir", str(tmp / "bert"),
+             "--overwrite"], "bert is not empty and was not written by ivt_hf"),
         "pretrain: a batch of one pair": (
             ["pretrain", "--train_data", str(tmp / "empty"), "--output_dir", str(tmp / "p"),
              "--per_device_train_batch_size", "1"], "ITM draws its negatives from the batch"),

@@ -4,16 +4,29 @@
 
 Each command lives in a small module of this package with a `register(subparsers)` function; heavy imports (torch,
 transformers, datasets) stay inside the handlers so that `ivt --help` stays fast. Flags are spelled with underscores,
-as transformers' `HfArgumentParser` spells them (`--output_dir`); the dashed spelling is accepted as an alias. Bad
-input ends in one `error: ...` line on stderr and exit code 2, never a traceback.
+as transformers' `HfArgumentParser` spells them (`--output_dir`); the dashed spelling is accepted as an alias.
+
+An expected failure ends in one `error: ...` line on stderr and one of these exit codes (`EXIT_CODES`), never a
+traceback:
+
+    1    remote failure: the Hub refused a request (repository not found, gated, 401/403, 5xx) or was unreachable
+    2    bad input: the package's typed errors (`ivt_hf.errors.IVTInputError` and its subclasses, `CommandError`)
+    3    the machine refused: no space left on the device (or disk quota), permission denied, read-only file system
+    130  interrupted (Ctrl-C); an output folder being written is removed, the one it would replace is kept
+
+Anything else (a plain `ValueError` from torch, say) is a bug: it keeps its traceback (and Python's exit code 1).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 COMMAND_MODULES = (
     "ivt_hf.cli.demo",
@@ -33,12 +46,38 @@ DTYPE_CHOICES = ("float32", "bfloat16", "float16", "int8")
 PASS_THROUGH = {"train", "pretrain"}
 
 
+EXIT_REMOTE, EXIT_BAD_INPUT, EXIT_MACHINE_REFUSED, EXIT_INTERRUPTED = 1, 2, 3, 130
+EXIT_CODES = f"""exit codes:
+  0    success
+  {EXIT_REMOTE}    remote failure: the Hub refused a request (repository not found, gated, 401/403, 5xx) or was
+       unreachable
+  {EXIT_BAD_INPUT}    bad input: a missing or existing path, a wrong value or file (the error line names it)
+  {EXIT_MACHINE_REFUSED}    the machine refused: no space left on the device (or disk quota), permission denied,
+       read-only file system (the error line names the path)
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C); an output folder being written is removed, the one it would replace kept
+a traceback instead of an `error:` line is a bug: please report it"""
+
+
 class CommandError(Exception):
     """A command's own failure with a message for the user and an exit code (2: bad input, 1: a remote refusal)."""
 
-    def __init__(self, message: str, exit_code: int = 2):
+    def __init__(self, message: str, exit_code: int = EXIT_BAD_INPUT):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+@contextmanager
+def arguments_are_input() -> Iterator[None]:
+    """A `ValueError` raised while parsing a command's arguments (`HfArgumentParser`, `TrainingArguments` and the
+    argument dataclasses' `__post_init__`) is bad input by definition: it becomes an `IVTInputError`."""
+    from ..errors import IVTInputError
+
+    try:
+        yield
+    except IVTInputError:
+        raise
+    except ValueError as error:
+        raise IVTInputError(str(error)) from error
 
 
 def flag(name: str) -> tuple[str, ...]:
@@ -48,7 +87,8 @@ def flag(name: str) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ivt", description="IVT text-based person retrieval.")
+    parser = argparse.ArgumentParser(prog="ivt", description="IVT text-based person retrieval.", epilog=EXIT_CODES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
@@ -65,27 +105,107 @@ def _refuse_abbreviations(parser: argparse.ArgumentParser) -> None:
                 _refuse_abbreviations(subparser)
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """What a bad input raises: missing or existing paths, wrong values (every error class of the package is a
-    ValueError subclass), unreadable files."""
-    return (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError, ValueError,
-            UnicodeDecodeError)  # fmt: skip
-
-
 def run_guarded(handler: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
-    """Run a command; expected failures become one `error:` line and an exit code instead of a traceback."""
+    """Run a command; an expected failure becomes one `error:` line and its exit code (`EXIT_CODES`) instead of a
+    traceback. Anything else is a bug and is raised again."""
     try:
         return int(handler(args) or 0)
-    except CommandError as error:
-        _print_error(error)
-        return error.exit_code
-    except _user_errors() as error:
-        _print_error(error)
-        return 2
+    except KeyboardInterrupt:
+        _print_error("interrupted (Ctrl-C)")
+        return EXIT_INTERRUPTED
+    except Exception as error:
+        explained = _explain(error)
+        if explained is None:
+            raise
+        message, exit_code = explained
+        _print_error(message)
+        return exit_code
 
 
-def _print_error(error: BaseException) -> None:
-    print("error: " + " ".join(str(error).split()), file=sys.stderr)  # one line, whatever the message holds
+def _explain(error: Exception) -> tuple[str, int] | None:
+    """The one-line message and exit code of an expected failure; None for a bug."""
+    from ..errors import IVTInputError  # imported by now if one was raised
+
+    if isinstance(error, CommandError):
+        return str(error), error.exit_code
+    if isinstance(error, IVTInputError):
+        return str(error), EXIT_BAD_INPUT
+    if not isinstance(error, (OSError, *_transport_errors())):  # what the OS, the Hub client and the wrappers raise
+        return None
+    message = _machine_refusal(error)
+    if message is not None:
+        return message, EXIT_MACHINE_REFUSED
+    message = _remote_failure(error)
+    if message is not None:
+        return message, EXIT_REMOTE
+    return None
+
+
+def _print_error(message: str) -> None:
+    print("error: " + " ".join(message.split()), file=sys.stderr)  # one line, whatever the message holds
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """`error` and what it was raised from or while handling (libraries wrap the error that says what happened)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+MACHINE_REFUSALS = {
+    errno.ENOSPC: "free some space or choose another folder",
+    errno.EDQUOT: "free some space or choose another folder",
+    errno.EACCES: "check its permissions or choose another folder",
+    errno.EPERM: "check its permissions or choose another folder",
+    errno.EROFS: "choose a writable folder",
+}
+
+
+def _machine_refusal(error: BaseException) -> str | None:
+    """'no space left on device: PATH (...)' for a full disk, a quota, a denied permission or a read-only file
+    system, also when a library wrapped the OSError or kept only its `[Errno N]` in the message (pyarrow)."""
+    for cause in _causes(error):
+        if not isinstance(cause, OSError):
+            continue
+        number = cause.errno
+        if number is None:
+            found = re.search(r"\[errno (\d+)\]", str(cause), flags=re.IGNORECASE)
+            number = int(found.group(1)) if found else None
+        if number in MACHINE_REFUSALS:
+            path = f": {cause.filename}" if cause.filename is not None else ""
+            return f"{os.strerror(number).lower()}{path} ({MACHINE_REFUSALS[number]})"
+    return None
+
+
+def _loaded_class(module: str, name: str) -> type | None:
+    """A class of a module that was imported (if it was not, nothing raised it); no import happens here."""
+    return getattr(sys.modules.get(module), name, None)
+
+
+def _transport_errors() -> tuple[type, ...]:
+    """What the HTTP clients raise when a connection fails (huggingface_hub uses httpx2)."""
+    found = (_loaded_class("httpx2", "TransportError"), _loaded_class("httpx", "TransportError"),
+             _loaded_class("requests", "ConnectionError"))  # fmt: skip
+    return tuple(found_class for found_class in found if found_class is not None)
+
+
+def _remote_failure(error: BaseException) -> str | None:
+    """'Hub request failed: ...' for an HTTP error answer of the Hub (huggingface_hub's `HfHubHTTPError` family),
+    'could not reach URL: ...' for a connection that failed."""
+    hub_error = _loaded_class("huggingface_hub.errors", "HfHubHTTPError")
+    transport_errors = _transport_errors()
+    for cause in _causes(error):
+        if hub_error is not None and isinstance(cause, hub_error):
+            return f"Hub request failed: {cause}"
+        if transport_errors and isinstance(cause, transport_errors):
+            try:
+                url = f" {cause.request.url}"  # httpx; requests' errors carry no request when none was sent
+            except (AttributeError, RuntimeError):
+                url = ""
+            return f"could not reach{url}: {type(cause).__name__}: {cause}"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,12 +4,18 @@
 from __future__ import annotations
 
 import argparse
+import logging
+
+from . import arguments_are_input
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
-    from ..training.pretraining import main
+    from ..training.pretraining import parse_pretraining_args, pretrain
 
-    main(args.extra)
+    with arguments_are_input():  # a ValueError of HfArgumentParser / PretrainingArguments here is bad input
+        pretraining_args = parse_pretraining_args(args.extra)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    pretrain(pretraining_args)
     return 0
 
 

@@ -4,12 +4,19 @@
 from __future__ import annotations
 
 import argparse
+import logging
+
+from . import arguments_are_input
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from ..training.train import main
+    from ..training.arguments import parse_args
+    from ..training.train import build_trainer, run_training
 
-    main(args.extra)
+    with arguments_are_input():  # a ValueError of TrainingArguments / HfArgumentParser here is bad input
+        model_args, data_args, training_args = parse_args(args.extra)
+    logging.basicConfig(level=logging.INFO if training_args.process_index == 0 else logging.WARNING)
+    run_training(build_trainer(model_args, data_args, training_args))
     return 0
 
 

@@ -4,6 +4,7 @@ the folder carries `auto_map` and the self-contained modules of `ivt_hf.model`).
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from ..errors import InputNotFoundError, IVTInputError
@@ -65,12 +66,36 @@ def _check_model_type(name: str | Path, model_type: str | None) -> None:
         raise NotAnIVTModelError(f"{name} holds a {model_type!r} model, not an IVT model (model_type 'ivt')")
 
 
+def _hub_failed(error: BaseException) -> bool:
+    """Whether loading failed because the Hub answered with an error other than 'no such repo, revision or file'
+    (a gated repo, 401/403, 5xx) or could not be reached, as opposed to a name that is not there."""
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    not_there = (RepositoryNotFoundError, RevisionNotFoundError, RemoteEntryNotFoundError)
+    unreachable = getattr(sys.modules.get("httpx2"), "TransportError", ())  # huggingface_hub's HTTP client
+    seen = set()
+    while error is not None and id(error) not in seen:  # transformers wraps it: `raise OSError(...) from error`
+        seen.add(id(error))
+        refused = isinstance(error, HfHubHTTPError) and not isinstance(error, not_there)
+        if refused or isinstance(error, (GatedRepoError, unreachable)):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def load_model_and_processor(name_or_path: str | Path, *, revision: str | None = None):
     """An IVT model (eval mode) and its processor from a saved folder or a Hub repo id, checked to be IVT first.
 
     Raises:
-        FileNotFoundError: neither a folder nor a repo the Hub (or its cache, offline) knows.
+        InputNotFoundError: neither a folder nor a repo the Hub (or its cache, offline) knows.
         NotAnIVTModelError: it holds another kind of model.
+        OSError: the Hub answered with another error (gated, 401/403, 5xx) or could not be reached.
     """
     from transformers import AutoConfig, AutoModel, AutoProcessor
 
@@ -81,6 +106,8 @@ def load_model_and_processor(name_or_path: str | Path, *, revision: str | None =
         try:
             model_type = AutoConfig.from_pretrained(str(name_or_path), revision=revision).model_type
         except (OSError, ValueError) as error:
+            if _hub_failed(error):
+                raise  # the Hub's failure, not the name's: `ivt` reports it as a remote failure (exit 1)
             raise InputNotFoundError(
                 f"model not found: {name_or_path} is neither a local folder nor a Hub repo that can be reached "
                 f"({str(error).splitlines()[0]})"

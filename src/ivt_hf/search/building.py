@@ -4,9 +4,11 @@ The sorted image list is cut into chunks of `chunk_size` images. Chunk c is enco
 and written to ``OUTPUT/chunks/`` as soon as it is done (safetensors + a small JSON, each renamed into place, the
 JSON last, so a chunk is either complete or absent). A run that dies leaves its finished chunks; the next run over
 the same images with the same model, with any number of processes, encodes only the missing ones. When every chunk
-is there, the first process joins them in order into the one index (`GalleryIndex.save`) and removes the chunks.
-Chunks do not depend on the number of processes, so the joined index equals the one-process build (every image is
-encoded alone of its batch-mates: eval mode, fixed input size).
+is there, the first process joins them in order into the one index (`GalleryIndex.save`, into a staging folder that
+then replaces the chunks all at once, with ivt_hf's output marker: `ivt_hf.outputs.writing_output_dir`); `--overwrite`
+replaces only an index or an unfinished build that ivt_hf wrote. Chunks do not depend on the number of processes,
+so the joined index equals the one-process build (every image is encoded alone of its batch-mates: eval mode, fixed
+input size).
 
 Under `torchrun` / `accelerate launch` the processes find each other through accelerate's `PartialState` (gloo on
 CPU, NCCL on GPU); started plainly, it is one process.
@@ -27,6 +29,7 @@ from tqdm.auto import tqdm
 
 from ..errors import IVTInputError, OutputExistsError
 from ..evaluation.encoding import prepare_for_inference
+from ..outputs import check_output_dir, is_package_output, output_lock, writing_output_dir
 from .index import (
     INDEX_FORMAT_VERSION,
     INDEX_MANIFEST,
@@ -142,9 +145,10 @@ def build_index(
         if len(index) == 0:
             first = f" (first: {index.skipped[0]['path']}: {index.skipped[0]['error']})" if index.skipped else ""
             raise GalleryIndexError(f"none of the {len(paths)} images could be read, nothing to index{first}")
-        index.save(output_dir)
-        shutil.rmtree(chunk_dir)
-        (output_dir / BUILD_FILE).unlink()
+        # the finished index replaces the unfinished build (plan + chunks) all at once, with the output marker
+        with writing_output_dir(output_dir, overwrite=True, command="ivt index build",
+                                ours=_is_unfinished_build) as staging:  # fmt: skip
+            index.save(staging)
     state.wait_for_everyone()
     index_manifest = json.loads((output_dir / INDEX_MANIFEST).read_text())
     report.images = index_manifest["num_images"]
@@ -153,25 +157,35 @@ def build_index(
     return report
 
 
+def _is_unfinished_build(folder: Path) -> bool:
+    """Whether `folder` holds an index build that has not finished (its plan and chunks, nothing else): this
+    package's resumable state, which `--overwrite` may replace like a finished index."""
+    return (folder / BUILD_FILE).is_file() and {entry.name for entry in folder.iterdir()} <= {BUILD_FILE, CHUNKS}
+
+
 def _start_or_resume(output_dir: Path, plan: dict, overwrite: bool) -> None:
-    """Make `output_dir/chunks` for `plan`, keeping the chunks of an unfinished build of the same plan."""
-    build_file = output_dir / BUILD_FILE
-    if build_file.is_file() and not overwrite:
-        earlier = json.loads(build_file.read_text())
-        if earlier != plan:
-            differing = sorted(key for key in plan if earlier.get(key) != plan[key])
-            raise GalleryIndexError(
-                f"{output_dir} holds an unfinished build of another index (different {', '.join(differing)}); "
-                "pass --overwrite to start again"
-            )
-        return
-    if output_dir.exists() and any(output_dir.iterdir()):
-        if not overwrite:
-            held = "an index" if (output_dir / INDEX_MANIFEST).is_file() else "other files"
-            raise OutputExistsError(f"{output_dir} already holds {held}; pass --overwrite to replace it")
-        shutil.rmtree(output_dir)
-    (output_dir / CHUNKS).mkdir(parents=True)
-    build_file.write_text(json.dumps(plan, indent=1))
+    """Make `output_dir/chunks` for `plan`, keeping the chunks of an unfinished build of the same plan. Under the
+    folder's lock; `--overwrite` removes only an index or an unfinished build that ivt_hf wrote
+    (`ivt_hf.outputs.check_output_dir`)."""
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    with output_lock(output_dir):
+        build_file = output_dir / BUILD_FILE
+        if _is_unfinished_build(output_dir) and not overwrite:
+            earlier = json.loads(build_file.read_text())
+            if earlier != plan:
+                differing = sorted(key for key in plan if earlier.get(key) != plan[key])
+                raise GalleryIndexError(
+                    f"{output_dir} holds an unfinished build of another index (different {', '.join(differing)}); "
+                    "pass --overwrite to start again"
+                )
+            return
+        if not overwrite and is_package_output(output_dir) and (output_dir / INDEX_MANIFEST).is_file():
+            raise OutputExistsError(f"{output_dir} already holds an index; pass --overwrite to replace it")
+        check_output_dir(output_dir, overwrite=overwrite, ours=_is_unfinished_build)
+        if output_dir.exists():
+            shutil.rmtree(output_dir)
+        (output_dir / CHUNKS).mkdir(parents=True)
+        build_file.write_text(json.dumps(plan, indent=1))
 
 
 def _join_chunks(chunk_dir: Path, num_chunks: int, plan: dict, model_name: str | None) -> GalleryIndex:

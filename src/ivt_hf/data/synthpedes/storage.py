@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import OutputExistsError
+from ...outputs import writing_output_dir
 from ..normalise import BenchmarkReport, normalise_benchmark
 from ..prepared import build_folder_once, is_prepared, load_prepared
 from ..specs import SYNTHPEDES, BenchmarkFormatError, OnInvalid, get_spec
@@ -83,7 +83,9 @@ def generate(
 
     Sizes: `split_ids={"train": 1000, "validation": 100, "test": 200}`, or `num_ids` shared out by `split_fractions`
     (defaults: 1,300 identities, 1/13 validation, 2/13 test). `image_size` is (height, width); 384x128 is the IVT
-    input, smaller sizes render faster. A folder that already holds the same configuration is left as it is.
+    input, smaller sizes render faster. A folder that already holds the same configuration is left as it is (unless
+    `overwrite`); any other non-empty folder is an error, unless `overwrite` is set and ivt_hf wrote it. The folder
+    is written all at once (`ivt_hf.outputs.writing_output_dir`): an interrupted run leaves nothing at `output_dir`.
     """
     config = make_config(
         num_ids=num_ids,
@@ -96,16 +98,10 @@ def generate(
     )
     output_dir = Path(output_dir)
     synth_plan = plan(config)
-    if output_dir.exists() and any(output_dir.iterdir()):
-        if (output_dir / META_FILE).is_file() and read_meta(output_dir)["config"] == config.to_json():
-            return synth_plan
-        if not overwrite:
-            raise OutputExistsError(
-                f"{str(output_dir)!r} is not empty; pass overwrite=True (--overwrite) to replace it"
-            )
-        shutil.rmtree(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_plan(synth_plan, output_dir, progress=progress)
+    if not overwrite and (output_dir / META_FILE).is_file() and read_meta(output_dir)["config"] == config.to_json():
+        return synth_plan
+    with writing_output_dir(output_dir, overwrite=overwrite, command="ivt data synth") as staging:
+        write_plan(synth_plan, staging, progress=progress)
     return synth_plan
 
 

@@ -1,0 +1,330 @@
+"""Output folders (`ivt_hf.outputs`): complete or absent, replaced by `--overwrite` only when ivt_hf wrote them, and
+checked for emptiness under the lock that every writer of the folder takes.
+
+Every command that writes an output folder is driven through `ivt_hf.cli.main`: `data prepare`, `data synth`,
+`index build`, `convert` and `app --export_space`.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from filelock import FileLock
+
+from ivt_hf.cli import main
+
+FIXTURES = Path(__file__).parent / "fixtures"
+MARKER = ".ivt_hf-output.json"
+
+
+def _run(argv: list[str], capsys) -> tuple[int | str, str, str]:
+    try:
+        code = main(argv)
+    except KeyboardInterrupt:  # must not reach pytest, which would stop the session
+        code = "KeyboardInterrupt escaped"
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if "error:" in line]
+
+
+def _siblings(folder: Path) -> list[str]:
+    """What lies beside `folder` in its parent (the lock file aside)."""
+    return sorted(path.name for path in folder.parent.iterdir() if not path.name.endswith(".lock"))
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> Path:
+    """A tiny SynthPEDES raw copy, a tiny model folder, a few images and their index."""
+    from PIL import Image
+
+    from ivt_hf import IVTConfig, IVTModel, IVTProcessor
+    from ivt_hf.hub import save_model_folder
+    from ivt_hf.search import GalleryIndex
+
+    root = tmp_path_factory.mktemp("inputs")
+    assert main(["data", "synth", "--num_ids", "13", "--image_size", "32", "16", "--output_dir",
+                 str(root / "synth")]) == 0  # fmt: skip
+    torch.manual_seed(0)
+    config = IVTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                       max_position_embeddings=64, image_size=(64, 32))  # fmt: skip
+    save_model_folder(IVTModel(config), IVTProcessor.from_config(config), root / "model")
+    (root / "images").mkdir()
+    for shade in (0, 120, 240):
+        Image.new("RGB", (16, 32), (shade, 0, 0)).save(root / "images" / f"{shade}.png")
+    embeddings = torch.nn.functional.normalize(torch.randn(3, 32), dim=1)
+    manifest = {"format_version": 1, "root": str(root / "images"), "model": str(root / "model")}
+    GalleryIndex(embeddings, ["0.png", "120.png", "240.png"], manifest).save(root / "index")
+    return root
+
+
+def _commands(inputs: Path, output: Path) -> dict[str, list[str]]:
+    """Each command that writes an output folder, writing into `output`."""
+    return {
+        "data prepare": ["data", "prepare", "--benchmark", "synthpedes", "--root", str(inputs / "synth"),
+                         "--output_dir", str(output)],
+        "data synth": ["data", "synth", "--num_ids", "13", "--image_size", "32", "16", "--seed", "1",
+                       "--output_dir", str(output)],
+        "index build": ["index", "build", "--model", str(inputs / "model"), "--images", str(inputs / "images"),
+                        "--output_dir", str(output), "--chunk_size", "2"],
+        "convert": ["convert", "--checkpoint_path", str(FIXTURES / "ivt_tiny_s16.pth"), "--output_dir", str(output),
+                    "--num_attention_heads", "2"],
+        "app --export_space": ["app", "--model", str(inputs / "model"), "--index", str(inputs / "index"),
+                               "--export_space", str(output)],
+    }  # fmt: skip
+
+
+def _complete(command: str, output: Path) -> bool:
+    """Whether `output` holds what `command` writes."""
+    files = {"data prepare": "dataset_dict.json", "data synth": "synthpedes_meta.json", "index build": "manifest.json",
+             "convert": "model.safetensors", "app --export_space": "app.py"}  # fmt: skip
+    return (output / files[command]).is_file()
+
+
+COMMANDS = list(_commands(Path("/inputs"), Path("/output")))
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_overwrite_never_deletes_a_folder_ivt_hf_did_not_write(command, inputs, tmp_path, capsys):
+    output = tmp_path / "mine"
+    output.mkdir()
+    (output / "thesis.tex").write_text("two years of work")
+    code, _, err = _run([*_commands(inputs, output)[command], "--overwrite"], capsys)
+    assert code == 2, err[-3000:]
+    assert _error_lines(err) == [
+        f"error: {output} is not empty and was not written by ivt_hf (no {MARKER}), so it is never replaced, even "
+        "with --overwrite: remove it yourself or choose another output folder"
+    ], err[-3000:]
+    assert sorted(path.name for path in output.iterdir()) == ["thesis.tex"]
+    assert (output / "thesis.tex").read_text() == "two years of work"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_folder_ivt_hf_wrote_is_refused_without_overwrite_and_replaced_with_it(command, inputs, tmp_path, capsys):
+    output = tmp_path / "out"
+    argv = _commands(inputs, output)[command]
+    code, _, err = _run(argv, capsys)
+    assert code == 0, err[-3000:]
+    marker = json.loads((output / MARKER).read_text())
+    assert marker["command"] == f"ivt {command}" and marker["written_by"] == "ivt_hf", marker
+    assert _complete(command, output)
+    (output / "left_by_the_first_run.txt").write_text("x")  # tells the folders apart
+
+    other_settings = ["--seed", "2"] if command == "data synth" else []  # the same synth settings keep the folder
+    code, _, err = _run([*argv, *other_settings], capsys)
+    held = "already holds an index" if command == "index build" else "is not empty"
+    assert code == 2 and _error_lines(err) == [f"error: {output} {held}; pass --overwrite to replace it"], err
+    assert (output / "left_by_the_first_run.txt").is_file()
+
+    code, _, err = _run([*argv, "--overwrite"], capsys)
+    assert code == 0, err[-3000:]
+    assert _complete(command, output) and (output / MARKER).is_file()
+    assert not (output / "left_by_the_first_run.txt").exists()
+    assert _siblings(output) == ["out"]  # no staging or replaced folder left beside it
+
+
+def _press_ctrl_c() -> None:
+    raise KeyboardInterrupt
+
+
+def _write_to_a_full_disk() -> None:
+    with open("/dev/full", "w") as full:  # a real write that the kernel refuses with ENOSPC, as on a full disk
+        full.write("x" * 65536)
+
+
+def _interrupt_synth_midway(monkeypatch, fail) -> list[int]:
+    """`ivt data synth` renders its images, then `fail()` is called where the annotation file would be written."""
+    from ivt_hf.data.synthpedes import storage
+
+    images_written = []  # how many images were there when the failure came
+
+    def write_text_then_fail(self, *args, **kwargs):
+        images_written.append(len(list(self.parent.rglob("*.jpg"))))
+        fail()
+
+    real_write_plan = storage.write_plan
+
+    def write_plan(synth_plan, output_dir, **kwargs):
+        monkeypatch.setattr(Path, "write_text", write_text_then_fail)
+        try:
+            real_write_plan(synth_plan, output_dir, **kwargs)
+        finally:
+            monkeypatch.undo()
+
+    monkeypatch.setattr(storage, "write_plan", write_plan)
+    return images_written
+
+
+@pytest.mark.parametrize(
+    ("failure", "code", "line"),
+    [
+        (_press_ctrl_c, 130, "error: interrupted (Ctrl-C)"),
+        (_write_to_a_full_disk, 3,
+         "error: no space left on device: {output} (free some space or choose another folder)"),
+    ],
+    ids=["ctrl-c", "disk-full"],
+)  # fmt: skip
+def test_an_interrupted_write_leaves_neither_the_folder_nor_its_staging(
+    failure, code, line, tmp_path, capsys, monkeypatch
+):
+    output = tmp_path / "synth"
+    images_written = _interrupt_synth_midway(monkeypatch, failure)
+    result, _, err = _run(["data", "synth", "--num_ids", "13", "--image_size", "32", "16", "--output_dir",
+                           str(output)], capsys)  # fmt: skip
+    assert images_written and images_written[0] > 0, "the failure came before any image was written"
+    assert result == code, err[-3000:]
+    assert _error_lines(err) == [line.format(output=output)], err[-3000:]
+    assert not output.exists()
+    assert _siblings(output) == []  # no staging folder either
+
+
+def test_an_interrupted_overwrite_keeps_the_folder_it_was_replacing(tmp_path, capsys, monkeypatch):
+    output = tmp_path / "synth"
+    argv = ["data", "synth", "--num_ids", "13", "--image_size", "32", "16", "--output_dir", str(output)]
+    assert _run(argv, capsys)[0] == 0
+    before = sorted(str(path.relative_to(output)) for path in output.rglob("*"))
+    _interrupt_synth_midway(monkeypatch, _press_ctrl_c)
+    result, _, err = _run([*argv, "--seed", "3", "--overwrite"], capsys)
+    assert result == 130, err[-3000:]
+    assert sorted(str(path.relative_to(output)) for path in output.rglob("*")) == before
+    assert json.loads((output / "synthpedes_meta.json").read_text())["config"]["seed"] == 0
+    assert _siblings(output) == ["synth"]
+
+
+@pytest.fixture(scope="module")
+def prepared_source(inputs):
+    from ivt_hf.data import load_data
+
+    return load_data("synthpedes", inputs / "synth", verify_images=False)
+
+
+def test_the_emptiness_check_happens_under_the_lock(prepared_source, tmp_path):
+    """A prepare that waits for the lock (another writer holds it) checks the folder only once it has the lock: a
+    file that appeared meanwhile is refused and kept, not deleted."""
+    from ivt_hf.data.prepared import prepare_benchmark
+    from ivt_hf.errors import OutputExistsError
+
+    output = tmp_path / "prepared"
+    outcome = {}
+
+    def prepare():
+        try:
+            outcome["result"] = prepare_benchmark(prepared_source, output)
+        except BaseException as error:  # noqa: BLE001 - reported to the test thread
+            outcome["error"] = error
+
+    lock = FileLock(str(tmp_path / ".prepared.lock"))  # the lock every writer of `output` takes
+    with lock:
+        waiting = threading.Thread(target=prepare)
+        waiting.start()
+        time.sleep(1.0)
+        assert waiting.is_alive() and not output.exists(), "the second writer did not wait for the lock"
+        output.mkdir()  # what the lock holder wrote meanwhile
+        (output / "notes.txt").write_text("written while the other waited")
+    waiting.join(timeout=120)
+    assert isinstance(outcome.get("error"), OutputExistsError), outcome
+    assert str(output) in str(outcome["error"])
+    assert (output / "notes.txt").read_text() == "written while the other waited"
+
+
+def test_two_writers_into_one_folder_one_writes_the_other_refuses(tmp_path):
+    from ivt_hf.errors import OutputExistsError
+    from ivt_hf.outputs import writing_output_dir
+
+    output = tmp_path / "out"
+    entered, outcomes = threading.Event(), {}
+
+    def first():
+        with writing_output_dir(output, overwrite=False, command="test") as staging:
+            entered.set()
+            time.sleep(1.0)
+            (staging / "first.txt").write_text("first")
+        outcomes["first"] = "written"
+
+    def second():
+        entered.wait()
+        try:
+            with writing_output_dir(output, overwrite=False, command="test") as staging:
+                (staging / "second.txt").write_text("second")
+            outcomes["second"] = "written"
+        except OutputExistsError as error:
+            outcomes["second"] = error
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert outcomes["first"] == "written" and isinstance(outcomes["second"], OutputExistsError), outcomes
+    assert sorted(path.name for path in output.iterdir()) == [MARKER, "first.txt"]
+
+
+def test_writing_output_dir_writes_the_marker_and_cleans_up_after_a_killed_writer(tmp_path):
+    from ivt_hf import __version__
+    from ivt_hf.outputs import is_package_output, writing_output_dir
+
+    output = tmp_path / "out"
+    killed = tmp_path / f".out.staging-{99999999}"  # a writer killed with SIGKILL leaves its staging folder
+    killed.mkdir()
+    (killed / "half.bin").write_bytes(b"\0" * 10)
+    with writing_output_dir(output, overwrite=False, command="ivt test") as staging:
+        assert staging.parent == tmp_path and staging.name.startswith(".out.staging-")
+        assert not output.exists()  # nothing at the output until the block ends
+        (staging / "result.txt").write_text("done")
+    assert is_package_output(output)
+    marker = json.loads((output / MARKER).read_text())
+    assert marker["command"] == "ivt test" and marker["ivt_hf_version"] == __version__
+    assert time.time() - time.mktime(time.strptime(marker["written_at"], "%Y-%m-%dT%H:%M:%SZ")) < 24 * 3600
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".out.lock", "out"]
+
+
+def test_a_disk_full_error_without_a_file_name_names_the_output_folder(tmp_path):
+    from ivt_hf.outputs import writing_output_dir
+
+    output = tmp_path / "out"
+    with pytest.raises(OSError) as raised:
+        with writing_output_dir(output, overwrite=False, command="ivt test") as staging:
+            (staging / "a.txt").write_text("a")
+            with open("/dev/full", "w") as full:  # a real write that the kernel refuses with ENOSPC
+                full.write("x" * 65536)
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(output)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".out.lock"]
+
+
+def test_an_empty_folder_may_be_written_and_a_file_may_not(tmp_path):
+    from ivt_hf.errors import OutputExistsError
+    from ivt_hf.outputs import writing_output_dir
+
+    (tmp_path / "empty").mkdir()
+    with writing_output_dir(tmp_path / "empty", overwrite=False, command="ivt test") as staging:
+        (staging / "a.txt").write_text("a")
+    assert sorted(path.name for path in (tmp_path / "empty").iterdir()) == [MARKER, "a.txt"]
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(OutputExistsError, match="is a file, not a folder"):
+        with writing_output_dir(tmp_path / "file", overwrite=True, command="ivt test"):
+            pass
+    assert (tmp_path / "file").read_text() == "not a folder"
+
+
+def test_a_folder_moved_aside_by_a_killed_writer_comes_back(tmp_path):
+    """Killed between moving the old folder aside and renaming the new one into place: the next writer restores the
+    old folder before it checks, so nothing that was there is lost."""
+    from ivt_hf.errors import OutputExistsError
+    from ivt_hf.outputs import writing_output_dir
+
+    aside = tmp_path / ".out.replaced-99999999"
+    aside.mkdir()
+    (aside / MARKER).write_text("{}")
+    (aside / "result.txt").write_text("the earlier run")
+    with pytest.raises(OutputExistsError, match="is not empty; pass --overwrite to replace it"):
+        with writing_output_dir(tmp_path / "out", overwrite=False, command="ivt test"):
+            pass
+    assert (tmp_path / "out" / "result.txt").read_text() == "the earlier run" and not aside.exists()
