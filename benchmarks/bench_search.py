@@ -9,6 +9,10 @@ batches of 256 and with one query at a time (median of 50), and recall@10 agains
 queries. Exact search is `GalleryIndex.search_embeddings` (a matrix product + top-k); the others go through
 `build_faiss_index` with the settings shown. HNSW is built only up to `--hnsw_max` vectors (its build is the slow
 part on 2 cores).
+
+A second table times opening the FAISS index of a saved index folder, as `ivt search --faiss` and `ivt app --faiss`
+do: the first open (hash the embeddings, build, save to the folder's `faiss/` cache) against the next one (hash,
+check and read the cached file), and checks that both give the same top-10 (`--no_open_times` leaves it out).
 """
 
 from __future__ import annotations
@@ -16,12 +20,15 @@ from __future__ import annotations
 import argparse
 import gc
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from ivt_hf.search import FaissSettings, GalleryIndex, build_faiss_index
+from ivt_hf.search.index import INDEX_FORMAT_VERSION
 
 BATCH = 256
 
@@ -71,6 +78,26 @@ def timed_search(search, queries: torch.Tensor) -> tuple[list[set[int]], float, 
     return top, batched, statistics.median(singles)
 
 
+def open_times(
+    gallery: torch.Tensor, settings: FaissSettings, queries: torch.Tensor
+) -> tuple[float, float, float, bool]:
+    """(first open s, cached open s, cache file MiB, same top-10) for the FAISS index of a saved index folder."""
+    with tempfile.TemporaryDirectory() as folder:
+        paths = [str(number) for number in range(len(gallery))]
+        GalleryIndex(gallery, paths, {"format_version": INDEX_FORMAT_VERSION}).save(folder)
+        seconds, found = [], []
+        for _ in range(2):  # the first open builds and saves; the second reads the saved file
+            index = GalleryIndex.load(folder)
+            start = time.perf_counter()
+            faiss_index = index.faiss_index(settings)
+            seconds.append(time.perf_counter() - start)
+            found.append(faiss_index.search(queries.numpy(), 10)[1].tolist())
+            del index, faiss_index
+            gc.collect()
+        (cache_file,) = (Path(folder) / "faiss").iterdir()
+        return seconds[0], seconds[1], cache_file.stat().st_size / 2**20, found[0] == found[1]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
@@ -82,12 +109,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hnsw_max", type=int, default=100_000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no_open_times", action="store_true", help="leave out the first vs cached open table")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     import faiss
 
     faiss.omp_set_num_threads(args.threads)
-    rows, cosines = [], []
+    rows, cosines, opens = [], [], []
     for size in tqdm(args.sizes, desc="gallery sizes", unit="size"):
         gallery = clustered_gallery(size, args.dim, args.images_per_person, args.seed)
         queries, sources = make_queries(gallery, args.queries, args.seed, args.query_noise)
@@ -118,11 +146,15 @@ def main(argv: list[str] | None = None) -> None:
                       else f"M {settings.hnsw_m}, efSearch {settings.ef_search}")  # fmt: skip
             rows.append((size, f"{name} ({detail})", build_seconds, added_mib, batched, single, recall))
             del faiss_index
+            if not args.no_open_times:
+                opens.append((size, f"{name} ({detail})", *open_times(gallery, settings, queries)))
         del gallery, index
         gc.collect()
 
-    print(f"\n{args.dim}-d normalised vectors, {args.queries} queries (mean cosine to the vector each was made from: "
-          f"{statistics.mean(cosines):.2f}), {args.threads} threads; latency per query")
+    print(
+        f"\n{args.dim}-d normalised vectors, {args.queries} queries (mean cosine to the vector each was made from: "
+        f"{statistics.mean(cosines):.2f}), {args.threads} threads; latency per query"
+    )
     header = ("gallery", "method", "build s", "index MiB", "batched ms/q", "single ms/q", "recall@10")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
@@ -135,6 +167,15 @@ def main(argv: list[str] | None = None) -> None:
             if row[0] == size and not row[1].startswith("exact"):
                 print(f"{size:,} {row[1].split()[0]}: {exact_row[4] / row[4]:.1f}x faster batched, "
                       f"{exact_row[5] / row[5]:.1f}x single, recall@10 {row[6]:.3f}")  # fmt: skip
+    if opens:
+        print("\nopening the FAISS index of a saved index folder (GalleryIndex.load(folder).faiss_index(settings))")
+        header = ("gallery", "method", "first open s (hash, build, save)", "cached open s (hash, check, read)",
+                  "cache MiB", "speed-up", "same top-10")  # fmt: skip
+        print("| " + " | ".join(header) + " |")
+        print("|" + "---|" * len(header))
+        for size, method, first, cached, mib, same in opens:
+            print(f"| {size:,} | {method} | {first:.2f} | {cached:.2f} | {mib:,.0f} | {first / cached:.0f}x | "
+                  f"{'yes' if same else 'NO'} |")  # fmt: skip
 
 
 if __name__ == "__main__":

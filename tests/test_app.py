@@ -1,6 +1,7 @@
 """`ivt app` in a real headless browser (Debian's chromium driven by Playwright): type a description, wait for k
 decoded images, check the top result against the index, search by an example crop, bad input as messages on the
-page, and no request leaving 127.0.0.1. Then the Space export runs the same page from its own folder.
+page, and no request leaving 127.0.0.1; over HTTP, the server hands out the result images and nothing else of the
+gallery's folder, and refuses an over-size upload. Then the Space export runs the same page from its own folder.
 
 Needs the app extra (`pip install -e ".[app]"`) and chromium (`.ci/run` installs it with apt-get when missing). CI
 sets `IVT_REQUIRE_BROWSER=1`, so there a missing browser fails instead of skipping.
@@ -10,10 +11,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+import zipfile
+import zlib
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -53,7 +59,27 @@ def gallery(tmp_path_factory):
     model, processor = IVTModel.from_pretrained(root / "model"), IVTProcessor.from_pretrained(root / "model")
     build_index(model, processor, root / "gallery", root / "index", progress=False)
     (root / "not_an_image.png").write_text("this is text")
+    (root / "gallery" / "secret.txt").write_text("not for the web")  # beside the images, not indexed
+    Image.fromarray(rng.integers(0, 255, (300, 300, 3), dtype=np.uint8)).save(root / "large.png")  # about 270 kB
     return root
+
+
+def _header_only_png(path, width: int, height: int) -> None:
+    """A PNG of a few bytes whose header says `width` x `height`: decoding it would need width x height x 3 bytes."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+
+
+def _http_status(url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers or {}), timeout=30) as reply:
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
 
 
 def _browser():
@@ -86,7 +112,7 @@ def test_the_search_page_in_a_browser(gallery, tmp_path, monkeypatch):
 
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
     port = free_port()
-    blocks = serve(str(gallery / "model"), gallery / "index", port=port, block=False)
+    blocks = serve(str(gallery / "model"), gallery / "index", port=port, block=False, max_upload_mb=0.1)
     playwright, browser = _browser()
     try:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -106,6 +132,12 @@ def test_the_search_page_in_a_browser(gallery, tmp_path, monkeypatch):
                              ".map(img => getComputedStyle(img).objectFit)")  # fmt: skip
         assert set(fits) == {"contain"}  # tall crops shown whole, not cropped
         assert "Top 10 of 12 images" in page.inner_text("#status")
+        sources = page.evaluate("() => [...document.querySelectorAll('#results img')].map(img => img.src)")
+        status, body = _http_status(sources[0])  # a result image: served, the indexed file's bytes
+        assert status == 200 and body == (gallery / "gallery" / expected[0].path).read_bytes()
+        for name in ("secret.txt", "person_00.png"):  # the gallery's folder itself: not served, indexed or not
+            status, body = _http_status(f"http://127.0.0.1:{port}/gradio_api/file={gallery / 'gallery' / name}")
+            assert status == 403 and b"not for the web" not in body, (name, status)
         page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
         assert (tmp_path / "page.png").stat().st_size > 10_000
 
@@ -126,12 +158,30 @@ def test_the_search_page_in_a_browser(gallery, tmp_path, monkeypatch):
         page.wait_for_function("() => document.querySelector('#status').innerText.includes('cannot be searched')")
         assert "Traceback" not in page.content()
 
+        page.click("#upload button[aria-label='Clear']")  # over the 0.1 MB limit: refused, with a message
+        page.set_input_files("#upload input[type=file]", str(gallery / "large.png"))
+        page.wait_for_function("() => document.body.innerText.includes('exceed the maximum allowed size')")
+        page.click("#search-image")
+        page.wait_for_function("() => document.querySelector('#status').innerText.includes('Upload a picture')")
+        boundary = "ivt-test-boundary"  # and the server itself refuses it (not only the page's script)
+        upload = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"large.png\"\r\n"
+                  f"Content-Type: image/png\r\n\r\n").encode() + (gallery / "large.png").read_bytes()  # fmt: skip
+        upload += f"\r\n--{boundary}--\r\n".encode()
+        status, body = _http_status(f"http://127.0.0.1:{port}/gradio_api/upload", upload,
+                                    {"Content-Type": f"multipart/form-data; boundary={boundary}"})  # fmt: skip
+        assert status == 413, (status, body[:200])
+
         hosts = {urlsplit(url).hostname for url in requests if not url.startswith(("data:", "blob:"))}
         assert hosts == {"127.0.0.1"}, sorted(url for url in requests if "127.0.0.1" not in url)[:5]
     finally:
         browser.close()
         playwright.stop()
         blocks.close()
+
+
+def _shown(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(file name, caption) of gallery items: each page hands out its own copies of the files."""
+    return [(Path(path).name, caption) for path, caption in items]
 
 
 def test_page_logic_checks_every_input_and_refuses_another_models_index(gallery):
@@ -151,11 +201,26 @@ def test_page_logic_checks_every_input_and_refuses_another_models_index(gallery)
 
     for settings in (FaissSettings("flat"), FaissSettings("hnsw")):  # a small gallery: the same hits as exact search
         approximate = SearchPage(index, model, processor, faiss=settings)
-        assert approximate.search_text(QUERY, 3)[0] == items
+        assert _shown(approximate.search_text(QUERY, 3)[0]) == _shown(items)
         crop = str(gallery / "gallery" / "person_05.png")
-        assert approximate.search_image(crop, 3)[0] == page.search_image(crop, 3)[0]
+        assert _shown(approximate.search_image(crop, 3)[0]) == _shown(page.search_image(crop, 3)[0])
     items, message = page.search_image(str(gallery / "not_an_image.png"), 3)
     assert items == [] and message.startswith("That upload cannot be searched:") and "not_an_image.png" in message
+
+    small_limit = SearchPage(index, model, processor, max_upload_bytes=100_000)  # checked before decoding
+    items, message = small_limit.search_image(str(gallery / "large.png"), 3)
+    assert items == [] and "large.png is 0.3 MB, over the 0.1 MB limit" in message
+    assert _shown(small_limit.search_image(crop, 3)[0]) == _shown(page.search_image(crop, 3)[0])  # small: works
+    _header_only_png(gallery.parent / "huge.png", 8000, 8000)  # 64 MP: 192 MB decoded from a 57-byte file
+    items, message = page.search_image(str(gallery.parent / "huge.png"), 3)
+    assert items == [] and "huge.png is 8000 x 8000 pixels, over the 40,000,000-pixel limit" in message
+    _header_only_png(gallery.parent / "bomb.png", 40000, 40000)  # over PIL's own ceiling: its error, as a message
+    items, message = page.search_image(str(gallery.parent / "bomb.png"), 3)
+    assert items == [] and "bomb.png" in message and "decompression bomb" in message
+    served = page.search_text(QUERY, 3)[0]  # results are copies outside the gallery's folder, with the same bytes
+    for (path, _), hit in zip(served, index.search(QUERY, model, processor, k=3)[0]):
+        assert not Path(path).is_relative_to(gallery) and Path(path).name == Path(hit.path).name
+        assert Path(path).read_bytes() == index.resolve(hit.path).read_bytes()
 
     torch.manual_seed(1)
     other = IVTModel(model.config)
@@ -181,25 +246,67 @@ def test_the_page_can_index_a_folder_at_start_and_shows_the_models_facts(gallery
         load_page(str(model_dir), index=gallery / "index", images=gallery / "gallery")
 
 
+def _environment_with_dependencies_only(folder: Path) -> Path:
+    """A new virtual environment (no pip: this one's drives it) that sees this environment's installed packages
+    except ivt_hf, through a folder of links named in a .pth file; returns its python."""
+    import sysconfig
+    import venv
+
+    venv.create(folder, with_pip=False, symlinks=True)
+    python = folder / "bin" / "python"
+    target = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                 capture_output=True, text=True, check=True).stdout.strip())  # fmt: skip
+    links = folder / "dependencies"
+    links.mkdir()
+    ours = Path(sysconfig.get_paths()["purelib"])
+    for entry in ours.iterdir():
+        if not entry.name.lower().startswith(("ivt_hf", "__editable__")) and entry.suffix != ".pth":
+            (links / entry.name).symlink_to(entry)
+    (target / "dependencies.pth").write_text(f"{links}\n")
+    return python
+
+
 def test_export_space_runs_the_same_page_from_its_own_folder(gallery, tmp_path):
     from ivt_hf.cli import main
 
     space = tmp_path / "space"
     assert main(["app", "--model", str(gallery / "model"), "--index", str(gallery / "index"), "--export_space",
                  str(space)]) == 0  # fmt: skip
-    assert sorted(path.name for path in space.iterdir()) == ["README.md", "app.py", "index", "model",
-                                                             "requirements.txt"]  # fmt: skip
+    assert sorted(path.name for path in space.iterdir() if not path.name.startswith(".")) == [
+        "README.md", "app.py", "index", "model", "requirements.txt", "wheels"]  # fmt: skip
     readme = (space / "README.md").read_text()
     assert readme.startswith("---\ntitle: ") and "\nsdk: \"gradio\"\n" in readme and "app_file: \"app.py\"" in readme
-    assert (space / "requirements.txt").read_text().startswith("ivt_hf[app]==")
+    (wheel,) = (space / "wheels").iterdir()  # the package itself, built from this tree: no published ivt_hf needed
+    requirements = (space / "requirements.txt").read_text().splitlines()
+    assert requirements[0] == f"./wheels/{wheel.name}" and wheel.name.startswith("ivt_hf-")
+    assert any(line.startswith("gradio") for line in requirements)
+    assert not any("playwright" in line.lower() for line in requirements)  # only the tests drive a browser
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        metadata = archive.read(next(name for name in names if name.endswith(".dist-info/METADATA"))).decode()
+    assert "ivt_hf/app.py" in names and "ivt_hf/resources/bert-base-uncased-vocab.txt" in names
+    assert not any(name.startswith("tests/") for name in names) and "Name: ivt_hf" in metadata
     assert "from ivt_hf.app import serve" in (space / "app.py").read_text()  # no second copy of the page
     assert len(list((space / "index" / "gallery").iterdir())) == 12
+
+    # Install the Space's requirements, offline, into an empty environment that sees this one's third-party
+    # packages (torch, gradio, ...: no index to fetch them from here) but not its ivt_hf: pip must install the wheel.
+    python = _environment_with_dependencies_only(tmp_path / "space_env")
+    install = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-index",
+                              "--find-links", "wheels", "-r", "requirements.txt"], cwd=space, capture_output=True,
+                             text=True, timeout=300)  # fmt: skip
+    assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-2000:]
+    assert "Successfully installed ivt-hf-" in install.stdout, install.stdout[-2000:]
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    where = subprocess.run([str(python), "-c", "import ivt_hf; print(ivt_hf.__file__)"], cwd=space, env=env,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert where.returncode == 0 and Path(where.stdout.strip()).is_relative_to(tmp_path / "space_env"), where
 
     shutil.move(str(gallery / "index"), str(tmp_path / "moved_index"))  # the Space must not need the original files
     try:
         port = free_port()
-        env = {**os.environ, "PORT": str(port), "GRADIO_TEMP_DIR": str(tmp_path / "gradio"), "HF_HUB_OFFLINE": "1"}
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=space, env=env, stdout=subprocess.PIPE,
+        env.update(PORT=str(port), GRADIO_TEMP_DIR=str(tmp_path / "gradio"), HF_HUB_OFFLINE="1")
+        process = subprocess.Popen([str(python), "app.py"], cwd=space, env=env, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True)  # fmt: skip
         try:
             deadline, html = time.monotonic() + 120, ""

@@ -1,11 +1,21 @@
 """FAISS search: exact (flat) equals the built-in search, approximate indexes (IVF, HNSW) reach high recall on a
-clustered gallery, their settings are checked, and `ivt search --faiss ivf` takes them."""
+clustered gallery, their settings are checked, and `ivt search --faiss ivf` takes them. A saved index keeps its
+trained FAISS index in `faiss/` and the next search (another `load`, another process) reads it instead of training
+again; a changed gallery or changed build settings build anew, search-time knobs do not; a corrupt, foreign or
+half-written cache file is never trusted (and never unpickled)."""
 
 from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import threading
+from pathlib import Path
 
 import pytest
 import torch
 
+import ivt_hf.search.index as index_module
 from ivt_hf.search import FaissSettings, GalleryIndex, build_faiss_index
 
 
@@ -46,3 +56,197 @@ def test_ivf_defaults_and_bad_settings():
                          ({"kind": "ivf", "nlist": 0}, "nlist")]:  # fmt: skip
         with pytest.raises(ValueError, match=message):
             FaissSettings(**bad)
+
+
+IVF = FaissSettings("ivf", nlist=16, nprobe=4)
+
+
+@pytest.fixture
+def builds(monkeypatch) -> list[FaissSettings]:
+    """Every FAISS index trained from here on (the settings of each call of `build_faiss_index`)."""
+    calls: list[FaissSettings] = []
+    real = index_module.build_faiss_index
+
+    def counting(embeddings, settings=FaissSettings(), seed=0):
+        calls.append(settings)
+        return real(embeddings, settings, seed)
+
+    monkeypatch.setattr(index_module, "build_faiss_index", counting)
+    return calls
+
+
+def _save(embeddings: torch.Tensor, paths: list[str], folder: Path) -> None:
+    GalleryIndex(embeddings, paths, {"format_version": index_module.INDEX_FORMAT_VERSION}).save(folder)
+
+
+@pytest.fixture
+def saved(tmp_path) -> tuple[Path, torch.Tensor]:
+    """An index folder of 2,000 clustered vectors, and 50 queries."""
+    gallery = clustered(2000, seed=1)
+    _save(gallery, [f"{number}.jpg" for number in range(len(gallery))], tmp_path / "index")
+    return tmp_path / "index", torch.nn.functional.normalize(gallery[:50] + 0.3 * torch.randn(50, 64), dim=1)
+
+
+def _hits(folder: Path, queries: torch.Tensor, settings: FaissSettings) -> list[list[tuple[str, float]]]:
+    """Top-10 (path, score) per query, from a freshly loaded index (as a new `ivt search` process would)."""
+    rows = GalleryIndex.load(folder).search_embeddings(queries, k=10, faiss=settings)
+    return [[(hit.path, hit.score) for hit in row] for row in rows]
+
+
+def _cache_files(folder: Path) -> list[str]:
+    return sorted(path.name for path in (folder / "faiss").iterdir())
+
+
+def test_the_next_search_reads_the_saved_faiss_index_instead_of_training_again(saved, builds):
+    folder, queries = saved
+    first = _hits(folder, queries, IVF)
+    assert len(builds) == 1 and len(_cache_files(folder)) == 1 and _cache_files(folder)[0].startswith("ivf-")
+    assert _hits(folder, queries, IVF) == first  # a new load: read from faiss/, same hits and scores
+    assert len(builds) == 1
+
+    reloaded = GalleryIndex.load(folder)  # search-time knobs: set on the cached index, never a rebuild
+    assert reloaded.faiss_index(FaissSettings("ivf", nlist=16, nprobe=16)).nprobe == 16
+    assert reloaded.faiss_index(IVF).nprobe == 4 and len(builds) == 1
+    every_list = _hits(folder, queries, FaissSettings("ivf", nlist=16, nprobe=16))
+    exact = GalleryIndex.load(folder).search_embeddings(queries, k=10)
+    assert [[path for path, _ in row] for row in every_list] == [[hit.path for hit in row] for row in exact]
+    assert len(builds) == 1
+
+    _hits(folder, queries, FaissSettings("ivf", nlist=32, nprobe=4))  # build settings: a new index, its own file
+    _hits(folder, queries, FaissSettings("ivf", nlist=16, nprobe=4, train_sample=400))
+    assert [settings.nlist for settings in builds] == [16, 32, 16] and len(_cache_files(folder)) == 3
+    _hits(folder, queries, FaissSettings("ivf", nlist=32, nprobe=8))
+    assert len(builds) == 3
+
+    hnsw = _hits(folder, queries, FaissSettings("hnsw", hnsw_m=16, ef_search=32))
+    assert _hits(folder, queries, FaissSettings("hnsw", hnsw_m=16, ef_search=32)) == hnsw
+    assert GalleryIndex.load(folder).faiss_index(FaissSettings("hnsw", hnsw_m=16, ef_search=64)).hnsw.efSearch == 64
+    _hits(folder, queries, FaissSettings("hnsw", hnsw_m=8))
+    assert [settings.kind for settings in builds[3:]] == ["hnsw", "hnsw"] and len(_cache_files(folder)) == 5
+
+
+def test_a_changed_gallery_builds_a_new_faiss_index(saved, builds):
+    folder, queries = saved
+    _hits(folder, queries, FaissSettings("flat"))
+    other = clustered(2000, seed=2)
+    _save(other, [f"other_{number}.jpg" for number in range(len(other))], folder)  # the same folder, new data
+    found = _hits(folder, queries, FaissSettings("flat"))
+    assert len(builds) == 2 and len(_cache_files(folder)) == 1  # the stale file replaced, not kept beside
+    exact = GalleryIndex.load(folder).search_embeddings(queries, k=10)
+    assert [[path for path, _ in row] for row in found] == [[hit.path for hit in row] for row in exact]
+    assert found[0][0][0].startswith("other_")
+    assert _hits(folder, queries, FaissSettings("flat")) == found and len(builds) == 2
+
+
+def _rewrite_payload(path: Path, payload: bytes) -> None:
+    """A cache file with a valid header (size and sha256 of `payload`) around bytes that are not a FAISS index."""
+    raw = path.read_bytes()
+    magic, size = index_module.FAISS_CACHE_MAGIC, index_module.FAISS_CACHE_HEADER_BYTES
+    header = json.loads(raw[len(magic) : size].decode())
+    header.update(payload_bytes=len(payload), payload_sha256=hashlib.sha256(payload).hexdigest())
+    path.write_bytes((magic + json.dumps(header).encode()).ljust(size, b" ") + payload)
+
+
+class _Trap:
+    """Unpickling this touches a marker file: if the marker exists, someone unpickled the cache."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "truncated", "pickle", "valid header, not an index", "empty"])
+def test_a_corrupt_or_foreign_cache_file_is_rebuilt_with_a_warning_and_never_unpickled(saved, builds, damage):
+    folder, queries = saved
+    first = _hits(folder, queries, IVF)
+    (path,) = (folder / "faiss").iterdir()
+    marker = folder.parent / "unpickled"
+    raw = path.read_bytes()
+    if damage == "flipped byte":
+        path.write_bytes(raw[:-100] + bytes([raw[-100] ^ 0xFF]) + raw[-99:])
+    elif damage == "truncated":
+        path.write_bytes(raw[: len(raw) // 2])
+    elif damage == "pickle":
+        path.write_bytes(pickle.dumps(_Trap(marker)))
+    elif damage == "valid header, not an index":
+        _rewrite_payload(path, pickle.dumps(_Trap(marker)) * 50)
+    else:
+        path.write_bytes(b"")
+    with pytest.warns(UserWarning, match=f"ignoring the cached FAISS index {path}"):
+        assert _hits(folder, queries, IVF) == first
+    assert len(builds) == 2 and not marker.exists()
+    assert _hits(folder, queries, IVF) == first and len(builds) == 2  # rebuilt and saved again: read next time
+
+
+def test_concurrent_searches_leave_one_whole_cache_file(saved, builds):
+    folder, queries = saved
+    results, errors = [None] * 4, []
+
+    def search(slot: int) -> None:
+        try:
+            results[slot] = _hits(folder, queries, FaissSettings("hnsw", hnsw_m=8))
+        except Exception as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=search, args=(slot,)) for slot in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len(builds) >= 1
+    assert len(_cache_files(folder)) == 1  # each writer renamed its own temporary file into place: none left over
+    count = len(builds)  # how many raced to build before the first rename varies; afterwards all read the file
+    cached = _hits(folder, queries, FaissSettings("hnsw", hnsw_m=8))
+    assert len(builds) == count and cached in results  # the file is one writer's whole index
+
+
+def test_a_write_that_dies_leaves_nothing_a_reader_would_take(saved, builds, monkeypatch):
+    import faiss
+
+    folder, queries = saved
+    real_write = faiss.write_index
+
+    def dying(index, writer):
+        real_write(faiss.IndexFlatIP(4), writer)  # some bytes reach the file, then the disk fills
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(faiss, "write_index", dying)
+    with pytest.warns(UserWarning, match="cannot save the FAISS index"):
+        first = _hits(folder, queries, IVF)  # the search itself still answers
+    assert _cache_files(folder) == []  # no partial file, no temporary file
+    monkeypatch.setattr(faiss, "write_index", real_write)
+    assert _hits(folder, queries, IVF) == first and len(builds) == 2 and len(_cache_files(folder)) == 1
+    assert _hits(folder, queries, IVF) == first and len(builds) == 2
+
+
+def test_ivt_search_twice_trains_the_faiss_index_once(tmp_path, builds, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from ivt_hf import IVTConfig, IVTModel, IVTProcessor
+    from ivt_hf.cli import main
+    from ivt_hf.hub import save_model_folder
+    from ivt_hf.search import build_index
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "images").mkdir()
+    for number in range(80):
+        Image.fromarray(rng.integers(0, 255, (64, 32, 3), dtype=np.uint8)).save(tmp_path / "images" / f"{number}.png")
+    torch.manual_seed(0)
+    config = IVTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                       max_position_embeddings=64, image_size=(64, 32))  # fmt: skip
+    save_model_folder(IVTModel(config), IVTProcessor.from_config(config), tmp_path / "model")
+    model, processor = IVTModel.from_pretrained(tmp_path / "model"), IVTProcessor.from_pretrained(tmp_path / "model")
+    build_index(model, processor, tmp_path / "images", tmp_path / "index", progress=False)
+    capsys.readouterr()
+
+    command = ["search", "--index", str(tmp_path / "index"), "--model", str(tmp_path / "model"), "a man", "-k", "5",
+               "--faiss", "ivf", "--nlist", "2"]  # fmt: skip
+    printed = []
+    for nprobe in ("1", "1", "2"):
+        assert main([*command, "--nprobe", nprobe]) == 0
+        printed.append(capsys.readouterr().out)
+    assert len(builds) == 1 and printed[0] == printed[1]  # the second command read faiss/, same hits
+    assert main([*command[:-1], "3", "--nprobe", "3"]) == 0 and len(builds) == 2  # --nlist: a new index

@@ -7,7 +7,9 @@ The page: a description box with example queries, top-k, a gallery of the crops 
 name), search by an example crop (the nearest people by image embedding), and what the model is (its card facts) in
 a corner. It works with no network: Gradio's analytics and version check are off, the theme uses the system's fonts
 (no font CDN), nothing is shared unless asked. Bad input (an empty description, k out of range, an upload that is not
-an image) is a message on the page; an index made by another model is refused before the page starts.
+an image, or over the size limits) is a message on the page; an index made by another model is refused before the
+page starts. The server hands out the result images only (each result is handed to Gradio as a copy, so nothing else
+under the gallery's folder can be fetched through `/gradio_api/file=...`), and refuses uploads over `max_upload_mb`.
 
 `SearchPage` holds the search logic and its messages (testable without a browser); `build_page` lays it out;
 `serve` loads everything and launches; `export_space` writes a Space folder whose `app.py` calls `serve`, so the
@@ -16,14 +18,17 @@ page code exists once, in this module.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import IVTInputError, OutputExistsError
+from .errors import IVTInputError
 from .search.index import FaissSettings, GalleryIndex
 
 EXAMPLE_QUERIES = (
@@ -32,6 +37,8 @@ EXAMPLE_QUERIES = (
     "a person in a white top with a yellow bag",
 )
 MAX_K = 50
+MAX_UPLOAD_MB = 10.0  # an example crop is tens of kB; the server refuses bigger uploads, the page says so
+MAX_UPLOAD_PIXELS = 40_000_000  # checked from the header before decoding (a small file can decode to gigabytes)
 OFFLINE_ENVIRONMENT = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1"}
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]  # the default theme would fetch a web font
 MONO_FONTS = ["ui-monospace", "monospace"]
@@ -77,13 +84,19 @@ class SearchPage:
     model_facts: str = ""
     examples: tuple[str, ...] = EXAMPLE_QUERIES
     faiss: FaissSettings | None = None  # None: exact search; else a FAISS index (approximate for ivf / hnsw)
+    max_upload_bytes: int = int(MAX_UPLOAD_MB * 2**20)
+    max_upload_pixels: int = MAX_UPLOAD_PIXELS
     max_k: int = field(default=0)
+    _results_dir: tempfile.TemporaryDirectory | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         self.index.check_model(self.model)  # an index made by another model: refused before anything is shown
         self.max_k = min(MAX_K, len(self.index))
-        if self.faiss is not None:  # build the FAISS index now (minutes for millions of images), not at a first query
-            self.index.search_embeddings(self.index.embeddings[:1], k=1, faiss=self.faiss)
+        # results are handed to Gradio from here (a temporary folder it may copy from), never from the gallery's own
+        # folder: the server then needs no access to that folder, which may hold more than the indexed images
+        self._results_dir = tempfile.TemporaryDirectory(prefix="ivt-app-results-")
+        if self.faiss is not None:  # open the FAISS index now (built, or read from the index's cache), not at a query
+            self.index.faiss_index(self.faiss)
 
     def _k(self, k: Any) -> int:
         try:
@@ -94,10 +107,46 @@ class SearchPage:
             raise IVTInputError(f"top-k must be a whole number from 1 to {self.max_k}, got {k!r}")
         return value
 
+    def result_file(self, path: str) -> Path:
+        """The file the page hands to Gradio for the indexed image `path`: a hard link (or a copy, across file
+        systems) in the page's results folder, made once per image and renamed into place (concurrent queries)."""
+        source = self.index.resolve(path)
+        target = Path(self._results_dir.name) / hashlib.sha256(path.encode()).hexdigest()[:20] / source.name
+        if not target.is_file():
+            target.parent.mkdir(exist_ok=True)
+            staging = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
+            try:
+                os.link(source, staging)
+            except OSError:
+                shutil.copyfile(source, staging)
+            os.replace(staging, target)
+        return target
+
     def _gallery(self, hits) -> list[tuple[str, str]]:
         """(image file, caption: rank, score, file name) per hit, for the Gallery."""
-        return [(str(self.index.resolve(hit.path)), f"{hit.rank}. {hit.score:.2f} {Path(hit.path).name}")
+        return [(str(self.result_file(hit.path)), f"{hit.rank}. {hit.score:.2f} {Path(hit.path).name}")
                 for hit in hits]  # fmt: skip
+
+    def check_upload(self, path: str | os.PathLike) -> None:
+        """`IVTInputError` naming the file when an upload is over the byte or pixel limit (read from the image's
+        header, before anything is decoded)."""
+        from PIL import Image
+
+        name = Path(path).name
+        size = Path(path).stat().st_size
+        if size > self.max_upload_bytes:
+            raise IVTInputError(f"{name} is {size / 2**20:.1f} MB, over the {self.max_upload_bytes / 2**20:.1f} MB "
+                                "limit for an example crop")  # fmt: skip
+        try:
+            with Image.open(path) as opened:
+                width, height = opened.size
+        except Image.DecompressionBombError as error:  # PIL's own ceiling, far above ours
+            raise IVTInputError(f"{name}: {error}") from None
+        except OSError:  # not an image: the decoder below says so
+            return
+        if width * height > self.max_upload_pixels:
+            raise IVTInputError(f"{name} is {width} x {height} pixels, over the {self.max_upload_pixels:,}-pixel "
+                                "limit for an example crop")  # fmt: skip
 
     def search_text(self, query: Any, k: Any) -> tuple[list[tuple[str, str]], str]:
         """(gallery items, status message) for a description."""
@@ -120,6 +169,7 @@ class SearchPage:
         path = upload if isinstance(upload, (str, os.PathLike)) else getattr(upload, "name", upload)
         try:
             count = self._k(k)
+            self.check_upload(path)
             pixels = to_rgb_uint8(path, name=Path(str(path)).name)
         except (OSError, ValueError) as error:
             return [], f"That upload cannot be searched: {error}"
@@ -164,6 +214,7 @@ def load_page(
     images: str | os.PathLike | None = None,
     examples: tuple[str, ...] | None = None,
     faiss: FaissSettings | None = None,
+    max_upload_mb: float = MAX_UPLOAD_MB,
 ) -> SearchPage:
     """Model (a folder or a Hub id) and index (a folder, or built now from `images` with a progress bar)."""
     from .hub.folder import load_model_and_processor
@@ -176,8 +227,11 @@ def load_page(
     else:
         gallery = GalleryIndex.build(loaded_model, processor, images, on_invalid="skip", model_name_or_path=model)
     model_dir = Path(model) if Path(model).is_dir() else None
+    if not max_upload_mb > 0:
+        raise IVTInputError(f"the upload limit (--max_upload_mb) must be above 0, got {max_upload_mb}")
     return SearchPage(gallery, loaded_model, processor, describe_model(model, model_dir),
-                      examples=tuple(examples) if examples else EXAMPLE_QUERIES, faiss=faiss)  # fmt: skip
+                      examples=tuple(examples) if examples else EXAMPLE_QUERIES, faiss=faiss,
+                      max_upload_bytes=int(max_upload_mb * 2**20))  # fmt: skip
 
 
 def serve(
@@ -192,16 +246,19 @@ def serve(
     title: str = "IVT person search",
     block: bool = True,
     faiss: FaissSettings | None = None,
+    max_upload_mb: float = MAX_UPLOAD_MB,
 ):
-    """Load, lay out and launch the page; returns the Blocks (with `block=False` it returns at once: `close()` it)."""
+    """Load, lay out and launch the page; returns the Blocks (with `block=False` it returns at once: `close()` it).
+
+    No `allowed_paths`: the server serves its own files, uploads and the copies of the results it handed out, and
+    nothing of the gallery's folder; uploads over `max_upload_mb` are refused by the server (and by the page)."""
     os.environ.update(OFFLINE_ENVIRONMENT)  # before gradio is imported: no analytics, no version check
     import gradio as gr
 
-    page = load_page(model, index, images, examples, faiss)
+    page = load_page(model, index, images, examples, faiss, max_upload_mb)
     blocks = build_page(page, title)
-    root = page.index.manifest.get("root")
     blocks.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block, quiet=not block,
-                  allowed_paths=[root] if root else None, footer_links=[],
+                  max_file_size=page.max_upload_bytes, footer_links=[],
                   theme=gr.themes.Default(font=SYSTEM_FONTS, font_mono=MONO_FONTS))  # fmt: skip
     return blocks
 
@@ -228,20 +285,27 @@ def export_space(
     """Write a Space folder: `app.py` (calls `serve`), `requirements.txt`, `README.md` with the Space front matter,
     `index/` (the index with its images under `index/gallery/`) and, for a model folder, `model/`.
 
-    `package` is the requirement that installs this package on the Space (default `ivt_hf[app]==VERSION`; give a
-    git URL when the package is not on an index the Space can reach).
+    `package` is the requirement that installs this package on the Space. By default the Space needs no published
+    package: a wheel of this ivt_hf, built offline from its source tree (`package_wheel`), is shipped in `wheels/`
+    and `requirements.txt` names it, beside the page's own dependencies (the `app` extra without Playwright, which
+    only the tests use). The folder is written all at once; `overwrite`
+    replaces only a folder that ivt_hf wrote (`ivt_hf.outputs.writing_output_dir`).
     """
+    from .outputs import writing_output_dir
+
+    gallery = GalleryIndex.load(index)  # checked before anything is written
+    with writing_output_dir(output_dir, overwrite=overwrite, command="ivt app --export_space") as staging:
+        _write_space(staging, model, gallery, title=title, package=package)
+    return Path(output_dir)
+
+
+def _write_space(output_dir: Path, model: str, gallery: GalleryIndex, *, title: str, package: str | None) -> Path:
+    """`export_space`'s files, written into `output_dir` (its staging folder)."""
     import gradio
 
     from . import __version__
     from .hub.folder import check_model_folder
 
-    output_dir = Path(output_dir)
-    if output_dir.exists() and any(output_dir.iterdir()):
-        if not overwrite:
-            raise OutputExistsError(f"{output_dir} is not empty; pass --overwrite to replace it")
-        shutil.rmtree(output_dir)
-    gallery = GalleryIndex.load(index)  # checked before anything is written
     model_ref = model
     output_dir.mkdir(parents=True, exist_ok=True)
     if Path(model).is_dir():
@@ -255,15 +319,77 @@ def export_space(
     manifest = {**gallery.manifest, "root": "gallery", "model": model_ref}  # relative: resolved against index/
     GalleryIndex(gallery.embeddings, gallery.paths, manifest).save(output_dir / "index")
     (output_dir / "app.py").write_text(SPACE_APP.format(model=model_ref, title=title))
-    requirement = package or f"ivt_hf[app]=={__version__}"
-    (output_dir / "requirements.txt").write_text(f"{requirement}\n")
+    if package is None:  # the wheel, by a path relative to the Space's root (where pip runs)
+        package = f"./{WHEELS_DIR}/{package_wheel(output_dir / WHEELS_DIR).name}"
+    (output_dir / "requirements.txt").write_text("\n".join([package, *space_requirements()]) + "\n")
     front = {"title": title, "emoji": "🔎", "colorFrom": "indigo", "colorTo": "gray", "sdk": "gradio",
              "sdk_version": gradio.__version__, "app_file": "app.py", "pinned": False}  # fmt: skip
     if model_ref != "model":
         front["models"] = [model_ref]
     header = "\n".join(f"{key}: {json.dumps(value, ensure_ascii=False)}" for key, value in front.items())
+    shipped = f", and ivt_hf {__version__} as a wheel in `{WHEELS_DIR}/`" if (output_dir / WHEELS_DIR).is_dir() else ""
     (output_dir / "README.md").write_text(
         f"---\n{header}\n---\n\n# {title}\n\nSearch {len(gallery)} pedestrian crops by description with IVT "
-        f"(`{model}`). The page is `ivt_hf.app`; this Space holds only its settings, the index and the gallery.\n"
+        f"(`{model}`). The page is `ivt_hf.app`; this Space holds only its settings, the index and the gallery"
+        f"{shipped}.\n"
     )
     return output_dir
+
+
+WHEELS_DIR = "wheels"
+SOURCE_TREE_FILES = ("pyproject.toml", "setup.cfg", "setup.py", "MANIFEST.in", "README.md", "LICENSE", "NOTICE")
+
+
+def space_requirements() -> list[str]:
+    """The page's dependencies beyond ivt_hf's own: the `app` extra of the installed ivt_hf without Playwright
+    (the browser tests' driver, never needed to serve)."""
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    found = []
+    for line in requires("ivt_hf") or []:
+        requirement = Requirement(line)
+        if requirement.marker is not None and requirement.marker.evaluate({"extra": "app"}) and (
+                not requirement.marker.evaluate({"extra": ""})) and requirement.name != "playwright":  # fmt: skip
+            requirement.marker = None
+            found.append(str(requirement))
+    return found
+
+
+def package_wheel(destination: str | os.PathLike) -> Path:
+    """Build a wheel of this ivt_hf from the source tree it runs from, offline (`pip wheel --no-deps
+    --no-build-isolation --no-index`, with the setuptools already installed), into `destination`; returns its path.
+
+    The tree's build files and `src/` are copied to a temporary folder first, so the build writes nothing into the
+    source tree. An ivt_hf installed from a wheel has no source tree: pass `package` (a requirement the Space can
+    install) instead."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    package_dir = Path(__file__).resolve().parent
+    source = package_dir.parents[1]
+    if package_dir.parent.name != "src" or not (source / "pyproject.toml").is_file():
+        raise IVTInputError(f"ivt_hf at {package_dir} is not in a source tree (no {source / 'pyproject.toml'}), "
+                            "so no wheel can be built for the Space: pass --package with a requirement it can "
+                            "install")  # fmt: skip
+    if importlib.util.find_spec("setuptools") is None:
+        raise IVTInputError("building the Space's ivt_hf wheel needs setuptools (pip install setuptools), or pass "
+                            "--package with a requirement the Space can install")  # fmt: skip
+    destination = Path(destination)
+    destination.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="ivt-wheel-") as work:
+        for name in SOURCE_TREE_FILES:
+            if (source / name).is_file():
+                shutil.copy2(source / name, Path(work) / name)
+        shutil.copytree(package_dir, Path(work) / "src" / "ivt_hf",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))  # fmt: skip
+        command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                   "--quiet", "--wheel-dir", str(destination), work]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True)
+    wheels = sorted(destination.glob("ivt_hf-*.whl"))
+    if result.returncode != 0 or len(wheels) != 1:
+        raise RuntimeError(f"building the ivt_hf wheel from {source} failed ({' '.join(command[:8])}):\n"
+                           f"{(result.stdout + result.stderr)[-3000:]}")  # fmt: skip
+    return wheels[0]

@@ -30,10 +30,13 @@ def run_app(args: argparse.Namespace) -> int:
         return 0
     from ..search.index import FaissSettings
 
+    if not args.max_upload_mb > 0:
+        raise CommandError(f"--max_upload_mb must be above 0, got {args.max_upload_mb}")
     faiss = None if args.faiss is None else FaissSettings(args.faiss, nprobe=args.nprobe, ef_search=args.ef_search)
     print(f"IVT search page on http://{args.host}:{args.port} (Ctrl+C stops it)")
     serve(args.model, args.index, args.images, host=args.host, port=args.port, share=args.share,
-          examples=tuple(args.examples) if args.examples else None, title=args.title, faiss=faiss)  # fmt: skip
+          examples=tuple(args.examples) if args.examples else None, title=args.title, faiss=faiss,
+          max_upload_mb=args.max_upload_mb)  # fmt: skip
     return 0
 
 
@@ -50,10 +53,14 @@ def register(subparsers) -> None:
     app.add_argument("--examples", nargs="+", help="example descriptions shown under the box")
     app.add_argument("--title", default="IVT person search")
     app.add_argument("--faiss", choices=["flat", "ivf", "hnsw"],
-                     help="search a FAISS index (built at start); ivf / hnsw: approximate, for large galleries")
+                     help="search a FAISS index (opened at start: built once, then read from the index's faiss/ "
+                     "folder); ivf / hnsw: approximate, for large galleries")  # fmt: skip
     app.add_argument("--nprobe", type=int, default=32, help="ivf: centroids scanned per query")
+    app.add_argument(*flag("--max_upload_mb"), dest="max_upload_mb", type=float, default=10.0,
+                     help="largest example-crop upload the page accepts (default 10)")  # fmt: skip
     app.add_argument(*flag("--ef_search"), dest="ef_search", type=int, default=128, help="hnsw: candidates")
     app.add_argument(*flag("--export_space"), dest="export_space", help="write a Space folder here instead of serving")
-    app.add_argument("--package", help="the Space's requirement for this package (default ivt_hf[app]==VERSION)")
+    app.add_argument("--package", help="the Space's requirement for this package (default: a wheel built from this "
+                     "source tree, shipped in the Space's wheels/ folder)")  # fmt: skip
     app.add_argument("--overwrite", action="store_true", help="replace a non-empty --export_space folder")
     app.set_defaults(handler=run_app)

@@ -66,7 +66,8 @@ def register(subparsers) -> None:
     build.add_argument(*flag("--chunk_size"), type=int, default=1024,
                        help="images per chunk: written when done, shared among processes, resumed")  # fmt: skip
     build.add_argument(*flag("--on_invalid"), choices=["error", "skip"], default="error")
-    build.add_argument("--overwrite", action="store_true", help="replace an index (or an unfinished build) there")
+    build.add_argument("--overwrite", action="store_true",
+                       help="replace an index (or an unfinished build) that ivt_hf wrote there")  # fmt: skip
     build.add_argument("--dtype", choices=DTYPE_CHOICES, default="float32",
                        help="encoding precision: bfloat16, float16 (GPU), int8 (CPU)")  # fmt: skip
     build.set_defaults(handler=run_index_build)
@@ -78,7 +79,9 @@ def register(subparsers) -> None:
     search.add_argument("--model", help="default: the model the index was built with")
     search.add_argument("--faiss", nargs="?", const="flat", choices=["flat", "ivf", "hnsw"],
                         help="search a FAISS index (pip install 'ivt_hf[faiss]'): flat (exact, the default), or "
-                        "approximate ivf / hnsw for large galleries")  # fmt: skip
+                        "approximate ivf / hnsw for large galleries. Built once, kept in the index's faiss/ folder "
+                        "and reused until the gallery or the build settings change (--nprobe, --ef_search: no "
+                        "rebuild)")  # fmt: skip
     search.add_argument("--nlist", type=int, help="ivf: centroids (default about 4 x sqrt(gallery size))")
     search.add_argument("--nprobe", type=int, default=32, help="ivf: centroids scanned per query")
     search.add_argument(*flag("--hnsw_m"), dest="hnsw_m", type=int, default=32, help="hnsw: links per vector")

@@ -1,5 +1,6 @@
 """Search over your own images: `GalleryIndex` (build, save, load, search; safetensors + JSON, never pickle), and
-`build_index` for galleries of any size (several processes, resumable)."""
+`build_index` for galleries of any size (several processes, resumable); FAISS indexes for large galleries,
+cached beside the index (`cached_faiss_index`)."""
 
 from .building import BuildReport, build_index
 from .index import (
@@ -10,6 +11,7 @@ from .index import (
     ModelMismatchError,
     SearchHit,
     build_faiss_index,
+    cached_faiss_index,
     find_images,
     model_fingerprint,
 )
@@ -24,6 +26,7 @@ __all__ = [
     "SearchHit",
     "build_faiss_index",
     "build_index",
+    "cached_faiss_index",
     "find_images",
     "model_fingerprint",
 ]

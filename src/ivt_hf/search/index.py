@@ -1,9 +1,16 @@
 """A searchable gallery of your own images: embeddings saved as safetensors + a JSON manifest (never pickle),
-searched with exact cosine similarity, or with a FAISS inner-product index (the `faiss` extra) for large galleries."""
+searched with exact cosine similarity, or with a FAISS inner-product index (the `faiss` extra) for large galleries.
+A FAISS index is trained once and kept in the index folder's `faiss/` (FAISS's own format behind a JSON header that
+names the build settings and the sha256 of the embeddings and of the FAISS bytes), then read by the next search."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import os
+import uuid
+import warnings
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +28,13 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 INDEX_EMBEDDINGS = "embeddings.safetensors"
 INDEX_MANIFEST = "manifest.json"
 INDEX_FORMAT_VERSION = 1
+FAISS_CACHE_DIR = "faiss"  # trained FAISS indexes, beside the embeddings: `faiss/KIND-SETTINGS.faiss`
+FAISS_CACHE_MAGIC = b"IVT-FAISS-CACHE\n"
+FAISS_CACHE_HEADER_BYTES = 4096  # magic + a JSON header padded with spaces; the FAISS bytes follow
+FAISS_CACHE_VERSION = 1
+
+logger = logging.getLogger(__name__)
+
 
 class GalleryIndexError(IVTInputError):
     """An index folder that cannot be read, or a gallery with nothing to index; the message names the file."""
@@ -80,32 +94,195 @@ class FaissSettings:
             if value is not None and value < 1:
                 raise IVTInputError(f"{name} must be >= 1, got {value}")
 
+    def ivf_nlist(self, count: int) -> int:
+        """Centroids of an IVF index over `count` vectors: `nlist`, or about 4 x sqrt(count)."""
+        return self.nlist or max(1, min(count // 39, int(4 * count**0.5)))  # FAISS wants >= 39 points/centroid
 
-def build_faiss_index(embeddings: torch.Tensor, settings: FaissSettings = FaissSettings(), seed: int = 0):
-    """A FAISS inner-product index over `(n, dim)` normalised float32 `embeddings`, as `settings` say."""
+    def build_key(self, count: int, seed: int = 0) -> dict[str, Any]:
+        """The settings that shape the built index over `count` vectors, and only those: the search-time knobs
+        (`nprobe`, `ef_search`) are left out, so changing them reuses a built (or cached) index."""
+        if self.kind == "hnsw":
+            return {"kind": "hnsw", "hnsw_m": self.hnsw_m, "ef_construction": self.ef_construction}
+        if self.kind == "ivf":
+            nlist = self.ivf_nlist(count)
+            return {"kind": "ivf", "nlist": nlist, "train_sample": self.train_sample or 50 * nlist, "seed": seed}
+        return {"kind": "flat"}
+
+    def apply_search_knobs(self, index) -> None:
+        """Set `nprobe` (ivf, at most its nlist) or `efSearch` (hnsw) on a built or loaded index."""
+        if self.kind == "ivf":
+            index.nprobe = min(self.nprobe, index.nlist)
+        elif self.kind == "hnsw":
+            index.hnsw.efSearch = self.ef_search
+
+
+def _import_faiss():
     try:
         import faiss
     except ImportError as error:
         raise ImportError("FAISS search needs faiss-cpu: pip install 'ivt_hf[faiss]'") from error
+    return faiss
+
+
+def build_faiss_index(embeddings: torch.Tensor, settings: FaissSettings = FaissSettings(), seed: int = 0):
+    """A FAISS inner-product index over `(n, dim)` normalised float32 `embeddings`, as `settings` say."""
+    faiss = _import_faiss()
     vectors = embeddings.float().contiguous().numpy()
     count, dim = vectors.shape
+    key = settings.build_key(count, seed)
     if settings.kind == "flat":
         index = faiss.IndexFlatIP(dim)
     elif settings.kind == "hnsw":
         index = faiss.IndexHNSWFlat(dim, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = settings.ef_construction
-        index.hnsw.efSearch = settings.ef_search
     else:
-        nlist = settings.nlist or max(1, min(count // 39, int(4 * count**0.5)))  # FAISS wants >= 39 points/centroid
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, key["nlist"], faiss.METRIC_INNER_PRODUCT)
         rng = torch.Generator().manual_seed(seed)
-        sample_size = settings.train_sample or 50 * nlist
-        sample = torch.randperm(count, generator=rng)[:sample_size].sort().values.numpy()
+        sample = torch.randperm(count, generator=rng)[: key["train_sample"]].sort().values.numpy()
         index.cp.seed = seed
         index.train(vectors[sample])
-        index.nprobe = min(settings.nprobe, nlist)
     index.add(vectors)
+    settings.apply_search_knobs(index)
     return index
+
+
+def embeddings_digest(embeddings: torch.Tensor) -> str:
+    """sha256 of `(n, dim)` float32 embeddings (shape and bytes): which gallery a cached FAISS index was built from."""
+    vectors = embeddings.float().contiguous().numpy()
+    digest = hashlib.sha256(f"float32{tuple(vectors.shape)}".encode())
+    digest.update(memoryview(vectors).cast("B"))
+    return digest.hexdigest()
+
+
+def faiss_cache_path(directory: str | Path, key: dict[str, Any]) -> Path:
+    """Where the FAISS index of an index folder is kept for these build settings: one file per settings; a changed
+    gallery replaces it (its header records which embeddings it was built from)."""
+    settings = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(directory) / FAISS_CACHE_DIR / f"{key['kind']}-{settings}.faiss"
+
+
+def _cache_header(key: dict[str, Any], embeddings_sha256: str, count: int, dim: int) -> dict[str, Any]:
+    return {"format_version": FAISS_CACHE_VERSION, "key": key, "embeddings_sha256": embeddings_sha256,
+            "ntotal": count, "dim": dim}  # fmt: skip
+
+
+def save_faiss_cache(index, path: str | Path, header: dict[str, Any]) -> Path:
+    """Write `index` to `path` with `header`, atomically: into a temporary file beside it, renamed into place when
+    complete, so a concurrent reader sees the old file or the new one, never half of one. The header records the
+    sha256 of the FAISS bytes (written by `faiss.write_index`; nothing is pickled)."""
+    faiss = _import_faiss()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    digest, written = hashlib.sha256(), 0
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(b"\0" * FAISS_CACHE_HEADER_BYTES)  # filled in once the payload's hash is known
+
+            def write(chunk: bytes) -> None:
+                nonlocal written
+                handle.write(chunk)
+                digest.update(chunk)
+                written += len(chunk)
+
+            faiss.write_index(index, faiss.PyCallbackIOWriter(write))
+            full = {**header, "payload_bytes": written, "payload_sha256": digest.hexdigest(),
+                    "faiss_version": faiss.__version__}  # fmt: skip
+            encoded = FAISS_CACHE_MAGIC + json.dumps(full).encode()
+            if len(encoded) > FAISS_CACHE_HEADER_BYTES:
+                raise GalleryIndexError(f"FAISS cache header too long for {path} ({len(encoded)} bytes)")
+            handle.seek(0)
+            handle.write(encoded.ljust(FAISS_CACHE_HEADER_BYTES, b" "))
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def _read_cache_header(handle) -> dict[str, Any] | None:
+    raw = handle.read(FAISS_CACHE_HEADER_BYTES)
+    if len(raw) < FAISS_CACHE_HEADER_BYTES or not raw.startswith(FAISS_CACHE_MAGIC):
+        return None
+    try:
+        header = json.loads(raw[len(FAISS_CACHE_MAGIC) :].decode())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def load_faiss_cache(path: str | Path, header: dict[str, Any]):
+    """The FAISS index in `path` if it was built with `header`'s settings from `header`'s embeddings and its bytes
+    are intact, else None: missing or stale (another gallery) quietly, corrupt or foreign with a warning naming the
+    file. The bytes are checked against the recorded sha256 before FAISS reads them (`faiss.read_index`), and the
+    index read must have the recorded size, dimension, kind and metric; nothing is ever unpickled.
+
+    A bad file is rebuilt rather than an error: it is derived data that the embeddings always reproduce, and
+    refusing to search an intact index over a cache file would stop the user for nothing they can fix but deleting
+    it; the warning says which file and why, so the rebuild is never silent."""
+    faiss = _import_faiss()
+    path = Path(path)
+    if not path.is_file():
+        return None
+
+    def unusable(why: str) -> None:
+        warnings.warn(f"ignoring the cached FAISS index {path}: {why}; building it again", stacklevel=3)
+
+    with open(path, "rb") as handle:
+        found = _read_cache_header(handle)
+        if found is None:
+            return unusable("not an ivt_hf FAISS cache file (no valid header)")
+        if any(found.get(name) != value for name, value in header.items()):
+            logger.info("the cached FAISS index %s was built for another gallery or settings: building again", path)
+            return None
+        size = path.stat().st_size - FAISS_CACHE_HEADER_BYTES
+        if not isinstance(found.get("payload_bytes"), int) or size != found["payload_bytes"]:
+            return unusable(f"{size} bytes of index data where the header records {found.get('payload_bytes')}")
+        digest = hashlib.sha256()
+        while chunk := handle.read(16 * 2**20):
+            digest.update(chunk)
+        if digest.hexdigest() != found.get("payload_sha256"):
+            return unusable("its bytes do not match the sha256 in its header (corrupt)")
+        handle.seek(FAISS_CACHE_HEADER_BYTES)
+        try:
+            index = faiss.read_index(faiss.PyCallbackIOReader(handle.read))
+        except RuntimeError as error:
+            return unusable(f"FAISS cannot read it ({str(error).splitlines()[-1]})")
+    kinds = {"flat": faiss.IndexFlatIP, "ivf": faiss.IndexIVFFlat, "hnsw": faiss.IndexHNSWFlat}
+    if (not isinstance(index, kinds[header["key"]["kind"]]) or index.ntotal != header["ntotal"]
+            or index.d != header["dim"] or index.metric_type != faiss.METRIC_INNER_PRODUCT):  # fmt: skip
+        return unusable(f"it holds a {type(index).__name__} of {index.ntotal} x {index.d}, not the recorded index")
+    return index
+
+
+def cached_faiss_index(
+    embeddings: torch.Tensor,
+    settings: FaissSettings,
+    directory: str | Path | None,
+    *,
+    seed: int = 0,
+    embeddings_sha256: str | None = None,
+):
+    """`(index, source)`: the FAISS index over `embeddings` as `settings` say, read from the cache under
+    `directory/faiss/` when one was built there from the same embeddings with the same build settings (`source`
+    "cache"), else built (`source` "built") and saved there for the next search. The search-time knobs are applied
+    either way. `directory` None, or a folder that cannot be written (a warning says so), builds without caching."""
+    count, dim = embeddings.shape
+    key = settings.build_key(count, seed)
+    if directory is None:
+        return build_faiss_index(embeddings, settings, seed), "built"
+    path = faiss_cache_path(directory, key)
+    header = _cache_header(key, embeddings_sha256 or embeddings_digest(embeddings), count, dim)
+    index = load_faiss_cache(path, header)
+    if index is not None:
+        settings.apply_search_knobs(index)
+        return index, "cache"
+    index = build_faiss_index(embeddings, settings, seed)
+    try:
+        save_faiss_cache(index, path, header)
+    except OSError as error:  # a read-only index folder: search anyway, rebuilt next time
+        warnings.warn(f"cannot save the FAISS index to {path} ({error}); it will be built again next time",
+                      stacklevel=2)  # fmt: skip
+    return index, "built"
 
 
 def encode_image_files(
@@ -177,17 +354,27 @@ class GalleryIndex:
     Build with `GalleryIndex.build(model, processor, folder_or_paths)`, keep with `save(dir)` / `GalleryIndex.load(dir)`
     (safetensors + JSON, never pickle), query with `search(texts, k, model, processor)`. Exact cosine search by
     default; `use_faiss=True` searches a FAISS index instead: exact (`flat`) or, for large galleries, approximate
-    (`ivf`, `hnsw`), as `faiss` (a `FaissSettings`) says.
+    (`ivf`, `hnsw`), as `faiss` (a `FaissSettings`) says. An index that lives in a folder (`load`, `save`) keeps
+    its trained FAISS index there (`faiss/`) and reuses it in later processes until the embeddings or the build
+    settings change (`cached_faiss_index`).
     """
 
-    def __init__(self, embeddings: torch.Tensor, paths: Sequence[str], manifest: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        embeddings: torch.Tensor,
+        paths: Sequence[str],
+        manifest: dict[str, Any] | None = None,
+        directory: str | Path | None = None,
+    ):
         if embeddings.dim() != 2 or embeddings.shape[0] != len(paths):
             raise IVTInputError(f"embeddings {tuple(embeddings.shape)} do not match {len(paths)} paths")
         self.embeddings = embeddings.float().contiguous()
         self.paths = [str(path) for path in paths]
         self.manifest = dict(manifest or {})
+        self.directory = Path(directory) if directory is not None else None  # where FAISS indexes are cached
         self._faiss_index = None
-        self._faiss_settings: FaissSettings | None = None
+        self._faiss_key: dict[str, Any] | None = None  # the build settings of `_faiss_index`
+        self._embeddings_sha256: str | None = None
         self._passed_model: weakref.ref | None = None  # the last model `check_model` accepted
 
     def __len__(self) -> int:
@@ -245,6 +432,7 @@ class GalleryIndex:
         save_file({"embeddings": self.embeddings}, str(directory / INDEX_EMBEDDINGS))
         manifest = {**self.manifest, "paths": self.paths}
         (directory / INDEX_MANIFEST).write_text(json.dumps(manifest, indent=1))
+        self.directory = directory  # these embeddings are now the folder's: its FAISS cache is theirs
         return directory
 
     @classmethod
@@ -279,20 +467,31 @@ class GalleryIndex:
         root = manifest.get("root")
         if isinstance(root, str) and not Path(root).is_absolute():  # a relative root is relative to the index folder
             manifest["root"] = str((directory / root).resolve())
-        return cls(tensors["embeddings"], paths, manifest)
+        return cls(tensors["embeddings"], paths, manifest, directory=directory)
 
     def _scores_and_indices(
         self, queries: torch.Tensor, k: int, use_faiss: bool, faiss: FaissSettings | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         k = min(k, len(self))
         if use_faiss or faiss is not None:
-            settings = faiss or FaissSettings()
-            if self._faiss_index is None or self._faiss_settings != settings:  # built once per settings, then reused
-                self._faiss_index, self._faiss_settings = build_faiss_index(self.embeddings, settings), settings
-            scores, indices = self._faiss_index.search(queries.numpy(), k)
+            scores, indices = self.faiss_index(faiss or FaissSettings()).search(queries.numpy(), k)
             return torch.from_numpy(scores), torch.from_numpy(indices)
         scores = queries @ self.embeddings.t()  # (queries, gallery) cosine
         return scores.topk(k, dim=1)
+
+    def faiss_index(self, settings: FaissSettings):
+        """The FAISS index for `settings`: kept in memory per build settings (a new `nprobe` / `ef_search` only
+        sets the knob), read from or saved to the folder's cache (`cached_faiss_index`), else built."""
+        key = settings.build_key(len(self))
+        if self._faiss_index is None or self._faiss_key != key:
+            if self.directory is not None and self._embeddings_sha256 is None:
+                self._embeddings_sha256 = embeddings_digest(self.embeddings)
+            self._faiss_index, source = cached_faiss_index(self.embeddings, settings, self.directory,
+                                                           embeddings_sha256=self._embeddings_sha256)  # fmt: skip
+            self._faiss_key = key
+            logger.info("FAISS %s index over %d vectors: %s", settings.kind, len(self), source)
+        settings.apply_search_knobs(self._faiss_index)
+        return self._faiss_index
 
     def search_embeddings(
         self, queries: torch.Tensor, k: int = 10, use_faiss: bool = False, faiss: FaissSettings | None = None
@@ -361,6 +560,11 @@ __all__ = [
     "ModelMismatchError",
     "SearchHit",
     "build_faiss_index",
+    "cached_faiss_index",
+    "embeddings_digest",
+    "faiss_cache_path",
     "find_images",
+    "load_faiss_cache",
     "model_fingerprint",
+    "save_faiss_cache",
 ]
