@@ -62,12 +62,11 @@ def throughput_worker(preset: str, precision: str, batch: int, steps: int, threa
     import torch
 
     from ivt_hf.model import IVTConfig, IVTForPreTraining
-    from ivt_hf.training import build_optimizer
-    from ivt_hf.training.pretraining import PRETRAINING_PRESETS
+    from ivt_hf.training import MODEL_PRESETS, build_optimizer
 
     torch.set_num_threads(threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    config = IVTConfig(**PRETRAINING_PRESETS[preset])
+    config = IVTConfig(**MODEL_PRESETS[preset])
     model = IVTForPreTraining(config).to(device).train()
     optimizer = build_optimizer(model, "adamw_torch", lr=1e-4, weight_decay=0.02)
     scaler = torch.amp.GradScaler(device) if precision == "fp16" else None
@@ -194,10 +193,10 @@ def run_flops(args) -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
     from ivt_hf.model import IVTConfig, IVTForPreTraining
-    from ivt_hf.training.pretraining import PRETRAINING_PRESETS
+    from ivt_hf.training import MODEL_PRESETS
 
     torch.manual_seed(0)
-    config = IVTConfig(**PRETRAINING_PRESETS["base"])
+    config = IVTConfig(**MODEL_PRESETS["base"])
     model = IVTForPreTraining(config).train()
     batch = 2
     ids = torch.randint(1000, 20000, (batch, 50))
@@ -256,8 +255,10 @@ def run_itc(args) -> None:
             command = [sys.executable, "-m", "ivt_hf", "pretrain", "--train_data", str(root / "shards"),
                        "--output_dir", str(output), "--model_preset", "tiny", "--max_steps", str(args.steps),
                        "--per_device_train_batch_size", str(args.batch), "--learning_rate", "3e-4",
+                       "--weight_decay", "0.02", "--warmup_steps", "0.04", "--lr_scheduler_type",
+                       "cosine_with_min_lr", "--lr_scheduler_kwargs", '{"min_lr": 1e-6}', "--max_grad_norm", "0",
                        "--logging_steps", "1", "--save_steps", str(args.steps), "--seed", str(args.seed),
-                       *flags]  # fmt: skip
+                       "--dataloader_num_workers", "0", "--use_cpu", *flags]  # fmt: skip
             start = time.perf_counter()
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode:
@@ -282,19 +283,16 @@ TEMPERATURE_VARIANTS = {
 
 def temperature_worker(variant: str, steps: int, batch: int, seed: int) -> dict:
     """ITC + ITM of the tiny preset with the pre-training recipe's optimiser; the temperature learnt as `variant`."""
-    import math
-
     import torch
     from PIL import Image
-    from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
     from ivt_hf.model import IVTConfig, IVTForPreTraining, IVTProcessor
-    from ivt_hf.training import build_optimizer
-    from ivt_hf.training.pretraining import PRETRAINING_PRESETS
+    from ivt_hf.training import MODEL_PRESETS, build_optimizer
+    from ivt_hf.training.pretraining import learning_rate_schedule, parse_pretraining_args
 
     torch.set_num_threads(1)
     torch.manual_seed(seed)
-    config = IVTConfig(**PRETRAINING_PRESETS["tiny"])
+    config = IVTConfig(**MODEL_PRESETS["tiny"])
     model = IVTForPreTraining(config).train()
     low, high = config.itc_temperature_range
     if variant != "log":  # the raw temperature as its own parameter; the model's log_temperature left unused
@@ -306,12 +304,12 @@ def temperature_worker(variant: str, steps: int, batch: int, seed: int) -> dict:
         else:
             model.current_temperature = lambda: model.raw_temperature
             model.clamp_temperature_ = lambda: model.raw_temperature.data.clamp_(low, high)
-    recipe = json.loads((Path(__file__).resolve().parents[1] / "src/ivt_hf/recipes/pretrain-ivt.json").read_text())
-    optimizer = build_optimizer(model, recipe["optim"], lr=recipe["learning_rate"], weight_decay=recipe["weight_decay"],
-                                bias_lr_multiplier=recipe["bias_lr_multiplier"], decay_all=False)  # fmt: skip
-    schedule = get_cosine_with_min_lr_schedule_with_warmup(
-        optimizer, num_warmup_steps=math.ceil(recipe["warmup_ratio"] * steps), num_training_steps=steps,
-        min_lr_rate=recipe["min_lr"] / recipe["learning_rate"])  # fmt: skip
+    recipe = Path(__file__).resolve().parents[1] / "src/ivt_hf/recipes/pretrain-ivt.json"
+    _, args = parse_pretraining_args([str(recipe), "--train_data", "unused", "--output_dir", "unused", "--use_cpu",
+                                      "--fp16", "false", "--max_steps", str(steps)])  # fmt: skip
+    optimizer = build_optimizer(model, str(args.optim.value), lr=args.learning_rate, weight_decay=args.weight_decay,
+                                bias_lr_multiplier=args.bias_lr_multiplier, decay_all=False)  # fmt: skip
+    schedule = learning_rate_schedule(optimizer, args)  # the recipe's, as `ivt pretrain` builds it
     processor = IVTProcessor.from_config(config)
     pairs = list(colour_pairs(steps * batch, 1 + 10 * seed))
     itc, temperature = [], []

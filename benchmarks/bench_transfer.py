@@ -174,7 +174,9 @@ def main() -> None:
             seconds["pretrain"] = run([*ivt, "pretrain", "--train_data", str(out / "pairs"), "--output_dir",
                                        str(pretrained), "--overwrite_output_dir", "--model_preset", "tiny",
                                        "--max_steps", str(args.pretrain_steps), "--per_device_train_batch_size", "16",
-                                       "--learning_rate", "3e-4", "--warmup_ratio", "0.05", "--save_steps",
+                                       "--learning_rate", "3e-4", "--weight_decay", "0.02", "--warmup_steps", "0.05",
+                                       "--lr_scheduler_type", "cosine_with_min_lr", "--lr_scheduler_kwargs",
+                                       '{"min_lr": 1e-6}', "--max_grad_norm", "0", "--save_steps",
                                        str(args.pretrain_steps), "--logging_steps", "50", "--shuffle_buffer_size",
                                        "256", "--dataloader_num_workers", "1", "--seed", str(seed), "--use_cpu"],
                                       out / f"pretrain-seed{seed}.log")  # fmt: skip

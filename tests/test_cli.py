@@ -206,16 +206,19 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
              "--overwrite"], "bert is not empty and was not written by ivt_hf"),
         "pretrain: a batch of one pair": (
             ["pretrain", "--train_data", str(tmp / "empty"), "--output_dir", str(tmp / "p"),
-             "--per_device_train_batch_size", "1"], "ITM draws its negatives from the batch"),
+             "--max_steps", "2", "--per_device_train_batch_size", "1"], "ITM draws its negatives from the batch"),
+        "pretrain: no step count": (
+            ["pretrain", "--train_data", str(tmp / "empty"), "--output_dir", str(tmp / "p")],
+            "--max_steps must be >= 1 (a stream has no length)"),
         "pretrain: fp16 on a CPU": (
             ["pretrain", "--train_data", str(tmp / "empty"), "--output_dir", str(tmp / "p"), "--use_cpu", "true",
-             "--mixed_precision", "fp16"], "--mixed_precision fp16 needs a GPU"),
+             "--max_steps", "2", "--fp16", "true"], "--fp16 needs a GPU"),
         "pretrain: recipe typo": (
             ["pretrain", str(tmp / "pretrain_typo.json"), "--output_dir", str(tmp / "p")],
             "unknown setting(s) mlm_probabilty"),
         "pretrain: unknown preset": (
-            ["pretrain", "--train_data", str(tmp / "empty"), "--output_dir", str(tmp / "p"), "--model_preset",
-             "huge"], "--model_preset must be one of ['base', 'tiny']"),
+            ["pretrain", "--train_data", str(tmp / "empty"), "--output_dir", str(tmp / "p"), "--max_steps", "2",
+             "--model_preset", "huge"], "--model_preset must be one of ['base', 'tiny']"),
         "unknown flag": (["demo", "--max_step", "3"], "unrecognized arguments: --max_step"),
     }  # fmt: skip
 

@@ -48,7 +48,8 @@ def _pairs(count: int = NUM_PAIRS, broken: set[int] = frozenset()):
 def _flags(shards: Path, output_dir: Path, *extra: str) -> list[str]:
     return ["pretrain", "--train_data", str(shards), "--output_dir", str(output_dir), "--model_preset", "tiny",
             "--max_steps", "9", "--per_device_train_batch_size", str(BATCH), "--logging_steps", "1", "--save_steps",
-            "4", "--learning_rate", "5e-4", "--shuffle_buffer_size", str(BUFFER), "--dataloader_num_workers", "1",
+            "4", "--save_total_limit", "2", "--learning_rate", "5e-4", "--shuffle_buffer_size", str(BUFFER),
+            "--dataloader_num_workers", "1",
             "--log_pair_keys", "--seed", "0", *extra]  # fmt: skip
 
 
@@ -208,7 +209,7 @@ def test_pairs_that_are_not_there_are_one_error_line(tmp_path):
 def test_continuing_from_a_pretraining_folder_with_accumulation_and_bf16(reference_run, tmp_path):
     output = tmp_path / "continued"
     flags = _flags(reference_run["shards"], output, "--model_name_or_path", str(reference_run["output"]),
-                   "--gradient_accumulation_steps", "2", "--mixed_precision", "bf16")  # fmt: skip
+                   "--gradient_accumulation_steps", "2", "--bf16", "true")  # fmt: skip
     flags[flags.index("--max_steps") + 1] = "2"
     flags[flags.index("--per_device_train_batch_size") + 1] = "4"
     flags[flags.index("--shuffle_buffer_size") + 1] = "0"
@@ -277,7 +278,7 @@ def test_overwrite_output_dir_replaces_only_a_run_folder_ivt_hf_wrote(reference_
 PRECISION_RUN = """
 import json, sys
 from ivt_hf.training.pretraining import PretrainingRun, parse_pretraining_args
-run = PretrainingRun(parse_pretraining_args(sys.argv[1:]))
+run = PretrainingRun(*parse_pretraining_args(sys.argv[1:]))
 model = run.accelerator.unwrap_model(run.model)
 dtypes = []  # the output dtype of a layer of the shared encoder and of the fusion encoder, at every forward
 for layer in (model.ivt.encoder.layers[0].vision_mlp.fc1, model.fusion.layer[0].intermediate.dense):
@@ -290,13 +291,13 @@ print(json.dumps({"dtypes": sorted(set(dtypes)), "weights": str(next(model.param
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_pretraining_mixed_precision_runs_under_autocast(reference_run, tmp_path, precision):
-    """--mixed_precision bf16 (CPU or GPU) / fp16 (GPU): both encoders really compute in the low precision (a hook
+    """--bf16 (CPU or GPU) / --fp16 (GPU): both encoders really compute in the low precision (a hook
     records the dtype of their activations), with float32 master weights, finite losses, a loss scaler for fp16."""
     import math
 
     if precision == "fp16" and not torch.cuda.is_available():
-        pytest.skip("fp16 autocast with its loss scaler needs a CUDA GPU; on a CPU --mixed_precision fp16 is refused")
-    flags = _flags(reference_run["shards"], tmp_path / precision, "--mixed_precision", precision,
+        pytest.skip("fp16 autocast with its loss scaler needs a CUDA GPU; on a CPU --fp16 is refused")
+    flags = _flags(reference_run["shards"], tmp_path / precision, f"--{precision}", "true",
                    "--dataloader_num_workers", "0")[1:]  # fmt: skip
     flags[flags.index("--max_steps") + 1] = "2"
     if precision == "bf16":

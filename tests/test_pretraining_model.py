@@ -376,7 +376,8 @@ def test_a_new_pretraining_model_starts_its_fusion_encoder_from_bert(tmp_path):
     from safetensors.torch import save_file
     from transformers import BertConfig, BertForMaskedLM
 
-    from ivt_hf.training.pretraining import PretrainingArguments, build_pretraining_model
+    from ivt_hf.model import IVTForPreTraining
+    from ivt_hf.training import ModelArguments, build_model
 
     torch.manual_seed(0)
     bert = BertForMaskedLM(BertConfig(hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
@@ -384,9 +385,7 @@ def test_a_new_pretraining_model_starts_its_fusion_encoder_from_bert(tmp_path):
     state = {name: tensor.clone() for name, tensor in bert.state_dict().items()}
     state.pop("cls.predictions.decoder.weight")  # tied to the word embeddings in the file, as on the Hub
     save_file(state, tmp_path / "bert.safetensors")
-    args = PretrainingArguments(train_data="unused", output_dir=str(tmp_path / "out"), model_preset="tiny",
-                                bert_checkpoint=str(tmp_path / "bert.safetensors"))  # fmt: skip
-    model = build_pretraining_model(args)
+    model = build_model(IVTForPreTraining, ModelArguments(bert_checkpoint=str(tmp_path / "bert.safetensors")))
     assert model.config.fusion_num_hidden_layers == 2
     for index in range(2):
         ours, theirs = model.fusion.layer[index], bert.bert.encoder.layer[index]

@@ -74,7 +74,7 @@ def test_every_ivt_command_parses(command):
     elif args.command == "pretrain":
         recipe = extra[0]
         assert (ROOT / recipe).is_file(), recipe
-        pretraining_args = parse_pretraining_args([str(ROOT / recipe), *extra[1:]])
+        _, pretraining_args = parse_pretraining_args([str(ROOT / recipe), *extra[1:]])
         assert pretraining_args.train_data == extra[extra.index("--train_data") + 1]
     else:
         assert extra == [], extra

@@ -93,44 +93,76 @@ def test_architecture_flags_may_restate_a_saved_model_but_not_change_it(tiny_con
     IVTForPreTraining(pretraining_config).save_pretrained(tmp_path / "pre")
     same = {"num_hidden_layers": 2, "patch_stride": 12, "image_height": 64, "image_width": 32}
     for folder in ("encoder", "pre"):
-        model = build_model(ModelArguments(model_name_or_path=str(tmp_path / folder), **same))
+        model = build_model(IVTModel, ModelArguments(model_name_or_path=str(tmp_path / folder), **same))
         assert isinstance(model, IVTModel) and model.config.num_hidden_layers == 2
         with pytest.raises(ValueError, match=r"--num_hidden_layers 3 cannot change the architecture .*\(num_hidden_l"):
-            build_model(ModelArguments(model_name_or_path=str(tmp_path / folder), num_hidden_layers=3))
+            build_model(IVTModel, ModelArguments(model_name_or_path=str(tmp_path / folder), num_hidden_layers=3))
     with pytest.raises(ValueError, match="--patch_stride 16 cannot change the architecture"):
-        build_model(ModelArguments(model_name_or_path=str(tmp_path / "encoder"), patch_stride=16))
-    resized = build_model(ModelArguments(model_name_or_path=str(tmp_path / "pre"), patch_stride=16))
+        build_model(IVTModel, ModelArguments(model_name_or_path=str(tmp_path / "encoder"), patch_stride=16))
+    resized = build_model(IVTModel, ModelArguments(model_name_or_path=str(tmp_path / "pre"), patch_stride=16))
     assert resized.config.patch_stride == 16  # a pre-training output's grid is resized
 
     recipe = json.loads((ROOT / "src/ivt_hf/recipes/synthpedes-cpu.json").read_text())
     model_args, _, _ = parse_args([str(ROOT / "src/ivt_hf/recipes/synthpedes-cpu.json"), "--model_name_or_path",
                                    str(tmp_path / "encoder"), "--output_dir", str(tmp_path / "out")])  # fmt: skip
     with pytest.raises(ValueError, match=f"--num_hidden_layers {recipe['num_hidden_layers']} cannot change"):
-        build_model(model_args)  # the recipe's 3 layers against a 2-layer model: a real change
+        build_model(IVTModel, model_args)  # the recipe's 3 layers against a 2-layer model: a real change
 
 
 def test_the_cpu_fine_tuning_recipe_starts_from_a_pretraining_folder(tmp_path):
     """`finetune-cpu.json` states no architecture: it fine-tunes any saved model, a pre-training output included."""
-    from ivt_hf.model import IVTForPreTraining
-    from ivt_hf.training import build_model
-    from ivt_hf.training.pretraining import PRETRAINING_PRESETS
+    from ivt_hf.model import IVTForPreTraining, IVTModel
+    from ivt_hf.training import MODEL_PRESETS, build_model
 
-    IVTForPreTraining(IVTConfig(**PRETRAINING_PRESETS["tiny"])).save_pretrained(tmp_path / "pre")
+    IVTForPreTraining(IVTConfig(**MODEL_PRESETS["tiny"])).save_pretrained(tmp_path / "pre")
     model_args, _, training_args = parse_args([str(ROOT / "src/ivt_hf/recipes/finetune-cpu.json"),
                                                "--model_name_or_path", str(tmp_path / "pre"), "--output_dir",
                                                str(tmp_path / "out")])  # fmt: skip
-    model = build_model(model_args)
-    assert model.config.num_hidden_layers == PRETRAINING_PRESETS["tiny"]["num_hidden_layers"]
+    model = build_model(IVTModel, model_args)
+    assert model.config.num_hidden_layers == MODEL_PRESETS["tiny"]["num_hidden_layers"]
     assert training_args.use_cpu and training_args.max_steps > 0
 
 
-def test_attn_implementation_flag():
+def test_both_stages_build_their_model_with_one_function(tmp_path):
+    """`build_model(model_class, model_args)`: the same ModelArguments give fine-tuning's IVTModel and pre-training's
+    IVTForPreTraining around the same encoder; pre-training continues from its own folder, starts its fusion encoder
+    and heads afresh beside a retrieval model's encoder, and refuses a real architecture change like fine-tuning."""
+    from ivt_hf import IVTModel
+    from ivt_hf.model import IVTForPreTraining
     from ivt_hf.training import ModelArguments, build_model
 
-    assert build_model(ModelArguments(attn_implementation="eager")).config._attn_implementation == "eager"
-    assert build_model(ModelArguments()).config._attn_implementation == "sdpa"
+    model_args = ModelArguments(model_preset="tiny", num_hidden_layers=3, patch_stride=12, attn_implementation="eager")
+    torch.manual_seed(0)
+    encoder = build_model(IVTModel, model_args)
+    torch.manual_seed(0)
+    pretraining = build_model(IVTForPreTraining, model_args, itc_temperature=0.2)
+    assert isinstance(encoder, IVTModel) and isinstance(pretraining, IVTForPreTraining)
+    for key in ("num_hidden_layers", "patch_stride", "hidden_size", "image_size"):
+        assert getattr(encoder.config, key) == getattr(pretraining.config, key), key
+    assert pretraining.config.fusion_num_hidden_layers == 2 and pretraining.config.itc_temperature == 0.2
+    assert pretraining.config._attn_implementation == encoder.config._attn_implementation == "eager"
+
+    pretraining.save_pretrained(tmp_path / "pre")
+    encoder.save_pretrained(tmp_path / "encoder")
+    continued = build_model(IVTForPreTraining, ModelArguments(model_name_or_path=str(tmp_path / "pre"),
+                                                              num_hidden_layers=3))  # fmt: skip
+    for name, tensor in pretraining.state_dict().items():
+        assert torch.equal(continued.state_dict()[name], tensor), name
+    beside = build_model(IVTForPreTraining, ModelArguments(model_name_or_path=str(tmp_path / "encoder")))
+    for name, tensor in encoder.state_dict().items():
+        assert torch.equal(beside.ivt.state_dict()[name], tensor), name
+    with pytest.raises(ValueError, match="--num_hidden_layers 4 cannot change the architecture"):
+        build_model(IVTForPreTraining, ModelArguments(model_name_or_path=str(tmp_path / "pre"), num_hidden_layers=4))
+
+
+def test_attn_implementation_flag():
+    from ivt_hf import IVTModel
+    from ivt_hf.training import ModelArguments, build_model
+
+    assert build_model(IVTModel, ModelArguments(attn_implementation="eager")).config._attn_implementation == "eager"
+    assert build_model(IVTModel, ModelArguments()).config._attn_implementation == "sdpa"
     with pytest.raises(ValueError, match="--attn_implementation must be 'eager' or 'sdpa', got 'flash'"):
-        build_model(ModelArguments(attn_implementation="flash"))
+        build_model(IVTModel, ModelArguments(attn_implementation="flash"))
 
 
 def test_build_optimizer_groups_and_bad_name(tiny_config):

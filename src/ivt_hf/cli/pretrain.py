@@ -13,9 +13,9 @@ def run_pretrain(args: argparse.Namespace) -> int:
     from ..training.pretraining import parse_pretraining_args, pretrain
 
     with arguments_are_input():  # a ValueError of HfArgumentParser / PretrainingArguments here is bad input
-        pretraining_args = parse_pretraining_args(args.extra)
+        model_args, pretraining_args = parse_pretraining_args(args.extra)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    pretrain(pretraining_args)
+    pretrain(model_args, pretraining_args)
     return 0
 
 

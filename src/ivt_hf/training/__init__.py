@@ -1,19 +1,30 @@
 """Training IVT with the HF `Trainer` (MLA batches, BMM inside the model, the CMPM loss, retrieval validation).
 
-- `arguments.py`: model / data / training arguments, recipes, presets;
+- `arguments.py`: model / data / training arguments of both stages, recipes, presets; `models.py`: the one model
+  builder of both stages;
 - `train.py`: build model, data and trainer; `main(argv)` behind `ivt train` and `scripts/train.py`;
 - `trainer.py`: `IVTTrainer`; `optim.py`: the optimiser of both stages;
 - `batching.py` (dataset, keyed batches, the MLA collator), `sampler.py` (P x K identities), `text_levels.py` (word /
   phrase / sentence texts), `transforms.py` (augmentation);
 - `losses.py` (CMPM, pure functions) and `distributed.py` (gathers with and without gradient);
-- `pretraining.py`: `ivt pretrain`, the authors' first stage (ITC + ITM + MLM on `ivt_hf.data.PairStream`, an
-  accelerate loop with exact resume), and `masking.py` (its whole-word masking).
+- `pretraining/`: `ivt pretrain`, the authors' first stage (ITC + ITM + MLM on `ivt_hf.data.PairStream`, an
+  accelerate loop with exact resume: `arguments.py`, `collator.py`, `loop.py`), and `masking.py` (its whole-word
+  masking).
 """
 
-from .arguments import MODEL_PRESETS, DataArguments, IVTTrainingArguments, ModelArguments, parse_args, recipe_arguments
+from .arguments import (
+    MODEL_PRESETS,
+    DataArguments,
+    IVTTrainingArguments,
+    ModelArguments,
+    StageArguments,
+    parse_args,
+    recipe_arguments,
+)
 from .losses import cmpm_loss, cmpm_loss_terms
+from .models import build_model
 from .optim import build_optimizer
-from .train import build_model, build_trainer, load_training_data, main, prepare_training, save_final_model
+from .train import build_trainer, load_training_data, main, prepare_training, save_final_model
 from .trainer import IVTTrainer
 
 __all__ = [
@@ -22,6 +33,7 @@ __all__ = [
     "IVTTrainer",
     "IVTTrainingArguments",
     "ModelArguments",
+    "StageArguments",
     "build_model",
     "build_optimizer",
     "build_trainer",

@@ -1,4 +1,6 @@
-"""What a training run is told: the model, the data and the `TrainingArguments` (with IVT's knobs), from flags or a
+"""What a training run is told, in both stages: the model (`ModelArguments`, one class for fine-tuning and
+pre-training), the data and the `TrainingArguments` with IVT's knobs (`StageArguments`, the knobs both stages share;
+`IVTTrainingArguments`, fine-tuning's own; pre-training's are in `training/pretraining/arguments.py`), from flags or a
 recipe JSON (`ivt_hf/recipes/`), and the architecture presets."""
 
 from __future__ import annotations
@@ -29,14 +31,29 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
         max_position_embeddings=128,
         drop_path_rate=0.0,
         text_embedding_dropout=0.0,  # dropout costs much on CPU at these sizes; the synthetic data needs none
+        fusion_num_hidden_layers=2,  # pre-training's fusion encoder (unused by the retrieval model)
+        fusion_hidden_dropout=0.0,
+        fusion_attention_dropout=0.0,
     ),
 }
 
 
 @dataclass
-class IVTTrainingArguments(TrainingArguments):
-    """`TrainingArguments` plus the IVT training knobs. `per_device_train_batch_size` counts IMAGES (P x K); each
-    image gives three pairs."""
+class StageArguments(TrainingArguments):
+    """`TrainingArguments` plus the knobs both stages (fine-tuning and pre-training) add: the optimiser's bias rate
+    and the image augmentation."""
+
+    bias_lr_multiplier: float = field(default=2.0, metadata={"help": "bias learning rate = lr x this (reference: 2)."})
+    random_erasing: float = field(default=0.5, metadata={"help": "probability of random erasing per view."})
+    train_interpolation: str = field(
+        default="bicubic", metadata={"help": "resize filter in training (eval: bilinear)."}
+    )
+
+
+@dataclass
+class IVTTrainingArguments(StageArguments):
+    """Fine-tuning's arguments: `StageArguments` plus the IVT fine-tuning knobs. `per_device_train_batch_size` counts
+    IMAGES (P x K); each image gives three pairs."""
 
     images_per_id: int = field(default=4, metadata={"help": "K of the P x K identity sampler."})
     multi_level_alignment: bool = field(
@@ -47,11 +64,6 @@ class IVTTrainingArguments(TrainingArguments):
         metadata={"help": "CMPM over the pairs of all processes (global negatives); false = per process, as the "
                   "reference."},
     )  # fmt: skip
-    bias_lr_multiplier: float = field(default=2.0, metadata={"help": "bias learning rate = lr x this (reference: 2)."})
-    random_erasing: float = field(default=0.5, metadata={"help": "probability of random erasing per view."})
-    train_interpolation: str = field(
-        default="bicubic", metadata={"help": "resize filter in training (eval: bilinear)."}
-    )
     cache_train_images: bool = field(default=False, metadata={"help": "decode training images once into memory."})
     text_length_buckets: int = field(
         default=1,
@@ -65,14 +77,21 @@ class IVTTrainingArguments(TrainingArguments):
 
 @dataclass
 class ModelArguments:
-    model_preset: str = field(default="tiny", metadata={"help": "tiny (CPU) or base (ViT-B/16, the reference)."})
+    """The model of either stage (`build_model`): a preset or config file, optionally started from public
+    backbones, or a saved folder; and the architecture settings that may differ from the preset."""
+
+    model_preset: str = field(
+        default="tiny", metadata={"help": "tiny (CPU) or base (ViT-B/16, the reference; the recipes' choice)."}
+    )
     config_path: str | None = field(default=None, metadata={"help": "an IVTConfig JSON (overrides the preset)."})
     model_name_or_path: str | None = field(
         default=None,
         metadata={
-            "help": "start from a from_pretrained folder (e.g. a converted authors' checkpoint), or an `ivt "
-            "pretrain` output: its encoder is kept, its fusion encoder and heads dropped, and its position grid "
-            "resized when --patch_stride changes it (pre-training uses 16, CUHK/ICFG fine-tuning 12)."
+            "help": "start from a from_pretrained folder (e.g. a converted authors' checkpoint). Fine-tuning from an "
+            "`ivt pretrain` output keeps its encoder, drops its fusion encoder and heads, and resizes its position "
+            "grid when --patch_stride changes it (pre-training uses 16, CUHK/ICFG fine-tuning 12). Pre-training "
+            "continues from an IVTForPreTraining folder, or starts its fusion encoder and heads afresh beside an "
+            "IVTModel's encoder."
         },
     )
     vit_checkpoint: str | None = field(
@@ -83,8 +102,9 @@ class ModelArguments:
     )  # fmt: skip
     bert_checkpoint: str | None = field(
         default=None,
-        metadata={"help": "BERT to start the text side from: a Hub repo id (e.g. google-bert/bert-base-uncased), a "
-                  "local folder, or a weights file (BertModel, or BertForPreTraining / BertForMaskedLM under bert.)."},
+        metadata={"help": "BERT to start the text side (in pre-training also the fusion encoder, from layers 0-5, and "
+                  "the MLM head) from: a Hub repo id (e.g. google-bert/bert-base-uncased), a local folder, or a "
+                  "weights file (BertModel, or BertForPreTraining / BertForMaskedLM under bert.)."},
     )  # fmt: skip
     backbone_revision: str | None = field(
         default=None, metadata={"help": "branch, tag or commit of the backbone repos on the Hub (default: main)."}
@@ -92,8 +112,12 @@ class ModelArguments:
     patch_stride: int | None = field(default=None, metadata={"help": "12 for CUHK/ICFG, 16 for RSTPReid."})
     image_height: int | None = field(default=None)
     image_width: int | None = field(default=None)
-    token_drop_ratio: float | None = field(default=None, metadata={"help": "BMM ratio (0 disables)."})
-    token_drop_mode: str | None = field(default=None, metadata={"help": "batch (reference) or per_sample."})
+    token_drop_ratio: float | None = field(
+        default=None, metadata={"help": "BMM ratio (0 disables); fine-tuning only."}
+    )
+    token_drop_mode: str | None = field(
+        default=None, metadata={"help": "batch (reference) or per_sample; fine-tuning only."}
+    )
     num_hidden_layers: int | None = field(default=None, metadata={"help": "number of blocks (overrides the preset)."})
     initializer_range: float | None = field(
         default=None, metadata={"help": "std of the random initialisation (default 0.02)."}
@@ -184,6 +208,7 @@ __all__ = [
     "MODEL_PRESETS",
     "RECIPES",
     "DataArguments",
+    "StageArguments",
     "IVTTrainingArguments",
     "ModelArguments",
     "parse_args",

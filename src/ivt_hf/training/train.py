@@ -6,21 +6,20 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from transformers import set_seed
 
-from ..conversion.backbones import BackboneLayoutError, load_backbones, read_backbone
 from ..data.hf_datasets import ColumnMapping
 from ..data.loading import load_benchmark, load_data
 from ..data.specs import BENCHMARK_NAMES, SYNTHPEDES
 from ..errors import IVTInputError
 from ..hub.folder import register_for_remote_code
-from ..model.configuration_ivt import IVTConfig
 from ..model.modeling_ivt import IVTModel
 from ..model.processing_ivt import IVTProcessor
-from .arguments import MODEL_PRESETS, DataArguments, IVTTrainingArguments, ModelArguments, parse_args
+from .arguments import DataArguments, IVTTrainingArguments, ModelArguments, parse_args
 from .batching import MLACollator, TrainImageDataset
+from .models import build_model
 from .trainer import IVTTrainer
 from .transforms import TrainTransform, reference_padding
 
@@ -28,100 +27,6 @@ if TYPE_CHECKING:
     import datasets
 
 logger = logging.getLogger(__name__)
-
-
-def build_model(model_args: ModelArguments) -> IVTModel:
-    """A model from a folder, or from a preset / config file with optional backbone initialisation."""
-    attn_implementation = model_args.attn_implementation
-    if attn_implementation not in (None, "eager", "sdpa"):
-        raise IVTInputError(f"--attn_implementation must be 'eager' or 'sdpa', got {attn_implementation!r}")
-    overrides = {
-        key: value
-        for key, value in {
-            "patch_stride": model_args.patch_stride,
-            "token_drop_ratio": model_args.token_drop_ratio,
-            "token_drop_mode": model_args.token_drop_mode,
-            "initializer_range": model_args.initializer_range,
-            "num_hidden_layers": model_args.num_hidden_layers,
-        }.items()
-        if value is not None
-    }
-    if model_args.image_height or model_args.image_width:
-        if not (model_args.image_height and model_args.image_width):
-            raise IVTInputError("give both --image_height and --image_width")
-        overrides["image_size"] = (model_args.image_height, model_args.image_width)
-    from ..conversion.pretraining import encoder_from_pretraining, is_pretraining_folder
-
-    if model_args.model_name_or_path:
-        for flag in ("vit_checkpoint", "bert_checkpoint"):
-            if getattr(model_args, flag):
-                raise IVTInputError(f"--{flag} starts a new model; it cannot apply to --model_name_or_path")
-        pretraining = is_pretraining_folder(model_args.model_name_or_path)
-        # a pre-training output's position grid is resized to a new stride or image size; nothing else changes shape
-        fixed = ("num_hidden_layers",) if pretraining else ("patch_stride", "image_size", "num_hidden_layers")
-        overrides = _without_unchanged_architecture(model_args.model_name_or_path, overrides, fixed)
-    if model_args.model_name_or_path and pretraining:
-        # an `ivt pretrain` output (or a converted authors' pre-training checkpoint): its encoder, with the fusion
-        # encoder and heads dropped and the position grid resized when --patch_stride / --image_* change it
-        model, _ = encoder_from_pretraining(model_args.model_name_or_path, **overrides)
-        if attn_implementation is not None:
-            model.set_attn_implementation(attn_implementation)
-        return model
-    if model_args.model_name_or_path:
-        from transformers import AutoModel
-
-        if attn_implementation is not None:
-            overrides["attn_implementation"] = attn_implementation
-        model = AutoModel.from_pretrained(model_args.model_name_or_path, **overrides)
-        if not isinstance(model, IVTModel):
-            raise IVTInputError(f"--model_name_or_path {model_args.model_name_or_path} holds a {type(model).__name__}")
-        model.config.validate_ivt()  # the overrides (e.g. --token_drop_mode) bypass the config's own __init__
-        return model
-    if model_args.config_path:
-        config = IVTConfig.from_json_file(model_args.config_path)
-        for key, value in overrides.items():
-            setattr(config, key, list(value) if key == "image_size" else value)
-        config.validate_ivt()
-    else:
-        if model_args.model_preset not in MODEL_PRESETS:
-            raise IVTInputError(
-                f"--model_preset must be one of {sorted(MODEL_PRESETS)}, got {model_args.model_preset!r}"
-            )
-        config = IVTConfig(**(MODEL_PRESETS[model_args.model_preset] | overrides))
-    model = IVTModel(config)
-    if attn_implementation is not None:
-        model.set_attn_implementation(attn_implementation)
-    for kind, source in {"vit": model_args.vit_checkpoint, "bert": model_args.bert_checkpoint}.items():
-        if source:
-            try:
-                state_dict = read_backbone(source, kind, revision=model_args.backbone_revision)
-                load_backbones(model, **{f"{kind}_state_dict": state_dict})
-            except BackboneLayoutError as error:
-                raise BackboneLayoutError(f"--{kind}_checkpoint {source}: {error}") from None
-    return model
-
-
-def _without_unchanged_architecture(
-    model_name_or_path: str, overrides: dict[str, Any], fixed: tuple[str, ...]
-) -> dict[str, Any]:
-    """`overrides` without the architecture settings that equal the saved model's (a recipe may state the
-    architecture it was written for: `synthpedes-cpu.json`'s `num_hidden_layers`); a setting in `fixed` that differs
-    is refused, naming the saved and the asked value."""
-    asked = {key: overrides[key] for key in fixed if key in overrides}
-    if not asked:
-        return overrides
-    saved = IVTConfig.from_pretrained(model_name_or_path)
-    kept = dict(overrides)
-    for key, value in asked.items():
-        current = tuple(saved.image_size) if key == "image_size" else getattr(saved, key)
-        if (tuple(value) if key == "image_size" else value) != current:
-            flag = "--image_height/--image_width" if key == "image_size" else f"--{key}"
-            raise IVTInputError(
-                f"{flag} {value} cannot change the architecture of --model_name_or_path {model_name_or_path} "
-                f"({key} {current}); leave it out, or start a new model"
-            )
-        del kept[key]
-    return kept
 
 
 def load_training_data(data_args: DataArguments, image_size: tuple[int, int]):
@@ -159,7 +64,7 @@ def prepare_training(
         raise IVTInputError("--fp16 needs a GPU (accelerate applies no fp16 autocast or loss scaling on a CPU, so the "
                          "run would silently train in float32); on a CPU use --bf16")  # fmt: skip
     set_seed(training_args.seed)  # before the model exists: its random initialisation must follow the seed
-    model = build_model(model_args)
+    model = build_model(IVTModel, model_args)
     processor = IVTProcessor.from_config(model.config)
     register_for_remote_code(model, processor)  # checkpoints carry auto_map + modules
     data = load_training_data(data_args, tuple(model.config.image_size))
@@ -245,7 +150,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 __all__ = [
-    "build_model",
     "build_trainer",
     "load_training_data",
     "main",

@@ -9,7 +9,6 @@
 """
 
 from .arguments import (
-    PRETRAINING_PRESETS,
     PRETRAINING_RECIPE,
     PretrainingArguments,
     parse_pretraining_args,
@@ -20,24 +19,23 @@ from .loop import (
     CHECKPOINT_PREFIX,
     PretrainingResult,
     PretrainingRun,
-    build_pretraining_model,
-    cosine_schedule,
     find_checkpoint,
+    itc_settings,
+    learning_rate_schedule,
     main,
     pretrain,
 )
 
 __all__ = [
     "CHECKPOINT_PREFIX",
-    "PRETRAINING_PRESETS",
     "PRETRAINING_RECIPE",
     "PairBatches",
     "PairCollator",
     "PretrainingArguments",
     "PretrainingResult",
     "PretrainingRun",
-    "build_pretraining_model",
-    "cosine_schedule",
+    "itc_settings",
+    "learning_rate_schedule",
     "find_checkpoint",
     "main",
     "pair_loader",

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import random
 import shutil
 import time
@@ -25,20 +24,21 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import get_cosine_with_min_lr_schedule_with_warmup
+from transformers import get_scheduler
 
 from ...data.pairs import PairDataError, PairStream
 from ...data.shuffle_buffer import ShuffleBuffer
 from ...errors import InputNotFoundError, IVTInputError, OutputExistsError
 from ...hub.folder import register_for_remote_code, save_model_folder
-from ...model.configuration_ivt import IVTConfig
 from ...model.modeling_ivt import IVTForPreTraining
 from ...model.processing_ivt import IVTProcessor
+from ..arguments import ModelArguments
 from ..distributed import all_gather_with_grad
 from ..masking import MaskingRules
+from ..models import build_model
 from ..optim import build_optimizer
 from ..transforms import TrainTransform, reference_padding
-from .arguments import PRETRAINING_PRESETS, PretrainingArguments, parse_pretraining_args
+from .arguments import PretrainingArguments, parse_pretraining_args
 from .collator import PairBatches, PairCollator, pair_loader
 
 logger = logging.getLogger(__name__)
@@ -47,51 +47,30 @@ CHECKPOINT_PREFIX = "checkpoint-"
 LOSS_NAMES = ("loss", "loss_itc", "loss_itm", "loss_mlm")
 
 
-# --------------------------------------------------------------------------------------------------------------- model
-
-
-def build_pretraining_model(args: PretrainingArguments) -> IVTForPreTraining:
-    """A model from a folder, or from a preset with optional public-backbone initialisation."""
-    overrides: dict[str, Any] = {}
-    if args.patch_stride is not None:
-        overrides["patch_stride"] = args.patch_stride
+def itc_settings(args: PretrainingArguments) -> dict[str, Any]:
+    """The `IVTConfig` settings of the ITC flags (those left unset keep the config's)."""
+    settings: dict[str, Any] = {}
     if args.itc_normalize is not None:
-        overrides["itc_normalize"] = args.itc_normalize
+        settings["itc_normalize"] = args.itc_normalize
     if args.itc_temperature is not None:
-        overrides["itc_temperature"] = args.itc_temperature
+        settings["itc_temperature"] = args.itc_temperature
     if not args.itc_clamp_temperature:
-        overrides["itc_temperature_range"] = None
-    if args.model_name_or_path:
-        if args.vit_checkpoint or args.bert_checkpoint or "patch_stride" in overrides:
-            raise IVTInputError(
-                "--vit_checkpoint, --bert_checkpoint and --patch_stride start a new model; they cannot apply to "
-                "--model_name_or_path"
-            )
-        model = IVTForPreTraining.from_pretrained(args.model_name_or_path, **overrides)
-        model.config.validate_ivt()
-        return model
-    config = IVTConfig(**(PRETRAINING_PRESETS[args.model_preset] | overrides))
-    model = IVTForPreTraining(config)
-    if args.vit_checkpoint or args.bert_checkpoint:
-        from ...conversion.backbones import load_backbones, read_backbone
-
-        states = {
-            f"{kind}_state_dict": read_backbone(source, kind, revision=args.backbone_revision)
-            for kind, source in (("vit", args.vit_checkpoint), ("bert", args.bert_checkpoint))
-            if source
-        }
-        load_backbones(model, **states)
-    return model
+        settings["itc_temperature_range"] = None
+    return settings
 
 
-def cosine_schedule(optimizer: torch.optim.Optimizer, args: PretrainingArguments) -> torch.optim.lr_scheduler.LambdaLR:
-    """transformers' linear warm-up over `warmup_ratio * max_steps`, then cosine decay to `min_lr` at `max_steps`
-    (the fine-tuning recipes' `cosine_with_min_lr`; every parameter group decays to the same fraction of its rate)."""
-    return get_cosine_with_min_lr_schedule_with_warmup(
+def learning_rate_schedule(optimizer: torch.optim.Optimizer, args: PretrainingArguments):
+    """The `TrainingArguments` schedule, as the `Trainer` builds it: `lr_scheduler_type` with its
+    `lr_scheduler_kwargs`, warm-up over `warmup_steps` (steps, or a fraction of `max_steps` when below 1)."""
+    kwargs = args.lr_scheduler_kwargs or {}
+    if isinstance(kwargs, str):
+        kwargs = json.loads(kwargs)
+    return get_scheduler(
+        args.lr_scheduler_type,
         optimizer,
-        num_warmup_steps=math.ceil(args.warmup_ratio * args.max_steps),
+        num_warmup_steps=args.get_warmup_steps(args.max_steps),
         num_training_steps=args.max_steps,
-        min_lr_rate=args.min_lr / args.learning_rate if args.learning_rate > 0 else 0.0,
+        scheduler_specific_kwargs=kwargs,
     )
 
 
@@ -174,14 +153,14 @@ class PretrainingResult:
 class PretrainingRun:
     """One pre-training run: `run()` trains to `max_steps`, saving and resuming as told."""
 
-    def __init__(self, args: PretrainingArguments):
+    def __init__(self, model_args: ModelArguments, args: PretrainingArguments):
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs
 
-        self.args = args
+        self.model_args, self.args = model_args, args
         use_cpu = args.use_cpu or not torch.cuda.is_available()
         if args.mixed_precision == "fp16" and use_cpu:
-            raise IVTInputError("--mixed_precision fp16 needs a GPU; on a CPU use bf16 or no")
+            raise IVTInputError("--fp16 needs a GPU (accelerate has no fp16 autocast on a CPU); on a CPU use --bf16")
         self.accelerator = Accelerator(
             mixed_precision=args.mixed_precision,
             gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -200,7 +179,7 @@ class PretrainingRun:
         self.accelerator.wait_for_everyone()
 
         seed_everything(args.seed)  # one initialisation in every process
-        model = build_pretraining_model(args)
+        model = build_model(IVTForPreTraining, model_args, **itc_settings(args))
         seed_everything(args.seed + self.rank)  # each process its own dropout and ITM negatives
         self.processor = IVTProcessor.from_config(model.config)
         register_for_remote_code(model, self.processor)
@@ -237,13 +216,13 @@ class PretrainingRun:
         )
         optimizer = build_optimizer(
             model,
-            args.optim,
+            str(getattr(args.optim, "value", args.optim)),
             lr=args.learning_rate,
             weight_decay=args.weight_decay,
             bias_lr_multiplier=args.bias_lr_multiplier,
             decay_all=False,  # no decay on biases, norms and the ITC temperature
         )
-        self.scheduler = cosine_schedule(optimizer, args)  # stepped by hand, once per optimizer step
+        self.scheduler = learning_rate_schedule(optimizer, args)  # stepped by hand, once per optimizer step
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.step = 0
         self.epoch = 0  # of the newest pair trained on
@@ -294,7 +273,8 @@ class PretrainingRun:
             torch.save(states, partial / "training_states.pt")
         self.accelerator.wait_for_everyone()
         if self.is_main:
-            state = {"step": self.step, "world_size": self.world_size, "args": asdict(self.args)}
+            state = {"step": self.step, "world_size": self.world_size, "model_args": asdict(self.model_args),
+                     "args": json.loads(self.args.to_json_string())}  # fmt: skip
             (partial / "state.json").write_text(json.dumps(state, indent=1))  # written last: marks it complete
             shutil.rmtree(folder, ignore_errors=True)
             partial.rename(folder)
@@ -386,10 +366,10 @@ class PretrainingRun:
                 self.scheduler.step()
                 self.step += 1
                 progress.update(1)
-                if self.step % args.logging_steps == 0 or self.step == args.max_steps:
+                if self.step % args.every(args.logging_steps) == 0 or self.step == args.max_steps:
                     self._log(sums, count, started, start_step)
                     sums, count = dict.fromkeys(sums, 0.0), 0
-                if self.step % args.save_steps == 0 or self.step == args.max_steps:
+                if self.step % args.every(args.save_steps) == 0 or self.step == args.max_steps:
                     self._save_checkpoint()
         del loader_iterator  # stops the workers
         seconds = time.perf_counter() - started
@@ -475,22 +455,22 @@ class PretrainingRun:
         self.accelerator.wait_for_everyone()
 
 
-def pretrain(args: PretrainingArguments) -> PretrainingResult:
-    return PretrainingRun(args).run()
+def pretrain(model_args: ModelArguments, args: PretrainingArguments) -> PretrainingResult:
+    return PretrainingRun(model_args, args).run()
 
 
 def main(argv: list[str] | None = None) -> PretrainingResult:
-    args = parse_pretraining_args(argv)
+    model_args, args = parse_pretraining_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    return pretrain(args)
+    return pretrain(model_args, args)
 
 
 __all__ = [
     "CHECKPOINT_PREFIX",
     "PretrainingResult",
     "PretrainingRun",
-    "build_pretraining_model",
-    "cosine_schedule",
+    "itc_settings",
+    "learning_rate_schedule",
     "find_checkpoint",
     "main",
     "pretrain",
