@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ivt_hf.data import normalise_benchmark, split_counts
 from ivt_hf.data import synthpedes as synth
-from ivt_hf.evaluation.baselines import baseline_metrics
+from ivt_hf.evaluation.floor_and_ceiling import baseline_metrics
 
 
 def timed(function, *args, **kwargs):

@@ -24,13 +24,17 @@ def _images(root: Path, names: list[str]) -> None:
 
 ROWS = [
     {"file_name": "crops/a1.jpg", "person_id": 7, "caption": "A man in a red coat.", "split": "train"},
-    {"file_name": "crops/a2.jpg", "person_id": 7, "captions": ["A man, red coat.", "Red coat, black bag."],
-     "split": "train"},
+    {
+        "file_name": "crops/a2.jpg",
+        "person_id": 7,
+        "captions": ["A man, red coat.", "Red coat, black bag."],
+        "split": "train",
+    },
     {"file_name": "crops/b1.jpg", "person_id": 3, "caption": "A woman in blue jeans.", "split": "train"},
     {"file_name": "crops/b2.jpg", "person_id": 3, "caption": "Blue jeans and white shoes.", "split": "train"},
     {"file_name": "crops/c1.jpg", "person_id": 11, "caption": "A child with a yellow hat.", "split": "test"},
     {"file_name": "crops/c2.jpg", "person_id": 11, "caption": "Yellow hat, green shirt.", "split": "test"},
-]  # fmt: skip
+]
 
 
 @pytest.fixture
@@ -58,8 +62,14 @@ def test_metadata_csv_rows_repeating_a_file_add_captions_and_split_defaults_to_t
     with open(root / "metadata.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["file_name", "person_id", "caption"])
-        writer.writerows([["p1.jpg", "0", "First caption."], ["p1.jpg", "0", "Second caption."],
-                          ["p2.jpg", "0", "Same person."], ["p3.jpg", "1", "Another person."]])  # fmt: skip
+        writer.writerows(
+            [
+                ["p1.jpg", "0", "First caption."],
+                ["p1.jpg", "0", "Second caption."],
+                ["p2.jpg", "0", "Same person."],
+                ["p3.jpg", "1", "Another person."],
+            ]
+        )
     data, report = load_benchmark_with_report("imagefolder", root, min_images_per_id={})  # 1 image of person 1: ok
     assert list(data) == ["train"]
     assert data["train"]["captions"] == [["First caption.", "Second caption."], ["Same person."], ["Another person."]]
@@ -100,13 +110,42 @@ def test_non_utf8_and_bad_json_lines_name_the_file(jsonl_folder):
 def test_prepare_stats_and_training_take_an_image_folder(jsonl_folder, tmp_path, capsys):
     from ivt_hf.training import build_trainer, parse_args
 
-    assert ivt(["data", "prepare", "--benchmark", "imagefolder", "--root", str(jsonl_folder), "--output_dir",
-                str(tmp_path / "prepared")]) == 0  # fmt: skip
+    assert (
+        ivt(
+            [
+                "data",
+                "prepare",
+                "--benchmark",
+                "imagefolder",
+                "--root",
+                str(jsonl_folder),
+                "--output_dir",
+                str(tmp_path / "prepared"),
+            ]
+        )
+        == 0
+    )
     assert ivt(["data", "stats", str(tmp_path / "prepared")]) == 0
     assert "(imagefolder)" in capsys.readouterr().out
-    common = ["--output_dir", str(tmp_path / "run"), "--model_preset", "tiny", "--image_height", "64", "--image_width",
-              "32", "--per_device_train_batch_size", "4", "--images_per_id", "2", "--use_cpu", "--report_to", "none",
-              "--eval_strategy", "no"]  # fmt: skip
+    common = [
+        "--output_dir",
+        str(tmp_path / "run"),
+        "--model_preset",
+        "tiny",
+        "--image_height",
+        "64",
+        "--image_width",
+        "32",
+        "--per_device_train_batch_size",
+        "4",
+        "--images_per_id",
+        "2",
+        "--use_cpu",
+        "--report_to",
+        "none",
+        "--eval_strategy",
+        "no",
+    ]
     datasets = [
         ["--dataset_name", str(jsonl_folder)],
         ["--dataset_name", "imagefolder", "--data_root", str(jsonl_folder)],
@@ -141,8 +180,9 @@ def _people_dataset(person_ids, captions, shades=None):
         buffer = io.BytesIO()
         Image.new("RGB", (32, 64), (40 * shade % 256, 100, 30)).save(buffer, "PNG")
         images.append({"bytes": buffer.getvalue(), "path": f"person_{shade}.png"})
-    features = datasets.Features({"img": datasets.Image(), "text": datasets.Value("string"),
-                                  "pid": datasets.Value("int64")})  # fmt: skip
+    features = datasets.Features(
+        {"img": datasets.Image(), "text": datasets.Value("string"), "pid": datasets.Value("int64")}
+    )
     return datasets.Dataset.from_dict({"img": images, "text": captions, "pid": person_ids}, features=features)
 
 
@@ -151,8 +191,9 @@ def test_a_save_to_disk_folder_in_another_schema_with_a_column_mapping(tmp_path)
 
     from ivt_hf.data import ColumnMapping, load_data_with_report
 
-    train = _people_dataset([5, 5, 5, 9, 9], ["a man", "a man, red coat", "a man again", "a woman", "a woman, bag"],
-                            shades=[0, 0, 1, 2, 3])  # rows 0 and 1 are one image with two captions  # fmt: skip
+    train = _people_dataset(
+        [5, 5, 5, 9, 9], ["a man", "a man, red coat", "a man again", "a woman", "a woman, bag"], shades=[0, 0, 1, 2, 3]
+    )  # rows 0 and 1 are one image with two captions
     test = _people_dataset([4], ["a child"])
     datasets.DatasetDict({"train": train, "valid": test}).save_to_disk(str(tmp_path / "saved"))
 
@@ -168,8 +209,20 @@ def test_a_save_to_disk_folder_in_another_schema_with_a_column_mapping(tmp_path)
 
     # what `ivt data prepare` wrote is read back as it is, and training takes either folder
     mapping = ["--image_column", "img", "--caption_column", "text", "--person_id_column", "pid"]
-    assert ivt(["data", "prepare", "--dataset_name", str(tmp_path / "saved"), *mapping, "--output_dir",
-                str(tmp_path / "p")]) == 0  # fmt: skip
+    assert (
+        ivt(
+            [
+                "data",
+                "prepare",
+                "--dataset_name",
+                str(tmp_path / "saved"),
+                *mapping,
+                "--output_dir",
+                str(tmp_path / "p"),
+            ]
+        )
+        == 0
+    )
     prepared, again = load_data_with_report(str(tmp_path / "p"))
     assert again is None and prepared["train"]["captions"] == data["train"]["captions"]
 
@@ -280,22 +333,50 @@ def test_a_hub_dataset_by_id_with_config_revision_and_column_mapping(tmp_path, t
     small_v2 = parquet(_people_dataset([3, 3], ["small config at v2", "small config at v2 again"]))
     save_model_folder(IVTModel(tiny_config), IVTProcessor.from_config(tiny_config), tmp_path / "model")
     with _load_local_hub().LocalHub(token=TOKEN) as hub:
-        files = {"README.md": DATASET_CARD.encode(), "data/train-00000-of-00001.parquet": train,
-                 "data/test-00000-of-00001.parquet": test, "small/train-00000-of-00001.parquet": small}  # fmt: skip
+        files = {
+            "README.md": DATASET_CARD.encode(),
+            "data/train-00000-of-00001.parquet": train,
+            "data/test-00000-of-00001.parquet": test,
+            "small/train-00000-of-00001.parquet": small,
+        }
         hub.seed_repo("people-org/street-crops", files, repo_type="dataset")
-        hub.seed_commit("people-org/street-crops", {"small/train-00000-of-00001.parquet": small_v2}, branch="v2",
-                        repo_type="dataset")  # fmt: skip
-        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_XET": "1",
-               "HF_HUB_DISABLE_TELEMETRY": "1", "HF_DATASETS_CACHE": str(tmp_path / "hf" / "datasets")}  # fmt: skip
-        completed = subprocess.run([sys.executable, "-c", HUB_SCRIPT, str(tmp_path / "out"), str(tmp_path / "model")],
-                                   capture_output=True, text=True, timeout=600, env=env)  # fmt: skip
+        hub.seed_commit(
+            "people-org/street-crops",
+            {"small/train-00000-of-00001.parquet": small_v2},
+            branch="v2",
+            repo_type="dataset",
+        )
+        env = {
+            **os.environ,
+            "HF_ENDPOINT": hub.url,
+            "HF_HOME": str(tmp_path / "hf"),
+            "HF_HUB_DISABLE_XET": "1",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_DATASETS_CACHE": str(tmp_path / "hf" / "datasets"),
+        }
+        completed = subprocess.run(
+            [sys.executable, "-c", HUB_SCRIPT, str(tmp_path / "out"), str(tmp_path / "model")],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+        )
         assert hub.unhandled == [], hub.unhandled
     assert completed.returncode == 0, completed.stderr[-4000:]
     result = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert result["codes"] == {"prepare main": 0, "prepare small@v2": 0, "evaluate": 0, "train": 0,
-                               "missing repo": 2, "missing revision": 2, "missing config": 2}  # fmt: skip
-    assert result["captions"] == {"main": [["red coat"], ["red coat, bag"], ["blue jeans"], ["jeans, cap"]],
-                                  "small-v2": [["small config at v2"], ["small config at v2 again"]]}  # fmt: skip
+    assert result["codes"] == {
+        "prepare main": 0,
+        "prepare small@v2": 0,
+        "evaluate": 0,
+        "train": 0,
+        "missing repo": 2,
+        "missing revision": 2,
+        "missing config": 2,
+    }
+    assert result["captions"] == {
+        "main": [["red coat"], ["red coat, bag"], ["blue jeans"], ["jeans, cap"]],
+        "small-v2": [["small config at v2"], ["small config at v2 again"]],
+    }
     errors = [line for line in completed.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 3 and "Traceback" not in completed.stderr
     assert errors[0].startswith("error: people-org/no-such: cannot be loaded: Dataset 'people-org/no-such' doesn't")
@@ -318,10 +399,14 @@ def test_evaluation_only_data_prepares_reads_back_and_evaluates(tmp_path, tiny_c
     # a CUHK-PEDES-layout copy of test records only
     cuhk = tmp_path / "cuhk-test"
     _images(cuhk / "imgs", ["test/a1.jpg", "test/a2.jpg", "test/b1.jpg"])
-    records = [{"split": "test", "captions": [caption], "file_path": path, "processed_tokens": [[]], "id": person}
-               for path, person, caption in [("test/a1.jpg", 4, "A man in a red coat."),
-                                             ("test/a2.jpg", 4, "Red coat, black bag."),
-                                             ("test/b1.jpg", 9, "A woman in blue jeans.")]]  # fmt: skip
+    records = [
+        {"split": "test", "captions": [caption], "file_path": path, "processed_tokens": [[]], "id": person}
+        for path, person, caption in [
+            ("test/a1.jpg", 4, "A man in a red coat."),
+            ("test/a2.jpg", 4, "Red coat, black bag."),
+            ("test/b1.jpg", 9, "A woman in blue jeans."),
+        ]
+    ]
     (cuhk / "reid_raw.json").write_text(json.dumps(records))
     # a Hub-style dataset saved with an empty train split beside its test split
     people = _people_dataset([1, 1, 2], ["a man", "a man again", "a woman"])
@@ -342,15 +427,41 @@ def test_evaluation_only_data_prepares_reads_back_and_evaluates(tmp_path, tiny_c
         assert [line.split() for line in table[1:]] == [["split", "ids", "images", "captions"], ["test", "2", "3", "3"]]
 
         record_path = tmp_path / f"eval-{name}.json"
-        assert ivt(["evaluate", "--model", str(tmp_path / "model"), "--dataset_name", str(prepared), "--output",
-                    str(record_path)]) == 0, capsys.readouterr().err  # fmt: skip
+        assert (
+            ivt(
+                [
+                    "evaluate",
+                    "--model",
+                    str(tmp_path / "model"),
+                    "--dataset_name",
+                    str(prepared),
+                    "--output",
+                    str(record_path),
+                ]
+            )
+            == 0
+        ), capsys.readouterr().err
         record = json.loads(record_path.read_text())
         assert record["split"] == "test" and record["facts"]["num_queries"] == 3
         assert record["facts"]["num_gallery"] == 3
         # the empty train split is no split to evaluate: a clear error, not a traceback
         capsys.readouterr()
-        assert ivt(["evaluate", "--model", str(tmp_path / "model"), *source, *columns, "--split", "train",
-                    "--output", str(tmp_path / "never.json")]) == 2  # fmt: skip
+        assert (
+            ivt(
+                [
+                    "evaluate",
+                    "--model",
+                    str(tmp_path / "model"),
+                    *source,
+                    *columns,
+                    "--split",
+                    "train",
+                    "--output",
+                    str(tmp_path / "never.json"),
+                ]
+            )
+            == 2
+        )
         error = capsys.readouterr().err
         assert f"{source[1]} has no images in split 'train' (splits with images: test)" in error, error
         assert not (tmp_path / "never.json").exists()
@@ -365,5 +476,6 @@ def test_evaluation_only_data_prepares_reads_back_and_evaluates(tmp_path, tiny_c
     from ivt_hf.evaluation.split_evaluation import evaluate_split
 
     with pytest.raises(IVTInputError, match="split 'train' holds no images: nothing to evaluate"):
-        evaluate_split(IVTModel(tiny_config), IVTProcessor.from_config(tiny_config),
-                       load_benchmark("cuhk-pedes", cuhk)["train"])  # fmt: skip
+        evaluate_split(
+            IVTModel(tiny_config), IVTProcessor.from_config(tiny_config), load_benchmark("cuhk-pedes", cuhk)["train"]
+        )

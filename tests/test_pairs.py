@@ -70,8 +70,9 @@ def datasets_cache(tmp_path, monkeypatch):
 def shards(tmp_path):
     pairs = _pairs()
     write_webdataset_shards(pairs, tmp_path / "shards", PAIRS_PER_SHARD)
-    return tmp_path / "shards", {f"pairs-{index // PAIRS_PER_SHARD:05d}.tar/{key}": image
-                                 for index, (key, image, _) in enumerate(pairs)}  # fmt: skip
+    return tmp_path / "shards", {
+        f"pairs-{index // PAIRS_PER_SHARD:05d}.tar/{key}": image for index, (key, image, _) in enumerate(pairs)
+    }
 
 
 # ----- clean_caption -----
@@ -115,8 +116,16 @@ def test_write_webdataset_shards_layout_and_refusal_of_a_folder_with_shards(tmp_
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [path.name for path in paths]
     with tarfile.open(paths[0]) as tar:
         names = tar.getnames()
-        assert names == ["000000.jpg", "000000.txt", "000001.jpg", "000001.txt", "000002.jpg", "000002.txt",
-                         "000003.jpg", "000003.txt"]  # fmt: skip
+        assert names == [
+            "000000.jpg",
+            "000000.txt",
+            "000001.jpg",
+            "000001.txt",
+            "000002.jpg",
+            "000002.txt",
+            "000003.jpg",
+            "000003.txt",
+        ]
         assert tar.extractfile("000001.jpg").read() == pairs[1][1]
         assert tar.extractfile("000001.txt").read().decode() == pairs[1][2]
     with tarfile.open(paths[2]) as tar:
@@ -128,12 +137,14 @@ def test_write_webdataset_shards_layout_and_refusal_of_a_folder_with_shards(tmp_
     assert [path.name for path in again] == ["new-00000.tar"]
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["new-00000.tar"]  # the old ones are gone
 
-    for number, (bad, message) in enumerate([
-        ([("a.b", b"x", "c")], "without '.'"),
-        ([("a", b"x", "c"), ("a", b"y", "d")], "used twice"),  # after a first pair was written: no partial shard
-        ([("a", b"", "c")], "non-empty encoded bytes"),
-        ([("a", b"x", None)], "caption should be a string"),
-    ]):  # fmt: skip
+    for number, (bad, message) in enumerate(
+        [
+            ([("a.b", b"x", "c")], "without '.'"),
+            ([("a", b"x", "c"), ("a", b"y", "d")], "used twice"),  # after a first pair was written: no partial shard
+            ([("a", b"", "c")], "non-empty encoded bytes"),
+            ([("a", b"x", None)], "caption should be a string"),
+        ]
+    ):
         with pytest.raises(ValueError, match=message):
             write_webdataset_shards(bad, tmp_path / f"bad-{number}", 2)
         assert list((tmp_path / f"bad-{number}").iterdir()) == []
@@ -157,8 +168,9 @@ def test_one_process_reads_every_pair_once_per_epoch_and_the_epoch_advances(shar
     assert isinstance(first["image"], bytes) and first["image"] == images[first["key"]]  # encoded, not decoded
     assert first["caption"] == _caption(int(first["key"].rsplit("/", 1)[1]))  # as written: the caller cleans it
     assert stream.epoch == 2
-    orders = [[pair["key"].split("/")[0] for pair in pairs[epoch * NUM_PAIRS :: PAIRS_PER_SHARD]][:6]
-              for epoch in range(2)]  # fmt: skip
+    orders = [
+        [pair["key"].split("/")[0] for pair in pairs[epoch * NUM_PAIRS :: PAIRS_PER_SHARD]][:6] for epoch in range(2)
+    ]
     assert orders[0] != orders[1] and sorted(orders[0]) == sorted(orders[1])  # a new shard order each epoch
 
 
@@ -266,8 +278,10 @@ def test_a_sample_without_caption_is_an_error_naming_shard_and_key_or_skipped_an
     assert raised.value.key == f"{shard}/{raised.value.key.split('/')[1]}"
     message = str(raised.value)
     assert message.startswith(f"{folder / shard}: sample '{raised.value.key}': ")
-    assert ("no caption (looked for 'txt' or 'text' or 'caption')" in message
-            or "is empty once punctuation is removed" in message)  # fmt: skip
+    assert (
+        "no caption (looked for 'txt' or 'text' or 'caption')" in message
+        or "is empty once punctuation is removed" in message
+    )
 
     skipping = PairStream(folder, seed=0, on_invalid="skip")
     with caplog.at_level("WARNING", logger="ivt_hf.data.pairs"):
@@ -276,9 +290,11 @@ def test_a_sample_without_caption_is_an_error_naming_shard_and_key_or_skipped_an
         assert skipping.skipped == 2 and skipping.state_dict()["skipped"] == 2
         assert {pair["epoch"] for pair in _take(iterator, 10)} == {1} and skipping.skipped == 4  # counted each epoch
     assert sorted(pair["key"] for pair in pairs) == sorted(
-        f"part-{shard}.tar/s{shard}-{index}" for shard in range(3) for index in range(4)
+        f"part-{shard}.tar/s{shard}-{index}"
+        for shard in range(3)
+        for index in range(4)
         if (shard, index) not in ((1, 2), (2, 0))
-    )  # fmt: skip
+    )
     warnings = [record.getMessage() for record in caplog.records]
     assert any("part-1.tar/s1-2" in text and "no caption" in text for text in warnings)
     assert any("part-2.tar/s2-0" in text and "empty once punctuation" in text for text in warnings)
@@ -292,17 +308,23 @@ def test_other_member_names_and_extra_members_of_a_sample(tmp_path, no_network):
     Image.new("RGB", (8, 8), (1, 2, 3)).save(png, "PNG")
     members = {}
     for index in range(3):
-        members |= {f"k{index}.png": png.getvalue(), f"k{index}.caption": f"Café n°{index}!".encode(),
-                    f"k{index}.json": b'{"a": 1}', f"k{index}.cls": b"7",
-                    f"k{index}.desc.txt": b"Other words"}  # fmt: skip
+        members |= {
+            f"k{index}.png": png.getvalue(),
+            f"k{index}.caption": f"Café n°{index}!".encode(),
+            f"k{index}.json": b'{"a": 1}',
+            f"k{index}.cls": b"7",
+            f"k{index}.desc.txt": b"Other words",
+        }
     (tmp_path / "odd").mkdir()
     _write_tar(tmp_path / "odd" / "one.tar", members)
     _write_tar(tmp_path / "odd" / "two.tar", {"k9.webp": _jpeg(rng), "k9.text": b"A webp, really."})
     pairs = _take(iter(PairStream(tmp_path / "odd")), 4)
     assert sorted((pair["key"], pair["caption"]) for pair in pairs) == [
-        ("one.tar/k0", "Café n°0!"), ("one.tar/k1", "Café n°1!"), ("one.tar/k2", "Café n°2!"),
-        ("two.tar/k9", "A webp, really.")
-    ]  # fmt: skip
+        ("one.tar/k0", "Café n°0!"),
+        ("one.tar/k1", "Café n°1!"),
+        ("one.tar/k2", "Café n°2!"),
+        ("two.tar/k9", "A webp, really."),
+    ]
     assert {pair["image"] for pair in pairs[:3] if pair["key"].startswith("one")} == {png.getvalue()}
     named = _take(iter(PairStream(tmp_path / "odd", caption_column="desc.txt", on_invalid="skip")), 3)
     assert [pair["caption"] for pair in named] == ["Other words"] * 3
@@ -314,7 +336,7 @@ def test_a_missing_source_and_a_folder_without_pairs_are_errors_naming_them(tmp_
     with pytest.raises(PairDataError, match="nowhere/at/all: no such folder"):
         PairStream("nowhere/at/all")  # not ORG/NAME: never looked up on the Hub
     (tmp_path / "empty").mkdir()
-    with pytest.raises(PairDataError, match=f"{tmp_path / 'empty'}: holds no WebDataset .tar shards"):
+    with pytest.raises(PairDataError, match=f"{tmp_path / 'empty'}: is neither a folder written by save_to_disk"):
         PairStream(tmp_path / "empty")
 
 
@@ -339,17 +361,18 @@ def _saved_folder(root, count: int = 10):
     images = [_jpeg(rng) for _ in range(count)]
     features = datasets.Features({"picture": datasets.Image(), "description": datasets.Value("string")})
     table = datasets.Dataset.from_dict(
-        {"picture": [{"bytes": image, "path": None} for image in images],
-         "description": [_caption(index) for index in range(count)]},
+        {
+            "picture": [{"bytes": image, "path": None} for image in images],
+            "description": [_caption(index) for index in range(count)],
+        },
         features=features,
-    )  # fmt: skip
+    )
     datasets.DatasetDict({"train": table}).save_to_disk(str(root))
     return {f"row {index}": image for index, image in enumerate(images)}
 
 
 @pytest.mark.parametrize("kind", ["imagefolder", "save_to_disk"])
-def test_map_style_sources_read_every_row_once_per_epoch_and_resume_exactly(tmp_path, datasets_cache, no_network,
-                                                                           kind):  # fmt: skip
+def test_map_style_sources_read_every_row_once_per_epoch_and_resume_exactly(tmp_path, datasets_cache, no_network, kind):
     folder = tmp_path / kind
     images = _image_folder(folder) if kind == "imagefolder" else _saved_folder(folder)
     columns = {} if kind == "imagefolder" else {"image_column": "picture", "caption_column": "description"}
@@ -381,8 +404,11 @@ def test_map_style_sources_read_every_row_once_per_epoch_and_resume_exactly(tmp_
     with pytest.raises(PairDataError, match="has 10 rows for 11 processes"):
         PairStream(folder, rank=0, world_size=11, **columns)
     if kind == "save_to_disk":
-        with pytest.raises(PairDataError, match="no image column: looked for 'jpg' or .*the columns are picture, "
-                                                "description \\(name yours with image_column=\\)"):  # fmt: skip
+        with pytest.raises(
+            PairDataError,
+            match="no image column: looked for 'jpg' or .*the columns are picture, "
+            "description \\(name yours with image_column=\\)",
+        ):
             PairStream(folder)
 
 
@@ -404,6 +430,28 @@ def test_image_paths_of_a_saved_dataset_are_read_relative_to_it_and_a_missing_fi
     rows_read_in_epoch_1 = skipping.state_dict()["position"]["row"]  # 2, or 3 when row 2 came before the second
     assert skipping.skipped == 1 + rows_read_in_epoch_1 - 2  # once in epoch 0, and in epoch 1 if it was read
     assert {pair["image"] for pair in pairs if pair["key"] == "row 1"} == {(folder / "imgs" / "1.jpg").read_bytes()}
+
+
+def test_a_saved_folder_is_read_without_its_empty_splits_and_a_lone_dataset_whatever_split_it_names(
+    tmp_path, no_network
+):
+    """`save_to_disk` folders are read by `hf_datasets.read_saved_dataset`, as `load_data` reads them: an empty split
+    (which `datasets.load_from_disk` cannot read back) is no split, and a lone `Dataset` is read for any `split`."""
+    import datasets
+
+    rng = random.Random(8)
+    table = datasets.Dataset.from_dict(
+        {"image": [{"bytes": _jpeg(rng), "path": None} for _ in range(3)], "caption": [_caption(i) for i in range(3)]},
+        features=datasets.Features({"image": datasets.Image(), "caption": datasets.Value("string")}),
+        split=datasets.Split.TEST,
+    )
+    datasets.DatasetDict({"train": table.select([]), "test": table}).save_to_disk(str(tmp_path / "test-only"))
+    with pytest.raises(PairDataError, match="test-only: has no split 'train'; its splits are test$"):
+        PairStream(tmp_path / "test-only")
+    assert PairStream(tmp_path / "test-only", split="test").num_shards == 3
+    table.save_to_disk(str(tmp_path / "lone"))
+    stream = PairStream(tmp_path / "lone")  # split "train": ignored for a lone Dataset, which names "test"
+    assert sorted(pair["key"] for pair in _take(iter(stream), 3)) == ["row 0", "row 1", "row 2"]
 
 
 # ----- parquet shards -----
@@ -497,17 +545,44 @@ def test_a_hub_dataset_of_tar_shards_is_streamed_through_the_hub_protocol(tmp_pa
     with _load_local_hub().LocalHub(token=TOKEN) as hub:
         hub.seed_repo("people-org/pairs", files, repo_type="dataset")
         hub.seed_repo("people-org/pairs-parquet", parquet_files, repo_type="dataset")
-        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_XET": "1",
-               "HF_HUB_DISABLE_TELEMETRY": "1", "HF_DATASETS_CACHE": str(tmp_path / "hf" / "datasets")}  # fmt: skip
-        completed = subprocess.run([sys.executable, "-c", HUB_SCRIPT], capture_output=True, text=True, timeout=300,
-                                   env=env)  # fmt: skip
+        env = {
+            **os.environ,
+            "HF_ENDPOINT": hub.url,
+            "HF_HOME": str(tmp_path / "hf"),
+            "HF_HUB_DISABLE_XET": "1",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_DATASETS_CACHE": str(tmp_path / "hf" / "datasets"),
+        }
+        completed = subprocess.run(
+            [sys.executable, "-c", HUB_SCRIPT], capture_output=True, text=True, timeout=300, env=env
+        )
         # the user's path: `ivt pretrain` on the Hub id
-        pretrained = subprocess.run([sys.executable, "-m", "ivt_hf", "pretrain", "--train_data", "people-org/pairs",
-                                     "--output_dir", str(tmp_path / "pretrain"), "--model_preset", "tiny",
-                                     "--max_steps", "2", "--per_device_train_batch_size", "4",
-                                     "--shuffle_buffer_size", "4", "--dataloader_num_workers", "1"],
-                                    capture_output=True, text=True, timeout=300,
-                                    env=env)  # fmt: skip
+        pretrained = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ivt_hf",
+                "pretrain",
+                "--train_data",
+                "people-org/pairs",
+                "--output_dir",
+                str(tmp_path / "pretrain"),
+                "--model_preset",
+                "tiny",
+                "--max_steps",
+                "2",
+                "--per_device_train_batch_size",
+                "4",
+                "--shuffle_buffer_size",
+                "4",
+                "--dataloader_num_workers",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
         assert hub.unhandled == [], hub.unhandled
         assert any(path.endswith("/data/pairs-00003.tar") for _, _, path, _ in hub.requests)
     assert completed.returncode == 0, completed.stderr[-4000:]
@@ -520,6 +595,7 @@ def test_a_hub_dataset_of_tar_shards_is_streamed_through_the_hub_protocol(tmp_pa
     assert not set(result["rank_keys"][0]) & set(result["rank_keys"][1])
     assert sorted(result["rank_keys"][0] + result["rank_keys"][1]) == everything
     assert result["got"] == result["expected"] and len(result["got"]) == 10
-    assert sorted(result["parquet_keys"]) == [f"data/train-{part:05d}-of-00002.parquet/row {row}"
-                                              for part in range(2) for row in range(3)]  # fmt: skip
+    assert sorted(result["parquet_keys"]) == [
+        f"data/train-{part:05d}-of-00002.parquet/row {row}" for part in range(2) for row in range(3)
+    ]
     assert result["missing"].startswith("people-org/no-such: cannot be read from the Hub: ")

@@ -5,7 +5,11 @@
 - `normalise.py`: the one normaliser that reads a raw copy of any of the three, validating every record;
 - `prepared.py`: folders written by `ivt data prepare` (images embedded);
 - `hf_datasets.py`: data `datasets` already reads (a `save_to_disk` folder, a Hub id) in any column layout;
+- `sources.py`: `recognise_source`, what a source string names (benchmark, folder kind, Hub id), for `load_data`
+  and `PairStream` alike;
 - `loading.py`: `load_benchmark(name, root)`, and `load_data(source)` for anything a user has, the entry points;
+- `pairs.py`: `PairStream`, endless resumable streams of image-text pairs for pre-training (`ShardStream`,
+  `RowStream`), and `shuffle_buffer.py` over them;
 - `synthpedes/`: the procedural benchmark that needs no download.
 """
 
@@ -15,6 +19,7 @@ from .normalise import BenchmarkReport, SkippedRecord, normalise_benchmark, read
 from .pairs import PairDataError, PairStream, clean_caption, write_webdataset_shards
 from .prepared import is_prepared, load_prepared
 from .schema import COLUMNS, benchmark_features, caption_view, format_counts_table, split_counts
+from .sources import Source, recognise_source
 from .specs import (
     BENCHMARK_NAMES,
     BENCHMARKS,
@@ -41,6 +46,7 @@ __all__ = [
     "PairDataError",
     "PairStream",
     "SkippedRecord",
+    "Source",
     "SplitCounts",
     "benchmark_features",
     "caption_view",
@@ -55,6 +61,7 @@ __all__ = [
     "load_prepared",
     "normalise_benchmark",
     "read_records",
+    "recognise_source",
     "split_counts",
     "write_webdataset_shards",
 ]

@@ -28,14 +28,21 @@ from .normalise import (
     check_images_per_identity,
 )
 from .schema import COLUMNS, split_counts
+from .sources import DATASET_DICT_FILE, DATASET_STATE_FILE
 from .specs import BenchmarkFormatError, OnInvalid
 
 if TYPE_CHECKING:
     import datasets
 
 # split names found on the Hub, read as the canonical ones; other split names are kept as they are
-SPLIT_ALIASES = {"train": "train", "validation": "validation", "valid": "validation", "val": "validation",
-                 "dev": "validation", "test": "test"}  # fmt: skip
+SPLIT_ALIASES = {
+    "train": "train",
+    "validation": "validation",
+    "valid": "validation",
+    "val": "validation",
+    "dev": "validation",
+    "test": "test",
+}
 DEFAULT_MIN_IMAGES_PER_ID = {"train": 2}  # `normalise.check_images_per_identity`: data a user made is checked
 
 
@@ -147,8 +154,10 @@ def read_split_records(
             image_path = shown or f"{split}/{index:07d}"  # embedded images without a name get their row's
             by_image[key] = ImageRecord(index, split, shown, image_path, absolute, person, captions, data)
         elif earlier.original_person_id != person:
-            reason = (f"the same image as row {earlier.record_index} with another person id ({person}; row "
-                      f"{earlier.record_index} has {earlier.original_person_id})")  # fmt: skip
+            reason = (
+                f"the same image as row {earlier.record_index} with another person id ({person}; row "
+                f"{earlier.record_index} has {earlier.original_person_id})"
+            )
             collector.invalid(index, shown, reason)
         else:
             earlier.captions.extend(captions)
@@ -183,14 +192,20 @@ def normalise_hf_dataset(
     for raw_split, split_dataset in dataset.items():
         split = SPLIT_ALIASES.get(raw_split, raw_split)
         if split in per_split:
-            raise BenchmarkFormatError(f"splits {raw_split!r} and another are both read as {split!r}",
-                                       annotation_file=name)  # fmt: skip
+            raise BenchmarkFormatError(
+                f"splits {raw_split!r} and another are both read as {split!r}", annotation_file=name
+            )
         report.records += len(split_dataset)
         collector.annotation_file = where = f"{name} split {raw_split!r}"
         per_split[split] = read_split_records(
-            split_dataset, split, columns, collector, where, base=None if base is None else Path(base),
+            split_dataset,
+            split,
+            columns,
+            collector,
+            where,
+            base=None if base is None else Path(base),
             verify_images=verify_images,
-        )  # fmt: skip
+        )
     collector.annotation_file = name
     minimum = DEFAULT_MIN_IMAGES_PER_ID if min_images_per_id is None else min_images_per_id
     per_split = check_images_per_identity(per_split, collector, minimum)
@@ -198,7 +213,7 @@ def normalise_hf_dataset(
         {
             split: build_split(records, split, source or name, f"{name}, read by ivt_hf")
             for split, records in per_split.items()
-        }  # fmt: skip
+        }
     )
     report.counts = {split: split_counts(split_dataset) for split, split_dataset in result.items()}
     return result, report
@@ -210,28 +225,23 @@ def has_common_schema(dataset: datasets.DatasetDict | datasets.Dataset) -> bool:
     return all(set(COLUMNS) <= set(split.column_names) for split in splits)
 
 
-def is_saved_dataset(path: str | os.PathLike) -> bool:
-    """Whether `path` was written by `save_to_disk` (a `DatasetDict` or a single `Dataset`)."""
-    path = Path(path)
-    return (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
-
-
 def _holds_rows(split_folder: Path) -> bool:
     """Whether a `save_to_disk` split folder has data files: `datasets` saves an empty split without any and then
     cannot read it back (an `IndexError` in `load_from_disk`)."""
-    state = json.loads((split_folder / "state.json").read_text(encoding="utf-8"))
+    state = json.loads((split_folder / DATASET_STATE_FILE).read_text(encoding="utf-8"))
     return bool(state.get("_data_files"))
 
 
-def read_saved_dataset(path: str | os.PathLike) -> datasets.DatasetDict:
-    """`datasets.load_from_disk(path)` as a `DatasetDict` (a lone `Dataset` is the split it names, default train),
-    without the splits that hold no rows: an empty split is no split. Errors name the folder."""
+def read_saved_dataset(path: str | os.PathLike, *, lone_split: str | None = None) -> datasets.DatasetDict:
+    """`datasets.load_from_disk(path)` as a `DatasetDict`, without the splits that hold no rows: an empty split is no
+    split. A lone `Dataset` (saved on its own) is the split `lone_split`, by default the split it names, else train.
+    Errors name the folder."""
     import datasets
 
     path = Path(path)
     try:
-        if (path / "dataset_dict.json").is_file():
-            splits = json.loads((path / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
+        if (path / DATASET_DICT_FILE).is_file():
+            splits = json.loads((path / DATASET_DICT_FILE).read_text(encoding="utf-8"))["splits"]
         else:
             splits = [None]  # a lone Dataset, saved in `path` itself
         folders = {split: path if split is None else path / split for split in splits}
@@ -239,15 +249,17 @@ def read_saved_dataset(path: str | os.PathLike) -> datasets.DatasetDict:
         for split, folder in folders.items():
             if _holds_rows(folder):
                 split_dataset = datasets.Dataset.load_from_disk(str(folder))
-                dataset[split or str(split_dataset.split or "train")] = split_dataset
+                dataset[split or lone_split or str(split_dataset.split or "train")] = split_dataset
     except (FileNotFoundError, ValueError, OSError, KeyError, TypeError) as error:
         # ValueError covers invalid JSON; KeyError / TypeError a dataset_dict.json or state.json of another shape
-        raise BenchmarkFormatError(f"cannot be read by datasets.load_from_disk: {type(error).__name__}: {error}",
-                                   annotation_file=path) from error  # fmt: skip
+        raise BenchmarkFormatError(
+            f"cannot be read by datasets.load_from_disk: {type(error).__name__}: {error}", annotation_file=path
+        ) from error
     if not dataset:
         named = ", ".join(str(split) for split in splits if split is not None)
-        raise BenchmarkFormatError("holds no rows" + (f" in any split ({named})" if named else ""),
-                                   annotation_file=path)  # fmt: skip
+        raise BenchmarkFormatError(
+            "holds no rows" + (f" in any split ({named})" if named else ""), annotation_file=path
+        )
     return dataset
 
 

@@ -4,17 +4,15 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
-import re
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import IVTInputError
-from .hf_datasets import ColumnMapping, is_saved_dataset, load_hub_dataset, load_saved_dataset
+from .hf_datasets import ColumnMapping, load_hub_dataset, load_saved_dataset
 from .normalise import BenchmarkReport, emit_report, normalise_benchmark
 from .prepared import is_prepared, load_prepared
-from .specs import BENCHMARK_NAMES, IMAGEFOLDER, IMAGEFOLDER_SPEC, SYNTHPEDES, BenchmarkFormatError, OnInvalid, get_spec
+from .sources import FINE_TUNING_KINDS, recognise_source
+from .specs import IMAGEFOLDER, SYNTHPEDES, OnInvalid, get_spec
 from .synthpedes import read_synthpedes
 
 if TYPE_CHECKING:
@@ -82,10 +80,6 @@ def load_benchmark(
     return dataset
 
 
-# a Hub dataset id: `ORG/NAME` (a bare name is a mistyped benchmark or folder far more often than a legacy Hub id)
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
-
-
 def load_data_with_report(
     source: str,
     root: str | os.PathLike | None = None,
@@ -101,12 +95,13 @@ def load_data_with_report(
     """Any data, by what a user would type, in the common schema, with its `BenchmarkReport` (None when it was
     checked before: a prepared folder).
 
-    `source` is one of:
+    `source` is one of (told apart by `sources.recognise_source`, as for `PairStream`):
     - a benchmark name (`cuhk-pedes`, `icfg-pedes`, `rstpreid`, `imagefolder` with `root`, `synthpedes`): as
       `load_benchmark`;
     - a folder: written by `ivt data prepare`, by `save_to_disk` (any columns: see `columns`), or an image folder
       with `metadata.jsonl` / `metadata.csv`;
     - a Hub dataset id, `ORG/NAME`: `datasets.load_dataset(source, config, revision=revision)`.
+    A folder of WebDataset or parquet shards (pre-training pairs) is an error that says so.
     `columns` names the image, caption and person id columns of `datasets` data (`--image_column`, ...).
     Identities with fewer images than `min_images_per_id[split]` (default: 2 in the train split of data a user made,
     none in the published benchmarks) are invalid, as are missing or undecodable images, empty captions and person
@@ -114,36 +109,19 @@ def load_data_with_report(
     `on_invalid="skip"`.
     """
     checks = {"on_invalid": on_invalid, "verify_images": verify_images, "min_images_per_id": min_images_per_id}
-    datasets_only = {"config": config, "revision": revision}
-    if source in BENCHMARK_NAMES:
-        given = [name for name, value in datasets_only.items() if value is not None] + (
-            ["columns"] if columns != ColumnMapping() else [])  # fmt: skip
+    found = recognise_source(source, accepts=FINE_TUNING_KINDS)
+    if found.kind == "benchmark":
+        given = [name for name, value in {"config": config, "revision": revision}.items() if value is not None]
+        given += ["columns"] if columns != ColumnMapping() else []
         if given:
             raise IVTInputError(f"{', '.join(given)} apply to a save_to_disk folder or a Hub dataset, not to {source}")
         return load_benchmark_with_report(source, root, **checks, **synth_kwargs)
     if synth_kwargs:
         raise TypeError(f"unexpected arguments for {source}: {sorted(synth_kwargs)} (only synthpedes takes them)")
-    folder = Path(source).expanduser()
-    if folder.is_dir():
-        if is_saved_dataset(folder):
-            return load_saved_dataset(folder, columns=columns, **checks)
-        if any((folder / name).is_file() for name in IMAGEFOLDER_SPEC.annotation_files):
-            return load_benchmark_with_report(IMAGEFOLDER, folder, **checks)
-        raise BenchmarkFormatError(
-            "is neither a folder written by save_to_disk / ivt data prepare nor an image folder with "
-            f"{' or '.join(IMAGEFOLDER_SPEC.annotation_files)}",
-            annotation_file=folder,
-        )
-    if folder.exists():
-        raise BenchmarkFormatError("is a file; give the folder that holds the data", annotation_file=folder)
-    if not _HUB_ID.match(source):
-        close = difflib.get_close_matches(source, BENCHMARK_NAMES, n=1)
-        hint = f"did you mean {close[0]}? " if close else ""
-        raise BenchmarkFormatError(
-            f"no such folder, and not a Hub dataset id (ORG/NAME); {hint}benchmark names are "
-            f"{', '.join(BENCHMARK_NAMES)}",
-            annotation_file=source,
-        )
+    if found.kind == "saved":
+        return load_saved_dataset(found.location, columns=columns, **checks)
+    if found.kind == "imagefolder":
+        return load_benchmark_with_report(IMAGEFOLDER, found.location, **checks)
     return load_hub_dataset(source, config=config, revision=revision, columns=columns, **checks)
 
 

@@ -145,8 +145,9 @@ def _read_annotation(path: Path) -> list[Any]:
                         try:
                             records.append(json.loads(line))
                         except json.JSONDecodeError as error:
-                            raise BenchmarkFormatError(f"invalid JSON on line {line_number}: {error.msg}",
-                                                       annotation_file=path) from error  # fmt: skip
+                            raise BenchmarkFormatError(
+                                f"invalid JSON on line {line_number}: {error.msg}", annotation_file=path
+                            ) from error
             elif path.suffix == ".csv":
                 records = [dict(row) for row in csv.DictReader(handle)]
                 for record in records:

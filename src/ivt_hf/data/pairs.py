@@ -11,6 +11,10 @@ ever, from any image-text collection as `datasets` reads it:
 - a local image folder with `metadata.jsonl` / `metadata.csv` (`datasets`' `imagefolder`) or a `save_to_disk` folder:
   read as a memory-mapped `datasets.Dataset`, each row a "shard".
 
+`sources.recognise_source` says which (as it does for `load_data`); `PairStream(...)` then makes a `ShardStream` for
+the shards or a `RowStream` for the rows, one interface: iteration, `state_dict()`, `load_state_dict()`, `epoch`,
+`skipped`, `shards`, `num_shards`, `shards_for_epoch()`.
+
 Processes are split by shard: each epoch the sorted shard list is permuted with `random.Random(f"{seed}-{epoch}")`
 and process `rank` of `world_size` reads `permuted[rank::world_size]`, so the processes read disjoint shards and
 together every pair once per epoch; then the next epoch begins, with a new permutation. Rows of a map-style source are
@@ -41,14 +45,17 @@ import threading
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import IVTInputError, OutputExistsError
+from .hf_datasets import read_saved_dataset
+from .sources import PAIR_KINDS, Source, recognise_source
+from .specs import BenchmarkFormatError
 
 if TYPE_CHECKING:
     import datasets
 
-__all__ = ["PairDataError", "PairStream", "clean_caption", "write_webdataset_shards"]
+__all__ = ["PairDataError", "PairStream", "RowStream", "ShardStream", "clean_caption", "write_webdataset_shards"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +63,6 @@ DEFAULT_IMAGE_COLUMNS = ("jpg", "jpeg", "png", "webp", "image", "img")
 DEFAULT_CAPTION_COLUMNS = ("txt", "text", "caption")
 # WebDataset fields that `datasets`' webdataset builder decodes to `str` (by their last extension); others stay bytes
 _TEXT_EXTENSIONS = ("txt", "text", "transcript")
-_IMAGEFOLDER_METADATA = ("metadata.jsonl", "metadata.csv")
-_SAVED_MARKERS = ("dataset_dict.json", "state.json")
-# a Hub dataset id, `ORG/NAME`, as `loading.load_data` reads one
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 _HF_URL = re.compile(r"^hf://datasets/[^/]+/[^/@]+(?:@[^/]+)?/(?P<path>.+)$")
 _STATE_FORMAT = "ivt_hf.PairStream"
 _STATE_VERSION = 1
@@ -235,14 +238,544 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-class PairStream:
-    """An endless stream of image-text pairs for one training process, split by shard, resumable exactly.
+def _find_column(columns: list[str], candidates: tuple[str, ...], role: str, where: Any) -> str:
+    found = next((name for name in candidates if name in columns), None)
+    if found is None:
+        wanted = " or ".join(map(repr, candidates))
+        raise PairDataError(
+            f"no {role} column: looked for {wanted}; the columns are {', '.join(columns)} (name yours with "
+            f"{role}_column=)",
+            where=where,
+        )
+    return found
+
+
+def _undecoded(data: Any, column: str) -> Any:
+    """`data` (a `Dataset` or an `IterableDataset`) with an `Image` column read as bytes and path, never decoded."""
+    import datasets
+
+    if data.features is not None and isinstance(data.features.get(column), datasets.Image):
+        return data.cast_column(column, datasets.Image(decode=False))
+    return data
+
+
+class _PairStreamBase:
+    """What both kinds of stream share: the settings, the epochs and their order, the state, checking each pair.
+
+    A subclass fills `shards` / `num_shards`, reads this process's share of one epoch from the current position
+    (`_read`), and says what a position is (`_start_of_epoch`, `_position_state`, `_loaded_position`) and how its
+    units are permuted (`_permutation`). `_state_route` is the state's `route` (`webdataset`, `parquet`, `rows`).
+    """
+
+    _state_route: str
+    unit = "shards"  # what `num_shards` counts, as messages say it
+
+    def __init__(
+        self,
+        source: str | os.PathLike,
+        *,
+        rank: int,
+        world_size: int,
+        seed: int,
+        split: str,
+        revision: str | None,
+        image_column: str | None,
+        caption_column: str | None,
+        on_invalid: str,
+    ):
+        if not isinstance(world_size, int) or world_size < 1:
+            raise IVTInputError(f"world_size should be a positive integer, got {world_size!r}")
+        if not isinstance(rank, int) or not 0 <= rank < world_size:
+            raise IVTInputError(f"rank should be an integer in [0, {world_size}), got {rank!r}")
+        if not isinstance(seed, int):
+            raise IVTInputError(f"seed should be an integer, got {seed!r}")
+        if on_invalid not in _ON_INVALID:
+            raise IVTInputError(f"on_invalid should be 'raise' or 'skip', got {on_invalid!r}")
+        if image_column is not None and image_column == caption_column:
+            raise IVTInputError(f"image_column and caption_column are both {image_column!r}")
+        self.source, self.rank, self.world_size, self.seed, self.split = source, rank, world_size, seed, split
+        self.revision = revision
+        self.on_invalid = _ON_INVALID[on_invalid]
+        self._image_columns = (image_column,) if image_column else DEFAULT_IMAGE_COLUMNS
+        self._caption_columns = (caption_column,) if caption_column else DEFAULT_CAPTION_COLUMNS
+        self._where = str(source)  # the source, as messages name it
+        self._base: Path | None = None  # the folder that image paths are read from (None: images must be embedded)
+        self.shards: tuple[str, ...] = ()
+        self.num_shards = 0
+        self.epoch = 0
+        self.skipped = 0
+        self._position: dict[str, Any] = self._start_of_epoch()
+        self._generation = 0  # bumped by each new iterator and each load: an older iterator then stops
+        self._epoch_order: tuple[int, Sequence[int]] | None = None  # (epoch, this process's shards or rows)
+
+    def _check_enough_for_processes(self, remedy: str) -> None:
+        if self.num_shards < self.world_size:
+            raise PairDataError(
+                f"has {self.num_shards} {self.unit} for {self.world_size} processes: every process needs at least "
+                f"one of its own; {remedy}, or use fewer processes",
+                where=self._where,
+            )
+
+    # ----- epochs and positions -----
+
+    def _start_of_epoch(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _permutation(self, generator: random.Random) -> Sequence[int]:
+        """All `num_shards` units in an epoch's order, drawn from `generator`."""
+        raise NotImplementedError
+
+    def _position_state(self) -> dict[str, Any]:
+        """The position, as `state_dict()` describes it."""
+        return dict(self._position)
+
+    def _loaded_position(self, position: dict[str, Any], epoch: int) -> dict[str, Any] | None:
+        """The position of a state (`position` in `epoch`), or None when it is not a valid one."""
+        raise NotImplementedError
+
+    def _order(self, epoch: int) -> Sequence[int]:
+        """This process's shards (indices into `shards`) or rows in `epoch`, in reading order."""
+        if self._epoch_order is None or self._epoch_order[0] != epoch:
+            permuted = self._permutation(random.Random(f"{self.seed}-{epoch}"))
+            self._epoch_order = (epoch, permuted[self.rank :: self.world_size])
+        return self._epoch_order[1]
+
+    def _fingerprint(self) -> str:
+        return hashlib.sha1("\n".join(self.shards).encode()).hexdigest()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The position after the last pair yielded, JSON-serialisable:
+
+        `{"format": "ivt_hf.PairStream", "version": 1, "route": "webdataset" | "parquet" | "rows", "source": str,
+        "split": str, "num_shards": int, "shards_fingerprint": str, "world_size": int, "rank": int, "seed": int,
+        "epoch": int, "skipped": int, "position": {...}}`, where `position` is `{"shard": i, "shard_name": str,
+        "example": n, "datasets_state": dict | None}` for a streamed source (the i-th shard of this process's list in
+        `epoch`, after its first n examples; `datasets_state` is that shard's `IterableDataset.state_dict()`) and
+        `{"row": n}` for a map-style source (after the first n rows of this process's list in `epoch`).
+        """
+        return {
+            "format": _STATE_FORMAT,
+            "version": _STATE_VERSION,
+            "source": str(self.source),
+            "split": self.split,
+            **self._settings(),
+            "epoch": self.epoch,
+            "skipped": self.skipped,
+            "position": _json_copy(self._position_state()),
+        }
+
+    def _settings(self) -> dict[str, Any]:
+        """What a state must match to be loaded: the kind of source and its shards, the processes and the seed."""
+        return {
+            "route": self._state_route,
+            "num_shards": self.num_shards,
+            "world_size": self.world_size,
+            "rank": self.rank,
+            "seed": self.seed,
+            "shards_fingerprint": self._fingerprint(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from `state` (from `state_dict()` of a stream built with the same arguments): the next pair is
+        the one that stream would have yielded next. A running iterator of this stream stops.
+
+        Raises:
+            PairDataError: the state is not a `PairStream` state, or was made with another number of shards (or
+                other shard names), world size, rank, seed or kind of source.
+        """
+        if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
+            raise PairDataError("is not a PairStream state (from PairStream.state_dict())", where="the state")
+        if state.get("version") != _STATE_VERSION:
+            raise PairDataError(
+                f"has version {state.get('version')!r}; this PairStream reads version {_STATE_VERSION}",
+                where="the state",
+            )
+        expected = self._settings()
+        differ = [name for name, value in expected.items() if state.get(name) != value]
+        if differ:
+            shown = "; ".join(f"{name} {state.get(name)!r} there, {expected[name]!r} here" for name in differ)
+            raise PairDataError(
+                f"was saved by a stream over other data or with other settings ({shown}); resume with the same "
+                "source, rank, world_size and seed, or start afresh without loading it",
+                where=f"the state of {state.get('source')!r}",
+            )
+        epoch, position = state.get("epoch"), state.get("position")
+        if not isinstance(epoch, int) or epoch < 0 or not isinstance(position, dict):
+            raise PairDataError("has no valid epoch and position", where="the state")
+        loaded = self._loaded_position(position, epoch)
+        if loaded is None:
+            raise PairDataError(f"has an invalid position {position!r}", where="the state")
+        self.epoch, self._position, self.skipped = epoch, loaded, int(state.get("skipped", 0))
+        self._generation += 1
+
+    # ----- iteration -----
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        self._generation += 1
+        return self._pairs(self._generation)
+
+    def _pairs(self, generation: int) -> Iterator[dict[str, Any]]:
+        while True:
+            from_start = self._position == self._start_of_epoch()
+            yielded = 0
+            for pair in self._read(generation):
+                yielded += 1
+                yield pair
+            if self._generation != generation:
+                return
+            if from_start and yielded == 0:
+                raise PairDataError(
+                    f"process {self.rank} of {self.world_size} read no valid pair in epoch {self.epoch} (its "
+                    f"{self.unit} are empty, or every pair was skipped)",
+                    where=self._where,
+                )
+            self.epoch += 1
+            self._position = self._start_of_epoch()
+
+    def _read(self, generation: int) -> Iterator[dict[str, Any]]:
+        """The valid pairs of this process's share of the current epoch, from the current position."""
+        raise NotImplementedError
+
+    def _check_current(self, generation: int) -> None:
+        if self._generation != generation:
+            raise RuntimeError("this PairStream iterator was replaced by a newer one (iter() or load_state_dict())")
+
+    def _accept(
+        self, image: Any, caption: Any, key: str, where: str, generation: int, advance: dict
+    ) -> dict[str, Any] | None:
+        """The pair (position advanced), None for a skipped one (position advanced, counted), or an error."""
+        try:
+            pair = {
+                "key": key,
+                "image": _image_bytes(image, self._image_columns, self._base),
+                "caption": _caption_text(caption, self._caption_columns),
+                "epoch": self.epoch,
+            }
+        except _InvalidPair as error:
+            if self.on_invalid == "raise":
+                raise PairDataError(str(error), where=where, key=key) from None
+            self._check_current(generation)
+            self._position.update(advance)
+            self.skipped += 1
+            logger.warning("skipped an invalid pair: %s: sample %r: %s", where, key, error)
+            return None
+        self._check_current(generation)
+        self._position.update(advance)
+        return pair
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({str(self.source)!r}, rank={self.rank}, world_size={self.world_size}, "
+            f"seed={self.seed}, {self._state_route}, num_shards={self.num_shards}, epoch={self.epoch})"
+        )
+
+
+# ----- shard streams: WebDataset and parquet shards, local or on the Hub -----
+
+
+def _stream_one_file(builder: str, location: str, **options: Any) -> datasets.IterableDataset:
+    """One data file as a `datasets` stream, without a shuffle (its `state_dict()` is then exact)."""
+    import datasets
+
+    return datasets.load_dataset(builder, data_files={"train": [location]}, split="train", streaming=True, **options)
+
+
+class _ShardFormat:
+    """How the shards of one format are opened (`open`: one data file as a stream) and read (`parts`: the key, image
+    and caption of one example); `name` is the state's `route`."""
+
+    name: str
+
+    def __init__(self, image_columns: tuple[str, ...], caption_columns: tuple[str, ...]):
+        self.image_columns, self.caption_columns = image_columns, caption_columns
+
+    def open(self, location: str, where: str) -> datasets.IterableDataset:
+        raise NotImplementedError
+
+    def parts(self, example: dict[str, Any], shard: str, row: int) -> tuple[str, Any, Any]:
+        """The key, image and caption of one example (`row` of `shard`)."""
+        raise NotImplementedError
+
+
+class _WebDatasetShards(_ShardFormat):
+    """WebDataset `.tar` shards: a sample's image and caption are its members with the first extension present."""
+
+    name = "webdataset"
+
+    def open(self, location: str, where: str) -> datasets.IterableDataset:
+        return _stream_one_file("webdataset", location, features=self._features())
+
+    def parts(self, example: dict[str, Any], shard: str, row: int) -> tuple[str, Any, Any]:
+        image = next((example[name] for name in self.image_columns if example.get(name) is not None), None)
+        caption = next((example[name] for name in self.caption_columns if example.get(name) is not None), None)
+        return f"{shard}/{example.get('__key__')}", image, caption
+
+    def _features(self) -> datasets.Features:
+        """Explicit features: `datasets` then infers none from a first shard (which differs between processes and
+        epochs), a member missing from a sample is None (an invalid pair, not a schema error), and images stay
+        encoded bytes."""
+        import datasets
+
+        features = {"__key__": datasets.Value("string"), "__url__": datasets.Value("string")}
+        for name in self.image_columns:
+            features[name] = datasets.Image(decode=False)
+        for name in self.caption_columns:
+            text = name.rsplit(".", 1)[-1].lower() in _TEXT_EXTENSIONS
+            features[name] = datasets.Value("string" if text else "binary")
+        return datasets.Features(features)
+
+
+class _ParquetShards(_ShardFormat):
+    """`.parquet` shards: the image and caption columns are found in the first shard opened."""
+
+    name = "parquet"
+    columns: tuple[str, str] | None = None  # (image, caption), set by the first `open`
+
+    def open(self, location: str, where: str) -> datasets.IterableDataset:
+        if self.columns is None:
+            names = list(_stream_one_file("parquet", location).features or {})
+            image = _find_column(names, self.image_columns, "image", where)
+            self.columns = (image, _find_column(names, self.caption_columns, "caption", where))
+        return _undecoded(_stream_one_file("parquet", location, columns=list(self.columns)), self.columns[0])
+
+    def parts(self, example: dict[str, Any], shard: str, row: int) -> tuple[str, Any, Any]:
+        return f"{shard}/row {row}", example.get(self.columns[0]), example.get(self.columns[1])
+
+
+_SHARD_FORMATS = {shards.name: shards for shards in (_WebDatasetShards, _ParquetShards)}
+
+
+class _Shard(NamedTuple):
+    location: str  # what `datasets` opens: a path, or an hf:// URL
+    where: str  # the shard, as messages name it: its path, or the Hub source and the shard's name
+
+
+class ShardStream(_PairStreamBase):
+    """Pairs from WebDataset `.tar` or `.parquet` shards, in a local folder or a Hub dataset repo, STREAMED shard by
+    shard; each process reads its own shards. Made by `PairStream`, which documents it."""
+
+    def __init__(self, source: str | os.PathLike, found: Source, **settings: Any):
+        super().__init__(source, **settings)
+        if found.kind == "hub":
+            self._where += f" at revision {self.revision}" if self.revision else ""
+            shard_format, self._shards = self._hub_shards(str(found.location))
+        else:
+            shard_format, self._base = found.kind, Path(found.location)
+            self._shards = {
+                path.relative_to(self._base).as_posix(): _Shard(str(path.resolve()), str(path.resolve()))
+                for path in found.shards
+            }
+        self._format = _SHARD_FORMATS[shard_format](self._image_columns, self._caption_columns)
+        self._state_route = self._format.name
+        self.shards = tuple(sorted(self._shards))
+        self.num_shards = len(self.shards)
+        self._check_enough_for_processes("write more, smaller shards (write_webdataset_shards)")
+
+    def _hub_shards(self, repo_id: str) -> tuple[str, dict[str, _Shard]]:
+        """The format and the shards of `split` in a Hub dataset repo (`datasets.load_dataset_builder`)."""
+        import datasets
+
+        try:
+            builder = datasets.load_dataset_builder(repo_id, revision=self.revision)
+        except (datasets.exceptions.DatasetsError, ValueError, OSError, ConnectionError) as error:
+            # no such dataset (or no access), an unknown revision, no data files, an unreachable Hub: datasets'
+            # own message says which
+            raise PairDataError(f"cannot be read from the Hub: {_one_line(error)}", where=self._where) from error
+        data_files = builder.config.data_files or {}
+        if self.split not in data_files:
+            splits = ", ".join(map(str, data_files)) or "none"
+            raise PairDataError(f"has no split {self.split!r}; its splits are {splits}", where=self._where)
+        if builder.name not in _SHARD_FORMATS:
+            raise PairDataError(
+                f"holds {builder.name} data files; a pair stream reads WebDataset .tar or .parquet shards",
+                where=self._where,
+            )
+        shards = {}
+        for url in data_files[self.split]:
+            match = _HF_URL.match(str(url))
+            name = match.group("path") if match else str(url).rsplit("/", 1)[-1]
+            shards[name] = _Shard(str(url), f"{self._where}: {name}")
+        return builder.name, shards
+
+    def shards_for_epoch(self, epoch: int) -> list[str]:
+        """The shard names this process reads in `epoch`, in order."""
+        return [self.shards[index] for index in self._order(epoch)]
+
+    def _start_of_epoch(self) -> dict[str, Any]:
+        return {"shard": 0, "example": 0, "datasets_state": None}
+
+    def _permutation(self, generator: random.Random) -> Sequence[int]:
+        order = list(range(self.num_shards))
+        generator.shuffle(order)
+        return order
+
+    def _position_state(self) -> dict[str, Any]:
+        position = dict(self._position)
+        order = self._order(self.epoch)
+        position["shard_name"] = self.shards[order[position["shard"]]] if position["shard"] < len(order) else None
+        return position
+
+    def _loaded_position(self, position: dict[str, Any], epoch: int) -> dict[str, Any] | None:
+        shard, example = position.get("shard"), position.get("example")
+        in_range = isinstance(shard, int) and 0 <= shard <= len(self._order(epoch))
+        if not in_range or not isinstance(example, int) or example < 0:
+            return None
+        return {"shard": shard, "example": example, "datasets_state": _json_copy(position.get("datasets_state"))}
+
+    def _read(self, generation: int) -> Iterator[dict[str, Any]]:
+        order = self._order(self.epoch)
+        while self._position["shard"] < len(order):
+            self._check_current(generation)
+            name = self.shards[order[self._position["shard"]]]
+            shard = self._shards[name]
+            stream = self._open_shard(shard)
+            if self._position["datasets_state"] is not None:
+                stream.load_state_dict(self._position["datasets_state"])
+            examples = iter(stream)
+            while True:
+                try:
+                    example = next(examples)
+                except StopIteration:
+                    break
+                except Exception as error:  # a corrupt tar or parquet file, a .txt that is not UTF-8, ...
+                    raise PairDataError(
+                        f"cannot be read after its first {self._position['example']} examples: {_one_line(error)}",
+                        where=shard.where,
+                    ) from error
+                row = self._position["example"]
+                advance = {"example": row + 1, "datasets_state": stream.state_dict()}
+                key, image, caption = self._format.parts(example, name, row)
+                pair = self._accept(image, caption, key, shard.where, generation, advance)
+                if pair is not None:
+                    yield pair
+            self._check_current(generation)
+            self._position.update(shard=self._position["shard"] + 1, example=0, datasets_state=None)
+
+    def _open_shard(self, shard: _Shard) -> datasets.IterableDataset:
+        import datasets
+
+        location = shard.location
+        if any(char in location for char in "*?["):
+            location = re.sub(r"([*?\[])", r"[\1]", location)  # data_files are glob patterns: match the name only
+        try:
+            with _no_download_count():
+                return self._format.open(location, shard.where)
+        except PairDataError:
+            raise
+        except (datasets.exceptions.DatasetsError, ValueError, OSError, ConnectionError) as error:
+            raise PairDataError(f"cannot be opened by datasets: {_one_line(error)}", where=shard.where) from error
+
+
+# ----- row streams: an image folder or a save_to_disk folder -----
+
+
+class RowStream(_PairStreamBase):
+    """Pairs from the rows of a map-style source (an image folder with `metadata.jsonl` / `metadata.csv`, a
+    `save_to_disk` folder), read as a memory-mapped `datasets.Dataset`: each row is a "shard" of `num_shards`, permuted
+    and split between processes the same way. Made by `PairStream`, which documents it."""
+
+    _state_route = "rows"
+    unit = "rows"
+
+    def __init__(self, source: str | os.PathLike, found: Source, **settings: Any):
+        super().__init__(source, **settings)
+        self._base = folder = Path(found.location)
+        loaded = _read_saved(folder, self.split) if found.kind == "saved" else _read_imagefolder(folder)
+        if self.split not in loaded:
+            raise PairDataError(f"has no split {self.split!r}; its splits are {', '.join(loaded)}", where=folder)
+        table = loaded[self.split]
+        image = _find_column(table.column_names, self._image_columns, "image", folder)
+        caption = _find_column(table.column_names, self._caption_columns, "caption", folder)
+        self._table = _undecoded(table.select_columns([image, caption]), image)
+        self._columns = (image, caption)
+        self.num_shards = len(self._table)
+        self._check_enough_for_processes("add rows")
+
+    def shards_for_epoch(self, epoch: int) -> list[str]:
+        """Empty: a map-style source has rows, not shards."""
+        return []
+
+    def _start_of_epoch(self) -> dict[str, Any]:
+        return {"row": 0}
+
+    def _permutation(self, generator: random.Random) -> Sequence[int]:
+        import numpy as np
+
+        # an array: a list of Python ints would be 5x larger
+        return np.random.default_rng(generator.getrandbits(128)).permutation(self.num_shards)
+
+    def _loaded_position(self, position: dict[str, Any], epoch: int) -> dict[str, Any] | None:
+        row = position.get("row")
+        if not isinstance(row, int) or not 0 <= row <= len(self._order(epoch)):
+            return None
+        return {"row": row}
+
+    def _read(self, generation: int) -> Iterator[dict[str, Any]]:
+        order = self._order(self.epoch)
+        image_column, caption_column = self._columns
+        while self._position["row"] < len(order):
+            self._check_current(generation)
+            index = int(order[self._position["row"]])
+            row = self._table[index]
+            advance = {"row": self._position["row"] + 1}
+            image, caption = row.get(image_column), row.get(caption_column)
+            pair = self._accept(image, caption, f"row {index}", self._where, generation, advance)
+            if pair is not None:
+                yield pair
+
+
+def _read_saved(folder: Path, split: str) -> datasets.DatasetDict:
+    """A `save_to_disk` folder without its empty splits; a lone `Dataset` is read as `split` (whatever it names)."""
+    try:
+        return read_saved_dataset(folder, lone_split=split)
+    except BenchmarkFormatError as error:
+        raise PairDataError(error.reason, where=folder) from error
+
+
+def _read_imagefolder(folder: Path) -> datasets.DatasetDict:
+    import datasets
+
+    try:
+        with _no_download_count():
+            return datasets.load_dataset("imagefolder", data_dir=str(folder))
+    except (datasets.exceptions.DatasetsError, ValueError, OSError) as error:
+        raise PairDataError(
+            f"cannot be read as an image folder by datasets: {_one_line(error)}", where=folder
+        ) from error
+
+
+# ----- the entry point -----
+
+_STREAM_OF_KIND = {
+    "saved": RowStream,
+    "imagefolder": RowStream,
+    "webdataset": ShardStream,
+    "parquet": ShardStream,
+    "hub": ShardStream,
+}
+
+
+def PairStream(
+    source: str | os.PathLike,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    seed: int = 0,
+    split: str = "train",
+    revision: str | None = None,
+    image_column: str | None = None,
+    caption_column: str | None = None,
+    on_invalid: str = "raise",
+) -> ShardStream | RowStream:
+    """An endless stream of image-text pairs for one training process, split by shard, resumable exactly: a
+    `ShardStream` for shards (streamed), a `RowStream` for a map-style source (`sources.recognise_source` says which).
 
     Args:
         source: a local folder of WebDataset `.tar` shards (searched recursively) or of `.parquet` files; a local
             image folder with `metadata.jsonl` / `metadata.csv`; a `save_to_disk` folder; or a Hub dataset id
             `ORG/NAME` whose data files (`datasets.load_dataset_builder(source, revision=revision)`) are `.tar` or
-            `.parquet` shards. A `Path`, or a string naming an existing path, is never looked up on the Hub.
+            `.parquet` shards. A `Path`, or a string naming an existing path, is never looked up on the Hub. A folder
+            is recognised as `load_data` recognises it (`ivt_hf.data.sources`).
         rank, world_size: this process and the number of processes; they read disjoint shards.
         seed: with the epoch, fixes each epoch's shard (or row) order, the same in every process.
         split: the split whose data files (Hub, image folder, `DatasetDict`) are read; ignored for a folder of shards
@@ -260,9 +793,11 @@ class PairStream:
     map-style source); `image` the encoded bytes, not decoded; `caption` the caption as the data holds it (text),
     known to survive `clean_caption`, which the caller applies (with its own word limit: the stream cuts nothing).
     Iterating again continues where the last iterator stopped (one iterator at a time: starting one, or loading a
-    state, ends the previous one).
+    state, ends the previous one). `state_dict()` / `load_state_dict(state)` save and restore the position exactly,
+    and `shards_for_epoch(epoch)` lists the shards this process reads in `epoch` (none for a map-style source).
 
-    Attributes:
+    Attributes (of the stream returned):
+        rank, world_size, seed, split, revision, source: as given.
         num_shards: shards (data files) in the collection; rows, for a map-style source.
         shards: the shard names, sorted (the paths relative to the folder or the Hub repository); empty for a
             map-style source.
@@ -272,407 +807,21 @@ class PairStream:
     Raises:
         PairDataError: the source is not found or not understood, or it has fewer shards (rows) than processes.
     """
-
-    def __init__(
-        self,
-        source: str | os.PathLike,
-        *,
-        rank: int = 0,
-        world_size: int = 1,
-        seed: int = 0,
-        split: str = "train",
-        revision: str | None = None,
-        image_column: str | None = None,
-        caption_column: str | None = None,
-        on_invalid: str = "raise",
-    ):
-        if not isinstance(world_size, int) or world_size < 1:
-            raise IVTInputError(f"world_size should be a positive integer, got {world_size!r}")
-        if not isinstance(rank, int) or not 0 <= rank < world_size:
-            raise IVTInputError(f"rank should be an integer in [0, {world_size}), got {rank!r}")
-        if not isinstance(seed, int):
-            raise IVTInputError(f"seed should be an integer, got {seed!r}")
-        if on_invalid not in _ON_INVALID:
-            raise IVTInputError(f"on_invalid should be 'raise' or 'skip', got {on_invalid!r}")
-        if image_column is not None and image_column == caption_column:
-            raise IVTInputError(f"image_column and caption_column are both {image_column!r}")
-        self.source, self.rank, self.world_size, self.seed, self.split = source, rank, world_size, seed, split
-        self.revision = revision
-        self.on_invalid = _ON_INVALID[on_invalid]
-        self._image_columns = (image_column,) if image_column else DEFAULT_IMAGE_COLUMNS
-        self._caption_columns = (caption_column,) if caption_column else DEFAULT_CAPTION_COLUMNS
-        self._shard_locations: dict[str, str] = {}  # shard name -> what `datasets` opens (a path or an hf:// url)
-        self._table: datasets.Dataset | None = None  # map-style sources
-        self._base: Path | None = None  # folder that relative image paths of a map-style source are relative to
-        self._table_columns: tuple[str, str] | None = None  # (image, caption) of a map-style source
-        self._parquet_columns: tuple[str, str] | None = None  # (image, caption), resolved from the first shard
-        self._is_hub = False
-        self._route = self._resolve_source()
-        self.shards: tuple[str, ...] = tuple(sorted(self._shard_locations))
-        self.num_shards = len(self._table) if self._route == "rows" else len(self.shards)
-        unit = "rows" if self._route == "rows" else "shards"
-        if self.num_shards < world_size:
-            more = "write more, smaller shards (write_webdataset_shards)" if unit == "shards" else "add rows"
-            raise PairDataError(
-                f"has {self.num_shards} {unit} for {world_size} processes: every process needs at least one of its "
-                f"own; {more}, or use fewer processes",
-                where=self._where,
-            )
-        self.epoch = 0
-        self.skipped = 0
-        self._position: dict[str, Any] = self._start_of_epoch()
-        self._generation = 0  # bumped by each new iterator and each load: an older iterator then stops
-        self._epoch_order: tuple[int, Sequence[int]] | None = None  # (epoch, this process's shards or rows)
-
-    # ----- source resolution -----
-
-    @property
-    def _where(self) -> str:
-        """The source, as messages name it."""
-        if self._is_hub:
-            return f"{self.source}" + (f" at revision {self.revision}" if self.revision else "")
-        return str(self.source)
-
-    def _resolve_source(self) -> str:
-        """Fill the shard list (or the table) and return the route: `webdataset`, `parquet` or `rows`."""
-        source = self.source
-        if not isinstance(source, (str, os.PathLike)):
-            raise PairDataError(f"should be a folder or a Hub dataset id (ORG/NAME), found {type(source).__name__}",
-                                where=repr(source))  # fmt: skip
-        path = Path(source).expanduser()
-        if path.is_dir():
-            return self._resolve_folder(path)
-        if path.exists():
-            raise PairDataError("is a file; give the folder that holds the shards", where=path)
-        if isinstance(source, str) and _HUB_ID.match(source) and not source.startswith("."):
-            self._is_hub = True
-            return self._resolve_hub(source)
-        raise PairDataError(
-            "no such folder, and not a Hub dataset id (ORG/NAME); looked for a folder of WebDataset .tar shards or "
-            f".parquet files, an image folder with {' or '.join(_IMAGEFOLDER_METADATA)}, or a save_to_disk folder",
-            where=source,
-        )
-
-    def _resolve_folder(self, folder: Path) -> str:
-        tars = sorted(folder.rglob("*.tar"))
-        if tars:
-            self._shard_locations = {path.relative_to(folder).as_posix(): str(path.resolve()) for path in tars}
-            return "webdataset"
-        if any((folder / name).is_file() for name in _SAVED_MARKERS):
-            self._load_saved(folder)
-            return "rows"
-        if any((folder / name).is_file() for name in _IMAGEFOLDER_METADATA):
-            self._load_imagefolder(folder)
-            return "rows"
-        parquets = sorted(folder.rglob("*.parquet"))
-        if parquets:
-            self._shard_locations = {path.relative_to(folder).as_posix(): str(path.resolve()) for path in parquets}
-            return "parquet"
-        raise PairDataError(
-            "holds no WebDataset .tar shards or .parquet files (searched recursively), no "
-            f"{' or '.join(_IMAGEFOLDER_METADATA)} (an image folder), and no {' or '.join(_SAVED_MARKERS)} (a "
-            "save_to_disk folder)",
-            where=folder,
-        )
-
-    def _load_saved(self, folder: Path) -> None:
-        import datasets
-
-        try:
-            loaded = datasets.load_from_disk(str(folder))
-        except (FileNotFoundError, ValueError, OSError) as error:
-            raise PairDataError(f"cannot be read by datasets.load_from_disk: {_one_line(error)}",
-                                where=folder) from error  # fmt: skip
-        self._use_table(loaded, folder)
-
-    def _load_imagefolder(self, folder: Path) -> None:
-        import datasets
-
-        try:
-            with _no_download_count():
-                loaded = datasets.load_dataset("imagefolder", data_dir=str(folder))
-        except (datasets.exceptions.DatasetsError, ValueError, OSError) as error:
-            raise PairDataError(f"cannot be read as an image folder by datasets: {_one_line(error)}",
-                                where=folder) from error  # fmt: skip
-        self._use_table(loaded, folder)
-
-    def _use_table(self, loaded: datasets.Dataset | datasets.DatasetDict, folder: Path) -> None:
-        import datasets
-
-        if isinstance(loaded, datasets.DatasetDict):
-            if self.split not in loaded:
-                raise PairDataError(f"has no split {self.split!r}; its splits are {', '.join(loaded)}", where=folder)
-            loaded = loaded[self.split]
-        columns = loaded.column_names
-        image = self._find_column(columns, self._image_columns, "image", folder)
-        caption = self._find_column(columns, self._caption_columns, "caption", folder)
-        table = loaded.select_columns([image, caption])
-        if isinstance(table.features[image], datasets.Image):
-            table = table.cast_column(image, datasets.Image(decode=False))  # bytes and path, never decoded
-        self._table, self._base, self._table_columns = table, folder, (image, caption)
-
-    @staticmethod
-    def _find_column(columns: list[str], candidates: tuple[str, ...], role: str, where: Any) -> str:
-        found = next((name for name in candidates if name in columns), None)
-        if found is None:
-            wanted = " or ".join(map(repr, candidates))
-            raise PairDataError(f"no {role} column: looked for {wanted}; the columns are {', '.join(columns)} (name "
-                                f"yours with {role}_column=)", where=where)  # fmt: skip
-        return found
-
-    def _resolve_hub(self, repo_id: str) -> str:
-        import datasets
-
-        try:
-            builder = datasets.load_dataset_builder(repo_id, revision=self.revision)
-        except (datasets.exceptions.DatasetsError, ValueError, OSError, ConnectionError) as error:
-            # no such dataset (or no access), an unknown revision, no data files, an unreachable Hub: datasets'
-            # own message says which
-            raise PairDataError(f"cannot be read from the Hub: {_one_line(error)}", where=self._where) from error
-        data_files = builder.config.data_files or {}
-        if self.split not in data_files:
-            splits = ", ".join(map(str, data_files)) or "none"
-            raise PairDataError(f"has no split {self.split!r}; its splits are {splits}", where=self._where)
-        if builder.name not in ("webdataset", "parquet"):
-            raise PairDataError(f"holds {builder.name} data files; a pair stream reads WebDataset .tar or .parquet "
-                                "shards", where=self._where)  # fmt: skip
-        for url in data_files[self.split]:
-            match = _HF_URL.match(str(url))
-            self._shard_locations[match.group("path") if match else str(url).rsplit("/", 1)[-1]] = str(url)
-        return builder.name
-
-    # ----- epochs and positions -----
-
-    def _start_of_epoch(self) -> dict[str, Any]:
-        if self._route == "rows":
-            return {"row": 0}
-        return {"shard": 0, "example": 0, "datasets_state": None}
-
-    def _order(self, epoch: int) -> Sequence[int]:
-        """This process's shards (indices into `shards`) or rows in `epoch`, in reading order."""
-        if self._epoch_order is None or self._epoch_order[0] != epoch:
-            generator = random.Random(f"{self.seed}-{epoch}")
-            if self._route == "rows":
-                import numpy as np
-
-                order = np.random.default_rng(generator.getrandbits(128)).permutation(self.num_shards)
-                mine = order[self.rank :: self.world_size]  # an array: a list of Python ints would be 5x larger
-            else:
-                order = list(range(self.num_shards))
-                generator.shuffle(order)
-                mine = order[self.rank :: self.world_size]
-            self._epoch_order = (epoch, mine)
-        return self._epoch_order[1]
-
-    def shards_for_epoch(self, epoch: int) -> list[str]:
-        """The shard names this process reads in `epoch`, in order (empty for a map-style source)."""
-        return [] if self._route == "rows" else [self.shards[index] for index in self._order(epoch)]
-
-    def _fingerprint(self) -> str:
-        return hashlib.sha1("\n".join(self.shards).encode()).hexdigest()
-
-    def state_dict(self) -> dict[str, Any]:
-        """The position after the last pair yielded, JSON-serialisable:
-
-        `{"format": "ivt_hf.PairStream", "version": 1, "route": "webdataset" | "parquet" | "rows", "source": str,
-        "split": str, "num_shards": int, "shards_fingerprint": str, "world_size": int, "rank": int, "seed": int,
-        "epoch": int, "skipped": int, "position": {...}}`, where `position` is `{"shard": i, "shard_name": str,
-        "example": n, "datasets_state": dict | None}` for a streamed source (the i-th shard of this process's list in
-        `epoch`, after its first n examples; `datasets_state` is that shard's `IterableDataset.state_dict()`) and
-        `{"row": n}` for a map-style source (after the first n rows of this process's list in `epoch`).
-        """
-        position = dict(self._position)
-        if self._route != "rows":
-            order = self._order(self.epoch)
-            position["shard_name"] = self.shards[order[position["shard"]]] if position["shard"] < len(order) else None
-        return {
-            "format": _STATE_FORMAT, "version": _STATE_VERSION, "route": self._route, "source": str(self.source),
-            "split": self.split, "num_shards": self.num_shards, "shards_fingerprint": self._fingerprint(),
-            "world_size": self.world_size, "rank": self.rank, "seed": self.seed, "epoch": self.epoch,
-            "skipped": self.skipped, "position": _json_copy(position),
-        }  # fmt: skip
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from `state` (from `state_dict()` of a stream built with the same arguments): the next pair is
-        the one that stream would have yielded next. A running iterator of this stream stops.
-
-        Raises:
-            PairDataError: the state is not a `PairStream` state, or was made with another number of shards (or
-                other shard names), world size, rank, seed or kind of source.
-        """
-        if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
-            raise PairDataError("is not a PairStream state (from PairStream.state_dict())", where="the state")
-        if state.get("version") != _STATE_VERSION:
-            raise PairDataError(f"has version {state.get('version')!r}; this PairStream reads version "
-                                f"{_STATE_VERSION}", where="the state")  # fmt: skip
-        expected = {"route": self._route, "num_shards": self.num_shards, "world_size": self.world_size,
-                    "rank": self.rank, "seed": self.seed, "shards_fingerprint": self._fingerprint()}  # fmt: skip
-        differ = [name for name, value in expected.items() if state.get(name) != value]
-        if differ:
-            shown = "; ".join(f"{name} {state.get(name)!r} there, {expected[name]!r} here" for name in differ)
-            raise PairDataError(
-                f"was saved by a stream over other data or with other settings ({shown}); resume with the same "
-                "source, rank, world_size and seed, or start afresh without loading it",
-                where=f"the state of {state.get('source')!r}",
-            )
-        epoch, position = state.get("epoch"), state.get("position")
-        if not isinstance(epoch, int) or epoch < 0 or not isinstance(position, dict):
-            raise PairDataError("has no valid epoch and position", where="the state")
-        if self._route == "rows":
-            if not isinstance(position.get("row"), int) or not 0 <= position["row"] <= len(self._order(epoch)):
-                raise PairDataError(f"has an invalid position {position!r}", where="the state")
-            loaded = {"row": position["row"]}
-        else:
-            shard, example = position.get("shard"), position.get("example")
-            in_range = isinstance(shard, int) and 0 <= shard <= len(self._order(epoch))
-            if not in_range or not isinstance(example, int) or example < 0:
-                raise PairDataError(f"has an invalid position {position!r}", where="the state")
-            loaded = {"shard": shard, "example": example, "datasets_state": _json_copy(position.get("datasets_state"))}
-        self.epoch, self._position, self.skipped = epoch, loaded, int(state.get("skipped", 0))
-        self._generation += 1
-
-    # ----- iteration -----
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        self._generation += 1
-        return self._pairs(self._generation)
-
-    def _pairs(self, generation: int) -> Iterator[dict[str, Any]]:
-        read = self._rows if self._route == "rows" else self._shard_pairs
-        while True:
-            from_start = self._position == self._start_of_epoch()
-            yielded = 0
-            for pair in read(generation):
-                yielded += 1
-                yield pair
-            if self._generation != generation:
-                return
-            if from_start and yielded == 0:
-                raise PairDataError(
-                    f"process {self.rank} of {self.world_size} read no valid pair in epoch {self.epoch} (its "
-                    f"{'rows' if self._route == 'rows' else 'shards'} are empty, or every pair was skipped)",
-                    where=self._where,
-                )
-            self.epoch += 1
-            self._position = self._start_of_epoch()
-
-    def _check_current(self, generation: int) -> None:
-        if self._generation != generation:
-            raise RuntimeError("this PairStream iterator was replaced by a newer one (iter() or load_state_dict())")
-
-    def _accept(
-        self, image: Any, caption: Any, key: str, where: str, generation: int, advance: dict, base: Path | None = None
-    ) -> dict[str, Any] | None:
-        """The pair (position advanced), None for a skipped one (position advanced, counted), or an error."""
-        try:
-            pair = {"key": key, "image": _image_bytes(image, self._image_columns, base),
-                    "caption": _caption_text(caption, self._caption_columns), "epoch": self.epoch}  # fmt: skip
-        except _InvalidPair as error:
-            if self.on_invalid == "raise":
-                raise PairDataError(str(error), where=where, key=key) from None
-            self._check_current(generation)
-            self._position.update(advance)
-            self.skipped += 1
-            logger.warning("skipped an invalid pair: %s: sample %r: %s", where, key, error)
-            return None
-        self._check_current(generation)
-        self._position.update(advance)
-        return pair
-
-    def _rows(self, generation: int) -> Iterator[dict[str, Any]]:
-        order = self._order(self.epoch)
-        image_column, caption_column = self._table_columns
-        while self._position["row"] < len(order):
-            self._check_current(generation)
-            index = int(order[self._position["row"]])
-            row = self._table[index]
-            advance = {"row": self._position["row"] + 1}
-            pair = self._accept(row.get(image_column), row.get(caption_column), f"row {index}", self._where,
-                                generation, advance, self._base)  # fmt: skip
-            if pair is not None:
-                yield pair
-
-    def _shard_pairs(self, generation: int) -> Iterator[dict[str, Any]]:
-        order = self._order(self.epoch)
-        while self._position["shard"] < len(order):
-            self._check_current(generation)
-            name = self.shards[order[self._position["shard"]]]
-            where = f"{self._where}: {name}" if self._is_hub else self._shard_locations[name]
-            stream = self._open_shard(name, where)
-            if self._position["datasets_state"] is not None:
-                stream.load_state_dict(self._position["datasets_state"])
-            examples = iter(stream)
-            while True:
-                try:
-                    example = next(examples)
-                except StopIteration:
-                    break
-                except Exception as error:  # a corrupt tar or parquet file, a .txt that is not UTF-8, ...
-                    raise PairDataError(f"cannot be read after its first {self._position['example']} examples: "
-                                        f"{_one_line(error)}", where=where) from error  # fmt: skip
-                row = self._position["example"]
-                advance = {"example": row + 1, "datasets_state": stream.state_dict()}
-                if self._route == "webdataset":
-                    key = f"{name}/{example.get('__key__')}"
-                    image = next((example[c] for c in self._image_columns if example.get(c) is not None), None)
-                    caption = next((example[c] for c in self._caption_columns if example.get(c) is not None), None)
-                else:
-                    key = f"{name}/row {row}"
-                    image, caption = example.get(self._parquet_columns[0]), example.get(self._parquet_columns[1])
-                # image paths (parquet cells without bytes) are read relative to a local folder, never for the Hub
-                base = None if self._is_hub else Path(self.source).expanduser()
-                pair = self._accept(image, caption, key, where, generation, advance, base)
-                if pair is not None:
-                    yield pair
-            self._check_current(generation)
-            self._position.update(shard=self._position["shard"] + 1, example=0, datasets_state=None)
-
-    def _open_shard(self, name: str, where: str) -> datasets.IterableDataset:
-        """One shard as a `datasets` stream (no shuffle: its `state_dict()` is then exact)."""
-        import datasets
-
-        location = self._shard_locations[name]
-        if any(char in location for char in "*?["):
-            location = re.sub(r"([*?\[])", r"[\1]", location)  # data_files are glob patterns: match the name only
-        try:
-            with _no_download_count():
-                if self._route == "webdataset":
-                    return datasets.load_dataset("webdataset", data_files={"train": [location]}, split="train",
-                                                 streaming=True, features=self._webdataset_features())  # fmt: skip
-                if self._parquet_columns is None:
-                    probe = datasets.load_dataset("parquet", data_files={"train": [location]}, split="train",
-                                                  streaming=True)  # fmt: skip
-                    columns = list(probe.features or {})
-                    image = self._find_column(columns, self._image_columns, "image", where)
-                    self._parquet_columns = (image, self._find_column(columns, self._caption_columns, "caption", where))
-                stream = datasets.load_dataset("parquet", data_files={"train": [location]}, split="train",
-                                               streaming=True, columns=list(self._parquet_columns))  # fmt: skip
-        except PairDataError:
-            raise
-        except (datasets.exceptions.DatasetsError, ValueError, OSError, ConnectionError) as error:
-            raise PairDataError(f"cannot be opened by datasets: {_one_line(error)}", where=where) from error
-        image_column = self._parquet_columns[0]
-        if stream.features is not None and isinstance(stream.features.get(image_column), datasets.Image):
-            stream = stream.cast_column(image_column, datasets.Image(decode=False))  # bytes and path, never decoded
-        return stream
-
-    def _webdataset_features(self) -> datasets.Features:
-        """Explicit features: `datasets` then infers none from a first shard (which differs between processes and
-        epochs), a member missing from a sample is None (an invalid pair, not a schema error), and images stay
-        encoded bytes."""
-        import datasets
-
-        features = {"__key__": datasets.Value("string"), "__url__": datasets.Value("string")}
-        for name in self._image_columns:
-            features[name] = datasets.Image(decode=False)
-        for name in self._caption_columns:
-            text = name.rsplit(".", 1)[-1].lower() in _TEXT_EXTENSIONS
-            features[name] = datasets.Value("string" if text else "binary")
-        return datasets.Features(features)
-
-    def __repr__(self) -> str:
-        return (f"PairStream({str(self.source)!r}, rank={self.rank}, world_size={self.world_size}, seed={self.seed}, "
-                f"{self._route}, num_shards={self.num_shards}, epoch={self.epoch})")  # fmt: skip
+    try:
+        found = recognise_source(source, accepts=PAIR_KINDS)
+    except BenchmarkFormatError as error:
+        raise PairDataError(error.reason, where=error.annotation_file) from None
+    settings = {
+        "rank": rank,
+        "world_size": world_size,
+        "seed": seed,
+        "split": split,
+        "revision": revision,
+        "image_column": image_column,
+        "caption_column": caption_column,
+        "on_invalid": on_invalid,
+    }
+    return _STREAM_OF_KIND[found.kind](source, found, **settings)
 
 
 def _image_bytes(value: Any, columns: tuple[str, ...], base: Path | None) -> bytes:

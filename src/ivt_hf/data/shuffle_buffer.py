@@ -64,15 +64,22 @@ class ShuffleBuffer:
         state, "buffer": [the buffered pairs]}`. The pairs are the buffer's own dicts (shared, not copied: a pair is
         never changed), so taking a state after every batch costs a list of `size` references."""
         version, internal, gauss = self._rng.getstate()
-        return {"format": _FORMAT, "size": self.size, "stream": self.stream.state_dict(),
-                "rng": [version, list(internal), gauss], "buffer": list(self._buffer)}  # fmt: skip
+        return {
+            "format": _FORMAT,
+            "size": self.size,
+            "stream": self.stream.state_dict(),
+            "rng": [version, list(internal), gauss],
+            "buffer": list(self._buffer),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not isinstance(state, dict) or state.get("format") != _FORMAT:
             raise IVTInputError("not a ShuffleBuffer state (from ShuffleBuffer.state_dict())")
         if state["size"] != self.size:
-            raise IVTInputError(f"the state was saved with a shuffle buffer of {state['size']} pairs; this run has "
-                                f"{self.size}: resume with the same --shuffle_buffer_size")  # fmt: skip
+            raise IVTInputError(
+                f"the state was saved with a shuffle buffer of {state['size']} pairs; this run has "
+                f"{self.size}: resume with the same --shuffle_buffer_size"
+            )
         self.stream.load_state_dict(state["stream"])
         version, internal, gauss = state["rng"]
         self._rng.setstate((version, tuple(internal), gauss))
@@ -87,8 +94,10 @@ class ShuffleBuffer:
 
         folder = Path(folder)
         pairs = state["buffer"]
-        images = {f"{number}": torch.frombuffer(bytearray(pair["image"]), dtype=torch.uint8)
-                  for number, pair in enumerate(pairs)}  # fmt: skip
+        images = {
+            f"{number}": torch.frombuffer(bytearray(pair["image"]), dtype=torch.uint8)
+            for number, pair in enumerate(pairs)
+        }
         save_file(images, str(folder / f"{name}.safetensors"))
         described = [{key: value for key, value in pair.items() if key != "image"} for pair in pairs]
         (folder / f"{name}.json").write_text(json.dumps({**state, "buffer": described}))
