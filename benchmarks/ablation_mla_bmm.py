@@ -34,9 +34,17 @@ def run_one(variant: dict[str, Any], seed: int, max_steps: int, data_root: Path,
     from ivt_hf.evaluation import evaluate_split
     from ivt_hf.training import prepare_training, recipe_arguments
 
-    settings = {"data_root": str(data_root), "output_dir": str(work), "seed": seed, "max_steps": max_steps,
-                "save_strategy": "no", "eval_strategy": "no", "load_best_model_at_end": False, "disable_tqdm": True,
-                **variant}  # fmt: skip
+    settings = {
+        "data_root": str(data_root),
+        "output_dir": str(work),
+        "seed": seed,
+        "max_steps": max_steps,
+        "save_strategy": "no",
+        "eval_strategy": "no",
+        "load_best_model_at_end": False,
+        "disable_tqdm": True,
+        **variant,
+    }
     trainer, data = prepare_training(*recipe_arguments(DEMO_RECIPE, **settings))
     trainer.train()
     return evaluate_split(trainer.model, trainer.processing_class, data["test"], progress=False).metrics
@@ -78,15 +86,19 @@ def main(argv: list[str] | None = None) -> None:
                 run_start = time.perf_counter()
                 metrics = run_one(variant, seed, args.max_steps, Path(args.data_root), Path(work) / "run")
                 results[name].append(metrics)
-                print(f"seed {seed} {name:<20} R1 {metrics['R1']:5.1f} mAP {metrics['mAP']:5.1f} "
-                      f"({time.perf_counter() - run_start:.0f} s)", flush=True)  # fmt: skip
+                print(
+                    f"seed {seed} {name:<20} R1 {metrics['R1']:5.1f} mAP {metrics['mAP']:5.1f} "
+                    f"({time.perf_counter() - run_start:.0f} s)",
+                    flush=True,
+                )
     table = markdown_table(results, args.max_steps, args.seeds)
     print("\n" + table)
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"max_steps": args.max_steps, "seeds": args.seeds, "runs": results,
-                                  "table": table}, indent=1))  # fmt: skip
+    output.write_text(
+        json.dumps({"max_steps": args.max_steps, "seeds": args.seeds, "runs": results, "table": table}, indent=1)
+    )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,13 @@ def main() -> None:
     parser.add_argument("--output_dir", default="outputs/demo", help="its data/ folder is copied, if present")
     parser.add_argument("--max_steps", type=int, default=150)
     args = parser.parse_args()
-    quiet = {"eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False, "disable_tqdm": True,
-             "warmup_steps": args.max_steps // 10}  # fmt: skip
+    quiet = {
+        "eval_strategy": "no",
+        "save_strategy": "no",
+        "load_best_model_at_end": False,
+        "disable_tqdm": True,
+        "warmup_steps": args.max_steps // 10,
+    }
     results = {}
     with tempfile.TemporaryDirectory() as work:
         if (Path(args.output_dir) / "data").is_dir():

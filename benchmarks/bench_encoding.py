@@ -101,22 +101,29 @@ def compare_dtypes(model, pixel_values, input_ids, attention_mask, args) -> None
             embeddings = torch.nn.functional.normalize(prepared.get_image_features(pixel_values).float(), dim=-1)
             prepared.get_text_features(input_ids, attention_mask)  # warm-up
             image_times = time_call(lambda prepared=prepared: prepared.get_image_features(pixel_values), args.repeats)
-            text_times = time_call(lambda prepared=prepared: prepared.get_text_features(input_ids, attention_mask),
-                                   args.repeats)  # fmt: skip
-            rows[dtype] = [args.batch_size / statistics.median(image_times),
-                           input_ids.shape[0] / statistics.median(text_times),
-                           float((embeddings * reference).sum(-1).min())]  # fmt: skip
+            text_times = time_call(
+                lambda prepared=prepared: prepared.get_text_features(input_ids, attention_mask), args.repeats
+            )
+            rows[dtype] = [
+                args.batch_size / statistics.median(image_times),
+                input_ids.shape[0] / statistics.median(text_times),
+                float((embeddings * reference).sum(-1).min()),
+            ]
             del prepared
     if args.evaluate_model:
         r1 = evaluate_dtypes(args.evaluate_model, args.data_root, dtypes)
         for dtype in dtypes:
             rows[dtype].append(r1[dtype])
-    print("\nprecision  images/s  x fp32  captions/s  x fp32  min cosine to fp32 (images)"
-          + ("  R@1 SynthPEDES test  change" if args.evaluate_model else ""))  # fmt: skip
+    print(
+        "\nprecision  images/s  x fp32  captions/s  x fp32  min cosine to fp32 (images)"
+        + ("  R@1 SynthPEDES test  change" if args.evaluate_model else "")
+    )
     base = rows["float32"]
     for dtype, row in rows.items():
-        line = (f"{dtype:<10} {row[0]:>8.2f} {row[0] / base[0]:>6.2f}x {row[1]:>10.1f} {row[1] / base[1]:>6.2f}x "
-                f"{row[2]:>10.4f}")  # fmt: skip
+        line = (
+            f"{dtype:<10} {row[0]:>8.2f} {row[0] / base[0]:>6.2f}x {row[1]:>10.1f} {row[1] / base[1]:>6.2f}x "
+            f"{row[2]:>10.4f}"
+        )
         if args.evaluate_model:
             line += f"  {row[3]:>18.2f}  {row[3] - base[3]:+.2f}"
         print(line)
@@ -131,8 +138,9 @@ def evaluate_dtypes(model_dir: str, data_root: str | None, dtypes: list[str]) ->
     model, processor = load_model_and_processor(model_dir)
     folder = next((path for path in Path(data_root).iterdir() if (path / "synthpedes_meta.json").is_file()), None)
     test = load_benchmark("synthpedes", folder or data_root)["test"]
-    return {dtype: evaluate_split(prepare_for_inference(model, dtype), processor, test).metrics["R1"]
-            for dtype in dtypes}  # fmt: skip
+    return {
+        dtype: evaluate_split(prepare_for_inference(model, dtype), processor, test).metrics["R1"] for dtype in dtypes
+    }
 
 
 if __name__ == "__main__":

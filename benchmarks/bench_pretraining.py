@@ -35,9 +35,16 @@ import tempfile
 import time
 from pathlib import Path
 
-COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30), "yellow": (230, 230, 20),
-           "black": (10, 10, 10), "white": (245, 245, 245), "pink": (250, 150, 190),
-           "grey": (128, 128, 128)}  # fmt: skip
+COLOURS = {
+    "red": (220, 30, 30),
+    "blue": (30, 30, 220),
+    "green": (30, 200, 30),
+    "yellow": (230, 230, 20),
+    "black": (10, 10, 10),
+    "white": (245, 245, 245),
+    "pink": (250, 150, 190),
+    "grey": (128, 128, 128),
+}
 GARMENTS = ["shirt", "coat", "t-shirt", "jacket", "sweater"]
 
 
@@ -81,8 +88,13 @@ def throughput_worker(preset: str, precision: str, batch: int, steps: int, threa
     labels[:, 3:9] = ids[:, 3:9]
     masked = ids.clone()
     masked[:, 3:9] = 103
-    inputs = {"pixel_values": pixels, "input_ids": ids.to(device), "attention_mask": mask.to(device),
-              "mlm_input_ids": masked.to(device), "mlm_labels": labels.to(device)}  # fmt: skip
+    inputs = {
+        "pixel_values": pixels,
+        "input_ids": ids.to(device),
+        "attention_mask": mask.to(device),
+        "mlm_input_ids": masked.to(device),
+        "mlm_labels": labels.to(device),
+    }
     seconds = []
     for _ in range(steps + 1):
         if device == "cuda":
@@ -108,17 +120,32 @@ def throughput_worker(preset: str, precision: str, batch: int, steps: int, threa
     else:
         memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         where = f"CPU, {threads} threads"
-    return {"preset": preset, "precision": precision, "batch": batch, "device": where,
-            "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 1), "step_s": round(step, 3),
-            "pairs_per_s": round(batch / step, 1), "peak_GiB": round(memory, 2)}  # fmt: skip
+    return {
+        "preset": preset,
+        "precision": precision,
+        "batch": batch,
+        "device": where,
+        "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
+        "step_s": round(step, 3),
+        "pairs_per_s": round(batch / step, 1),
+        "peak_GiB": round(memory, 2),
+    }
 
 
 def run_throughput(args) -> None:
     rows = []
     for preset in args.presets:
         for precision in args.precisions:
-            command = [sys.executable, __file__, "_worker", preset, precision, str(args.batch), str(args.steps),
-                       str(args.threads)]  # fmt: skip
+            command = [
+                sys.executable,
+                __file__,
+                "_worker",
+                preset,
+                precision,
+                str(args.batch),
+                str(args.steps),
+                str(args.threads),
+            ]
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode:
                 print(f"{preset} {precision}: failed\n{result.stderr[-2000:]}")
@@ -126,8 +153,10 @@ def run_throughput(args) -> None:
             rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
     print(f"{'preset':7}{'precision':10}{'params':>9}{'batch':>6}{'step s':>9}{'pairs/s':>9}{'peak GiB':>10}  device")
     for row in rows:
-        print(f"{row['preset']:7}{row['precision']:10}{row['params_M']:>8}M{row['batch']:>6}{row['step_s']:>9}"
-              f"{row['pairs_per_s']:>9}{row['peak_GiB']:>10}  {row['device']}")  # fmt: skip
+        print(
+            f"{row['preset']:7}{row['precision']:10}{row['params_M']:>8}M{row['batch']:>6}{row['step_s']:>9}"
+            f"{row['pairs_per_s']:>9}{row['peak_GiB']:>10}  {row['device']}"
+        )
 
 
 def photo_like_pairs(count: int, seed: int):
@@ -142,8 +171,10 @@ def photo_like_pairs(count: int, seed: int):
         draw = ImageDraw.Draw(image)
         for _ in range(12):
             x, y = rng.randrange(width), rng.randrange(height)
-            draw.ellipse([x, y, x + rng.randrange(40, 200), y + rng.randrange(40, 200)],
-                         fill=tuple(rng.randrange(256) for _ in range(3)))  # fmt: skip
+            draw.ellipse(
+                [x, y, x + rng.randrange(40, 200), y + rng.randrange(40, 200)],
+                fill=tuple(rng.randrange(256) for _ in range(3)),
+            )
         image = image.filter(ImageFilter.GaussianBlur(2))
         image = Image.blend(image, Image.effect_noise((width, height), 40).convert("RGB"), 0.25)
         buffer = io.BytesIO()
@@ -168,14 +199,20 @@ def run_data(args) -> None:
         pairs = list(photo_like_pairs(args.batch * (batches + 4), 0))
         sizes = sorted(len(data) for _, data, _ in pairs)
         write_webdataset_shards(pairs, Path(folder) / "shards", pairs_per_shard=args.batch * 2)
-        print(f"{len(pairs)} JPEGs of about 500x400, {sizes[len(sizes) // 2] / 1000:.0f} kB median; batches of "
-              f"{args.batch} pairs at 384x128; {os.cpu_count()} cores")  # fmt: skip
+        print(
+            f"{len(pairs)} JPEGs of about 500x400, {sizes[len(sizes) // 2] / 1000:.0f} kB median; batches of "
+            f"{args.batch} pairs at 384x128; {os.cpu_count()} cores"
+        )
         for workers in args.workers:
             shuffled = ShuffleBuffer(PairStream(Path(folder) / "shards"), args.batch, seed=0)
-            collator = PairCollator(default_tokenizer(), TrainTransform(image_size=(384, 128),
-                                    padding=reference_padding((384, 128))), seed=0)  # fmt: skip
-            loader = iter(pair_loader(PairBatches(shuffled, args.batch), collator, num_workers=workers,
-                                      pin_memory=False))  # fmt: skip
+            collator = PairCollator(
+                default_tokenizer(),
+                TrainTransform(image_size=(384, 128), padding=reference_padding((384, 128))),
+                seed=0,
+            )
+            loader = iter(
+                pair_loader(PairBatches(shuffled, args.batch), collator, num_workers=workers, pin_memory=False)
+            )
             next(loader)  # workers started, buffer filled
             start = time.perf_counter()
             for _ in range(batches):
@@ -203,13 +240,20 @@ def run_flops(args) -> None:
     ids[:, 0] = 101
     labels = torch.full_like(ids, -100)
     labels[:, 3:9] = ids[:, 3:9]
-    inputs = {"pixel_values": torch.randn(batch, 3, *config.image_size), "input_ids": ids,
-              "attention_mask": torch.ones_like(ids), "mlm_input_ids": ids, "mlm_labels": labels}  # fmt: skip
+    inputs = {
+        "pixel_values": torch.randn(batch, 3, *config.image_size),
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "mlm_input_ids": ids,
+        "mlm_labels": labels,
+    }
     with FlopCounterMode(display=False) as counter:
         model(**inputs).loss.backward()
     per_pair = counter.get_total_flops() / batch
-    print(f"base model (patch stride {config.patch_stride}, 50 text tokens, 6 fusion layers): "
-          f"{per_pair / 1e9:.0f} GFLOP per pair for forward + backward")  # fmt: skip
+    print(
+        f"base model (patch stride {config.patch_stride}, 50 text tokens, 6 fusion layers): "
+        f"{per_pair / 1e9:.0f} GFLOP per pair for forward + backward"
+    )
     for utilisation in (0.3, 0.4, 0.5):
         print(f"  H100 at {int(100 * utilisation)} % of 989 TFLOP/s: {utilisation * 989e12 / per_pair:,.0f} pairs/s")
 
@@ -237,10 +281,16 @@ def run_itc(args) -> None:
     from ivt_hf.data.pairs import write_webdataset_shards
 
     settings = {
-        "authors (raw CLS, T 0.5 unclamped)": ["--itc_normalize", "false", "--itc_temperature", "0.5",
-                                               "--itc_clamp_temperature", "false"],
+        "authors (raw CLS, T 0.5 unclamped)": [
+            "--itc_normalize",
+            "false",
+            "--itc_temperature",
+            "0.5",
+            "--itc_clamp_temperature",
+            "false",
+        ],
         "ours (normalised CLS, T 0.07 clamped)": [],
-    }  # fmt: skip
+    }
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         train = [
@@ -252,13 +302,44 @@ def run_itc(args) -> None:
         print(f"{'ITC':40}{'first-20 ITC':>14}{'last-20 ITC':>13}{'last-20 loss':>14}{'top-1 colours':>15}{'s':>7}")
         for name, flags in settings.items():
             output = root / name.split()[0]
-            command = [sys.executable, "-m", "ivt_hf", "pretrain", "--train_data", str(root / "shards"),
-                       "--output_dir", str(output), "--model_preset", "tiny", "--max_steps", str(args.steps),
-                       "--per_device_train_batch_size", str(args.batch), "--learning_rate", "3e-4",
-                       "--weight_decay", "0.02", "--warmup_steps", "0.04", "--lr_scheduler_type",
-                       "cosine_with_min_lr", "--lr_scheduler_kwargs", '{"min_lr": 1e-6}', "--max_grad_norm", "0",
-                       "--logging_steps", "1", "--save_steps", str(args.steps), "--seed", str(args.seed),
-                       "--dataloader_num_workers", "0", "--use_cpu", *flags]  # fmt: skip
+            command = [
+                sys.executable,
+                "-m",
+                "ivt_hf",
+                "pretrain",
+                "--train_data",
+                str(root / "shards"),
+                "--output_dir",
+                str(output),
+                "--model_preset",
+                "tiny",
+                "--max_steps",
+                str(args.steps),
+                "--per_device_train_batch_size",
+                str(args.batch),
+                "--learning_rate",
+                "3e-4",
+                "--weight_decay",
+                "0.02",
+                "--warmup_steps",
+                "0.04",
+                "--lr_scheduler_type",
+                "cosine_with_min_lr",
+                "--lr_scheduler_kwargs",
+                '{"min_lr": 1e-6}',
+                "--max_grad_norm",
+                "0",
+                "--logging_steps",
+                "1",
+                "--save_steps",
+                str(args.steps),
+                "--seed",
+                str(args.seed),
+                "--dataloader_num_workers",
+                "0",
+                "--use_cpu",
+                *flags,
+            ]
             start = time.perf_counter()
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode:
@@ -305,20 +386,41 @@ def temperature_worker(variant: str, steps: int, batch: int, seed: int) -> dict:
             model.current_temperature = lambda: model.raw_temperature
             model.clamp_temperature_ = lambda: model.raw_temperature.data.clamp_(low, high)
     recipe = Path(__file__).resolve().parents[1] / "src/ivt_hf/recipes/pretrain-ivt.json"
-    _, args = parse_pretraining_args([str(recipe), "--train_data", "unused", "--output_dir", "unused", "--use_cpu",
-                                      "--fp16", "false", "--max_steps", str(steps)])  # fmt: skip
-    optimizer = build_optimizer(model, str(args.optim.value), lr=args.learning_rate, weight_decay=args.weight_decay,
-                                bias_lr_multiplier=args.bias_lr_multiplier, decay_all=False)  # fmt: skip
+    _, args = parse_pretraining_args(
+        [
+            str(recipe),
+            "--train_data",
+            "unused",
+            "--output_dir",
+            "unused",
+            "--use_cpu",
+            "--fp16",
+            "false",
+            "--max_steps",
+            str(steps),
+        ]
+    )
+    optimizer = build_optimizer(
+        model,
+        str(args.optim.value),
+        lr=args.learning_rate,
+        weight_decay=args.weight_decay,
+        bias_lr_multiplier=args.bias_lr_multiplier,
+        decay_all=False,
+    )
     schedule = learning_rate_schedule(optimizer, args)  # the recipe's, as `ivt pretrain` builds it
     processor = IVTProcessor.from_config(config)
     pairs = list(colour_pairs(steps * batch, 1 + 10 * seed))
     itc, temperature = [], []
     for step in range(steps):
         chunk = pairs[step * batch : (step + 1) * batch]
-        inputs = processor(images=[Image.open(io.BytesIO(data)).convert("RGB") for _, data, _, _ in chunk],
-                           text=[caption for _, _, caption, _ in chunk])  # fmt: skip
-        output = model(pixel_values=inputs["pixel_values"], input_ids=inputs["input_ids"],
-                       attention_mask=inputs["attention_mask"])  # fmt: skip
+        inputs = processor(
+            images=[Image.open(io.BytesIO(data)).convert("RGB") for _, data, _, _ in chunk],
+            text=[caption for _, _, caption, _ in chunk],
+        )
+        output = model(
+            pixel_values=inputs["pixel_values"], input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
+        )
         itc.append(output.loss_itc.item())
         temperature.append(output.temperature.item())  # before the step: a raw T's output is the parameter itself
         output.loss.backward()
@@ -328,16 +430,22 @@ def temperature_worker(variant: str, steps: int, batch: int, seed: int) -> dict:
     held_out = list(colour_pairs(64, 2))
     model.eval()
     with torch.no_grad():
-        images = model.ivt.get_image_features(**processor(images=[Image.open(io.BytesIO(d)).convert("RGB")
-                                                                  for _, d, _, _ in held_out]))  # fmt: skip
+        images = model.ivt.get_image_features(
+            **processor(images=[Image.open(io.BytesIO(d)).convert("RGB") for _, d, _, _ in held_out])
+        )
         texts = model.ivt.get_text_features(**processor(text=[caption for _, _, caption, _ in held_out]))
     top = (torch.nn.functional.normalize(texts, dim=-1) @ torch.nn.functional.normalize(images, dim=-1).t()).argmax(1)
     accuracy = sum(held_out[i][3] == held_out[j][3] for i, j in enumerate(top.tolist())) / len(held_out)
     window = max(1, min(50, steps // 4))
     marks = sorted({0, 5, 10, 50, 100, 200, steps // 2, steps - 1} & set(range(steps)))
-    return {"variant": variant, "first_itc": sum(itc[:window]) / window, "last_itc": sum(itc[-window:]) / window,
-            "window": window, "temperature": {mark: round(temperature[mark], 3) for mark in marks},
-            "top1": accuracy}  # fmt: skip
+    return {
+        "variant": variant,
+        "first_itc": sum(itc[:window]) / window,
+        "last_itc": sum(itc[-window:]) / window,
+        "window": window,
+        "temperature": {mark: round(temperature[mark], 3) for mark in marks},
+        "top1": accuracy,
+    }
 
 
 def run_temperature(args) -> None:
@@ -350,13 +458,17 @@ def run_temperature(args) -> None:
             continue
         rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
     window = rows[0]["window"] if rows else 0
-    print(f"{args.steps} steps of {args.batch} pairs, seed {args.seed}; ITC = mean of the first / last {window} steps "
-          f"(a uniform guess: ln {args.batch} = {__import__('math').log(args.batch):.2f})")  # fmt: skip
+    print(
+        f"{args.steps} steps of {args.batch} pairs, seed {args.seed}; ITC = mean of the first / last {window} steps "
+        f"(a uniform guess: ln {args.batch} = {__import__('math').log(args.batch):.2f})"
+    )
     print(f"{'temperature':38}{'first ITC':>10}{'last ITC':>10}{'top-1':>8}  T at step")
     for row in rows:
         marks = " ".join(f"{mark}:{value}" for mark, value in row["temperature"].items())
-        print(f"{TEMPERATURE_VARIANTS[row['variant']]:38}{row['first_itc']:>10.3f}{row['last_itc']:>10.3f}"
-              f"{100 * row['top1']:>7.1f}%  {marks}")  # fmt: skip
+        print(
+            f"{TEMPERATURE_VARIANTS[row['variant']]:38}{row['first_itc']:>10.3f}{row['last_itc']:>10.3f}"
+            f"{100 * row['top1']:>7.1f}%  {marks}"
+        )
 
 
 def main() -> None:
@@ -379,8 +491,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="data: DataLoader workers")
     parser.add_argument("--batches", type=int, default=10, help="data: batches timed")
     args = parser.parse_args()
-    parts = {"throughput": run_throughput, "data": run_data, "flops": run_flops, "itc": run_itc,
-             "temperature": run_temperature}  # fmt: skip
+    parts = {
+        "throughput": run_throughput,
+        "data": run_data,
+        "flops": run_flops,
+        "itc": run_itc,
+        "temperature": run_temperature,
+    }
     parts[args.part](args)
 
 

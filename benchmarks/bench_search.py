@@ -142,8 +142,11 @@ def main(argv: list[str] | None = None) -> None:
 
             top, batched, single = timed_search(approximate, queries)
             recall = sum(len(a & t) for a, t in zip(top, truth)) / (10 * len(truth))
-            detail = (f"nlist {faiss_index.nlist}, nprobe {faiss_index.nprobe}" if name == "ivf"
-                      else f"M {settings.hnsw_m}, efSearch {settings.ef_search}")  # fmt: skip
+            detail = (
+                f"nlist {faiss_index.nlist}, nprobe {faiss_index.nprobe}"
+                if name == "ivf"
+                else f"M {settings.hnsw_m}, efSearch {settings.ef_search}"
+            )
             rows.append((size, f"{name} ({detail})", build_seconds, added_mib, batched, single, recall))
             del faiss_index
             if not args.no_open_times:
@@ -159,23 +162,36 @@ def main(argv: list[str] | None = None) -> None:
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for size, method, build_seconds, added_mib, batched, single, recall in rows:
-        print(f"| {size:,} | {method} | {build_seconds:.1f} | {added_mib:,.0f} | {batched:.2f} | {single:.2f} | "
-              f"{recall:.3f} |")  # fmt: skip
+        print(
+            f"| {size:,} | {method} | {build_seconds:.1f} | {added_mib:,.0f} | {batched:.2f} | {single:.2f} | "
+            f"{recall:.3f} |"
+        )
     for size in args.sizes:
         exact_row = next(row for row in rows if row[0] == size and row[1].startswith("exact"))
         for row in rows:
             if row[0] == size and not row[1].startswith("exact"):
-                print(f"{size:,} {row[1].split()[0]}: {exact_row[4] / row[4]:.1f}x faster batched, "
-                      f"{exact_row[5] / row[5]:.1f}x single, recall@10 {row[6]:.3f}")  # fmt: skip
+                print(
+                    f"{size:,} {row[1].split()[0]}: {exact_row[4] / row[4]:.1f}x faster batched, "
+                    f"{exact_row[5] / row[5]:.1f}x single, recall@10 {row[6]:.3f}"
+                )
     if opens:
         print("\nopening the FAISS index of a saved index folder (GalleryIndex.load(folder).faiss_index(settings))")
-        header = ("gallery", "method", "first open s (hash, build, save)", "cached open s (hash, check, read)",
-                  "cache MiB", "speed-up", "same top-10")  # fmt: skip
+        header = (
+            "gallery",
+            "method",
+            "first open s (hash, build, save)",
+            "cached open s (hash, check, read)",
+            "cache MiB",
+            "speed-up",
+            "same top-10",
+        )
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))
         for size, method, first, cached, mib, same in opens:
-            print(f"| {size:,} | {method} | {first:.2f} | {cached:.2f} | {mib:,.0f} | {first / cached:.0f}x | "
-                  f"{'yes' if same else 'NO'} |")  # fmt: skip
+            print(
+                f"| {size:,} | {method} | {first:.2f} | {cached:.2f} | {mib:,.0f} | {first / cached:.0f}x | "
+                f"{'yes' if same else 'NO'} |"
+            )
 
 
 if __name__ == "__main__":

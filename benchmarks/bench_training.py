@@ -20,11 +20,27 @@ import sys
 import time
 
 SETTINGS = {
-    "demo": {"preset": "tiny", "overrides": {"num_hidden_layers": 3, "initializer_range": 0.05}, "images": 48,
-             "images_per_id": 1, "text_length": 48, "optim": "adamw_torch", "attn": "eager", "buckets": 3},
-    "base": {"preset": "base", "overrides": {}, "images": 4, "images_per_id": 4, "text_length": 64, "optim": "sgd",
-             "attn": None, "buckets": None},
-}  # fmt: skip
+    "demo": {
+        "preset": "tiny",
+        "overrides": {"num_hidden_layers": 3, "initializer_range": 0.05},
+        "images": 48,
+        "images_per_id": 1,
+        "text_length": 48,
+        "optim": "adamw_torch",
+        "attn": "eager",
+        "buckets": 3,
+    },
+    "base": {
+        "preset": "base",
+        "overrides": {},
+        "images": 4,
+        "images_per_id": 4,
+        "text_length": 64,
+        "optim": "sgd",
+        "attn": None,
+        "buckets": None,
+    },
+}
 
 
 def worker(name: str, steps: int, threads: int) -> dict:
@@ -52,8 +68,12 @@ def worker(name: str, steps: int, threads: int) -> dict:
     labels = torch.arange(pairs) // (3 * setting["images_per_id"])  # K images x 3 pairs per identity
 
     def step() -> None:
-        output = model(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask,
-                       text_length_buckets=setting["buckets"])  # fmt: skip
+        output = model(
+            pixel_values=pixel_values,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            text_length_buckets=setting["buckets"],
+        )
         loss = cmpm_loss(output.image_embeds, output.text_embeds, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -87,11 +107,15 @@ def main(argv: list[str] | None = None) -> None:
     for name in SETTINGS:
         result = subprocess.run(
             [sys.executable, __file__, "--worker", name, "--steps", str(args.steps), "--threads", str(args.threads)],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         row = json.loads(result.stdout.strip().splitlines()[-1])
-        print(f"{row['preset']:<6} {row['parameters_m']:>7}M {row['pairs_per_step']:>11} {row['seconds_per_step']:>8} "
-              f"{row['pairs_per_second']:>8} {row['peak_rss_gib']:>7} GiB")  # fmt: skip
+        print(
+            f"{row['preset']:<6} {row['parameters_m']:>7}M {row['pairs_per_step']:>11} {row['seconds_per_step']:>8} "
+            f"{row['pairs_per_second']:>8} {row['peak_rss_gib']:>7} GiB"
+        )
 
 
 if __name__ == "__main__":

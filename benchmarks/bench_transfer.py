@@ -35,9 +35,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "src" / "ivt_hf" / "recipes" / "finetune-cpu.json"
 COLOURS = {
-    "red": (200, 30, 30), "blue": (35, 55, 200), "green": (40, 160, 60), "yellow": (230, 210, 40),
-    "black": (20, 20, 20), "white": (240, 240, 240), "pink": (240, 140, 180), "brown": (120, 75, 35),
-}  # fmt: skip
+    "red": (200, 30, 30),
+    "blue": (35, 55, 200),
+    "green": (40, 160, 60),
+    "yellow": (230, 210, 40),
+    "black": (20, 20, 20),
+    "white": (240, 240, 240),
+    "pink": (240, 140, 180),
+    "brown": (120, 75, 35),
+}
 TOPS = {"shirt": ["shirt", "top"], "jacket": ["jacket", "coat"], "sweater": ["sweater", "jumper"]}
 BOTTOMS = {"trousers": ["trousers", "pants"], "skirt": ["skirt"], "shorts": ["shorts"]}
 FINETUNE_TEMPLATES = [
@@ -92,19 +98,24 @@ def draw_person(attributes: dict, rng: random.Random) -> bytes:
 def random_attributes(rng: random.Random) -> dict:
     colours = list(COLOURS)
     return {
-        "top": rng.choice(list(TOPS)), "top_colour": rng.choice(colours), "bottom": rng.choice(list(BOTTOMS)),
-        "bottom_colour": rng.choice(colours), "bag": rng.choice([None, None, *colours[:4]]),
+        "top": rng.choice(list(TOPS)),
+        "top_colour": rng.choice(colours),
+        "bottom": rng.choice(list(BOTTOMS)),
+        "bottom_colour": rng.choice(colours),
+        "bag": rng.choice([None, None, *colours[:4]]),
         "hat": rng.choice([None, None, None, *colours[4:]]),
-    }  # fmt: skip
+    }
 
 
 def caption(attributes: dict, template: str, rng: random.Random) -> str:
     return template.format(
-        top_colour=attributes["top_colour"], top=rng.choice(TOPS[attributes["top"]]),
-        bottom_colour=attributes["bottom_colour"], bottom=rng.choice(BOTTOMS[attributes["bottom"]]),
+        top_colour=attributes["top_colour"],
+        top=rng.choice(TOPS[attributes["top"]]),
+        bottom_colour=attributes["bottom_colour"],
+        bottom=rng.choice(BOTTOMS[attributes["bottom"]]),
         bag=f", carrying a {attributes['bag']} bag" if attributes["bag"] else "",
         hat=f", in a {attributes['hat']} hat" if attributes["hat"] else "",
-    )  # fmt: skip
+    )
 
 
 def write_outfits(folder: Path, seed: int = 1234) -> None:
@@ -171,27 +182,89 @@ def main() -> None:
         pretrained = out / f"pretrain-seed{seed}"
         seconds = {}
         if not (pretrained / "pretrain_results.json").is_file():
-            seconds["pretrain"] = run([*ivt, "pretrain", "--train_data", str(out / "pairs"), "--output_dir",
-                                       str(pretrained), "--overwrite_output_dir", "--model_preset", "tiny",
-                                       "--max_steps", str(args.pretrain_steps), "--per_device_train_batch_size", "16",
-                                       "--learning_rate", "3e-4", "--weight_decay", "0.02", "--warmup_steps", "0.05",
-                                       "--lr_scheduler_type", "cosine_with_min_lr", "--lr_scheduler_kwargs",
-                                       '{"min_lr": 1e-6}', "--max_grad_norm", "0", "--save_steps",
-                                       str(args.pretrain_steps), "--logging_steps", "50", "--shuffle_buffer_size",
-                                       "256", "--dataloader_num_workers", "1", "--seed", str(seed), "--use_cpu"],
-                                      out / f"pretrain-seed{seed}.log")  # fmt: skip
+            seconds["pretrain"] = run(
+                [
+                    *ivt,
+                    "pretrain",
+                    "--train_data",
+                    str(out / "pairs"),
+                    "--output_dir",
+                    str(pretrained),
+                    "--overwrite_output_dir",
+                    "--model_preset",
+                    "tiny",
+                    "--max_steps",
+                    str(args.pretrain_steps),
+                    "--per_device_train_batch_size",
+                    "16",
+                    "--learning_rate",
+                    "3e-4",
+                    "--weight_decay",
+                    "0.02",
+                    "--warmup_steps",
+                    "0.05",
+                    "--lr_scheduler_type",
+                    "cosine_with_min_lr",
+                    "--lr_scheduler_kwargs",
+                    '{"min_lr": 1e-6}',
+                    "--max_grad_norm",
+                    "0",
+                    "--save_steps",
+                    str(args.pretrain_steps),
+                    "--logging_steps",
+                    "50",
+                    "--shuffle_buffer_size",
+                    "256",
+                    "--dataloader_num_workers",
+                    "1",
+                    "--seed",
+                    str(seed),
+                    "--use_cpu",
+                ],
+                out / f"pretrain-seed{seed}.log",
+            )
         row = {"seed": seed}
-        for arm, start in (("scratch", ["--model_preset", "tiny"]), ("pretrained", ["--model_name_or_path",
-                                                                                   str(pretrained)])):  # fmt: skip
+        for arm, start in (
+            ("scratch", ["--model_preset", "tiny"]),
+            ("pretrained", ["--model_name_or_path", str(pretrained)]),
+        ):
             run_dir = out / f"{arm}-seed{seed}"
             shutil.rmtree(run_dir, ignore_errors=True)  # this script's own folder: a rerun starts afresh
-            seconds[arm] = run([*ivt, "train", str(RECIPE), *start, "--dataset_name", str(out / "outfits"),
-                                "--output_dir", str(run_dir), "--max_steps",
-                                str(args.finetune_steps), "--seed", str(seed), "--disable_tqdm", "true"],
-                               out / f"{arm}-seed{seed}.log")  # fmt: skip
+            seconds[arm] = run(
+                [
+                    *ivt,
+                    "train",
+                    str(RECIPE),
+                    *start,
+                    "--dataset_name",
+                    str(out / "outfits"),
+                    "--output_dir",
+                    str(run_dir),
+                    "--max_steps",
+                    str(args.finetune_steps),
+                    "--seed",
+                    str(seed),
+                    "--disable_tqdm",
+                    "true",
+                ],
+                out / f"{arm}-seed{seed}.log",
+            )
             results = out / f"{arm}-seed{seed}-test.json"
-            run([*ivt, "evaluate", "--model", str(run_dir), "--dataset_name", str(out / "outfits"), "--split", "test",
-                 "--output", str(results)], out / f"{arm}-seed{seed}-eval.log")  # fmt: skip
+            run(
+                [
+                    *ivt,
+                    "evaluate",
+                    "--model",
+                    str(run_dir),
+                    "--dataset_name",
+                    str(out / "outfits"),
+                    "--split",
+                    "test",
+                    "--output",
+                    str(results),
+                ],
+                out / f"{arm}-seed{seed}-eval.log",
+            )
             metrics = json.loads(results.read_text())["metrics"]
             row[arm] = {name: metrics[name] for name in ("R1", "R5", "R10", "mAP")}
         row["seconds"] = {name: round(value) for name, value in seconds.items()}
@@ -199,9 +272,11 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     print(f"\n{'seed':>4} | {'scratch R1':>10} {'R5':>6} {'mAP':>6} | {'pretrained R1':>13} {'R5':>6} {'mAP':>6}")
     for row in rows:
-        print(f"{row['seed']:>4} | {row['scratch']['R1']:>10.2f} {row['scratch']['R5']:>6.2f} "
-              f"{row['scratch']['mAP']:>6.2f} | {row['pretrained']['R1']:>13.2f} {row['pretrained']['R5']:>6.2f} "
-              f"{row['pretrained']['mAP']:>6.2f}")  # fmt: skip
+        print(
+            f"{row['seed']:>4} | {row['scratch']['R1']:>10.2f} {row['scratch']['R5']:>6.2f} "
+            f"{row['scratch']['mAP']:>6.2f} | {row['pretrained']['R1']:>13.2f} {row['pretrained']['R5']:>6.2f} "
+            f"{row['pretrained']['mAP']:>6.2f}"
+        )
     for arm in ("scratch", "pretrained"):
         mean = sum(row[arm]["R1"] for row in rows) / len(rows)
         print(f"mean R@1 {arm}: {mean:.2f}")

@@ -64,10 +64,14 @@ def main() -> None:
     top5 = sum(any(hit.path.startswith(person) for hit in row) for row, person in zip(hits, truth)) / len(captions)
     r1 = evaluate_split(model, processor, split, progress=False).metrics["R1"]
     people = len(set(person_ids))
-    print(f"model {args.model}, {args.split} split: {len(index)} images, {len(captions)} captions, "
-          f"{people} people (chance {100 / people:.1f} %)")  # fmt: skip
-    print(f"index round trip: top hit is the described person for {100 * top1:.2f} % of captions, "
-          f"one of the top 5 for {100 * top5:.2f} %")  # fmt: skip
+    print(
+        f"model {args.model}, {args.split} split: {len(index)} images, {len(captions)} captions, "
+        f"{people} people (chance {100 / people:.1f} %)"
+    )
+    print(
+        f"index round trip: top hit is the described person for {100 * top1:.2f} % of captions, "
+        f"one of the top 5 for {100 * top5:.2f} %"
+    )
     print(f"evaluate_split:   R@1 of the split {r1:.2f} %")
 
 

@@ -37,8 +37,10 @@ def main() -> None:
         page.fill("#query textarea", args.query)
         page.click("#search")
         for _ in range(150):
-            loaded = page.evaluate("() => [...document.querySelectorAll('#results img')]"
-                                   ".filter(img => img.complete && img.naturalWidth > 0).length")  # fmt: skip
+            loaded = page.evaluate(
+                "() => [...document.querySelectorAll('#results img')]"
+                ".filter(img => img.complete && img.naturalWidth > 0).length"
+            )
             if loaded >= 10:
                 break
             time.sleep(0.2)

@@ -61,10 +61,20 @@ class ReferenceCollator:
                 labels.append(sample["person_id"])
         tokenizer = self.collator.processor.tokenizer
         _lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
-        encoded = tokenizer(texts, padding=True, truncation=True, max_length=self.collator.max_length,
-                            return_token_type_ids=False, return_tensors="pt")  # fmt: skip
-        return {"pixel_values": torch.stack(views), "input_ids": encoded["input_ids"],
-                "attention_mask": encoded["attention_mask"], "labels": torch.tensor(labels)}  # fmt: skip
+        encoded = tokenizer(
+            texts,
+            padding=True,
+            truncation=True,
+            max_length=self.collator.max_length,
+            return_token_type_ids=False,
+            return_tensors="pt",
+        )
+        return {
+            "pixel_values": torch.stack(views),
+            "input_ids": encoded["input_ids"],
+            "attention_mask": encoded["attention_mask"],
+            "labels": torch.tensor(labels),
+        }
 
 
 def main() -> None:
@@ -78,8 +88,9 @@ def main() -> None:
     train = read_raw(args.data_root)["train"]
     height, width = np.asarray(train["image"][0]).shape[:2]
     dataset = TrainImageDataset(train, cache_images=True)
-    collator = MLACollator(IVTProcessor(), TrainTransform(image_size=(height, width), padding=3), seed=0,
-                           max_length=128)  # fmt: skip
+    collator = MLACollator(
+        IVTProcessor(), TrainTransform(image_size=(height, width), padding=3), seed=0, max_length=128
+    )
     reference = ReferenceCollator(collator)
     order = np.random.default_rng(0).permutation(len(dataset))
     batches = []

@@ -37,17 +37,50 @@ from pathlib import Path
 
 # The variants: overrides of the base (the demo recipe as it stood on 2026-11-27). Model keys go to IVTConfig.
 BASE = dict(
-    hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=256,
-    token_drop_ratio=0.2, token_drop_mode="batch", initializer_range=0.02,
-    lr=1e-3, warmup=60, steps=600, batch=32, k=4, wd=0.01, clip=1.0, erase_p=0.5, mla=True, beta2=0.999,
-    bias_lr=2.0, schedule="cosine", pad=3, seed=0, buckets=1, image_size=(128, 64), patch_size=16, patch_stride=16,
-    attn="sdpa", stem=None, final_norm_gain=1.0, image_pos_init="random", pairs_per_image=3,
+    hidden_size=128,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    intermediate_size=256,
+    token_drop_ratio=0.2,
+    token_drop_mode="batch",
+    initializer_range=0.02,
+    lr=1e-3,
+    warmup=60,
+    steps=600,
+    batch=32,
+    k=4,
+    wd=0.01,
+    clip=1.0,
+    erase_p=0.5,
+    mla=True,
+    beta2=0.999,
+    bias_lr=2.0,
+    schedule="cosine",
+    pad=3,
+    seed=0,
+    buckets=1,
+    image_size=(128, 64),
+    patch_size=16,
+    patch_stride=16,
+    attn="sdpa",
+    stem=None,
+    final_norm_gain=1.0,
+    image_pos_init="random",
+    pairs_per_image=3,
     text_ln_gain=1.0,
-)  # fmt: skip
+)
 MODEL_KEYS = (
-    "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "token_drop_ratio",
-    "token_drop_mode", "initializer_range", "image_size", "patch_size", "patch_stride",
-)  # fmt: skip
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "token_drop_ratio",
+    "token_drop_mode",
+    "initializer_range",
+    "image_size",
+    "patch_size",
+    "patch_stride",
+)
 VARIANTS: dict[str, dict] = {
     "base": {},
     "base_1200": dict(steps=1200, warmup=120),
@@ -248,8 +281,11 @@ def read_raw(root: Path) -> dict[str, dict[str, list]]:
         for row in rows:
             with Image.open(row.absolute_path) as image:
                 images.append(image.convert("RGB"))
-        splits[split] = {"image": images, "captions": [r.captions for r in rows],
-                         "person_id": [r.original_person_id for r in rows]}  # fmt: skip
+        splits[split] = {
+            "image": images,
+            "captions": [r.captions for r in rows],
+            "person_id": [r.original_person_id for r in rows],
+        }
     return splits
 
 
@@ -275,20 +311,29 @@ def build(name: str, data, device):
     processor = IVTProcessor.from_config(config)
     train = TrainImageDataset(data["train"], cache_images=True)
     sampler = IdentityBatchSampler(
-        train.person_ids, images_per_id=s["k"], ids_per_batch=s["batch"] // s["k"], num_replicas=1, rank=0,
+        train.person_ids,
+        images_per_id=s["k"],
+        ids_per_batch=s["batch"] // s["k"],
+        num_replicas=1,
+        rank=0,
         seed=s["seed"],
-    )  # fmt: skip
+    )
     transform = TrainTransform(image_size=config.image_size, padding=s["pad"], erase_p=s["erase_p"])
     collator = MLACollator(processor, transform, seed=s["seed"], multi_level=s["mla"], max_length=128)
     if s["pairs_per_image"] == 1:
         collator = one_pair_collator(collator)
     loader = DataLoader(train, batch_sampler=KeyedBatchSampler(sampler), collate_fn=collator)
-    optimizer = build_optimizer(model, s["optim"], lr=s["lr"], weight_decay=s["wd"], bias_lr_multiplier=s["bias_lr"],
-                                betas=(0.9, s["beta2"]))  # fmt: skip
+    optimizer = build_optimizer(
+        model, s["optim"], lr=s["lr"], weight_decay=s["wd"], bias_lr_multiplier=s["bias_lr"], betas=(0.9, s["beta2"])
+    )
     from transformers import get_scheduler
 
-    scheduler = get_scheduler(s["schedule"] if s["schedule"] != "constant" else "constant_with_warmup", optimizer,
-                              num_warmup_steps=s["warmup"], num_training_steps=s["steps"])  # fmt: skip
+    scheduler = get_scheduler(
+        s["schedule"] if s["schedule"] != "constant" else "constant_with_warmup",
+        optimizer,
+        num_warmup_steps=s["warmup"],
+        num_training_steps=s["steps"],
+    )
     return s, model, processor, loader, sampler, optimizer, scheduler
 
 
@@ -302,10 +347,14 @@ def conv_stem(hidden_size: int, batch_norm: bool, width: int = 32):
             super().__init__()
             norm = nn.BatchNorm2d if batch_norm else (lambda channels: nn.Identity())
             self.layers = nn.Sequential(
-                nn.Conv2d(3, width, 4, 4, bias=False), norm(width), nn.ReLU(inplace=True),
-                nn.Conv2d(width, 2 * width, 3, 2, 1, bias=False), norm(2 * width), nn.ReLU(inplace=True),
+                nn.Conv2d(3, width, 4, 4, bias=False),
+                norm(width),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(width, 2 * width, 3, 2, 1, bias=False),
+                norm(2 * width),
+                nn.ReLU(inplace=True),
                 nn.Conv2d(2 * width, hidden_size, 3, 2, 1),
-            )  # fmt: skip
+            )
 
         @property
         def weight(self):  # IVTImageEmbeddings casts the pixels to the patch projection's dtype
@@ -332,8 +381,13 @@ def one_pair_collator(collator):
             levels = super().texts_for(captions, rng) if self.multi_level else (sentence_level(rng.choice(captions)),)
             return (rng.choice(levels),)
 
-    return OnePairCollator(collator.processor, collator.transform, seed=collator.seed,
-                           multi_level=collator.multi_level, max_length=collator.max_length)  # fmt: skip
+    return OnePairCollator(
+        collator.processor,
+        collator.transform,
+        seed=collator.seed,
+        multi_level=collator.multi_level,
+        max_length=collator.max_length,
+    )
 
 
 def modify_model(model, s: dict) -> None:
@@ -372,8 +426,12 @@ def train_step(model, batch, optimizer, scheduler, clip, device, buckets=1):
     from ivt_hf.training import cmpm_loss
 
     batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
-    out = model(pixel_values=batch["pixel_values"], input_ids=batch["input_ids"],
-                attention_mask=batch["attention_mask"], text_length_buckets=buckets)  # fmt: skip
+    out = model(
+        pixel_values=batch["pixel_values"],
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        text_length_buckets=buckets,
+    )
     loss = cmpm_loss(out.image_embeds, out.text_embeds, batch["labels"])
     loss.backward()
     if clip > 0:
@@ -400,8 +458,11 @@ def evaluate(model, processor, split, device) -> dict[str, float]:
         texts = []
         for start in range(0, len(captions), 256):
             enc = processor(text=captions[start : start + 256], return_tensors="pt", padding=True)
-            texts.append(model.get_text_features(input_ids=enc["input_ids"].to(device),
-                                                 attention_mask=enc["attention_mask"].to(device)))  # fmt: skip
+            texts.append(
+                model.get_text_features(
+                    input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device)
+                )
+            )
     image_embeds = torch.nn.functional.normalize(torch.cat(images).float(), dim=-1)
     text_embeds = torch.nn.functional.normalize(torch.cat(texts).float(), dim=-1)
     model.train()
@@ -421,9 +482,14 @@ def run_variant(name: str, data_root: Path, out: Path, eval_every: int) -> None:
     for step in range(1, s["steps"] + 1):
         losses.append(train_step(model, next(stream), optimizer, scheduler, s["clip"], device, s["buckets"]))
         if step % eval_every == 0 or step == s["steps"]:
-            row = {"variant": name, "step": step, "loss": round(sum(losses) / len(losses), 4),
-                   "seconds": round(time.time() - start, 1), "test": evaluate(model, processor, data["test"], device),
-                   "val_R1": evaluate(model, processor, data["validation"], device)["R1"]}  # fmt: skip
+            row = {
+                "variant": name,
+                "step": step,
+                "loss": round(sum(losses) / len(losses), 4),
+                "seconds": round(time.time() - start, 1),
+                "test": evaluate(model, processor, data["test"], device),
+                "val_R1": evaluate(model, processor, data["validation"], device)["R1"],
+            }
             losses = []
             with out.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
@@ -484,8 +550,10 @@ def parts(name: str, data_root: Path, steps: int) -> None:
     stream = batches(loader, sampler)
     start = time.perf_counter()
     held = [next(stream) for _ in range(steps + 2)]
-    print(f"{name}: data preparation (augmentation + tokenisation, one process) "
-          f"{(time.perf_counter() - start) / len(held):.3f} s per batch")  # fmt: skip
+    print(
+        f"{name}: data preparation (augmentation + tokenisation, one process) "
+        f"{(time.perf_counter() - start) / len(held):.3f} s per batch"
+    )
     for threads in (2, 1):
         torch.set_num_threads(threads)
         per_step = timed_steps(model, optimizer, scheduler, s, iter(held), steps)
@@ -573,8 +641,10 @@ def table(paths: list[Path], relative_to: str | None = None, variants: list[str]
             families.setdefault(family, []).append(curve[settings(name)["steps"]]["test"]["R1"])
     for family, values in sorted(families.items()):
         if len(values) > 1:
-            print(f"\n{family}: final test R@1 over {len(values)} seeds: mean {statistics.mean(values):.1f}, "
-                  f"std {statistics.stdev(values):.1f}, min {min(values):.1f}, max {max(values):.1f}")  # fmt: skip
+            print(
+                f"\n{family}: final test R@1 over {len(values)} seeds: mean {statistics.mean(values):.1f}, "
+                f"std {statistics.stdev(values):.1f}, min {min(values):.1f}, max {max(values):.1f}"
+            )
 
 
 def main() -> None:
@@ -622,8 +692,19 @@ def main() -> None:
     while pending or running:
         while pending and len(running) < args.jobs:
             name = pending.pop(0)
-            command = [sys.executable, __file__, "one", "--data_root", str(args.data_root), "--variants", name,
-                       "--out", str(args.out), "--eval_every", str(args.eval_every)]  # fmt: skip
+            command = [
+                sys.executable,
+                __file__,
+                "one",
+                "--data_root",
+                str(args.data_root),
+                "--variants",
+                name,
+                "--out",
+                str(args.out),
+                "--eval_every",
+                str(args.eval_every),
+            ]
             running.append(subprocess.Popen(command, env=env))
         time.sleep(1)
         running = [proc for proc in running if proc.poll() is None]

@@ -31,8 +31,10 @@ def main() -> None:
         with torch.no_grad():
             images = torch.nn.functional.normalize(model.get_image_features(pixel_values), dim=-1)
             texts = torch.nn.functional.normalize(model.get_text_features(input_ids), dim=-1)
-        print(f"{initializer_range:>18} {mean_off_diagonal(images @ images.t()):>16.4f} "
-              f"{mean_off_diagonal(texts @ texts.t()):>14.4f}")  # fmt: skip
+        print(
+            f"{initializer_range:>18} {mean_off_diagonal(images @ images.t()):>16.4f} "
+            f"{mean_off_diagonal(texts @ texts.t()):>14.4f}"
+        )
     # Round 5 of the demo-recipe search: a small starting gain of the text-embedding LayerNorm (demo init 0.05, 3
     # blocks) keeps the text [CLS] state small next to what the first attention mixes into it.
     print(f"\n{'text LayerNorm gain':>19} {'text-text cos':>14}   (initializer_range 0.05, 3 blocks)")

@@ -1,6 +1,6 @@
 """Convert an IVT checkpoint written by the authors' code into a `from_pretrained` folder; the same as `ivt convert`.
 
-    python scripts/convert_ivt_original_checkpoint.py --checkpoint_path best.pth --output_dir ivt-cuhk
+python scripts/convert_ivt_original_checkpoint.py --checkpoint_path best.pth --output_dir ivt-cuhk
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Share an IVT model folder on the Hugging Face Hub; the same as `ivt push` (see `ivt push --help`).
 
-    hf auth login   # or export HF_TOKEN=...
-    python scripts/push_to_hub.py --model_dir outputs/demo/model --repo_id your-name/ivt-synthpedes-demo [--private]
+hf auth login   # or export HF_TOKEN=...
+python scripts/push_to_hub.py --model_dir outputs/demo/model --repo_id your-name/ivt-synthpedes-demo [--private]
 """
 
 from __future__ import annotations

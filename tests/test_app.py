@@ -53,8 +53,14 @@ def gallery(tmp_path_factory):
         (root / "gallery").mkdir(exist_ok=True)
         Image.fromarray(pixels).save(root / "gallery" / f"person_{number:02d}.png")
     torch.manual_seed(0)
-    config = IVTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                       max_position_embeddings=64, image_size=(64, 32))  # fmt: skip
+    config = IVTConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        image_size=(64, 32),
+    )
     save_model_folder(IVTModel(config), IVTProcessor.from_config(config), root / "model")
     model, processor = IVTModel.from_pretrained(root / "model"), IVTProcessor.from_pretrained(root / "model")
     build_index(model, processor, root / "gallery", root / "index", progress=False)
@@ -128,8 +134,9 @@ def test_the_search_page_in_a_browser(gallery, tmp_path, monkeypatch):
         model, processor = IVTModel.from_pretrained(gallery / "model"), IVTProcessor.from_pretrained(gallery / "model")
         expected = index.search(QUERY, model, processor, k=10)[0]
         assert len(captions) >= 10 and captions[0] == f"1. {expected[0].score:.2f} {expected[0].path}", captions[:3]
-        fits = page.evaluate("() => [...document.querySelectorAll('#results img')]"
-                             ".map(img => getComputedStyle(img).objectFit)")  # fmt: skip
+        fits = page.evaluate(
+            "() => [...document.querySelectorAll('#results img')].map(img => getComputedStyle(img).objectFit)"
+        )
         assert set(fits) == {"contain"}  # tall crops shown whole, not cropped
         assert "Top 10 of 12 images" in page.inner_text("#status")
         sources = page.evaluate("() => [...document.querySelectorAll('#results img')].map(img => img.src)")
@@ -164,11 +171,16 @@ def test_the_search_page_in_a_browser(gallery, tmp_path, monkeypatch):
         page.click("#search-image")
         page.wait_for_function("() => document.querySelector('#status').innerText.includes('Upload a picture')")
         boundary = "ivt-test-boundary"  # and the server itself refuses it (not only the page's script)
-        upload = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"large.png\"\r\n"
-                  f"Content-Type: image/png\r\n\r\n").encode() + (gallery / "large.png").read_bytes()  # fmt: skip
+        upload = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="large.png"\r\n'
+            f"Content-Type: image/png\r\n\r\n"
+        ).encode() + (gallery / "large.png").read_bytes()
         upload += f"\r\n--{boundary}--\r\n".encode()
-        status, body = _http_status(f"http://127.0.0.1:{port}/gradio_api/upload", upload,
-                                    {"Content-Type": f"multipart/form-data; boundary={boundary}"})  # fmt: skip
+        status, body = _http_status(
+            f"http://127.0.0.1:{port}/gradio_api/upload",
+            upload,
+            {"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
         assert status == 413, (status, body[:200])
 
         hosts = {urlsplit(url).hostname for url in requests if not url.startswith(("data:", "blob:"))}
@@ -234,9 +246,12 @@ def test_the_page_can_index_a_folder_at_start_and_shows_the_models_facts(gallery
 
     model_dir = tmp_path / "model"
     shutil.copytree(gallery / "model", model_dir)
-    EvaluationRecord(benchmark="synthpedes", split="test", protocol="standard",
-                     metrics={"R1": 51.31, "R5": 88.3, "R10": 95.1, "mAP": 56.4, "mINP": 45.6}).save(
-        model_dir / "evaluation.json")  # fmt: skip
+    EvaluationRecord(
+        benchmark="synthpedes",
+        split="test",
+        protocol="standard",
+        metrics={"R1": 51.31, "R5": 88.3, "R10": 95.1, "mAP": 56.4, "mINP": 45.6},
+    ).save(model_dir / "evaluation.json")
     page = load_page(str(model_dir), images=gallery / "gallery")  # no index yet: built now, the same as ivt's
     assert len(page.index) == 12 and "R@1:** 51.31 % on SynthPEDES" in page.model_facts
     built = GalleryIndex.load(gallery / "index")
@@ -254,8 +269,14 @@ def _environment_with_dependencies_only(folder: Path) -> Path:
 
     venv.create(folder, with_pip=False, symlinks=True)
     python = folder / "bin" / "python"
-    target = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                 capture_output=True, text=True, check=True).stdout.strip())  # fmt: skip
+    target = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     links = folder / "dependencies"
     links.mkdir()
     ours = Path(sysconfig.get_paths()["purelib"])
@@ -270,12 +291,22 @@ def test_export_space_runs_the_same_page_from_its_own_folder(gallery, tmp_path):
     from ivt_hf.cli import main
 
     space = tmp_path / "space"
-    assert main(["app", "--model", str(gallery / "model"), "--index", str(gallery / "index"), "--export_space",
-                 str(space)]) == 0  # fmt: skip
+    assert (
+        main(
+            ["app", "--model", str(gallery / "model"), "--index", str(gallery / "index"), "--export_space", str(space)]
+        )
+        == 0
+    )
     assert sorted(path.name for path in space.iterdir() if not path.name.startswith(".")) == [
-        "README.md", "app.py", "index", "model", "requirements.txt", "wheels"]  # fmt: skip
+        "README.md",
+        "app.py",
+        "index",
+        "model",
+        "requirements.txt",
+        "wheels",
+    ]
     readme = (space / "README.md").read_text()
-    assert readme.startswith("---\ntitle: ") and "\nsdk: \"gradio\"\n" in readme and "app_file: \"app.py\"" in readme
+    assert readme.startswith("---\ntitle: ") and '\nsdk: "gradio"\n' in readme and 'app_file: "app.py"' in readme
     (wheel,) = (space / "wheels").iterdir()  # the package itself, built from this tree: no published ivt_hf needed
     requirements = (space / "requirements.txt").read_text().splitlines()
     assert requirements[0] == f"./wheels/{wheel.name}" and wheel.name.startswith("ivt_hf-")
@@ -292,22 +323,45 @@ def test_export_space_runs_the_same_page_from_its_own_folder(gallery, tmp_path):
     # Install the Space's requirements, offline, into an empty environment that sees this one's third-party
     # packages (torch, gradio, ...: no index to fetch them from here) but not its ivt_hf: pip must install the wheel.
     python = _environment_with_dependencies_only(tmp_path / "space_env")
-    install = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-index",
-                              "--find-links", "wheels", "-r", "requirements.txt"], cwd=space, capture_output=True,
-                             text=True, timeout=300)  # fmt: skip
+    install = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--no-index",
+            "--find-links",
+            "wheels",
+            "-r",
+            "requirements.txt",
+        ],
+        cwd=space,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-2000:]
     assert "Successfully installed ivt-hf-" in install.stdout, install.stdout[-2000:]
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    where = subprocess.run([str(python), "-c", "import ivt_hf; print(ivt_hf.__file__)"], cwd=space, env=env,
-                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    where = subprocess.run(
+        [str(python), "-c", "import ivt_hf; print(ivt_hf.__file__)"],
+        cwd=space,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert where.returncode == 0 and Path(where.stdout.strip()).is_relative_to(tmp_path / "space_env"), where
 
     shutil.move(str(gallery / "index"), str(tmp_path / "moved_index"))  # the Space must not need the original files
     try:
         port = free_port()
         env.update(PORT=str(port), GRADIO_TEMP_DIR=str(tmp_path / "gradio"), HF_HUB_OFFLINE="1")
-        process = subprocess.Popen([str(python), "app.py"], cwd=space, env=env, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        process = subprocess.Popen(
+            [str(python), "app.py"], cwd=space, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         try:
             deadline, html = time.monotonic() + 120, ""
             while time.monotonic() < deadline and process.poll() is None:
@@ -350,18 +404,32 @@ def test_the_facts_corner_reads_a_hub_models_fact_files(gallery, tmp_path):
 
     files = {path.name: path.read_bytes() for path in (gallery / "model").iterdir() if path.is_file()}
     files["card_facts.json"] = json.dumps({"title": "IVT tiny, a test model", "provenance": "made by a test"}).encode()
-    files["evaluation.json"] = json.dumps({"benchmark": "rstpreid", "split": "test", "protocol": "standard",
-                                           "metrics": {"R1": 12.5, "R5": 30.0, "R10": 40.0, "mAP": 10.0,
-                                                       "mINP": 5.0}}).encode()  # fmt: skip
+    files["evaluation.json"] = json.dumps(
+        {
+            "benchmark": "rstpreid",
+            "split": "test",
+            "protocol": "standard",
+            "metrics": {"R1": 12.5, "R5": 30.0, "R10": 40.0, "mAP": 10.0, "mINP": 5.0},
+        }
+    ).encode()
     with _load_local_hub().LocalHub(token=TOKEN) as hub:
         hub.seed_repo("people-org/ivt-demo", files)
-        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_XET": "1",
-               "HF_HUB_DISABLE_TELEMETRY": "1"}  # fmt: skip
-        result = subprocess.run([sys.executable, "-c", FACTS_SCRIPT], capture_output=True, text=True, env=env,
-                                timeout=300)  # fmt: skip
+        env = {
+            **os.environ,
+            "HF_ENDPOINT": hub.url,
+            "HF_HOME": str(tmp_path / "hf"),
+            "HF_HUB_DISABLE_XET": "1",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+        }
+        result = subprocess.run(
+            [sys.executable, "-c", FACTS_SCRIPT], capture_output=True, text=True, env=env, timeout=300
+        )
         assert hub.unhandled == []
     assert result.returncode == 0, result.stderr[-3000:]
     found, missing = result.stdout.split("---\n")
-    assert found.splitlines()[:3] == ["**IVT tiny, a test model**  ", "**Model:** `people-org/ivt-demo`  ",
-                                      "**R@1:** 12.50 % on RSTPReid test (standard protocol)"]  # fmt: skip
+    assert found.splitlines()[:3] == [
+        "**IVT tiny, a test model**  ",
+        "**Model:** `people-org/ivt-demo`  ",
+        "**R@1:** 12.50 % on RSTPReid test (standard protocol)",
+    ]
     assert missing.strip() == "**Model:** `people-org/no-such-model`"  # no facts to show: the page still works

@@ -11,15 +11,20 @@ import torch
 from safetensors.torch import load as safetensors_load
 from safetensors.torch import load_file
 
-from ivt_hf import IVTConfig
-from ivt_hf.conversion import BackboneLayoutError, build_model_from_backbones, reference_to_hf_key
+from ivt_hf import IVTConfig, IVTModel
+from ivt_hf.conversion import BackboneLayoutError, load_backbones, reference_to_hf_key
 
 
 def _tiny_backbone_config():
     return IVTConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128, vocab_size=500,
-        max_position_embeddings=128, patch_stride=12,
-    )  # fmt: skip
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        vocab_size=500,
+        max_position_embeddings=128,
+        patch_stride=12,
+    )
 
 
 def _timm_to_transformers_vit(timm_state):
@@ -34,8 +39,13 @@ def _timm_to_transformers_vit(timm_state):
         "vit.layernorm.bias": timm_state["norm.bias"],
         "classifier.weight": timm_state["head.weight"],
     }
-    names = {"norm1": "layernorm_before", "attn.proj": "attention.output.dense", "norm2": "layernorm_after",
-             "mlp.fc1": "intermediate.dense", "mlp.fc2": "output.dense"}  # fmt: skip
+    names = {
+        "norm1": "layernorm_before",
+        "attn.proj": "attention.output.dense",
+        "norm2": "layernorm_after",
+        "mlp.fc1": "intermediate.dense",
+        "mlp.fc2": "output.dense",
+    }
     for index in range(2):
         for kind in ("weight", "bias"):
             for timm_name, hf_name in names.items():
@@ -55,13 +65,14 @@ def test_backbone_initialisation_reproduces_reference(fixtures_dir, layout):
         vit = _timm_to_transformers_vit(vit)
         bert = {f"bert.{key}": value for key, value in bert.items()}  # also accept the BertForX prefix
     torch.manual_seed(0)
-    model = build_model_from_backbones(_tiny_backbone_config(), vit, bert)
+    model = IVTModel(_tiny_backbone_config())
+    load_backbones(model, vit, bert)
     state = model.state_dict()
     for reference_name, tensor in expected.items():
         assert torch.equal(state[reference_to_hf_key(reference_name)], tensor), reference_name
     # the modality ("type") embedding keeps its own initialisation
     torch.manual_seed(0)
-    fresh = build_model_from_backbones(_tiny_backbone_config())
+    fresh = IVTModel(_tiny_backbone_config())
     assert torch.equal(
         state["image_embeddings.modality_embedding"], fresh.state_dict()["image_embeddings.modality_embedding"]
     )
@@ -71,9 +82,9 @@ def test_backbone_shape_mismatch_is_an_error(fixtures_dir):
     vit = load_file(fixtures_dir / "init" / "vit_timm_layout.safetensors")
     config = IVTConfig(**(_tiny_backbone_config().to_dict() | {"hidden_size": 64, "num_attention_heads": 2}))
     with pytest.raises(BackboneLayoutError, match="needs 16x16 patches and width 64"):
-        build_model_from_backbones(config, vit)
+        load_backbones(IVTModel(config), vit)
     with pytest.raises(BackboneLayoutError, match="neither timm layout"):
-        build_model_from_backbones(_tiny_backbone_config(), {"weight": torch.zeros(1)})
+        load_backbones(IVTModel(_tiny_backbone_config()), {"weight": torch.zeros(1)})
 
 
 # ---- backbones from the Hub, folders and files --------------------------------------------------------------------
@@ -121,15 +132,17 @@ def _bert_base_uncased_names(bert_state: dict, generator: torch.Generator) -> di
         key = key.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")
         state[f"bert.{key}"] = value
     state |= {
-        "bert.pooler.dense.weight": torch.randn(32, 32, generator=generator), "bert.pooler.dense.bias": torch.zeros(32),
+        "bert.pooler.dense.weight": torch.randn(32, 32, generator=generator),
+        "bert.pooler.dense.bias": torch.zeros(32),
         "cls.predictions.bias": torch.zeros(500),
         "cls.predictions.transform.dense.weight": torch.randn(32, 32, generator=generator),
         "cls.predictions.transform.dense.bias": torch.zeros(32),
         "cls.predictions.transform.LayerNorm.gamma": torch.ones(32),
         "cls.predictions.transform.LayerNorm.beta": torch.zeros(32),
         "cls.predictions.decoder.weight": bert_state["embeddings.word_embeddings.weight"].clone(),
-        "cls.seq_relationship.weight": torch.zeros(2, 32), "cls.seq_relationship.bias": torch.zeros(2),
-    }  # fmt: skip
+        "cls.seq_relationship.weight": torch.zeros(2, 32),
+        "cls.seq_relationship.bias": torch.zeros(2),
+    }
     return state
 
 
@@ -144,8 +157,9 @@ def _sharded_safetensors(state: dict) -> dict[str, bytes]:
     total_size = sum(tensor.numel() * tensor.element_size() for tensor in state.values())
     index = {"metadata": {"total_size": total_size}, "weight_map": dict(sorted(weight_map.items()))}
     files = {"model.safetensors.index.json": json.dumps(index, indent=2).encode()}
-    files |= {shard: _safetensors_bytes({name: state[name] for name in shard_names})
-              for shard, shard_names in shards.items()}  # fmt: skip
+    files |= {
+        shard: _safetensors_bytes({name: state[name] for name in shard_names}) for shard, shard_names in shards.items()
+    }
     return files
 
 
@@ -158,50 +172,104 @@ def _public_layouts(fixtures_dir) -> dict[str, dict[str, bytes]]:
     timm_state = load_file(fixtures_dir / "init" / "vit_timm_layout.safetensors")
     bert_state = load_file(fixtures_dir / "init" / "bert_hf_layout.safetensors")
     generator = torch.Generator().manual_seed(0)
-    vit_config = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
-                           image_size=224, patch_size=16, architectures=["ViTModel"]).to_json_string()  # fmt: skip
-    vit_model = {key.removeprefix("vit."): value for key, value in _timm_to_transformers_vit(timm_state).items()
-                 if key.startswith("vit.")}  # fmt: skip
+    vit_config = ViTConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        image_size=224,
+        patch_size=16,
+        architectures=["ViTModel"],
+    ).to_json_string()
+    vit_model = {
+        key.removeprefix("vit."): value
+        for key, value in _timm_to_transformers_vit(timm_state).items()
+        if key.startswith("vit.")
+    }
     vit_model |= {"pooler.dense.weight": torch.randn(32, 32, generator=generator), "pooler.dense.bias": torch.zeros(32)}
-    timm_config = json.dumps({
-        "architecture": "vit_base_patch16_224", "num_classes": 10, "num_features": 32, "global_pool": "token",
-        "pretrained_cfg": {"tag": "orig_in21k_ft_in1k", "custom_load": False, "input_size": [3, 224, 224],
-                           "fixed_input_size": True, "interpolation": "bicubic", "crop_pct": 0.9, "crop_mode": "center",
-                           "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "num_classes": 10, "pool_size": None,
-                           "first_conv": "patch_embed.proj", "classifier": "head"},
-    })  # fmt: skip
-    bert_kwargs = dict(vocab_size=500, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                       intermediate_size=128, max_position_embeddings=128)  # fmt: skip
+    timm_config = json.dumps(
+        {
+            "architecture": "vit_base_patch16_224",
+            "num_classes": 10,
+            "num_features": 32,
+            "global_pool": "token",
+            "pretrained_cfg": {
+                "tag": "orig_in21k_ft_in1k",
+                "custom_load": False,
+                "input_size": [3, 224, 224],
+                "fixed_input_size": True,
+                "interpolation": "bicubic",
+                "crop_pct": 0.9,
+                "crop_mode": "center",
+                "mean": [0.5, 0.5, 0.5],
+                "std": [0.5, 0.5, 0.5],
+                "num_classes": 10,
+                "pool_size": None,
+                "first_conv": "patch_embed.proj",
+                "classifier": "head",
+            },
+        }
+    )
+    bert_kwargs = dict(
+        vocab_size=500,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=128,
+    )
     pretraining = _bert_base_uncased_names(bert_state, generator)
-    patch32 = dict(timm_state) | {"patch_embed.proj.weight": torch.randn(32, 3, 32, 32, generator=generator),
-                                  "pos_embed": torch.randn(1, 50, 32, generator=generator)}  # fmt: skip
+    patch32 = dict(timm_state) | {
+        "patch_embed.proj.weight": torch.randn(32, 3, 32, 32, generator=generator),
+        "pos_embed": torch.randn(1, 50, 32, generator=generator),
+    }
     roberta = {f"roberta.{key}": value for key, value in bert_state.items()}
     return {
-        "google/vit-base-patch16-224-in21k": {"config.json": vit_config.encode(),
-                                              "model.safetensors": _safetensors_bytes(vit_model)},
+        "google/vit-base-patch16-224-in21k": {
+            "config.json": vit_config.encode(),
+            "model.safetensors": _safetensors_bytes(vit_model),
+        },
         "someone/vit-bin-only": {"config.json": vit_config.encode(), "pytorch_model.bin": _torch_bytes(vit_model)},
-        "timm/vit_base_patch16_224.orig_in21k_ft_in1k": {"config.json": timm_config.encode(),
-                                                         "model.safetensors": _safetensors_bytes(timm_state)},
+        "timm/vit_base_patch16_224.orig_in21k_ft_in1k": {
+            "config.json": timm_config.encode(),
+            "model.safetensors": _safetensors_bytes(timm_state),
+        },
         "google-bert/bert-base-uncased": {
             "config.json": BertConfig(**bert_kwargs, architectures=["BertForMaskedLM"]).to_json_string().encode(),
-            "model.safetensors": _safetensors_bytes(pretraining), "pytorch_model.bin": _torch_bytes(pretraining)},
+            "model.safetensors": _safetensors_bytes(pretraining),
+            "pytorch_model.bin": _torch_bytes(pretraining),
+        },
         "someone/bert-model-only": {
             "config.json": BertConfig(**bert_kwargs, architectures=["BertModel"]).to_json_string().encode(),
-            "pytorch_model.bin": _torch_bytes(bert_state)},
+            "pytorch_model.bin": _torch_bytes(bert_state),
+        },
         "FacebookAI/roberta-base": {
             "config.json": RobertaConfig(**bert_kwargs).to_json_string().encode(),
-            "model.safetensors": _safetensors_bytes(roberta)},
+            "model.safetensors": _safetensors_bytes(roberta),
+        },
         "microsoft/resnet-50": {
             "config.json": ResNetConfig(embedding_size=8, hidden_sizes=[8], depths=[1]).to_json_string().encode(),
-            "model.safetensors": _safetensors_bytes({"embedder.embedder.convolution.weight": torch.zeros(8, 3, 7, 7)})},
+            "model.safetensors": _safetensors_bytes({"embedder.embedder.convolution.weight": torch.zeros(8, 3, 7, 7)}),
+        },
         "someone/vit-sharded": {"config.json": vit_config.encode(), **_sharded_safetensors(vit_model)},
-        "someone/untyped-config": {"config.json": json.dumps({"hidden_size": 32, "patch_size": 16}).encode(),
-                                   "model.safetensors": _safetensors_bytes(vit_model)},
+        "someone/untyped-config": {
+            "config.json": json.dumps({"hidden_size": 32, "patch_size": 16}).encode(),
+            "model.safetensors": _safetensors_bytes(vit_model),
+        },
         "google/vit-base-patch32-224-in21k": {
-            "config.json": ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
-                                     image_size=224, patch_size=32).to_json_string().encode(),
-            "model.safetensors": _safetensors_bytes(patch32)},
-    }  # fmt: skip
+            "config.json": ViTConfig(
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                intermediate_size=128,
+                image_size=224,
+                patch_size=32,
+            )
+            .to_json_string()
+            .encode(),
+            "model.safetensors": _safetensors_bytes(patch32),
+        },
+    }
 
 
 BUILD = """
@@ -209,6 +277,7 @@ import json, sys
 import torch
 from safetensors.torch import load_file
 from ivt_hf.conversion import reference_to_hf_key
+from ivt_hf import IVTModel
 from ivt_hf.training import ModelArguments, build_model
 
 config_path, expected_path, cases = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
@@ -219,7 +288,7 @@ for name, (vit, bert, *revision) in cases.items():
     arguments = ModelArguments(config_path=config_path, vit_checkpoint=vit, bert_checkpoint=bert,
                                backbone_revision=revision[0] if revision else None)
     try:
-        model = build_model(arguments)
+        model = build_model(IVTModel, arguments)
     except (ValueError, FileNotFoundError) as error:
         results[name] = f"{type(error).__name__}: {error}"
         continue
@@ -251,8 +320,11 @@ def _build(cases: dict, tmp_path, fixtures_dir, env: dict) -> dict:
     expected = fixtures_dir / "init" / "expected_encoder_after_init.safetensors"
     completed = subprocess.run(
         [sys.executable, "-c", BUILD, str(config_path), str(expected), json.dumps(cases)],
-        capture_output=True, text=True, timeout=300, env={**os.environ, **env},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+    )
     assert completed.returncode == 0, completed.stderr[-4000:]
     assert TOKEN not in completed.stdout + completed.stderr
     return json.loads(completed.stdout.strip().splitlines()[-1])
@@ -260,8 +332,13 @@ def _build(cases: dict, tmp_path, fixtures_dir, env: dict) -> dict:
 
 def test_backbones_from_hub_repos_folders_and_files(hub, tmp_path, fixtures_dir):
     """Every public layout gives exactly the authors' initialisation; the cache then serves offline."""
-    env = {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": TOKEN,
-           "HF_HUB_DISABLE_TELEMETRY": "1"}  # fmt: skip
+    env = {
+        "HF_ENDPOINT": hub.url,
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_TOKEN": TOKEN,
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
     bert = "google-bert/bert-base-uncased"
     layouts = _public_layouts(fixtures_dir)
     # the BERT repo is named as the real one: LayerNorm gamma / beta, in both of its weight files
@@ -294,8 +371,9 @@ def test_backbones_from_hub_repos_folders_and_files(hub, tmp_path, fixtures_dir)
     assert "/google-bert/bert-base-uncased/resolve/main/pytorch_model.bin" not in resolved
 
     seen = len(hub.requests)
-    offline_cases = {name: cases[name] for name in ("timm ViT (the paper's)", "transformers ViT, .bin only",
-                                                    "sharded ViT repo")}  # fmt: skip
+    offline_cases = {
+        name: cases[name] for name in ("timm ViT (the paper's)", "transformers ViT, .bin only", "sharded ViT repo")
+    }
     offline = _build(offline_cases, tmp_path, fixtures_dir, {**env, "HF_HUB_OFFLINE": "1"})
     assert offline == {name: "exact" for name in offline_cases} and len(hub.requests) == seen
     assert hub.unhandled == []
@@ -319,18 +397,19 @@ def test_wrong_backbones_are_clear_errors(hub, tmp_path, fixtures_dir):
     results = _build(cases, tmp_path, fixtures_dir, env)
     expected = {
         "resnet as ViT": "--vit_checkpoint microsoft/resnet-50: microsoft/resnet-50 holds a model with model_type "
-                         "'resnet'; expected a ViT-B/16",
+        "'resnet'; expected a ViT-B/16",
         "ViT-B/32 as ViT": "the ViT has 32x32 patches and width 32; this IVT model needs 16x16 patches",
         "roberta as BERT": "--bert_checkpoint FacebookAI/roberta-base: FacebookAI/roberta-base holds a model with "
-                           "model_type 'roberta'; expected a BERT",
+        "model_type 'roberta'; expected a BERT",
         "ViT as BERT": "holds a model with model_type 'vit'; expected a BERT",
         "timm as BERT": "holds a model with timm architecture 'vit_base_patch16_224'; expected a BERT",
         "config without model_type": "--vit_checkpoint someone/untyped-config: someone/untyped-config/config.json "
-                                     "names no model_type (a transformers config) or architecture (a timm config)",
-        "missing repo": "InputNotFoundError: no Hub repo 'nobody/no-such-vit'",
-        "missing revision": "InputNotFoundError: Hub repo 'google/vit-base-patch16-224-in21k' has no revision 'v9'",
-        "missing file": "InputNotFoundError: backbone not found",
-    }  # fmt: skip
+        "names no model_type (a transformers config) or architecture (a timm config)",
+        "missing repo": "InputNotFoundError: --vit_checkpoint nobody/no-such-vit: no Hub repo 'nobody/no-such-vit'",
+        "missing revision": "InputNotFoundError: --vit_checkpoint google/vit-base-patch16-224-in21k: Hub repo "
+        "'google/vit-base-patch16-224-in21k' has no revision 'v9'",
+        "missing file": f"InputNotFoundError: --vit_checkpoint {tmp_path}/missing.safetensors: backbone not found",
+    }
     for name, text in expected.items():
         assert text in results[name], (name, results[name])
 
@@ -338,8 +417,12 @@ def test_wrong_backbones_are_clear_errors(hub, tmp_path, fixtures_dir):
 def test_offline_with_an_empty_cache_says_so(tmp_path, fixtures_dir):
     """HF_HUB_OFFLINE=1 and nothing cached: the error names the repo, the cache and HF_HUB_OFFLINE (not "the repo
     has none of the weight files", which would send the user looking for a broken repo)."""
-    env = {"HF_HOME": str(tmp_path / "empty-hf-home"), "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
-           "HF_ENDPOINT": "http://127.0.0.1:9"}  # nothing listens there: offline must not even try  # fmt: skip
+    env = {
+        "HF_HOME": str(tmp_path / "empty-hf-home"),
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+    }  # nothing listens there: offline must not even try
     repos = {"vit": "google/vit-base-patch16-224-in21k", "bert": "google-bert/bert-base-uncased"}
     results = _build({"vit": [repos["vit"], None], "bert": [None, repos["bert"]]}, tmp_path, fixtures_dir, env)
     for kind, repo_id in repos.items():
@@ -388,8 +471,11 @@ def test_corrupt_weights_and_configs_without_a_model_type_are_clear_errors(tmp_p
     for name, data in _sharded_safetensors(load_file(fixtures_dir / "init" / "vit_timm_layout.safetensors")).items():
         (sharded / name).write_bytes(data)
     (sharded / "model-00002-of-00002.safetensors").unlink()
-    with pytest.raises(InputNotFoundError, match=r"model.safetensors.index.json names the shard "
-                                                 r"model-00002-of-00002.safetensors, which is not in"):  # fmt: skip
+    with pytest.raises(
+        InputNotFoundError,
+        match=r"model.safetensors.index.json names the shard "
+        r"model-00002-of-00002.safetensors, which is not in",
+    ):
         read_backbone(sharded, "vit")
     (sharded / "model.safetensors.index.json").write_text('{"weight_map": ')
     with pytest.raises(IVTInputError, match=rf"{sharded / 'model.safetensors.index.json'} is not a shard index"):

@@ -41,13 +41,21 @@ def _make_bad_files(tmp: Path) -> None:
     from ivt_hf import IVTConfig, IVTModel, IVTProcessor
     from ivt_hf.hub import save_model_folder
 
-    config = IVTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                       max_position_embeddings=64, image_size=(64, 32))  # fmt: skip
+    config = IVTConfig(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        image_size=(64, 32),
+    )
     save_model_folder(IVTModel(config), IVTProcessor.from_config(config), tmp / "model")
     (tmp / "unreadable_images").mkdir()
     (tmp / "unreadable_images" / "a.jpg").write_bytes(b"not a jpeg")
-    for name, manifest, embeddings in [("index_no_paths", {"format_version": 1}, None),
-                                       ("index_corrupt", {"format_version": 1, "paths": ["a.jpg"]}, b"garbage")]:
+    for name, manifest, embeddings in [
+        ("index_no_paths", {"format_version": 1}, None),
+        ("index_corrupt", {"format_version": 1, "paths": ["a.jpg"]}, b"garbage"),
+    ]:
         (tmp / name).mkdir()
         (tmp / name / "manifest.json").write_text(json.dumps(manifest))
         (tmp / name / "embeddings.safetensors").write_bytes(embeddings or b"")
@@ -57,10 +65,15 @@ def _make_bad_files(tmp: Path) -> None:
     _make_bad_datasets(tmp)
     from ivt_hf.search import GalleryIndex
 
-    manifest = {"format_version": 1, "root": str(tmp), "model": "someone/another-model",
-                "model_fingerprint": "0123456789abcdef"}  # fmt: skip
+    manifest = {
+        "format_version": 1,
+        "root": str(tmp),
+        "model": "someone/another-model",
+        "model_fingerprint": "0123456789abcdef",
+    }
     GalleryIndex(torch.nn.functional.normalize(torch.randn(2, 32), dim=1), ["a.jpg", "b.jpg"], manifest).save(
-        tmp / "index_of_another_model")
+        tmp / "index_of_another_model"
+    )
 
 
 def _make_bad_datasets(tmp: Path) -> None:
@@ -75,12 +88,19 @@ def _make_bad_datasets(tmp: Path) -> None:
             Image.new("RGB", (8, 16), (shade, 0, 0)).save(tmp / f"{name}_{shade}.png")
             images.append(str(tmp / f"{name}_{shade}.png"))
         columns = {"img": images, "text": ["a man", "a man again"], "pid": person_ids}
-        features = datasets.Features({"img": datasets.Image(), "text": datasets.Value("string"),
-                                      "pid": datasets.Value("int64" if name == "named_otherwise" else "string")})
+        features = datasets.Features(
+            {
+                "img": datasets.Image(),
+                "text": datasets.Value("string"),
+                "pid": datasets.Value("int64" if name == "named_otherwise" else "string"),
+            }
+        )
         datasets.Dataset.from_dict(columns, features=features).save_to_disk(str(tmp / name))
     (tmp / "single").mkdir()
-    rows = [{"file_name": f"{shade}.png", "person_id": person, "caption": "a person"}
-            for shade, person in ((0, 1), (100, 1), (200, 2))]  # person 2 has one image
+    rows = [
+        {"file_name": f"{shade}.png", "person_id": person, "caption": "a person"}
+        for shade, person in ((0, 1), (100, 1), (200, 2))
+    ]  # person 2 has one image
     for row in rows:
         Image.new("RGB", (8, 16), (int(row["file_name"][:-4]), 0, 0)).save(tmp / "single" / row["file_name"])
     (tmp / "single" / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
@@ -91,136 +111,376 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
     missing = str(tmp / "missing")
     return {
         "evaluate: no model folder": (
-            ["evaluate", "--model", missing, "--benchmark", "synthpedes", "--root", missing], "model folder not found"),
+            ["evaluate", "--model", missing, "--benchmark", "synthpedes", "--root", missing],
+            "model folder not found",
+        ),
         "evaluate: another model type": (
-            ["evaluate", "--model", str(tmp / "bert"), "--benchmark", "synthpedes", "--root", missing], "bert"),
+            ["evaluate", "--model", str(tmp / "bert"), "--benchmark", "synthpedes", "--root", missing],
+            "bert",
+        ),
         "evaluate: unknown benchmark": (
-            ["evaluate", "--model", missing, "--benchmark", "market", "--root", missing], "invalid choice: 'market'"),
+            ["evaluate", "--model", missing, "--benchmark", "market", "--root", missing],
+            "invalid choice: 'market'",
+        ),
         "index build: no model folder": (
             ["index", "build", "--model", missing, "--images", missing, "--output_dir", str(tmp / "out")],
-            "model folder not found"),
+            "model folder not found",
+        ),
         "search: no index": (["search", "--index", missing, "a man"], "not a gallery index folder"),
-        "search: manifest not an object": (["search", "--index", str(tmp / "index"), "a man"],
-                                           "must hold a JSON object"),
-        "search: manifest without paths": (["search", "--index", str(tmp / "index_no_paths"), "a man"],
-                                           "has no 'paths' list"),
-        "search: corrupt embeddings": (["search", "--index", str(tmp / "index_corrupt"), "a man"],
-                                       "embeddings.safetensors is not a readable safetensors file"),
+        "search: manifest not an object": (
+            ["search", "--index", str(tmp / "index"), "a man"],
+            "must hold a JSON object",
+        ),
+        "search: manifest without paths": (
+            ["search", "--index", str(tmp / "index_no_paths"), "a man"],
+            "has no 'paths' list",
+        ),
+        "search: corrupt embeddings": (
+            ["search", "--index", str(tmp / "index_corrupt"), "a man"],
+            "embeddings.safetensors is not a readable safetensors file",
+        ),
         "index build: no image readable, skip": (
-            ["index", "build", "--model", str(tmp / "model"), "--images", str(tmp / "unreadable_images"),
-             "--output_dir", str(tmp / "i"), "--on_invalid", "skip"], "none of the 1 images could be read"),
+            [
+                "index",
+                "build",
+                "--model",
+                str(tmp / "model"),
+                "--images",
+                str(tmp / "unreadable_images"),
+                "--output_dir",
+                str(tmp / "i"),
+                "--on_invalid",
+                "skip",
+            ],
+            "none of the 1 images could be read",
+        ),
         "convert: checkpoint without text positions": (
             ["convert", "--checkpoint_path", str(tmp / "no_positions.pth"), "--output_dir", str(tmp / "c")],
-            "missing encoder_vl.embeddings.position_embeddings.weight"),
+            "missing encoder_vl.embeddings.position_embeddings.weight",
+        ),
         "train: bad option for a pretrained model": (
-            ["train", "--model_name_or_path", str(tmp / "model"), "--token_drop_mode", "sideways", "--output_dir",
-             str(tmp / "t"), "--use_cpu", "true", "--report_to", "none"], "token_drop_mode must be one of"),
+            [
+                "train",
+                "--model_name_or_path",
+                str(tmp / "model"),
+                "--token_drop_mode",
+                "sideways",
+                "--output_dir",
+                str(tmp / "t"),
+                "--use_cpu",
+                "true",
+                "--report_to",
+                "none",
+            ],
+            "token_drop_mode must be one of",
+        ),
         "data prepare: no benchmark folder": (
             ["data", "prepare", "--benchmark", "rstpreid", "--root", missing, "--output_dir", str(tmp / "p")],
-            "does not exist"),
+            "does not exist",
+        ),
         "data prepare: no annotation file": (
-            ["data", "prepare", "--benchmark", "cuhk-pedes", "--root", str(tmp / "empty"), "--output_dir",
-             str(tmp / "p")], "no cuhk-pedes annotation file"),
+            [
+                "data",
+                "prepare",
+                "--benchmark",
+                "cuhk-pedes",
+                "--root",
+                str(tmp / "empty"),
+                "--output_dir",
+                str(tmp / "p"),
+            ],
+            "no cuhk-pedes annotation file",
+        ),
         "data stats: not prepared": (["data", "stats", str(tmp / "empty")], "is not a prepared folder"),
         "data synth: two size flags": (
             ["data", "synth", "--num_ids", "9", "--split_ids", "3", "3", "3", "--output_dir", str(tmp / "s")],
-            "give --num_ids or --split_ids, not both"),
+            "give --num_ids or --split_ids, not both",
+        ),
         "convert: not a checkpoint": (
             ["convert", "--checkpoint_path", str(tmp / "broken.pth"), "--output_dir", str(tmp / "c")],
-            "could not be read as a tensors-only torch checkpoint"),
+            "could not be read as a tensors-only torch checkpoint",
+        ),
         "push: no model folder": (["push", "--model_dir", missing, "--repo_id", "a/b"], "model folder not found"),
         "push: bad repo id": (["push", "--model_dir", str(tmp / "bert"), "--repo_id", "a/b/c"], "invalid repo id"),
         "train: recipe not found": (["train", str(tmp / "missing.json")], "recipe not found"),
         "train: recipe not JSON": (["train", str(tmp / "not_json.json")], "is not valid JSON"),
         "train: unknown recipe setting": (
-            ["train", str(tmp / "recipe_typo.json")], "unknown setting(s) per_device_train_batchsize"),
+            ["train", str(tmp / "recipe_typo.json")],
+            "unknown setting(s) per_device_train_batchsize",
+        ),
         "train: unknown dataset": (
-            ["train", "--dataset_name", "market-1501", "--output_dir", str(tmp / "t"), "--use_cpu", "true",
-             "--report_to", "none"], "market-1501: no such folder, and not a Hub dataset id (ORG/NAME)"),
+            [
+                "train",
+                "--dataset_name",
+                "market-1501",
+                "--output_dir",
+                str(tmp / "t"),
+                "--use_cpu",
+                "true",
+                "--report_to",
+                "none",
+            ],
+            "market-1501: no such folder, and not a Hub dataset id (ORG/NAME)",
+        ),
         "train: mistyped benchmark": (
-            ["train", "--dataset_name", "cuhk-pedse", "--data_root", missing, "--output_dir", str(tmp / "t"),
-             "--use_cpu", "true", "--report_to", "none"], "did you mean cuhk-pedes?"),
+            [
+                "train",
+                "--dataset_name",
+                "cuhk-pedse",
+                "--data_root",
+                missing,
+                "--output_dir",
+                str(tmp / "t"),
+                "--use_cpu",
+                "true",
+                "--report_to",
+                "none",
+            ],
+            "did you mean cuhk-pedes?",
+        ),
         "train: a Hub option for a benchmark": (
-            ["train", "--dataset_name", "rstpreid", "--data_root", missing, "--dataset_config", "x", "--output_dir",
-             str(tmp / "t"), "--use_cpu", "true", "--report_to", "none"],
-            "config apply to a save_to_disk folder or a Hub dataset, not to rstpreid"),
+            [
+                "train",
+                "--dataset_name",
+                "rstpreid",
+                "--data_root",
+                missing,
+                "--dataset_config",
+                "x",
+                "--output_dir",
+                str(tmp / "t"),
+                "--use_cpu",
+                "true",
+                "--report_to",
+                "none",
+            ],
+            "config apply to a save_to_disk folder or a Hub dataset, not to rstpreid",
+        ),
         "train: identity with one training image": (
-            ["train", "--dataset_name", str(tmp / "single"), "--output_dir", str(tmp / "t"), "--use_cpu", "true",
-             "--report_to", "none"], "record 2 (image '200.png'): person id 2 has 1 image(s) in the train split"),
+            [
+                "train",
+                "--dataset_name",
+                str(tmp / "single"),
+                "--output_dir",
+                str(tmp / "t"),
+                "--use_cpu",
+                "true",
+                "--report_to",
+                "none",
+            ],
+            "record 2 (image '200.png'): person id 2 has 1 image(s) in the train split",
+        ),
         "data prepare: columns named otherwise": (
             ["data", "prepare", "--dataset_name", str(tmp / "named_otherwise"), "--output_dir", str(tmp / "p")],
             "split 'train': no image column: looked for a column 'image'; the columns are img, text, pid (name "
-            "yours with --image_column)"),
+            "yours with --image_column)",
+        ),
         "data prepare: a mapped column that is not there": (
-            ["data", "prepare", "--dataset_name", str(tmp / "named_otherwise"), "--image_column", "img",
-             "--caption_column", "caption", "--output_dir", str(tmp / "p")], "looked for column 'caption'"),
+            [
+                "data",
+                "prepare",
+                "--dataset_name",
+                str(tmp / "named_otherwise"),
+                "--image_column",
+                "img",
+                "--caption_column",
+                "caption",
+                "--output_dir",
+                str(tmp / "p"),
+            ],
+            "looked for column 'caption'",
+        ),
         "data prepare: person ids that are not integers": (
-            ["data", "prepare", "--dataset_name", str(tmp / "word_ids"), "--image_column", "img", "--caption_column",
-             "text", "--person_id_column", "pid", "--output_dir", str(tmp / "p")],
+            [
+                "data",
+                "prepare",
+                "--dataset_name",
+                str(tmp / "word_ids"),
+                "--image_column",
+                "img",
+                "--caption_column",
+                "text",
+                "--person_id_column",
+                "pid",
+                "--output_dir",
+                str(tmp / "p"),
+            ],
             "word_ids split 'train': record 0 (image 'word_ids_0.png'): 'pid' should be an integer person id, found "
-            "str 'anna'"),
+            "str 'anna'",
+        ),
         "data prepare: a folder that holds no data": (
             ["data", "prepare", "--dataset_name", str(tmp / "empty"), "--output_dir", str(tmp / "p")],
-            "is neither a folder written by save_to_disk / ivt data prepare nor an image folder"),
+            "is neither a folder written by save_to_disk / ivt data prepare nor an image folder",
+        ),
         "data prepare: --root with --dataset_name": (
-            ["data", "prepare", "--dataset_name", str(tmp / "empty"), "--root", missing, "--output_dir",
-             str(tmp / "p")], "--root goes with --benchmark"),
+            [
+                "data",
+                "prepare",
+                "--dataset_name",
+                str(tmp / "empty"),
+                "--root",
+                missing,
+                "--output_dir",
+                str(tmp / "p"),
+            ],
+            "--root goes with --benchmark",
+        ),
         "evaluate: a benchmark without --root": (
             ["evaluate", "--model", str(tmp / "model"), "--benchmark", "rstpreid"],
-            "--benchmark rstpreid needs --root"),
+            "--benchmark rstpreid needs --root",
+        ),
         "evaluate: no data named": (["evaluate", "--model", str(tmp / "model")], "give --benchmark NAME --root DIR"),
         "train: wrong --data_root": (
-            ["train", "--dataset_name", "rstpreid", "--data_root", missing, "--output_dir", str(tmp / "t"),
-             "--use_cpu", "true", "--report_to", "none"], "does not exist"),
+            [
+                "train",
+                "--dataset_name",
+                "rstpreid",
+                "--data_root",
+                missing,
+                "--output_dir",
+                str(tmp / "t"),
+                "--use_cpu",
+                "true",
+                "--report_to",
+                "none",
+            ],
+            "does not exist",
+        ),
         "train: synthpedes into a folder holding other data": (
-            ["train", "--dataset_name", "synthpedes", "--data_root", str(tmp / "bert"), "--output_dir", str(tmp / "t"),
-             "--use_cpu", "true", "--report_to", "none"], "is not a SynthPEDES folder (it holds config.json)"),
+            [
+                "train",
+                "--dataset_name",
+                "synthpedes",
+                "--data_root",
+                str(tmp / "bert"),
+                "--output_dir",
+                str(tmp / "t"),
+                "--use_cpu",
+                "true",
+                "--report_to",
+                "none",
+            ],
+            "is not a SynthPEDES folder (it holds config.json)",
+        ),
         "train: fp16 on a CPU": (
             ["train", "--output_dir", str(tmp / "t"), "--use_cpu", "true", "--fp16", "true", "--report_to", "none"],
-            "--fp16 needs a GPU"),
+            "--fp16 needs a GPU",
+        ),
         "train: a backbone that is not there": (
-            ["train", "--output_dir", str(tmp / "t"), "--use_cpu", "true", "--report_to", "none",
-             "--vit_checkpoint", "./vit.safetensors"], "backbone not found: ./vit.safetensors"),
+            [
+                "train",
+                "--output_dir",
+                str(tmp / "t"),
+                "--use_cpu",
+                "true",
+                "--report_to",
+                "none",
+                "--vit_checkpoint",
+                "./vit.safetensors",
+            ],
+            "backbone not found: ./vit.safetensors",
+        ),
         "search: an index made by another model": (
             ["search", "--index", str(tmp / "index_of_another_model"), "--model", str(tmp / "model"), "a man"],
-            "the index was built by another model (someone/another-model, fingerprint 0123456789abcdef"),
+            "the index was built by another model (someone/another-model, fingerprint 0123456789abcdef",
+        ),
         "app: an index made by another model": (
             ["app", "--model", str(tmp / "model"), "--index", str(tmp / "index_of_another_model")],
-            "the index was built by another model (someone/another-model"),
+            "the index was built by another model (someone/another-model",
+        ),
         "app: a Space without an index": (
             ["app", "--model", str(tmp / "model"), "--images", str(tmp / "empty"), "--export_space", str(tmp / "s")],
-            "--export_space needs --index"),
+            "--export_space needs --index",
+        ),
         "app: port out of range": (
             ["app", "--model", str(tmp / "model"), "--index", str(tmp / "index"), "--port", "70000"],
-            "--port must be from 1 to 65535"),
+            "--port must be from 1 to 65535",
+        ),
         "index build: into an index ivt_hf did not write, even with --overwrite": (
-            ["index", "build", "--model", str(tmp / "model"), "--images", str(tmp / "single"), "--output_dir",
-             str(tmp / "index_of_another_model"), "--overwrite"],
+            [
+                "index",
+                "build",
+                "--model",
+                str(tmp / "model"),
+                "--images",
+                str(tmp / "single"),
+                "--output_dir",
+                str(tmp / "index_of_another_model"),
+                "--overwrite",
+            ],
             "index_of_another_model is not empty and was not written by ivt_hf (no .ivt_hf-output.json), so it is "
-            "never replaced, even with --overwrite"),
+            "never replaced, even with --overwrite",
+        ),
         "convert: into a folder that is not empty": (
             ["convert", "--checkpoint_path", str(tmp / "broken.pth"), "--output_dir", str(tmp / "bert")],
-            "bert is not empty and was not written by ivt_hf"),
+            "bert is not empty and was not written by ivt_hf",
+        ),
         "data prepare: into a folder ivt_hf did not write, even with --overwrite": (
-            ["data", "prepare", "--dataset_name", str(tmp / "single"), "--output_dir", str(tmp / "bert"),
-             "--overwrite"], "bert is not empty and was not written by ivt_hf"),
+            [
+                "data",
+                "prepare",
+                "--dataset_name",
+                str(tmp / "single"),
+                "--output_dir",
+                str(tmp / "bert"),
+                "--overwrite",
+            ],
+            "bert is not empty and was not written by ivt_hf",
+        ),
         "pretrain: a batch of one pair": (
-            ["pretrain", "--train_data", str(tmp / "empty"), "--output_dir", str(tmp / "p"),
-             "--max_steps", "2", "--per_device_train_batch_size", "1"], "ITM draws its negatives from the batch"),
+            [
+                "pretrain",
+                "--train_data",
+                str(tmp / "empty"),
+                "--output_dir",
+                str(tmp / "p"),
+                "--max_steps",
+                "2",
+                "--per_device_train_batch_size",
+                "1",
+            ],
+            "ITM draws its negatives from the batch",
+        ),
         "pretrain: no step count": (
             ["pretrain", "--train_data", str(tmp / "empty"), "--output_dir", str(tmp / "p")],
-            "--max_steps must be >= 1 (a stream has no length)"),
+            "--max_steps must be >= 1 (a stream has no length)",
+        ),
         "pretrain: fp16 on a CPU": (
-            ["pretrain", "--train_data", str(tmp / "empty"), "--output_dir", str(tmp / "p"), "--use_cpu", "true",
-             "--max_steps", "2", "--fp16", "true"], "--fp16 needs a GPU"),
+            [
+                "pretrain",
+                "--train_data",
+                str(tmp / "empty"),
+                "--output_dir",
+                str(tmp / "p"),
+                "--use_cpu",
+                "true",
+                "--max_steps",
+                "2",
+                "--fp16",
+                "true",
+            ],
+            "--fp16 needs a GPU",
+        ),
         "pretrain: recipe typo": (
             ["pretrain", str(tmp / "pretrain_typo.json"), "--output_dir", str(tmp / "p")],
-            "unknown setting(s) mlm_probabilty"),
+            "unknown setting(s) mlm_probabilty",
+        ),
         "pretrain: unknown preset": (
-            ["pretrain", "--train_data", str(tmp / "empty"), "--output_dir", str(tmp / "p"), "--max_steps", "2",
-             "--model_preset", "huge"], "--model_preset must be one of ['base', 'tiny']"),
+            [
+                "pretrain",
+                "--train_data",
+                str(tmp / "empty"),
+                "--output_dir",
+                str(tmp / "p"),
+                "--max_steps",
+                "2",
+                "--model_preset",
+                "huge",
+            ],
+            "--model_preset must be one of ['base', 'tiny']",
+        ),
         "unknown flag": (["demo", "--max_step", "3"], "unrecognized arguments: --max_step"),
-    }  # fmt: skip
+    }
 
 
 BAD_INPUT_NAMES = list(_bad_inputs(Path("/nonexistent")))
@@ -274,12 +534,24 @@ def test_scripts_and_python_dash_m_run_the_same_command(tmp_path):
     missing = str(tmp_path / "missing")
     runs = {
         "module": [sys.executable, "-m", "ivt_hf", "push", "--model_dir", missing, "--repo_id", "a/b"],
-        "push script": [sys.executable, str(ROOT / "scripts" / "push_to_hub.py"), "--model_dir", missing,
-                        "--repo_id", "a/b"],
-        "convert script": [sys.executable, str(ROOT / "scripts" / "convert_ivt_original_checkpoint.py"),
-                           "--checkpoint_path", missing, "--output_dir", str(tmp_path / "c")],
+        "push script": [
+            sys.executable,
+            str(ROOT / "scripts" / "push_to_hub.py"),
+            "--model_dir",
+            missing,
+            "--repo_id",
+            "a/b",
+        ],
+        "convert script": [
+            sys.executable,
+            str(ROOT / "scripts" / "convert_ivt_original_checkpoint.py"),
+            "--checkpoint_path",
+            missing,
+            "--output_dir",
+            str(tmp_path / "c"),
+        ],
         "train script": [sys.executable, str(ROOT / "scripts" / "train.py"), str(tmp_path / "missing.json")],
-    }  # fmt: skip
+    }
     for name, command in runs.items():
         result = subprocess.run(command, capture_output=True, text=True, timeout=180)
         assert result.returncode == 2, (name, result.stderr[-2000:])
@@ -296,8 +568,9 @@ def _api_calls(tmp: Path) -> dict[str, tuple[object, type[BaseException]]]:
     from ivt_hf.search import GalleryIndex, GalleryIndexError, IndexNotFoundError, ModelMismatchError
 
     def index_build():
-        GalleryIndex.build(*load_model_and_processor(tmp / "model"), tmp / "unreadable_images", on_invalid="skip",
-                           progress=False)  # fmt: skip
+        GalleryIndex.build(
+            *load_model_and_processor(tmp / "model"), tmp / "unreadable_images", on_invalid="skip", progress=False
+        )
 
     return {
         "search: no index": (lambda: GalleryIndex.load(tmp / "missing"), IndexNotFoundError),
@@ -307,19 +580,27 @@ def _api_calls(tmp: Path) -> dict[str, tuple[object, type[BaseException]]]:
         "index build: no image readable, skip": (index_build, GalleryIndexError),
         "evaluate: another model type": (lambda: load_model_and_processor(tmp / "bert"), NotAnIVTModelError),
         "convert: checkpoint without text positions": (
-            lambda: convert_to_folder(tmp / "no_positions.pth", tmp / "c"), CheckpointConversionError),
+            lambda: convert_to_folder(tmp / "no_positions.pth", tmp / "c"),
+            CheckpointConversionError,
+        ),
         "data prepare: no annotation file": (lambda: load_data("cuhk-pedes", tmp / "empty"), BenchmarkFormatError),
         "data prepare: columns named otherwise": (
-            lambda: load_data(str(tmp / "named_otherwise")), BenchmarkFormatError),
+            lambda: load_data(str(tmp / "named_otherwise")),
+            BenchmarkFormatError,
+        ),
         "data prepare: person ids that are not integers": (
             lambda: load_data(str(tmp / "word_ids"), columns=ColumnMapping("img", "text", "pid")),
-            BenchmarkFormatError),
+            BenchmarkFormatError,
+        ),
         "train: identity with one training image": (lambda: load_data(str(tmp / "single")), BenchmarkFormatError),
         "push: bad repo id": (lambda: push_model_folder(tmp / "bert", "a/b/c"), InvalidRepoIdError),
         "search: an index made by another model": (
             lambda: GalleryIndex.load(tmp / "index_of_another_model").search(
-                "a man", *load_model_and_processor(tmp / "model")), ModelMismatchError),
-    }  # fmt: skip
+                "a man", *load_model_and_processor(tmp / "model")
+            ),
+            ModelMismatchError,
+        ),
+    }
 
 
 def test_the_python_api_raises_typed_errors_with_the_cli_messages(tmp_path, capsys):

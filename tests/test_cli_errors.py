@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.commands import error_lines, run_cli, save_tiny_model_folder
 from helpers.launchers import free_port
 
 from ivt_hf.cli import main
@@ -39,19 +40,6 @@ def _load_local_hub():
 local_hub = sys.modules.get("local_hub") or _load_local_hub()
 
 
-def _run(argv: list[str], capsys) -> tuple[int | str, str, str]:
-    try:
-        code = main(argv)
-    except KeyboardInterrupt:  # must not reach pytest, which would stop the session
-        code = "KeyboardInterrupt escaped"
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def _error_lines(err: str) -> list[str]:
-    return [line for line in err.splitlines() if "error:" in line]
-
-
 def _fail_stats_with(monkeypatch, raise_it) -> None:
     """`ivt data stats` runs `raise_it()` instead of its work."""
 
@@ -67,7 +55,7 @@ def test_disk_full_during_a_real_write_is_one_line_and_exit_3(tmp_path, capsys, 
             full.write("x" * 65536)
 
     _fail_stats_with(monkeypatch, write_to_a_full_disk)
-    code, out, err = _run(["data", "stats", str(tmp_path)], capsys)
+    code, out, err = run_cli(["data", "stats", str(tmp_path)], capsys)
     assert (code, err) == (3, "error: no space left on device (free some space or choose another folder)\n")
 
 
@@ -88,7 +76,7 @@ def test_the_machine_refusing_is_one_line_naming_the_path_and_exit_3(number, lin
         raise OSError(number, os.strerror(number), str(path))  # PermissionError for EACCES / EPERM
 
     _fail_stats_with(monkeypatch, refuse)
-    code, out, err = _run(["data", "stats", str(tmp_path)], capsys)
+    code, out, err = run_cli(["data", "stats", str(tmp_path)], capsys)
     assert (code, err) == (3, line.format(path=path) + "\n")
 
 
@@ -117,8 +105,10 @@ def test_a_read_only_folder_is_one_line_naming_the_path_and_exit_3(tmp_path, cap
         monkeypatch.setattr(os, "open", refusing_open)
         monkeypatch.setattr(os, "mkdir", refusing_mkdir)
     try:
-        code, out, err = _run(["data", "synth", "--num_ids", "13", "--image_size", "32", "16", "--output_dir",
-                               str(read_only / "synth")], capsys)  # fmt: skip
+        code, out, err = run_cli(
+            ["data", "synth", "--num_ids", "13", "--image_size", "32", "16", "--output_dir", str(read_only / "synth")],
+            capsys,
+        )
     finally:
         read_only.chmod(0o755)
     lines = err.splitlines()
@@ -133,7 +123,7 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch):
         raise KeyboardInterrupt
 
     _fail_stats_with(monkeypatch, interrupt)
-    assert _run(["data", "stats", str(tmp_path)], capsys) == (130, "", "error: interrupted (Ctrl-C)\n")
+    assert run_cli(["data", "stats", str(tmp_path)], capsys) == (130, "", "error: interrupted (Ctrl-C)\n")
 
 
 def test_typed_bad_input_is_exit_2(tmp_path, capsys, monkeypatch):
@@ -143,7 +133,7 @@ def test_typed_bad_input_is_exit_2(tmp_path, capsys, monkeypatch):
         raise InputNotFoundError(f"model folder not found: {tmp_path}")
 
     _fail_stats_with(monkeypatch, missing)
-    assert _run(["data", "stats", str(tmp_path)], capsys) == (2, "", f"error: model folder not found: {tmp_path}\n")
+    assert run_cli(["data", "stats", str(tmp_path)], capsys) == (2, "", f"error: model folder not found: {tmp_path}\n")
 
 
 @pytest.mark.parametrize("error", [ValueError("operands could not be broadcast together"), FileNotFoundError(2, "x")])
@@ -178,8 +168,12 @@ def test_exit_codes_are_documented_in_help(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = " ".join(capsys.readouterr().out.split())
-    for code, meaning in (("1", "remote failure"), ("2", "bad input"), ("3", "the machine refused"),
-                          ("130", "interrupted")):  # fmt: skip
+    for code, meaning in (
+        ("1", "remote failure"),
+        ("2", "bad input"),
+        ("3", "the machine refused"),
+        ("130", "interrupted"),
+    ):
         assert f"{code} {meaning}" in out, out
 
 
@@ -205,15 +199,7 @@ def hub(monkeypatch):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    import torch
-
-    from ivt_hf import IVTConfig, IVTModel, IVTProcessor
-    from ivt_hf.hub import save_model_folder
-
-    torch.manual_seed(0)
-    config = IVTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                       max_position_embeddings=64, image_size=(64, 32))  # fmt: skip
-    return save_model_folder(IVTModel(config), IVTProcessor.from_config(config), tmp_path_factory.mktemp("m") / "m")
+    return save_tiny_model_folder(tmp_path_factory.mktemp("m") / "m")
 
 
 def _answer(server, route: str, status: int, message: str, code: str | None = None) -> None:
@@ -227,15 +213,19 @@ def _answer(server, route: str, status: int, message: str, code: str | None = No
     ("status", "message", "code", "expected"),
     [
         (404, "Repository ivt-tests/x not found", "RepoNotFound", "404 Client Error. Repository Not Found for url"),
-        (403, "You don't have the rights to create a model under the namespace ivt-tests", None,
-         "403 Forbidden: You don't have the rights"),
+        (
+            403,
+            "You don't have the rights to create a model under the namespace ivt-tests",
+            None,
+            "403 Forbidden: You don't have the rights",
+        ),
         (500, "the Hub is down", None, "Server error '500 Internal Server Error' for url"),
     ],
-)  # fmt: skip
+)
 def test_push_refused_by_the_hub_is_one_line_and_exit_1(status, message, code, expected, model_dir, hub, capsys):
     _answer(hub, "create_repo", status, message, code)
-    result, out, err = _run(["push", "--model_dir", str(model_dir), "--repo_id", "ivt-tests/x"], capsys)
-    lines = _error_lines(err)
+    result, out, err = run_cli(["push", "--model_dir", str(model_dir), "--repo_id", "ivt-tests/x"], capsys)
+    lines = error_lines(err)
     assert result == 1 and len(lines) == 1 and "Traceback" not in err, err[-3000:]
     assert lines[0].startswith("error: the Hub refused the upload: ") and expected in lines[0], lines
     assert f"{hub.url}/api/repos/create" in lines[0] and message in lines[0], lines
@@ -247,30 +237,31 @@ def test_push_to_a_hub_that_cannot_be_reached_is_one_line_and_exit_1(model_dir, 
 
     unreachable = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     monkeypatch.setattr(constants, "ENDPOINT", unreachable)
-    result, out, err = _run(["push", "--model_dir", str(model_dir), "--repo_id", "ivt-tests/x"], capsys)
-    lines = _error_lines(err)
+    result, out, err = run_cli(["push", "--model_dir", str(model_dir), "--repo_id", "ivt-tests/x"], capsys)
+    lines = error_lines(err)
     assert result == 1 and len(lines) == 1 and "Traceback" not in err, err[-3000:]
     assert lines[0].startswith(f"error: could not reach {unreachable}/api/repos/create: "), lines
+
+
+def _index_build(model: str, tmp_path: Path) -> list[str]:
+    """`ivt index build` of the (empty) folder `tmp_path` with `model`: the model is loaded first."""
+    return ["index", "build", "--model", model, "--images", str(tmp_path), "--output_dir", str(tmp_path / "index")]
 
 
 def test_loading_a_model_from_a_failing_hub_is_a_remote_failure_not_bad_input(tmp_path, hub, capsys):
     """A 5xx while resolving a repo id is the Hub's failure (exit 1), not 'model not found' (exit 2)."""
     _answer(hub, "resolve", 500, "the Hub is down")
     _answer(hub, "model_info", 500, "the Hub is down")
-    argv = ["index", "build", "--model", "ivt-tests/some-model", "--images", str(tmp_path), "--output_dir",
-            str(tmp_path / "index")]  # fmt: skip
-    result, out, err = _run(argv, capsys)
-    lines = _error_lines(err)
+    result, out, err = run_cli(_index_build("ivt-tests/some-model", tmp_path), capsys)
+    lines = error_lines(err)
     assert result == 1 and len(lines) == 1, err[-3000:]
     assert lines[0].startswith("error: Hub request failed: Server error '500 Internal Server Error' for url "), lines
     assert lines[0].endswith("the Hub is down"), lines
 
 
 def test_a_repo_the_hub_does_not_have_is_still_bad_input(tmp_path, hub, capsys):
-    argv = ["index", "build", "--model", "ivt-tests/no-such-model", "--images", str(tmp_path), "--output_dir",
-            str(tmp_path / "index")]  # fmt: skip
-    result, out, err = _run(argv, capsys)
-    lines = _error_lines(err)
+    result, out, err = run_cli(_index_build("ivt-tests/no-such-model", tmp_path), capsys)
+    lines = error_lines(err)
     assert result == 2 and len(lines) == 1, err[-3000:]
     assert lines[0].startswith("error: model not found: ivt-tests/no-such-model"), lines
 
@@ -281,14 +272,34 @@ def test_a_repo_the_hub_does_not_have_is_still_bad_input(tmp_path, hub, capsys):
 @pytest.mark.parametrize(
     ("command", "argv", "message"),
     [
-        ("train", ["--output_dir", "OUT", "--use_cpu", "true", "--report_to", "none", "--warmup_steps", "-1"],
-         "Expected value warmup_steps >= 0"),  # TrainingArguments.__post_init__
-        ("train", ["--output_dir", "OUT", "--use_cpu", "true", "--report_to", "none", "--no_such_flag", "1"],
-         "Some specified arguments are not used by the HfArgumentParser: ['--no_such_flag', '1']"),
-        ("pretrain", ["--train_data", "DATA", "--output_dir", "OUT", "--use_cpu", "true", "--no_such_flag", "1"],
-         "Some specified arguments are not used by the HfArgumentParser: ['--no_such_flag', '1']"),
+        (
+            "train",
+            ["--output_dir", "OUT", "--use_cpu", "true", "--report_to", "none", "--warmup_steps", "-1"],
+            "Expected value warmup_steps >= 0",
+        ),  # TrainingArguments.__post_init__
+        (
+            "train",
+            ["--output_dir", "OUT", "--use_cpu", "true", "--report_to", "none", "--no_such_flag", "1"],
+            "Some specified arguments are not used by the HfArgumentParser: ['--no_such_flag', '1']",
+        ),
+        (
+            "pretrain",
+            [
+                "--train_data",
+                "DATA",
+                "--output_dir",
+                "OUT",
+                "--max_steps",
+                "2",
+                "--use_cpu",
+                "true",
+                "--no_such_flag",
+                "1",
+            ],
+            "Some specified arguments are not used by the HfArgumentParser: ['--no_such_flag', '1']",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_value_error_while_parsing_training_arguments_is_bad_input(command, argv, message, tmp_path, capsys):
     import argparse
 
@@ -301,5 +312,5 @@ def test_a_value_error_while_parsing_training_arguments_is_bad_input(command, ar
     with pytest.raises(IVTInputError) as raised:
         handler(argparse.Namespace(extra=argv))
     assert message in str(raised.value)
-    code, _, err = _run([command, *argv], capsys)
+    code, _, err = run_cli([command, *argv], capsys)
     assert code == 2 and err.splitlines()[-1].startswith("error: ") and message in err.splitlines()[-1], err[-3000:]

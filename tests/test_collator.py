@@ -70,8 +70,12 @@ def test_sentence_only_ablation_differs_from_mla_in_granularity_only(collator):
         mla_sentence = decode(mla_batch["input_ids"], skip_special_tokens=True)[2]
         assert texts == [mla_sentence] * 3, key
         assert batch["pixel_values"].shape[0] == 3 and batch["labels"].tolist() == [1, 1, 1]
-    drawn = {tuple(decode(sentence_only(_samples([(i, 0, 0, 0)], person_ids=(1,)))["input_ids"][:1],
-                          skip_special_tokens=True)) for i in range(12)}  # fmt: skip
+    drawn = {
+        tuple(
+            decode(sentence_only(_samples([(i, 0, 0, 0)], person_ids=(1,)))["input_ids"][:1], skip_special_tokens=True)
+        )
+        for i in range(12)
+    }
     assert len(drawn) == 2  # both captions of the image are drawn across keys
 
 
@@ -119,11 +123,13 @@ def test_cached_images_give_the_same_batch_as_pil_images():
     from datasets import Dataset
 
     rng = np.random.default_rng(0)
-    split = Dataset.from_dict({
-        "image": [Image.fromarray(rng.integers(0, 256, (64, 32, 3), dtype=np.uint8)) for _ in range(3)],
-        "captions": [CAPTIONS] * 3,
-        "person_id": [3, 3, 5],
-    })  # fmt: skip
+    split = Dataset.from_dict(
+        {
+            "image": [Image.fromarray(rng.integers(0, 256, (64, 32, 3), dtype=np.uint8)) for _ in range(3)],
+            "captions": [CAPTIONS] * 3,
+            "person_id": [3, 3, 5],
+        }
+    )
     collator = MLACollator(IVTProcessor(), TrainTransform(image_size=(64, 32), padding=2), seed=7, max_length=64)
     cached, plain = TrainImageDataset(split, cache_images=True), TrainImageDataset(split)
     assert isinstance(cached[0]["image"], np.ndarray) and isinstance(plain[0]["image"], Image.Image)
@@ -144,9 +150,11 @@ def test_set_epoch_reaches_the_keyed_sampler_through_accelerates_shard_wrapper()
     from ivt_hf.training.sampler import IdentityBatchSampler
 
     person_ids = [pid for pid in range(12) for _ in range(2)]
-    identities = IdentityBatchSampler(person_ids, images_per_id=2, ids_per_batch=2, num_replicas=2, rank=0,
-                                      seed=0, yield_all_replicas=True)  # fmt: skip
+    identities = IdentityBatchSampler(
+        person_ids, images_per_id=2, ids_per_batch=2, num_replicas=2, rank=0, seed=0, yield_all_replicas=True
+    )
     keyed = KeyedBatchSampler(identities)
+
     class Echo:  # the dataset hands back what it is asked for: (index, (epoch, batch, position))
         def __getitem__(self, item):
             return item

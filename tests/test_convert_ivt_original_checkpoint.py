@@ -133,10 +133,20 @@ def test_convert_script_writes_a_loadable_folder(fixtures_dir, tmp_path, referen
 
     script = Path(__file__).parents[1] / "scripts" / "convert_ivt_original_checkpoint.py"
     result = subprocess.run(
-        [sys.executable, str(script), "--checkpoint_path", str(fixtures_dir / "ivt_tiny_s12_ddp.pth"),
-         "--output_dir", str(tmp_path / "out"), "--num_attention_heads", "2"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(script),
+            "--checkpoint_path",
+            str(fixtures_dir / "ivt_tiny_s12_ddp.pth"),
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--num_attention_heads",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "stride 12" in result.stdout and "dropped 8 unused keys" in result.stdout
     model = AutoModel.from_pretrained(tmp_path / "out").eval()

@@ -34,13 +34,19 @@ def test_card_carries_the_given_metrics_and_names_the_protocol():
         "protocol": "standard",
         "metrics": {"R1": 51.234, "R5": 80.5, "R10": 88.0, "mAP": 55.5, "mINP": 40.1},
         "facts": {"num_queries": 1226, "num_gallery": 613},
-        "baselines": {"random": {k: 0.5 for k in ("R1", "R5", "R10", "mAP", "mINP")},
-                      "oracle": {k: 90.0 for k in ("R1", "R5", "R10", "mAP", "mINP")}},
-    }  # fmt: skip
+        "baselines": {
+            "random": {k: 0.5 for k in ("R1", "R5", "R10", "mAP", "mINP")},
+            "oracle": {k: 90.0 for k in ("R1", "R5", "R10", "mAP", "mINP")},
+        },
+    }
     card = render_model_card(
-        IVTConfig(patch_stride=12), repo_id="someone/ivt-test", evaluation=evaluation,
-        training={"dataset": "synthpedes", "steps": 600}, provenance="Test weights.", num_parameters=123,
-    )  # fmt: skip
+        IVTConfig(patch_stride=12),
+        repo_id="someone/ivt-test",
+        evaluation=evaluation,
+        training={"dataset": "synthpedes", "steps": 600},
+        provenance="Test weights.",
+        num_parameters=123,
+    )
     meta = _front_matter(card)
     assert meta["library_name"] == "transformers" and meta["license"] == "apache-2.0"
     assert meta["pipeline_tag"] and "text-based-person-retrieval" in meta["tags"] and meta["datasets"] == ["synthpedes"]
@@ -48,8 +54,15 @@ def test_card_carries_the_given_metrics_and_names_the_protocol():
     values = _model_index_values(meta)
     assert values["R@1 (standard protocol)"] == 51.23 and values["mINP (standard protocol)"] == 40.1
     assert all(entry["dataset"]["split"] == "test" for entry in results)
-    for section in ("## Model details", "## Intended use", "## How to use", "## Training data and recipe",
-                    "## Evaluation", "## Limitations", "## Citation"):  # fmt: skip
+    for section in (
+        "## Model details",
+        "## Intended use",
+        "## How to use",
+        "## Training data and recipe",
+        "## Evaluation",
+        "## Limitations",
+        "## Citation",
+    ):
         assert section in card
     assert 'AutoModel.from_pretrained("someone/ivt-test")' in card and "2208.08608" in card
     assert "| random ranking (floor) | 0.50" in card and "**standard**" in card
@@ -62,7 +75,9 @@ def test_card_without_evaluation_says_so():
     assert "Not evaluated in this run." in card and "model-index" not in _front_matter(card)
 
 
-REMOTE_CODE_LOAD = BLOCK_IVT_HF + """
+REMOTE_CODE_LOAD = (
+    BLOCK_IVT_HF
+    + """
 from transformers import AutoModel, AutoProcessor
 
 model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True)
@@ -70,6 +85,11 @@ processor = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True)
 embeds = model.get_text_features(**processor(text=["a man in a red coat"]))
 print(type(model).__module__, type(model).__name__, type(processor).__name__, tuple(embeds.shape))
 """
+)
+
+
+TOY_SPLIT_IDS = {"train": 24, "validation": 6, "test": 6}
+TOY_SETTINGS = {"image_height": 64, "image_width": 32, "per_device_train_batch_size": 8, "disable_tqdm": True}
 
 
 def test_demo_runs_end_to_end_at_toy_size(tmp_path):
@@ -77,13 +97,8 @@ def test_demo_runs_end_to_end_at_toy_size(tmp_path):
 
     from ivt_hf.demo import run_demo
 
-    summary = run_demo(
-        tmp_path / "demo",
-        max_steps=4,
-        split_ids={"train": 24, "validation": 6, "test": 6},
-        overrides={"image_height": 64, "image_width": 32, "per_device_train_batch_size": 8, "eval_steps": 2,
-                   "save_steps": 2, "logging_steps": 1, "disable_tqdm": True},
-    )  # fmt: skip
+    every_second = {"eval_steps": 2, "save_steps": 2, "logging_steps": 1}
+    summary = run_demo(tmp_path / "demo", max_steps=4, split_ids=TOY_SPLIT_IDS, overrides=TOY_SETTINGS | every_second)
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert set(metrics) == {"R1", "R5", "R10", "mAP", "mINP"} and metrics == summary["metrics"]
     assert summary["train_steps"] == 4
@@ -94,8 +109,13 @@ def test_demo_runs_end_to_end_at_toy_size(tmp_path):
     processor = AutoProcessor.from_pretrained(model_dir)
     assert type(model).__name__ == "IVTModel" and type(processor).__name__ == "IVTProcessor"
     # and without ivt_hf, from the modules the folder carries (a process in which importing ivt_hf fails)
-    remote = subprocess.run([sys.executable, "-c", REMOTE_CODE_LOAD, str(model_dir)], capture_output=True, text=True,
-                            timeout=300, cwd=tmp_path)  # fmt: skip
+    remote = subprocess.run(
+        [sys.executable, "-c", REMOTE_CODE_LOAD, str(model_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert remote.returncode == 0, remote.stderr[-3000:]
     module, *names = remote.stdout.split()
     assert module.startswith("transformers_modules") and names[:2] == ["IVTModel", "IVTProcessor"], remote.stdout
@@ -158,10 +178,31 @@ def test_demo_without_max_steps_times_the_machine_and_completes_its_schedule(tmp
     last step (a validation and checkpoint step), not at the time limit."""
     from ivt_hf.demo import run_demo
 
-    summary = run_demo(tmp_path / "demo", time_budget_minutes=1 / 3, split_ids={"train": 24, "validation": 6,
-                       "test": 6}, overrides={"image_height": 64, "image_width": 32, "per_device_train_batch_size": 8,
-                       "disable_tqdm": True})  # fmt: skip
+    summary = run_demo(tmp_path / "demo", time_budget_minutes=1 / 3, split_ids=TOY_SPLIT_IDS, overrides=TOY_SETTINGS)
     printed = capsys.readouterr().out
     assert "one step takes" in printed and f"here: {summary['planned_steps']} steps" in printed
     assert summary["step_seconds"] > 0 and summary["train_steps"] == summary["planned_steps"] >= 3
     assert summary["train_seconds"] < 20 + 10  # the budget, plus the last validation and save
+
+
+def test_timing_a_step_leaves_the_run_as_it_was(tmp_path):
+    """`measure_step_seconds` runs the real model on the run's batches, so it must leave no trace: the same weights,
+    no gradients, the same train / eval mode and random-number states, no optimizer, and no logged loss."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from ivt_hf.demo import _prepare, measure_step_seconds
+
+    trainer, _ = _prepare(tmp_path, TOY_SPLIT_IDS, 0, TOY_SETTINGS)  # the demo's step 1
+    model = trainer.model.eval()
+    weights = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    torch.manual_seed(123)
+    states = (torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy())
+    assert measure_step_seconds(trainer, num_steps=2) > 0
+    assert all(torch.equal(tensor, weights[name]) for name, tensor in model.state_dict().items())
+    assert all(parameter.grad is None for parameter in model.parameters()) and not model.training
+    assert torch.equal(torch.get_rng_state(), states[0]) and random.getstate() == states[1]
+    assert np.array_equal(np.random.get_state()[1], states[2])
+    assert trainer.optimizer is None and trainer.state.global_step == 0 and not trainer.state.log_history

@@ -2,7 +2,7 @@
 
 The worker (tests/helpers/gather_loss_worker.py) wraps a tiny model in DistributedDataParallel, which AVERAGES
 gradients over ranks. `cmpm_loss_global` is correct when, after that averaging, every rank holds the gradient that
-one process computes over the concatenated batch (see the convention in `ivt_hf.distributed`). The per-process
+one process computes over the concatenated batch (see the convention in `ivt_hf.training.distributed`). The per-process
 `cmpm_loss` (the reference's behaviour) must give something else: the mean of the two halves' gradients.
 """
 
@@ -44,11 +44,20 @@ def _single_process_grads(rows: slice | None = None) -> tuple[torch.Tensor, dict
 def rank_results(tmp_path_factory) -> list[dict]:
     out_dir = tmp_path_factory.mktemp("gather_loss")
     command = [
-        sys.executable, "-m", "torch.distributed.run",
-        "--nnodes", "1", "--nproc_per_node", "2",
-        "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-        str(WORKER), str(out_dir),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        str(WORKER),
+        str(out_dir),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     completed = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env)
     assert completed.returncode == 0, f"torchrun failed:\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}"

@@ -64,8 +64,23 @@ def test_an_int8_index_is_searched_with_the_float32_model(model_and_inputs, tmp_
     for number, image in enumerate(images):
         image.save(tmp_path / "gallery" / f"{number}.png")
     for dtype in ("float32", "int8"):
-        assert ivt(["index", "build", "--model", str(tmp_path / "model"), "--images", str(tmp_path / "gallery"),
-                    "--output_dir", str(tmp_path / dtype), "--dtype", dtype]) == 0  # fmt: skip
+        assert (
+            ivt(
+                [
+                    "index",
+                    "build",
+                    "--model",
+                    str(tmp_path / "model"),
+                    "--images",
+                    str(tmp_path / "gallery"),
+                    "--output_dir",
+                    str(tmp_path / dtype),
+                    "--dtype",
+                    dtype,
+                ]
+            )
+            == 0
+        )
     exact, quantised = GalleryIndex.load(tmp_path / "float32"), GalleryIndex.load(tmp_path / "int8")
     assert json.loads((tmp_path / "int8" / "manifest.json").read_text())["dtype"] == "int8"
     assert quantised.manifest["model_fingerprint"] == exact.manifest["model_fingerprint"]

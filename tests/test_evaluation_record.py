@@ -16,13 +16,18 @@ CEILING = {"R1": 87.19, "R5": 99.67, "R10": 100.0, "mAP": 90.54, "mINP": 89.41}
 
 
 def test_save_and_load_round_trip(tmp_path):
-    record = EvaluationRecord("synthpedes", "test", "standard", dict(METRICS), {"num_queries": 1226},
-                              {"random": FLOOR, "oracle": CEILING})  # fmt: skip
+    record = EvaluationRecord(
+        "synthpedes", "test", "standard", dict(METRICS), {"num_queries": 1226}, {"random": FLOOR, "oracle": CEILING}
+    )
     path = record.save(tmp_path / "sub" / "evaluation.json")
     assert json.loads(path.read_text()) == {
-        "benchmark": "synthpedes", "split": "test", "protocol": "standard", "metrics": METRICS,
-        "facts": {"num_queries": 1226}, "baselines": {"random": FLOOR, "oracle": CEILING},
-    }  # fmt: skip
+        "benchmark": "synthpedes",
+        "split": "test",
+        "protocol": "standard",
+        "metrics": METRICS,
+        "facts": {"num_queries": 1226},
+        "baselines": {"random": FLOOR, "oracle": CEILING},
+    }
     assert EvaluationRecord.load(path) == record
     plain = EvaluationRecord("rstpreid", "test", "official", dict(METRICS))
     assert "baselines" not in plain.to_dict() and EvaluationRecord.from_dict(plain.to_dict()) == plain
@@ -77,5 +82,7 @@ def test_table_puts_the_model_between_floor_and_ceiling():
     assert [line.split()[0] for line in lines[1:]] == ["random", "IVT", "oracle"]
     assert lines[2].split()[1:] == ["24.23", "57.67", "70.96", "29.19", "19.06"]
     assert format_metrics_table({"a": {"R1": 1.0}, "bb": {"mAP": 2.5}}).splitlines() == [
-        "        R1     mAP", "a     1.00       -", "bb       -    2.50"
-    ]  # fmt: skip
+        "        R1     mAP",
+        "a     1.00       -",
+        "bb       -    2.50",
+    ]

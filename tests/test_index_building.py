@@ -25,8 +25,14 @@ NUM_IMAGES, CHUNK = 23, 4  # 6 chunks, the last one short
 
 def _model(folder: Path, seed: int) -> Path:
     torch.manual_seed(seed)
-    config = IVTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                       max_position_embeddings=64, image_size=(64, 32))  # fmt: skip
+    config = IVTConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        image_size=(64, 32),
+    )
     save_model_folder(IVTModel(config), IVTProcessor.from_config(config), folder)
     return folder
 
@@ -43,8 +49,27 @@ def setting(tmp_path_factory):
     (gallery / "cam1" / "010.png").write_bytes(b"not a png")  # one unreadable file: skipped and listed
     model = _model(root / "model", seed=0)
     reference = root / "one_process"
-    assert main(["index", "build", "--model", str(model), "--images", str(gallery), "--output_dir", str(reference),
-                 "--chunk_size", str(CHUNK), "--on_invalid", "skip", "--batch_size", "3"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "index",
+                "build",
+                "--model",
+                str(model),
+                "--images",
+                str(gallery),
+                "--output_dir",
+                str(reference),
+                "--chunk_size",
+                str(CHUNK),
+                "--on_invalid",
+                "skip",
+                "--batch_size",
+                "3",
+            ]
+        )
+        == 0
+    )
     return {"root": root, "gallery": gallery, "model": model, "reference": GalleryIndex.load(reference)}
 
 
@@ -62,24 +87,53 @@ def _assert_same_index(folder: Path, reference: GalleryIndex) -> None:
 @pytest.mark.parametrize("launcher_name", ["torchrun", "accelerate"])
 def test_two_processes_build_the_one_process_index(setting, launcher_name, tmp_path):
     output = tmp_path / "index"
-    command = [*launcher(launcher_name), "-m", "ivt_hf", "index", "build", "--model", str(setting["model"]), "--images",
-               str(setting["gallery"]), "--output_dir", str(output), "--chunk_size", str(CHUNK), "--on_invalid",
-               "skip"]  # fmt: skip
+    command = [
+        *launcher(launcher_name),
+        "-m",
+        "ivt_hf",
+        "index",
+        "build",
+        "--model",
+        str(setting["model"]),
+        "--images",
+        str(setting["gallery"]),
+        "--output_dir",
+        str(output),
+        "--chunk_size",
+        str(CHUNK),
+        "--on_invalid",
+        "skip",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     _assert_same_index(output, setting["reference"])
     summaries = [line for line in result.stdout.splitlines() if line.startswith("indexed ")]
-    assert summaries == [f"indexed {NUM_IMAGES - 1} images (1 skipped) into {output} in "
-                         f"{summaries[0].split(' in ')[-1].split(' s ')[0]} s on 2 process(es)"]  # fmt: skip
+    assert summaries == [
+        f"indexed {NUM_IMAGES - 1} images (1 skipped) into {output} in "
+        f"{summaries[0].split(' in ')[-1].split(' s ')[0]} s on 2 process(es)"
+    ]
 
 
 def test_a_killed_build_resumes_from_its_chunks_with_any_number_of_processes(setting, tmp_path, capsys):
     output = tmp_path / "index"
-    flags = ["index", "build", "--model", str(setting["model"]), "--images", str(setting["gallery"]), "--output_dir",
-             str(output), "--chunk_size", str(CHUNK), "--on_invalid", "skip"]  # fmt: skip
+    flags = [
+        "index",
+        "build",
+        "--model",
+        str(setting["model"]),
+        "--images",
+        str(setting["gallery"]),
+        "--output_dir",
+        str(output),
+        "--chunk_size",
+        str(CHUNK),
+        "--on_invalid",
+        "skip",
+    ]
     # two processes; each dies hard when it starts its second chunk: chunks 0 and 1 are written, 2 to 5 are not
-    killed = subprocess.run([*launcher("torchrun"), str(HELPER), "2", *flags], capture_output=True, text=True,
-                            env=ENV, timeout=600)  # fmt: skip
+    killed = subprocess.run(
+        [*launcher("torchrun"), str(HELPER), "2", *flags], capture_output=True, text=True, env=ENV, timeout=600
+    )
     assert killed.returncode != 0
     left = sorted(path.name for path in (output / "chunks").iterdir() if not path.name.startswith("."))
     assert left == ["000000.json", "000000.safetensors", "000001.json", "000001.safetensors"]

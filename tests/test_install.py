@@ -35,12 +35,16 @@ def test_install_keeps_other_compatible_versions(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, "torch==2.13.0"], check=True, timeout=900)
-    subprocess.run([*pip, *(f"{name}=={version}" for name, version in OTHER_VERSIONS.items())], check=True,
-                   timeout=900)  # fmt: skip
+    subprocess.run([*pip, *(f"{name}=={version}" for name, version in OTHER_VERSIONS.items())], check=True, timeout=900)
     install = subprocess.run([*pip, "-e", str(ROOT)], capture_output=True, text=True, timeout=900)
     assert install.returncode == 0, install.stderr[-3000:]
-    smoke = subprocess.run([str(venv / "bin" / "python"), "-c", SMOKE % (tuple(OTHER_VERSIONS),)],
-                           capture_output=True, text=True, timeout=300, cwd=tmp_path)  # fmt: skip
+    smoke = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", SMOKE % (tuple(OTHER_VERSIONS),)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert smoke.returncode == 0, smoke.stderr[-3000:]
     assert "torch.Size([1, 1])" in smoke.stdout
     assert str(OTHER_VERSIONS) in smoke.stdout, smoke.stdout

@@ -152,7 +152,7 @@ def test_importing_the_root_loads_only_the_model_part_and_old_names_still_resolv
         "import sys, ivt_hf\n"
         "loaded = sorted({m.split('.')[1] for m in sys.modules if m.startswith('ivt_hf.')})\n"
         "assert loaded == ['model'], loaded\n"
-        "from ivt_hf import build_model_from_backbones, convert_original_checkpoint, load_backbones\n"
+        "from ivt_hf import convert_original_checkpoint, load_backbones\n"
         "from ivt_hf import register_for_remote_code, save_model_folder\n"
         "from ivt_hf.conversion import convert_original_checkpoint as moved\n"
         "assert convert_original_checkpoint is moved\n"

@@ -26,8 +26,14 @@ ROOT = Path(__file__).resolve().parents[1]
 HANG_WORKER = ROOT / "tests" / "helpers" / "pretrain_hang_worker.py"
 ITC_WORKER = ROOT / "tests" / "helpers" / "itc_gather_worker.py"
 NUM_PAIRS, PAIRS_PER_SHARD, BATCH, BUFFER = 96, 12, 8, 16  # 8 shards: 4 per process, 6 steps per epoch
-COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30), "yellow": (230, 230, 20),
-           "black": (10, 10, 10), "white": (245, 245, 245)}  # fmt: skip
+COLOURS = {
+    "red": (220, 30, 30),
+    "blue": (30, 30, 220),
+    "green": (30, 200, 30),
+    "yellow": (230, 230, 20),
+    "black": (10, 10, 10),
+    "white": (245, 245, 245),
+}
 
 
 def _pairs(count: int = NUM_PAIRS, broken: set[int] = frozenset()):
@@ -46,11 +52,35 @@ def _pairs(count: int = NUM_PAIRS, broken: set[int] = frozenset()):
 
 
 def _flags(shards: Path, output_dir: Path, *extra: str) -> list[str]:
-    return ["pretrain", "--train_data", str(shards), "--output_dir", str(output_dir), "--model_preset", "tiny",
-            "--max_steps", "9", "--per_device_train_batch_size", str(BATCH), "--logging_steps", "1", "--save_steps",
-            "4", "--save_total_limit", "2", "--learning_rate", "5e-4", "--shuffle_buffer_size", str(BUFFER),
-            "--dataloader_num_workers", "1",
-            "--log_pair_keys", "--seed", "0", *extra]  # fmt: skip
+    return [
+        "pretrain",
+        "--train_data",
+        str(shards),
+        "--output_dir",
+        str(output_dir),
+        "--model_preset",
+        "tiny",
+        "--max_steps",
+        "9",
+        "--per_device_train_batch_size",
+        str(BATCH),
+        "--logging_steps",
+        "1",
+        "--save_steps",
+        "4",
+        "--save_total_limit",
+        "2",
+        "--learning_rate",
+        "5e-4",
+        "--shuffle_buffer_size",
+        str(BUFFER),
+        "--dataloader_num_workers",
+        "1",
+        "--log_pair_keys",
+        "--seed",
+        "0",
+        *extra,
+    ]
 
 
 def _run(command: list[str]) -> subprocess.CompletedProcess:
@@ -68,8 +98,10 @@ def reference_run(tmp_path_factory):
 
 
 def _pair_records(output: Path) -> list[list[dict]]:
-    return [[json.loads(line) for line in (output / f"pair_keys_rank{rank}.jsonl").read_text().splitlines()]
-            for rank in (0, 1)]  # fmt: skip
+    return [
+        [json.loads(line) for line in (output / f"pair_keys_rank{rank}.jsonl").read_text().splitlines()]
+        for rank in (0, 1)
+    ]
 
 
 def test_two_processes_read_disjoint_shards_no_pair_twice_and_batches_mix_shards(reference_run):
@@ -95,8 +127,10 @@ def test_two_processes_read_disjoint_shards_no_pair_twice_and_batches_mix_shards
         assert len(by_epoch[1][rank]) == len(set(by_epoch[1][rank]))
     assert not {key.split("/")[0] for key in by_epoch[1][0]} & {key.split("/")[0] for key in by_epoch[1][1]}
     first_shards = [steps[0]["pairs"][0][1].split("/")[0] for steps in records]
-    epoch1_first = [next(key for epoch, key in (p for r in steps for p in r["pairs"]) if epoch == 1).split("/")[0]
-                    for steps in records]  # fmt: skip
+    epoch1_first = [
+        next(key for epoch, key in (p for r in steps for p in r["pairs"]) if epoch == 1).split("/")[0]
+        for steps in records
+    ]
     assert first_shards != epoch1_first  # a new shard order in the new epoch
 
 
@@ -129,8 +163,9 @@ def test_a_run_killed_mid_shard_resumes_to_the_same_weights(reference_run, tmp_p
     hung = tmp_path / "hung"
     # every process of the run stops after step 5 (checkpoint-4 is the last one) and is then killed for real
     command = [*launcher("torchrun"), str(HANG_WORKER), "5", str(hung), *_flags(reference_run["shards"], output)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV,
-                               cwd=ROOT, start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT, start_new_session=True
+    )
     wait_for_files([hung / f"hung_rank{rank}.json" for rank in (0, 1)], process)
     trainers = [json.loads((hung / f"hung_rank{rank}.json").read_text())["pid"] for rank in (0, 1)]
     everything = [*descendants(process.pid), process.pid]  # launcher, training processes, their DataLoader workers
@@ -146,12 +181,23 @@ def test_a_run_killed_mid_shard_resumes_to_the_same_weights(reference_run, tmp_p
 
     again = _run([sys.executable, "-m", "ivt_hf", *_flags(reference_run["shards"], output)])
     assert again.returncode == 2 and "--resume_from_checkpoint latest" in again.stderr  # a second run is refused
-    wrong_world = _run([sys.executable, "-m", "ivt_hf", *_flags(reference_run["shards"], output),
-                        "--resume_from_checkpoint", "latest"])  # fmt: skip
+    wrong_world = _run(
+        [sys.executable, "-m", "ivt_hf", *_flags(reference_run["shards"], output), "--resume_from_checkpoint", "latest"]
+    )
     assert wrong_world.returncode == 2 and "written by 2 process(es)" in wrong_world.stderr
     # resumed under the other launcher, with two DataLoader workers instead of one
-    resumed = _run([*launcher("accelerate"), "-m", "ivt_hf", *_flags(reference_run["shards"], output),
-                    "--resume_from_checkpoint", "latest", "--dataloader_num_workers", "2"])  # fmt: skip
+    resumed = _run(
+        [
+            *launcher("accelerate"),
+            "-m",
+            "ivt_hf",
+            *_flags(reference_run["shards"], output),
+            "--resume_from_checkpoint",
+            "latest",
+            "--dataloader_num_workers",
+            "2",
+        ]
+    )
     assert resumed.returncode == 0, resumed.stderr[-4000:]
 
     reference = load_file(reference_run["output"] / "model.safetensors")
@@ -167,12 +213,45 @@ def test_a_run_killed_mid_shard_resumes_to_the_same_weights(reference_run, tmp_p
 
 def test_fine_tuning_starts_from_exactly_the_pretrained_shared_weights(reference_run, tmp_path):
     output = tmp_path / "finetuned"
-    command = [sys.executable, "-m", "ivt_hf", "train", "--model_name_or_path", str(reference_run["output"]),
-               "--dataset_name", "synthpedes", "--data_root", str(tmp_path / "synth"), "--synth_train_ids", "8",
-               "--synth_validation_ids", "2", "--synth_test_ids", "2", "--output_dir", str(output), "--max_steps", "1",
-               "--learning_rate", "0", "--weight_decay", "0", "--per_device_train_batch_size", "8", "--images_per_id",
-               "2", "--use_cpu", "--report_to", "none", "--eval_strategy", "no", "--save_strategy", "no",
-               "--disable_tqdm", "true"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "ivt_hf",
+        "train",
+        "--model_name_or_path",
+        str(reference_run["output"]),
+        "--dataset_name",
+        "synthpedes",
+        "--data_root",
+        str(tmp_path / "synth"),
+        "--synth_train_ids",
+        "8",
+        "--synth_validation_ids",
+        "2",
+        "--synth_test_ids",
+        "2",
+        "--output_dir",
+        str(output),
+        "--max_steps",
+        "1",
+        "--learning_rate",
+        "0",
+        "--weight_decay",
+        "0",
+        "--per_device_train_batch_size",
+        "8",
+        "--images_per_id",
+        "2",
+        "--use_cpu",
+        "--report_to",
+        "none",
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "no",
+        "--disable_tqdm",
+        "true",
+    ]
     result = _run(command)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "fusion" in result.stderr and "mlm_head" in result.stderr  # the dropped modules are logged
@@ -208,8 +287,16 @@ def test_pairs_that_are_not_there_are_one_error_line(tmp_path):
 
 def test_continuing_from_a_pretraining_folder_with_accumulation_and_bf16(reference_run, tmp_path):
     output = tmp_path / "continued"
-    flags = _flags(reference_run["shards"], output, "--model_name_or_path", str(reference_run["output"]),
-                   "--gradient_accumulation_steps", "2", "--bf16", "true")  # fmt: skip
+    flags = _flags(
+        reference_run["shards"],
+        output,
+        "--model_name_or_path",
+        str(reference_run["output"]),
+        "--gradient_accumulation_steps",
+        "2",
+        "--bf16",
+        "true",
+    )
     flags[flags.index("--max_steps") + 1] = "2"
     flags[flags.index("--per_device_train_batch_size") + 1] = "4"
     flags[flags.index("--shuffle_buffer_size") + 1] = "0"
@@ -297,13 +384,15 @@ def test_pretraining_mixed_precision_runs_under_autocast(reference_run, tmp_path
 
     if precision == "fp16" and not torch.cuda.is_available():
         pytest.skip("fp16 autocast with its loss scaler needs a CUDA GPU; on a CPU --fp16 is refused")
-    flags = _flags(reference_run["shards"], tmp_path / precision, f"--{precision}", "true",
-                   "--dataloader_num_workers", "0")[1:]  # fmt: skip
+    flags = _flags(
+        reference_run["shards"], tmp_path / precision, f"--{precision}", "true", "--dataloader_num_workers", "0"
+    )[1:]
     flags[flags.index("--max_steps") + 1] = "2"
     if precision == "bf16":
         flags.append("--use_cpu")
-    completed = subprocess.run([sys.executable, "-c", PRECISION_RUN, *flags], capture_output=True, text=True,
-                               env=ENV, timeout=600, cwd=ROOT)  # fmt: skip
+    completed = subprocess.run(
+        [sys.executable, "-c", PRECISION_RUN, *flags], capture_output=True, text=True, env=ENV, timeout=600, cwd=ROOT
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     run = json.loads(completed.stdout.strip().splitlines()[-1])
     assert run["dtypes"] == [{"bf16": "torch.bfloat16", "fp16": "torch.float16"}[precision]], run

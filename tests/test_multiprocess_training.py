@@ -26,14 +26,45 @@ SEED, IMAGES_PER_ID, IMAGES_PER_BATCH = 3, 2, 8
 
 def _flags(data_root: Path, output_dir: Path, *extra: str) -> list[str]:
     return [
-        "--dataset_name", "synthpedes", "--data_root", str(data_root), "--output_dir", str(output_dir),
-        "--synth_train_ids", str(SPLIT_IDS["train"]), "--synth_validation_ids", str(SPLIT_IDS["validation"]),
-        "--synth_test_ids", str(SPLIT_IDS["test"]),
-        "--model_preset", "tiny", "--image_height", "64", "--image_width", "32", "--num_hidden_layers", "2",
-        "--per_device_train_batch_size", str(IMAGES_PER_BATCH), "--images_per_id", str(IMAGES_PER_ID),
-        "--use_cpu", "--report_to", "none", "--optim", "adamw_torch", "--learning_rate", "1e-3",
-        "--disable_tqdm", "true", "--seed", str(SEED), "--eval_strategy", "no", *extra,
-    ]  # fmt: skip
+        "--dataset_name",
+        "synthpedes",
+        "--data_root",
+        str(data_root),
+        "--output_dir",
+        str(output_dir),
+        "--synth_train_ids",
+        str(SPLIT_IDS["train"]),
+        "--synth_validation_ids",
+        str(SPLIT_IDS["validation"]),
+        "--synth_test_ids",
+        str(SPLIT_IDS["test"]),
+        "--model_preset",
+        "tiny",
+        "--image_height",
+        "64",
+        "--image_width",
+        "32",
+        "--num_hidden_layers",
+        "2",
+        "--per_device_train_batch_size",
+        str(IMAGES_PER_BATCH),
+        "--images_per_id",
+        str(IMAGES_PER_ID),
+        "--use_cpu",
+        "--report_to",
+        "none",
+        "--optim",
+        "adamw_torch",
+        "--learning_rate",
+        "1e-3",
+        "--disable_tqdm",
+        "true",
+        "--seed",
+        str(SEED),
+        "--eval_strategy",
+        "no",
+        *extra,
+    ]
 
 
 def _global_schedule(data_root: Path, epoch: int) -> list[list[int]]:
@@ -42,9 +73,15 @@ def _global_schedule(data_root: Path, epoch: int) -> list[list[int]]:
     from ivt_hf.data import load_benchmark
 
     train = load_benchmark("synthpedes", data_root, split_ids=SPLIT_IDS, image_size=(64, 32))["train"]
-    sampler = IdentityBatchSampler(train["person_id"], images_per_id=IMAGES_PER_ID,
-                                   ids_per_batch=IMAGES_PER_BATCH // IMAGES_PER_ID, num_replicas=2, rank=0,
-                                   seed=SEED, yield_all_replicas=True)  # fmt: skip
+    sampler = IdentityBatchSampler(
+        train["person_id"],
+        images_per_id=IMAGES_PER_ID,
+        ids_per_batch=IMAGES_PER_BATCH // IMAGES_PER_ID,
+        num_replicas=2,
+        rank=0,
+        seed=SEED,
+        yield_all_replicas=True,
+    )
     sampler.set_epoch(epoch)
     return list(sampler)
 
@@ -55,8 +92,12 @@ def test_every_epoch_is_a_new_epoch_from_an_empty_folder(tmp_path, launcher_name
     race); every epoch runs its own identity schedule (the one a single process computes for that epoch), its own
     augmentation keys and text picks, with disjoint identities across the processes at every step."""
     data_root = tmp_path / "empty"
-    command = [*launcher(launcher_name), str(WORKER), str(tmp_path / "batches"),
-               *_flags(data_root, tmp_path / "run", "--num_train_epochs", "3", "--save_strategy", "no")]  # fmt: skip
+    command = [
+        *launcher(launcher_name),
+        str(WORKER),
+        str(tmp_path / "batches"),
+        *_flags(data_root, tmp_path / "run", "--num_train_epochs", "3", "--save_strategy", "no"),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
 
@@ -99,8 +140,9 @@ def test_killed_mid_epoch_two_processes_resume_the_same_batches_and_weights(tmp_
 
     def launch(out: Path, output_dir: Path, *extra: str, env=ENV) -> subprocess.Popen:
         command = [*launcher("torchrun"), str(WORKER), str(out), *_flags(data_root, output_dir, *schedule, *extra)]
-        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
-                                start_new_session=True)  # fmt: skip
+        return subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+        )
 
     straight = launch(tmp_path / "straight_batches", tmp_path / "straight")
     assert straight.wait(timeout=900) == 0, straight.stderr.read()[-4000:]
@@ -162,6 +204,7 @@ def test_a_crashed_generation_leaves_nothing_that_looks_complete(tmp_path):
     assert process.returncode == -signal.SIGKILL, "generation ended before it could be killed"
     assert [path.name for path in root.iterdir() if ".tmp-" not in path.name and not path.name.endswith(".lock")] == []
 
-    data = load_benchmark("synthpedes", root, split_ids={"train": 200, "validation": 20, "test": 20},
-                          image_size=(64, 32))  # fmt: skip
+    data = load_benchmark(
+        "synthpedes", root, split_ids={"train": 200, "validation": 20, "test": 20}, image_size=(64, 32)
+    )
     assert len(data["train"]) > 0 and not list(root.glob("*.tmp-*"))

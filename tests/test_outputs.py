@@ -16,24 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 from filelock import FileLock
+from helpers.commands import error_lines, run_cli, save_tiny_model_folder
 
 from ivt_hf.cli import main
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MARKER = ".ivt_hf-output.json"
-
-
-def _run(argv: list[str], capsys) -> tuple[int | str, str, str]:
-    try:
-        code = main(argv)
-    except KeyboardInterrupt:  # must not reach pytest, which would stop the session
-        code = "KeyboardInterrupt escaped"
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def _error_lines(err: str) -> list[str]:
-    return [line for line in err.splitlines() if "error:" in line]
 
 
 def _siblings(folder: Path) -> list[str]:
@@ -46,17 +34,13 @@ def inputs(tmp_path_factory) -> Path:
     """A tiny SynthPEDES raw copy, a tiny model folder, a few images and their index."""
     from PIL import Image
 
-    from ivt_hf import IVTConfig, IVTModel, IVTProcessor
-    from ivt_hf.hub import save_model_folder
     from ivt_hf.search import GalleryIndex
 
     root = tmp_path_factory.mktemp("inputs")
-    assert main(["data", "synth", "--num_ids", "13", "--image_size", "32", "16", "--output_dir",
-                 str(root / "synth")]) == 0  # fmt: skip
-    torch.manual_seed(0)
-    config = IVTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                       max_position_embeddings=64, image_size=(64, 32))  # fmt: skip
-    save_model_folder(IVTModel(config), IVTProcessor.from_config(config), root / "model")
+    assert (
+        main(["data", "synth", "--num_ids", "13", "--image_size", "32", "16", "--output_dir", str(root / "synth")]) == 0
+    )
+    save_tiny_model_folder(root / "model")
     (root / "images").mkdir()
     for shade in (0, 120, 240):
         Image.new("RGB", (16, 32), (shade, 0, 0)).save(root / "images" / f"{shade}.png")
@@ -69,23 +53,71 @@ def inputs(tmp_path_factory) -> Path:
 def _commands(inputs: Path, output: Path) -> dict[str, list[str]]:
     """Each command that writes an output folder, writing into `output`."""
     return {
-        "data prepare": ["data", "prepare", "--benchmark", "synthpedes", "--root", str(inputs / "synth"),
-                         "--output_dir", str(output)],
-        "data synth": ["data", "synth", "--num_ids", "13", "--image_size", "32", "16", "--seed", "1",
-                       "--output_dir", str(output)],
-        "index build": ["index", "build", "--model", str(inputs / "model"), "--images", str(inputs / "images"),
-                        "--output_dir", str(output), "--chunk_size", "2"],
-        "convert": ["convert", "--checkpoint_path", str(FIXTURES / "ivt_tiny_s16.pth"), "--output_dir", str(output),
-                    "--num_attention_heads", "2"],
-        "app --export_space": ["app", "--model", str(inputs / "model"), "--index", str(inputs / "index"),
-                               "--export_space", str(output)],
-    }  # fmt: skip
+        "data prepare": [
+            "data",
+            "prepare",
+            "--benchmark",
+            "synthpedes",
+            "--root",
+            str(inputs / "synth"),
+            "--output_dir",
+            str(output),
+        ],
+        "data synth": [
+            "data",
+            "synth",
+            "--num_ids",
+            "13",
+            "--image_size",
+            "32",
+            "16",
+            "--seed",
+            "1",
+            "--output_dir",
+            str(output),
+        ],
+        "index build": [
+            "index",
+            "build",
+            "--model",
+            str(inputs / "model"),
+            "--images",
+            str(inputs / "images"),
+            "--output_dir",
+            str(output),
+            "--chunk_size",
+            "2",
+        ],
+        "convert": [
+            "convert",
+            "--checkpoint_path",
+            str(FIXTURES / "ivt_tiny_s16.pth"),
+            "--output_dir",
+            str(output),
+            "--num_attention_heads",
+            "2",
+        ],
+        "app --export_space": [
+            "app",
+            "--model",
+            str(inputs / "model"),
+            "--index",
+            str(inputs / "index"),
+            "--export_space",
+            str(output),
+        ],
+    }
 
 
 def _complete(command: str, output: Path) -> bool:
     """Whether `output` holds what `command` writes."""
-    files = {"data prepare": "dataset_dict.json", "data synth": "synthpedes_meta.json", "index build": "manifest.json",
-             "convert": "model.safetensors", "app --export_space": "app.py"}  # fmt: skip
+    files = {
+        "data prepare": "dataset_dict.json",
+        "data synth": "synthpedes_meta.json",
+        "index build": "manifest.json",
+        "convert": "model.safetensors",
+        "app --export_space": "app.py",
+    }
     return (output / files[command]).is_file()
 
 
@@ -97,9 +129,9 @@ def test_overwrite_never_deletes_a_folder_ivt_hf_did_not_write(command, inputs, 
     output = tmp_path / "mine"
     output.mkdir()
     (output / "thesis.tex").write_text("two years of work")
-    code, _, err = _run([*_commands(inputs, output)[command], "--overwrite"], capsys)
+    code, _, err = run_cli([*_commands(inputs, output)[command], "--overwrite"], capsys)
     assert code == 2, err[-3000:]
-    assert _error_lines(err) == [
+    assert error_lines(err) == [
         f"error: {output} is not empty and was not written by ivt_hf (no {MARKER}), so it is never replaced, even "
         "with --overwrite: remove it yourself or choose another output folder"
     ], err[-3000:]
@@ -111,7 +143,7 @@ def test_overwrite_never_deletes_a_folder_ivt_hf_did_not_write(command, inputs, 
 def test_a_folder_ivt_hf_wrote_is_refused_without_overwrite_and_replaced_with_it(command, inputs, tmp_path, capsys):
     output = tmp_path / "out"
     argv = _commands(inputs, output)[command]
-    code, _, err = _run(argv, capsys)
+    code, _, err = run_cli(argv, capsys)
     assert code == 0, err[-3000:]
     marker = json.loads((output / MARKER).read_text())
     assert marker["command"] == f"ivt {command}" and marker["written_by"] == "ivt_hf", marker
@@ -119,12 +151,12 @@ def test_a_folder_ivt_hf_wrote_is_refused_without_overwrite_and_replaced_with_it
     (output / "left_by_the_first_run.txt").write_text("x")  # tells the folders apart
 
     other_settings = ["--seed", "2"] if command == "data synth" else []  # the same synth settings keep the folder
-    code, _, err = _run([*argv, *other_settings], capsys)
+    code, _, err = run_cli([*argv, *other_settings], capsys)
     held = "already holds an index" if command == "index build" else "is not empty"
-    assert code == 2 and _error_lines(err) == [f"error: {output} {held}; pass --overwrite to replace it"], err
+    assert code == 2 and error_lines(err) == [f"error: {output} {held}; pass --overwrite to replace it"], err
     assert (output / "left_by_the_first_run.txt").is_file()
 
-    code, _, err = _run([*argv, "--overwrite"], capsys)
+    code, _, err = run_cli([*argv, "--overwrite"], capsys)
     assert code == 0, err[-3000:]
     assert _complete(command, output) and (output / MARKER).is_file()
     assert not (output / "left_by_the_first_run.txt").exists()
@@ -167,21 +199,25 @@ def _interrupt_synth_midway(monkeypatch, fail) -> list[int]:
     ("failure", "code", "line"),
     [
         (_press_ctrl_c, 130, "error: interrupted (Ctrl-C)"),
-        (_write_to_a_full_disk, 3,
-         "error: no space left on device: {output} (free some space or choose another folder)"),
+        (
+            _write_to_a_full_disk,
+            3,
+            "error: no space left on device: {output} (free some space or choose another folder)",
+        ),
     ],
     ids=["ctrl-c", "disk-full"],
-)  # fmt: skip
+)
 def test_an_interrupted_write_leaves_neither_the_folder_nor_its_staging(
     failure, code, line, tmp_path, capsys, monkeypatch
 ):
     output = tmp_path / "synth"
     images_written = _interrupt_synth_midway(monkeypatch, failure)
-    result, _, err = _run(["data", "synth", "--num_ids", "13", "--image_size", "32", "16", "--output_dir",
-                           str(output)], capsys)  # fmt: skip
+    result, _, err = run_cli(
+        ["data", "synth", "--num_ids", "13", "--image_size", "32", "16", "--output_dir", str(output)], capsys
+    )
     assert images_written and images_written[0] > 0, "the failure came before any image was written"
     assert result == code, err[-3000:]
-    assert _error_lines(err) == [line.format(output=output)], err[-3000:]
+    assert error_lines(err) == [line.format(output=output)], err[-3000:]
     assert not output.exists()
     assert _siblings(output) == []  # no staging folder either
 
@@ -189,10 +225,10 @@ def test_an_interrupted_write_leaves_neither_the_folder_nor_its_staging(
 def test_an_interrupted_overwrite_keeps_the_folder_it_was_replacing(tmp_path, capsys, monkeypatch):
     output = tmp_path / "synth"
     argv = ["data", "synth", "--num_ids", "13", "--image_size", "32", "16", "--output_dir", str(output)]
-    assert _run(argv, capsys)[0] == 0
+    assert run_cli(argv, capsys)[0] == 0
     before = sorted(str(path.relative_to(output)) for path in output.rglob("*"))
     _interrupt_synth_midway(monkeypatch, _press_ctrl_c)
-    result, _, err = _run([*argv, "--seed", "3", "--overwrite"], capsys)
+    result, _, err = run_cli([*argv, "--seed", "3", "--overwrite"], capsys)
     assert result == 130, err[-3000:]
     assert sorted(str(path.relative_to(output)) for path in output.rglob("*")) == before
     assert json.loads((output / "synthpedes_meta.json").read_text())["config"]["seed"] == 0

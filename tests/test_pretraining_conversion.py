@@ -33,17 +33,25 @@ TEMP = 0.37
 
 def _config(**overrides) -> IVTConfig:
     kwargs = dict(
-        hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=VOCAB,
-        max_position_embeddings=TEXT_POSITIONS, image_size=(384, 128), patch_size=16, patch_stride=16,
+        hidden_size=HIDDEN,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        vocab_size=VOCAB,
+        max_position_embeddings=TEXT_POSITIONS,
+        image_size=(384, 128),
+        patch_size=16,
+        patch_stride=16,
         fusion_num_hidden_layers=2,
-    )  # fmt: skip
+    )
     return IVTConfig(**(kwargs | overrides))
 
 
 def _authors_config(**overrides) -> IVTConfig:
     """The config the converter must infer for the authors' pre-training."""
-    return _config(tie_word_embeddings=False, itc_normalize=False, itc_temperature=TEMP, itc_temperature_range=None,
-                   **overrides)  # fmt: skip
+    return _config(
+        tie_word_embeddings=False, itc_normalize=False, itc_temperature=TEMP, itc_temperature_range=None, **overrides
+    )
 
 
 def _randomise(model: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -74,9 +82,16 @@ ENCODER_NAMES = {
     "post_layernorm.weight": "norm.weight",
     "post_layernorm.bias": "norm.bias",
 }
-BLOCK_NAMES = {"layer_norm1": "norm1", "self_attn.qkv": "attn.qkv", "self_attn.out_proj": "attn.proj",
-               "layer_norm2": "norm2", "vision_mlp.fc1": "mlp_vis.fc1", "vision_mlp.fc2": "mlp_vis.fc2",
-               "text_mlp.fc1": "mlp_txt.fc1", "text_mlp.fc2": "mlp_txt.fc2"}  # fmt: skip
+BLOCK_NAMES = {
+    "layer_norm1": "norm1",
+    "self_attn.qkv": "attn.qkv",
+    "self_attn.out_proj": "attn.proj",
+    "layer_norm2": "norm2",
+    "vision_mlp.fc1": "mlp_vis.fc1",
+    "vision_mlp.fc2": "mlp_vis.fc2",
+    "text_mlp.fc1": "mlp_txt.fc1",
+    "text_mlp.fc2": "mlp_txt.fc2",
+}
 HEAD_NAMES = {
     "mlm_head.transform.dense.weight": "encoder_fusion.cls.predictions.transform.dense.weight",
     "mlm_head.transform.dense.bias": "encoder_fusion.cls.predictions.transform.dense.bias",
@@ -121,8 +136,9 @@ def _authors_state(model: IVTForPreTraining) -> dict[str, torch.Tensor]:
     state["encoder_fusion.cls.predictions.decoder.bias"] = state["encoder_fusion.cls.predictions.bias"]
     state["encoder_vl.embeddings.position_ids"] = torch.arange(TEXT_POSITIONS).unsqueeze(0)
     state["encoder_fusion.bert.embeddings.position_ids"] = torch.arange(TEXT_POSITIONS).unsqueeze(0)
-    state["encoder_fusion.bert.embeddings.position_embeddings.weight"] = torch.randn(TEXT_POSITIONS, HIDDEN,
-                                                                                     generator=generator)  # fmt: skip
+    state["encoder_fusion.bert.embeddings.position_embeddings.weight"] = torch.randn(
+        TEXT_POSITIONS, HIDDEN, generator=generator
+    )
     state["encoder_fusion.bert.embeddings.token_type_embeddings.weight"] = torch.randn(2, HIDDEN, generator=generator)
     state["encoder_fusion.bert.embeddings.LayerNorm.weight"] = torch.randn(HIDDEN, generator=generator)
     state["encoder_fusion.bert.embeddings.LayerNorm.bias"] = torch.randn(HIDDEN, generator=generator)
@@ -158,8 +174,13 @@ def _inputs(seed: int = 3, batch: int = 3, seq: int = 9):
     mlm_labels[:, 2] = input_ids[:, 2]
     mlm_input_ids = input_ids.clone()
     mlm_input_ids[:, 2] = 5
-    return dict(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask,
-                mlm_input_ids=mlm_input_ids, mlm_labels=mlm_labels)  # fmt: skip
+    return dict(
+        pixel_values=pixel_values,
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        mlm_input_ids=mlm_input_ids,
+        mlm_labels=mlm_labels,
+    )
 
 
 def _forward(model: IVTForPreTraining, inputs: dict):
@@ -198,8 +219,17 @@ def test_pretraining_checkpoint_converts_exactly(source_model, authors_checkpoin
 
     inputs = _inputs()
     ours, theirs = _forward(model, inputs), _forward(source_model, inputs)
-    for field in ("loss", "loss_itc", "loss_itm", "loss_mlm", "image_embeds", "text_embeds", "itm_logits",
-                  "mlm_logits", "temperature"):  # fmt: skip
+    for field in (
+        "loss",
+        "loss_itc",
+        "loss_itm",
+        "loss_mlm",
+        "image_embeds",
+        "text_embeds",
+        "itm_logits",
+        "mlm_logits",
+        "temperature",
+    ):
         assert torch.equal(getattr(ours, field), getattr(theirs, field)), field
 
 
@@ -232,12 +262,15 @@ def _altered(state: dict, change: str) -> dict:
     "change, message",
     [
         ("decoder bias", "cls.predictions.decoder.bias differs from encoder_fusion.cls.predictions.bias"),
-        ("missing", "lacks tensors for fusion.layer.1.crossattention.output.LayerNorm.bias "
-                    r"\(from encoder_fusion.bert.encoder.layer.1.crossattention.output.LayerNorm.bias\)"),
+        (
+            "missing",
+            "lacks tensors for fusion.layer.1.crossattention.output.LayerNorm.bias "
+            r"\(from encoder_fusion.bert.encoder.layer.1.crossattention.output.LayerNorm.bias\)",
+        ),
         ("shape", r"itm_head.weight \(from itm.weight\) has shape \(3, 32\), expected \(2, 32\)"),
         ("unknown", "unexpected keys.*encoder_fusion.bert.pooler.dense.weight"),
     ],
-)  # fmt: skip
+)
 def test_altered_pretraining_checkpoints_are_clear_errors(source_model, tmp_path, change, message):
     _save_legacy(_altered(_authors_state(source_model), change), tmp_path / "altered.pth")
     with pytest.raises(CheckpointConversionError, match=message):
@@ -269,8 +302,17 @@ def test_pretraining_cli_writes_a_folder_for_both_auto_classes(source_model, aut
     folder = tmp_path / "pretrained"
     vocab = tmp_path / "vocab.txt"  # as many tokens as the tiny model's vocabulary
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(VOCAB - 5)]))
-    args = ["convert", "--checkpoint_path", str(authors_checkpoint), "--output_dir", str(folder),
-            "--num_attention_heads", "2", "--vocab_file", str(vocab)]  # fmt: skip
+    args = [
+        "convert",
+        "--checkpoint_path",
+        str(authors_checkpoint),
+        "--output_dir",
+        str(folder),
+        "--num_attention_heads",
+        "2",
+        "--vocab_file",
+        str(vocab),
+    ]
     assert main([*args, "--pretraining"]) == 0
     assert "pre-training heads: fusion encoder 2 layers" in capsys.readouterr().out
     auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
@@ -305,16 +347,30 @@ def test_fusion_encoder_and_mlm_head_from_bert(tie):
     from transformers import BertConfig, BertForMaskedLM
 
     torch.manual_seed(0)
-    bert_config = BertConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=3, num_attention_heads=2,
-                             intermediate_size=64, max_position_embeddings=TEXT_POSITIONS)  # fmt: skip
+    bert_config = BertConfig(
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=TEXT_POSITIONS,
+    )
     bert = _randomise(BertForMaskedLM(bert_config), seed=5).state_dict()
     model = IVTForPreTraining(_config(tie_word_embeddings=tie))
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     loaded = load_backbones(model, bert_state_dict=bert)
     state = model.state_dict()
 
-    parts = ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
-             "attention.output.LayerNorm", "intermediate.dense", "output.dense", "output.LayerNorm"]  # fmt: skip
+    parts = [
+        "attention.self.query",
+        "attention.self.key",
+        "attention.self.value",
+        "attention.output.dense",
+        "attention.output.LayerNorm",
+        "intermediate.dense",
+        "output.dense",
+        "output.LayerNorm",
+    ]
     for index in range(2):  # the fusion encoder's 2 layers from BERT's first 2
         for part in parts:
             for kind in ("weight", "bias"):
@@ -324,8 +380,11 @@ def test_fusion_encoder_and_mlm_head_from_bert(tie):
     crossattention = [name for name in state if ".crossattention." in name]
     assert len(crossattention) == 2 * 10
     assert all(torch.equal(state[name], before[name]) and name not in loaded for name in crossattention)
-    head = {f"transform.{part}.{kind}": f"transform.{part}.{kind}" for part in ("dense", "LayerNorm")
-            for kind in ("weight", "bias")} | {"decoder.bias": "bias"}  # fmt: skip
+    head = {
+        f"transform.{part}.{kind}": f"transform.{part}.{kind}"
+        for part in ("dense", "LayerNorm")
+        for kind in ("weight", "bias")
+    } | {"decoder.bias": "bias"}
     for ours, theirs in head.items():
         assert torch.equal(state[f"mlm_head.{ours}"], bert[f"cls.predictions.{theirs}"]), ours
         assert f"mlm_head.{ours}" in loaded
@@ -342,13 +401,19 @@ def test_fusion_encoder_and_mlm_head_from_bert(tie):
     assert {f"ivt.{key}" for key in load_backbones(encoder, bert_state_dict=bert)} == {
         key for key in loaded if key.startswith("ivt.")
     }
-    assert all(torch.equal(tensor, state[f"ivt.{name}"]) for name, tensor in encoder.state_dict().items()
-               if f"ivt.{name}" in loaded)  # fmt: skip
+    assert all(
+        torch.equal(tensor, state[f"ivt.{name}"])
+        for name, tensor in encoder.state_dict().items()
+        if f"ivt.{name}" in loaded
+    )
     assert not any(key.startswith(("itm_head.", "log_temperature")) for key in loaded)
 
     # google-bert/bert-base-uncased's own files spell the LayerNorms `gamma` / `beta` (its TensorFlow port's names)
-    legacy = {key.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): value
-              for key, value in bert.items() if key != "cls.predictions.decoder.bias"}  # fmt: skip
+    legacy = {
+        key.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): value
+        for key, value in bert.items()
+        if key != "cls.predictions.decoder.bias"
+    }
     assert any(key.endswith("LayerNorm.gamma") for key in legacy)
     from_legacy = IVTForPreTraining(_config(tie_word_embeddings=tie))
     assert load_backbones(from_legacy, bert_state_dict=legacy) == loaded

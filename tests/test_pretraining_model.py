@@ -21,10 +21,20 @@ from ivt_hf.training.masking import IGNORE_INDEX, MaskingRules, whole_word_mask,
 
 
 def _config(**overrides) -> IVTConfig:
-    settings = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=120,
-                    max_position_embeddings=32, image_size=(64, 32), fusion_num_hidden_layers=2,
-                    fusion_hidden_dropout=0.0, fusion_attention_dropout=0.0, drop_path_rate=0.0,
-                    text_embedding_dropout=0.0)  # fmt: skip
+    settings = dict(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        vocab_size=120,
+        max_position_embeddings=32,
+        image_size=(64, 32),
+        fusion_num_hidden_layers=2,
+        fusion_hidden_dropout=0.0,
+        fusion_attention_dropout=0.0,
+        drop_path_rate=0.0,
+        text_embedding_dropout=0.0,
+    )
     return IVTConfig(**(settings | overrides))
 
 
@@ -182,6 +192,28 @@ def test_sgd_moves_the_log_temperature_by_relative_steps():
     assert 0.5 < after / before < 2.0, (before, after)
 
 
+def test_pretraining_decays_only_matrices_and_fine_tuning_decays_all_as_the_reference():
+    """Pre-training's optimiser leaves the ITC temperature, LayerNorm scales and shifts and every bias without weight
+    decay (decay would pull the temperature towards zero); fine-tuning keeps the reference's decay of everything."""
+    from ivt_hf.training.optim import build_optimizer
+
+    model = IVTForPreTraining(_config())
+    names = {id(parameter): name for name, parameter in model.named_parameters()}
+    optimizer = build_optimizer(model, "sgd", lr=5e-3, weight_decay=1e-4, bias_lr_multiplier=2.0, decay_all=False)
+    decay = {names[id(p)]: group["weight_decay"] for group in optimizer.param_groups for p in group["params"]}
+    assert len(decay) == len(names)  # every parameter in exactly one group
+    assert decay["log_temperature"] == 0.0
+    norms = [name for name in names.values() if "LayerNorm" in name or ".norm" in name or "layernorm" in name]
+    assert norms and all(decay[name] == 0.0 for name in norms)
+    assert all(decay[name] == 0.0 for name in names.values() if name.endswith(".bias"))
+    matrices = [name for name, p in model.named_parameters() if p.ndim >= 2]
+    assert matrices and all(decay[name] == 1e-4 for name in matrices)
+    lr = {names[id(p)]: group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    assert lr["log_temperature"] == 5e-3 and all(lr[n] == 1e-2 for n in names.values() if n.endswith(".bias"))
+    reference = build_optimizer(model, "sgd", lr=5e-3, weight_decay=1e-4, decay_all=True)
+    assert {group["weight_decay"] for group in reference.param_groups} == {1e-4}
+
+
 def test_pretraining_never_drops_tokens_and_every_parameter_gets_a_gradient():
     torch.manual_seed(0)
     model = IVTForPreTraining(_config(token_drop_ratio=0.5)).train()
@@ -258,8 +290,10 @@ def test_remote_code_loads_the_pretraining_model_without_ivt_hf(tmp_path):
     pixels, ids, mask, masked, labels = _batch(batch_size=2)  # two pairs: the negatives are fixed
     with torch.no_grad():
         expected = model(pixels, ids, mask, masked, labels)
-    torch.save({"pixels": pixels, "ids": ids, "mask": mask, "masked": masked, "labels": labels,
-                "loss": expected.loss}, tmp_path / "io.pt")  # fmt: skip
+    torch.save(
+        {"pixels": pixels, "ids": ids, "mask": mask, "masked": masked, "labels": labels, "loss": expected.loss},
+        tmp_path / "io.pt",
+    )
     script = f"""
         import torch
         from transformers import AutoModelForPreTraining
@@ -323,8 +357,9 @@ def test_masking_rules_hold_on_a_fixed_seed():
     counts = {"mask": 0, "random": 0, "kept": 0}
     rng = random.Random(1234)
     for _ in range(3000):
-        masked, labels = whole_word_mask(ids, tokens, mask_token_id=TOKENIZER.mask_token_id,
-                                         random_token_ids=(999, len(TOKENIZER)), rng=rng)  # fmt: skip
+        masked, labels = whole_word_mask(
+            ids, tokens, mask_token_id=TOKENIZER.mask_token_id, random_token_ids=(999, len(TOKENIZER)), rng=rng
+        )
         chosen = [position for position, label in enumerate(labels) if label != IGNORE_INDEX]
         assert 0 not in chosen  # [CLS] is never masked
         assert 1 <= len(chosen) <= budget
@@ -333,8 +368,11 @@ def test_masking_rules_hold_on_a_fixed_seed():
         for position in range(len(ids)):
             if position in chosen:
                 assert labels[position] == ids[position]
-                kind = "mask" if masked[position] == TOKENIZER.mask_token_id else (
-                    "kept" if masked[position] == ids[position] else "random")  # fmt: skip
+                kind = (
+                    "mask"
+                    if masked[position] == TOKENIZER.mask_token_id
+                    else ("kept" if masked[position] == ids[position] else "random")
+                )
                 counts[kind] += 1
                 if kind == "random":
                     assert 999 <= masked[position] < len(TOKENIZER)
@@ -359,8 +397,9 @@ def test_masking_is_a_function_of_the_seed_and_caps_at_eight():
 def test_spans_mask_neighbouring_words_together():
     ids, tokens = _caption_ids(" ".join(["blue"] * 40))
     rules = MaskingRules(span_probability=1.0, max_span_words=3, max_predictions=3)
-    _, labels = whole_word_mask(ids, tokens, mask_token_id=103, random_token_ids=(999, 30522),
-                                rng=random.Random(3), rules=rules)  # fmt: skip
+    _, labels = whole_word_mask(
+        ids, tokens, mask_token_id=103, random_token_ids=(999, 30522), rng=random.Random(3), rules=rules
+    )
     chosen = [position for position, label in enumerate(labels) if label != IGNORE_INDEX]
     assert len(chosen) >= 2 and chosen == list(range(chosen[0], chosen[0] + len(chosen)))
 
@@ -380,8 +419,15 @@ def test_a_new_pretraining_model_starts_its_fusion_encoder_from_bert(tmp_path):
     from ivt_hf.training import ModelArguments, build_model
 
     torch.manual_seed(0)
-    bert = BertForMaskedLM(BertConfig(hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
-                                      intermediate_size=256, max_position_embeddings=128))  # fmt: skip
+    bert = BertForMaskedLM(
+        BertConfig(
+            hidden_size=128,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            intermediate_size=256,
+            max_position_embeddings=128,
+        )
+    )
     state = {name: tensor.clone() for name, tensor in bert.state_dict().items()}
     state.pop("cls.predictions.decoder.weight")  # tied to the word embeddings in the file, as on the Hub
     save_file(state, tmp_path / "bert.safetensors")
@@ -395,8 +441,9 @@ def test_a_new_pretraining_model_starts_its_fusion_encoder_from_bert(tmp_path):
     assert torch.equal(model.mlm_head.transform.dense.weight, bert.cls.predictions.transform.dense.weight)
     assert torch.equal(model.ivt.text_embeddings.word_embeddings.weight, bert.bert.embeddings.word_embeddings.weight)
     assert model.mlm_head.decoder.weight is model.ivt.text_embeddings.word_embeddings.weight
-    assert not torch.equal(model.fusion.layer[0].crossattention.self.query.weight[:4, :4],
-                           torch.zeros(4, 4))  # fmt: skip  (cross-attention: its own random start)
+    assert not torch.equal(
+        model.fusion.layer[0].crossattention.self.query.weight[:4, :4], torch.zeros(4, 4)
+    )  # cross-attention: its own random start
 
 
 def test_the_base_model_has_the_authors_parameter_count():

@@ -112,17 +112,31 @@ def _model_folder(tmp_path: Path, config) -> tuple[Path, dict]:
     (folder / "evaluation.json").write_text(json.dumps(evaluation, indent=1))
     (folder / "training_facts.json").write_text(json.dumps(training, indent=1))
     (folder / "eval_results.json").write_text(json.dumps({"eval_loss": 1.0}))  # a Trainer's file: not a record
-    save_model_card(folder, config, repo_id=str(folder), title="IVT tiny push fixture", evaluation=evaluation,
-                    training=training, provenance=DEMO_PROVENANCE)  # fmt: skip
+    save_model_card(
+        folder,
+        config,
+        repo_id=str(folder),
+        title="IVT tiny push fixture",
+        evaluation=evaluation,
+        training=training,
+        provenance=DEMO_PROVENANCE,
+    )
 
-    images = [torch.randint(0, 256, (3, 90, 40), dtype=torch.uint8, generator=torch.Generator().manual_seed(i))
-              for i in range(2)]  # fmt: skip
+    images = [
+        torch.randint(0, 256, (3, 90, 40), dtype=torch.uint8, generator=torch.Generator().manual_seed(i))
+        for i in range(2)
+    ]
     texts = ["a man in a blue shirt", "a woman with a red bag and black shoes"]
     inputs = processor(images=images, text=texts)
     with torch.no_grad():
         output = model(**inputs)
-    expected = {"images": images, "texts": texts, "inputs": dict(inputs), "image_embeds": output.image_embeds,
-                "text_embeds": output.text_embeds}  # fmt: skip
+    expected = {
+        "images": images,
+        "texts": texts,
+        "inputs": dict(inputs),
+        "image_embeds": output.image_embeds,
+        "text_embeds": output.text_embeds,
+    }
     torch.save(expected, tmp_path / "expected.pt")
     return folder, evaluation
 
@@ -168,10 +182,22 @@ def _front_matter(card: str) -> dict:
 def test_push_then_reload_through_the_same_endpoint_is_bit_exact(tmp_path, tiny_config, hub):
     folder, evaluation = _model_folder(tmp_path, tiny_config)
     push = subprocess.run(
-        [sys.executable, str(SCRIPT), "--model_dir", str(folder), "--repo_id", REPO_ID, "--private",
-         "--commit_message", "Test push"],
-        capture_output=True, text=True, timeout=240, env=_client_env(hub, tmp_path / "hf_push", TOKEN),
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--model_dir",
+            str(folder),
+            "--repo_id",
+            REPO_ID,
+            "--private",
+            "--commit_message",
+            "Test push",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=_client_env(hub, tmp_path / "hf_push", TOKEN),
+    )
     assert push.returncode == 0, push.stderr[-4000:]
     assert TOKEN not in push.stdout + push.stderr
     # the client logged every request (authenticated, as curl commands): the check above is not vacuous
@@ -182,15 +208,26 @@ def test_push_then_reload_through_the_same_endpoint_is_bit_exact(tmp_path, tiny_
     files = hub.files(REPO_ID)
     assert hub.repos[REPO_ID].private
     assert files["model.safetensors"].lfs and not files["config.json"].lfs
-    expected_files = {"config.json", "model.safetensors", "modeling_ivt.py", "configuration_ivt.py",
-                      "processor_config.json", "README.md", "evaluation.json", "training_facts.json"}  # fmt: skip
+    expected_files = {
+        "config.json",
+        "model.safetensors",
+        "modeling_ivt.py",
+        "configuration_ivt.py",
+        "processor_config.json",
+        "README.md",
+        "evaluation.json",
+        "training_facts.json",
+    }
     assert expected_files <= set(files), sorted(files)
     assert "eval_results.json" not in files
     assert json.loads(hub.file_bytes(REPO_ID, "config.json"))["auto_map"]["AutoModel"] == "modeling_ivt.IVTModel"
     assert json.loads(hub.file_bytes(REPO_ID, "evaluation.json")) == evaluation
     summaries = [commit.summary for commit in hub.history(REPO_ID)]
-    assert summaries[:3] == ["Test push: model card and the run facts it was generated from", "Test push: processor",
-                             "Test push: weights and config"]  # fmt: skip
+    assert summaries[:3] == [
+        "Test push: model card and the run facts it was generated from",
+        "Test push: processor",
+        "Test push: weights and config",
+    ]
     assert not any(TOKEN.encode() in hub.file_bytes(REPO_ID, path) for path in files)
     assert hub.unhandled == [] and hub.storage_requests_with_auth == []
 
@@ -210,8 +247,13 @@ def test_push_then_reload_through_the_same_endpoint_is_bit_exact(tmp_path, tiny_
     for remote_code in (False, True):
         script = RELOAD.format(remote_code=remote_code, repo_id=REPO_ID, expected=str(tmp_path / "expected.pt"))
         env = _client_env(hub, tmp_path / f"hf_reload_{remote_code}", TOKEN)  # private repo: the token is needed
-        reloads[remote_code] = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], env=env, text=True,
-                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        reloads[remote_code] = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(script)],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
     try:
         outputs = {remote_code: process.communicate(timeout=240) for remote_code, process in reloads.items()}
     finally:
@@ -223,8 +265,11 @@ def test_push_then_reload_through_the_same_endpoint_is_bit_exact(tmp_path, tiny_
         assert TOKEN not in stdout + stderr
     assert hub.unhandled == [] and hub.storage_requests_with_auth == []
     # the remote-code process fetched the modelling code from the Hub (at the commit `main` resolved to)
-    assert ("hub", "GET") in {(origin, method) for origin, method, path, _ in hub.requests
-                              if "/resolve/" in path and path.endswith("/modeling_ivt.py")}  # fmt: skip
+    assert ("hub", "GET") in {
+        (origin, method)
+        for origin, method, path, _ in hub.requests
+        if "/resolve/" in path and path.endswith("/modeling_ivt.py")
+    }
 
 
 def test_a_refused_push_fails_clearly_without_printing_the_token(tmp_path, tiny_config, hub):
@@ -232,8 +277,11 @@ def test_a_refused_push_fails_clearly_without_printing_the_token(tmp_path, tiny_
     wrong_token = "hf_wrongtoken456"
     push = subprocess.run(
         [sys.executable, str(SCRIPT), "--model_dir", str(folder), "--repo_id", REPO_ID],
-        capture_output=True, text=True, timeout=240, env=_client_env(hub, tmp_path / "hf_push", wrong_token),
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=_client_env(hub, tmp_path / "hf_push", wrong_token),
+    )
     assert push.returncode == 1, push.stderr[-4000:]
     assert "error: the Hub refused the upload" in push.stderr and "401" in push.stderr
     assert wrong_token not in push.stdout + push.stderr

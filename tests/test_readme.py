@@ -109,12 +109,16 @@ def _run_as_written(command: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_using_a_trained_model_and_search_run_as_written(demo_outputs):
     (snippet,) = [block for block in _blocks("python") if "AutoModel" in block]
     snippet += "\nassert outputs.logits_per_text.shape == (1, 2)\nprint('snippet OK')\n"
-    result = subprocess.run([sys.executable, "-c", snippet], cwd=demo_outputs, capture_output=True, text=True,
-                            timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", snippet], cwd=demo_outputs, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0 and "snippet OK" in result.stdout, result.stderr[-3000:]
 
-    quick = (".venv/bin/ivt index build", ".venv/bin/ivt search", ".venv/bin/ivt app --model outputs/demo/model "
-             "--index outputs/index --export_space")  # fmt: skip
+    quick = (
+        ".venv/bin/ivt index build",
+        ".venv/bin/ivt search",
+        ".venv/bin/ivt app --model outputs/demo/model --index outputs/index --export_space",
+    )
     runnable = [command for command in COMMANDS if command.startswith(quick)]
     assert len(runnable) == 3
     outputs = []

@@ -144,9 +144,23 @@ def test_draw_retrieval_picture(tmp_path):
 def test_cli_evaluate_index_and_search(trained, gallery_folder, tmp_path, capsys):
     _, _, run = trained
     folder = next(path for path in run.data_root.iterdir() if (path / "synthpedes_meta.json").is_file())
-    code = ivt_main(["evaluate", "--model", str(run.model_dir), "--benchmark", "synthpedes", "--root", str(folder),
-                     "--split", "test", "--output", str(tmp_path / "eval.json"),
-                     "--show", str(tmp_path / "eval.png")])  # fmt: skip
+    code = ivt_main(
+        [
+            "evaluate",
+            "--model",
+            str(run.model_dir),
+            "--benchmark",
+            "synthpedes",
+            "--root",
+            str(folder),
+            "--split",
+            "test",
+            "--output",
+            str(tmp_path / "eval.json"),
+            "--show",
+            str(tmp_path / "eval.png"),
+        ]
+    )
     assert code == 0
     report = json.loads((tmp_path / "eval.json").read_text())
     assert set(report["metrics"]) == {"R1", "R5", "R10", "mAP", "mINP"}
@@ -157,17 +171,45 @@ def test_cli_evaluate_index_and_search(trained, gallery_folder, tmp_path, capsys
     printed = capsys.readouterr().out
     assert "random (floor)" in printed and "oracle (ceiling)" in printed
 
-    assert ivt_main(["index", "build", "--model", str(run.model_dir), "--images", str(gallery_folder),
-                     "--output", str(tmp_path / "index")]) == 0  # fmt: skip
-    assert ivt_main(["search", "--index", str(tmp_path / "index"), "a man in a red jacket", "-k", "3",
-                     "--show", str(tmp_path / "search.png")]) == 0  # fmt: skip
+    assert (
+        ivt_main(
+            [
+                "index",
+                "build",
+                "--model",
+                str(run.model_dir),
+                "--images",
+                str(gallery_folder),
+                "--output",
+                str(tmp_path / "index"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        ivt_main(
+            [
+                "search",
+                "--index",
+                str(tmp_path / "index"),
+                "a man in a red jacket",
+                "-k",
+                "3",
+                "--show",
+                str(tmp_path / "search.png"),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "a man in a red jacket" in printed and " 3. " in printed and (tmp_path / "search.png").is_file()
     hits = [line for line in printed.splitlines() if line.startswith("   ")]
     assert len(hits) == 3
     for approximate in (["--faiss", "ivf", "--nlist", "8", "--nprobe", "8"], ["--faiss", "hnsw", "--ef_search", "64"]):
-        assert ivt_main(["search", "--index", str(tmp_path / "index"), "a man in a red jacket", "-k", "3",
-                         *approximate]) == 0  # fmt: skip
+        assert (
+            ivt_main(["search", "--index", str(tmp_path / "index"), "a man in a red jacket", "-k", "3", *approximate])
+            == 0
+        )
         # every list scanned (nprobe = nlist) / a small gallery: the approximate search returns the exact hits
         assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("   ")] == hits
     assert ivt_main(["search", "--index", str(tmp_path / "nope"), "x"]) == 2

@@ -52,8 +52,11 @@ def test_ivf_defaults_and_bad_settings():
     assert index.nlist == min(4000 // 39, int(4 * 4000**0.5)) and index.nprobe == 32 and index.ntotal == 4000
     small = build_faiss_index(gallery[:30], FaissSettings("ivf"))  # fewer vectors than one centroid wants
     assert small.nlist == 1 and small.ntotal == 30
-    for bad, message in [({"kind": "annoy"}, "flat, ivf or hnsw"), ({"kind": "ivf", "nprobe": 0}, "nprobe"),
-                         ({"kind": "ivf", "nlist": 0}, "nlist")]:  # fmt: skip
+    for bad, message in [
+        ({"kind": "annoy"}, "flat, ivf or hnsw"),
+        ({"kind": "ivf", "nprobe": 0}, "nprobe"),
+        ({"kind": "ivf", "nlist": 0}, "nlist"),
+    ]:
         with pytest.raises(ValueError, match=message):
             FaissSettings(**bad)
 
@@ -235,15 +238,33 @@ def test_ivt_search_twice_trains_the_faiss_index_once(tmp_path, builds, capsys):
     for number in range(80):
         Image.fromarray(rng.integers(0, 255, (64, 32, 3), dtype=np.uint8)).save(tmp_path / "images" / f"{number}.png")
     torch.manual_seed(0)
-    config = IVTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                       max_position_embeddings=64, image_size=(64, 32))  # fmt: skip
+    config = IVTConfig(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        image_size=(64, 32),
+    )
     save_model_folder(IVTModel(config), IVTProcessor.from_config(config), tmp_path / "model")
     model, processor = IVTModel.from_pretrained(tmp_path / "model"), IVTProcessor.from_pretrained(tmp_path / "model")
     build_index(model, processor, tmp_path / "images", tmp_path / "index", progress=False)
     capsys.readouterr()
 
-    command = ["search", "--index", str(tmp_path / "index"), "--model", str(tmp_path / "model"), "a man", "-k", "5",
-               "--faiss", "ivf", "--nlist", "2"]  # fmt: skip
+    command = [
+        "search",
+        "--index",
+        str(tmp_path / "index"),
+        "--model",
+        str(tmp_path / "model"),
+        "a man",
+        "-k",
+        "5",
+        "--faiss",
+        "ivf",
+        "--nlist",
+        "2",
+    ]
     printed = []
     for nprobe in ("1", "1", "2"):
         assert main([*command, "--nprobe", nprobe]) == 0

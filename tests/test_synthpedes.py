@@ -271,7 +271,7 @@ def test_baselines_rebuild_attributes_from_a_loaded_dataset(fixture_folder):
         position = image.captions.index(query["caption"])
         assert query_attributes == {key: image.identity.attributes[key] for key in image.mentions[position]}
 
-    from ivt_hf.evaluation.baselines import synthpedes_baselines
+    from ivt_hf.evaluation.floor_and_ceiling import synthpedes_baselines
 
     results = synthpedes_baselines(folder)
     assert set(results) == {"random", "oracle"}

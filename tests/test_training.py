@@ -29,10 +29,29 @@ TINY_MODEL = ["--model_preset", "tiny", "--image_height", "64", "--image_width",
 
 def _common(data_root, output_dir, *extra):
     return [
-        "--dataset_name", "synthpedes", "--data_root", str(data_root), "--output_dir", str(output_dir),
-        *TINY_MODEL, *SMALL, "--per_device_train_batch_size", "8", "--use_cpu", "--report_to", "none",
-        "--optim", "adamw_torch", "--learning_rate", "1e-3", "--disable_tqdm", "true", "--seed", "3", *extra,
-    ]  # fmt: skip
+        "--dataset_name",
+        "synthpedes",
+        "--data_root",
+        str(data_root),
+        "--output_dir",
+        str(output_dir),
+        *TINY_MODEL,
+        *SMALL,
+        "--per_device_train_batch_size",
+        "8",
+        "--use_cpu",
+        "--report_to",
+        "none",
+        "--optim",
+        "adamw_torch",
+        "--learning_rate",
+        "1e-3",
+        "--disable_tqdm",
+        "true",
+        "--seed",
+        "3",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +77,24 @@ def test_compute_loss_is_cmpm_over_the_three_pairs_and_biases_get_double_lr(synt
     torch.testing.assert_close(loss, cmpm_loss(output.image_embeds, output.text_embeds, batch["labels"]))
     optimizer = trainer.create_optimizer()
     assert [group["lr"] for group in optimizer.param_groups] == [1e-3, 2e-3]
-    assert all(name.endswith(".bias") == (id(p) in {id(q) for q in optimizer.param_groups[1]["params"]})
-               for name, p in trainer.model.named_parameters())  # fmt: skip
+    assert all(
+        name.endswith(".bias") == (id(p) in {id(q) for q in optimizer.param_groups[1]["params"]})
+        for name, p in trainer.model.named_parameters()
+    )
     assert optimizer.defaults["fused"]  # the fused AdamW kernel on CPU
 
 
 def test_text_length_buckets_reach_the_model_and_keep_the_loss(synth_root, tmp_path):
-    extra = ["--eval_strategy", "no", "--text_length_buckets", "3", "--initializer_range", "0.05",
-             "--num_hidden_layers", "3"]  # fmt: skip
+    extra = [
+        "--eval_strategy",
+        "no",
+        "--text_length_buckets",
+        "3",
+        "--initializer_range",
+        "0.05",
+        "--num_hidden_layers",
+        "3",
+    ]
     trainer = build_trainer(*parse_args(_common(synth_root, tmp_path / "out", *extra)))
     assert trainer.args.text_length_buckets == 3 and trainer.model.config.initializer_range == 0.05
     assert trainer.model.config.num_hidden_layers == 3 and len(trainer.model.encoder.layers) == 3
@@ -103,8 +132,15 @@ def test_architecture_flags_may_restate_a_saved_model_but_not_change_it(tiny_con
     assert resized.config.patch_stride == 16  # a pre-training output's grid is resized
 
     recipe = json.loads((ROOT / "src/ivt_hf/recipes/synthpedes-cpu.json").read_text())
-    model_args, _, _ = parse_args([str(ROOT / "src/ivt_hf/recipes/synthpedes-cpu.json"), "--model_name_or_path",
-                                   str(tmp_path / "encoder"), "--output_dir", str(tmp_path / "out")])  # fmt: skip
+    model_args, _, _ = parse_args(
+        [
+            str(ROOT / "src/ivt_hf/recipes/synthpedes-cpu.json"),
+            "--model_name_or_path",
+            str(tmp_path / "encoder"),
+            "--output_dir",
+            str(tmp_path / "out"),
+        ]
+    )
     with pytest.raises(ValueError, match=f"--num_hidden_layers {recipe['num_hidden_layers']} cannot change"):
         build_model(IVTModel, model_args)  # the recipe's 3 layers against a 2-layer model: a real change
 
@@ -115,9 +151,15 @@ def test_the_cpu_fine_tuning_recipe_starts_from_a_pretraining_folder(tmp_path):
     from ivt_hf.training import MODEL_PRESETS, build_model
 
     IVTForPreTraining(IVTConfig(**MODEL_PRESETS["tiny"])).save_pretrained(tmp_path / "pre")
-    model_args, _, training_args = parse_args([str(ROOT / "src/ivt_hf/recipes/finetune-cpu.json"),
-                                               "--model_name_or_path", str(tmp_path / "pre"), "--output_dir",
-                                               str(tmp_path / "out")])  # fmt: skip
+    model_args, _, training_args = parse_args(
+        [
+            str(ROOT / "src/ivt_hf/recipes/finetune-cpu.json"),
+            "--model_name_or_path",
+            str(tmp_path / "pre"),
+            "--output_dir",
+            str(tmp_path / "out"),
+        ]
+    )
     model = build_model(IVTModel, model_args)
     assert model.config.num_hidden_layers == MODEL_PRESETS["tiny"]["num_hidden_layers"]
     assert training_args.use_cpu and training_args.max_steps > 0
@@ -144,8 +186,9 @@ def test_both_stages_build_their_model_with_one_function(tmp_path):
 
     pretraining.save_pretrained(tmp_path / "pre")
     encoder.save_pretrained(tmp_path / "encoder")
-    continued = build_model(IVTForPreTraining, ModelArguments(model_name_or_path=str(tmp_path / "pre"),
-                                                              num_hidden_layers=3))  # fmt: skip
+    continued = build_model(
+        IVTForPreTraining, ModelArguments(model_name_or_path=str(tmp_path / "pre"), num_hidden_layers=3)
+    )
     for name, tensor in pretraining.state_dict().items():
         assert torch.equal(continued.state_dict()[name], tensor), name
     beside = build_model(IVTForPreTraining, ModelArguments(model_name_or_path=str(tmp_path / "encoder")))
@@ -191,8 +234,20 @@ def test_no_validation_split_means_no_model_selection_on_test(tmp_path):
 
     root = tmp_path / "icfg"
     generate(root, split_ids={"train": 8, "test": 4}, image_size=(64, 32), layout="icfg-pedes", progress=False)
-    common = ["--dataset_name", "icfg-pedes", "--data_root", str(root), "--output_dir", str(tmp_path / "o"),
-              *TINY_MODEL, "--per_device_train_batch_size", "8", "--use_cpu", "--report_to", "none"]  # fmt: skip
+    common = [
+        "--dataset_name",
+        "icfg-pedes",
+        "--data_root",
+        str(root),
+        "--output_dir",
+        str(tmp_path / "o"),
+        *TINY_MODEL,
+        "--per_device_train_batch_size",
+        "8",
+        "--use_cpu",
+        "--report_to",
+        "none",
+    ]
     with pytest.raises(ValueError, match="icfg-pedes has no validation split; set --eval_strategy no"):
         build_trainer(*parse_args([*common, "--eval_strategy", "steps"]))
     trainer = build_trainer(*parse_args([*common, "--eval_strategy", "no"]))
@@ -213,8 +268,10 @@ def test_resume_after_kill_matches_uninterrupted_run(synth_root, tmp_path):
     killed_dir = tmp_path / "killed"
     process = subprocess.Popen(
         [sys.executable, str(TRAIN_SCRIPT), *_common(synth_root, killed_dir, *steps)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     deadline = time.time() + 600
     checkpoint = killed_dir / "checkpoint-4"
     while not (checkpoint / "trainer_state.json").is_file() and process.poll() is None and time.time() < deadline:
@@ -245,10 +302,27 @@ def test_two_processes_with_torchrun(synth_root, tmp_path, entry):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     target = [str(TRAIN_SCRIPT)] if entry == "scripts/train.py" else ["-m", "ivt_hf", "train"]
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-        *target, *_common(synth_root, tmp_path / "ddp", "--max_steps", "3", "--eval_strategy", "no",
-                          "--gather_loss", "true", "--logging_steps", "1"),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(free_port()),
+        *target,
+        *_common(
+            synth_root,
+            tmp_path / "ddp",
+            "--max_steps",
+            "3",
+            "--eval_strategy",
+            "no",
+            "--gather_loss",
+            "true",
+            "--logging_steps",
+            "1",
+        ),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     results = json.loads((tmp_path / "ddp" / "train_results.json").read_text())
@@ -299,12 +373,27 @@ ACTIVATION_DTYPE = {"fp32": "torch.float32", "bf16": "torch.bfloat16", "fp16": "
 def _precision_runs(synth_root, tmp_path, precisions, *extra_flags):
     results = {}
     for precision in precisions:
-        extra = ["--max_steps", "3", "--logging_steps", "1", "--eval_strategy", "steps", "--eval_steps", "3",
-                 "--save_strategy", "no", *([f"--{precision}", "true"] if precision != "fp32" else []),
-                 *extra_flags]  # fmt: skip
-        completed = subprocess.run([sys.executable, "-c", PRECISION_RUN, *_common(synth_root, tmp_path / precision,
-                                   *extra)], capture_output=True, text=True, timeout=600,
-                                   env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+        extra = [
+            "--max_steps",
+            "3",
+            "--logging_steps",
+            "1",
+            "--eval_strategy",
+            "steps",
+            "--eval_steps",
+            "3",
+            "--save_strategy",
+            "no",
+            *([f"--{precision}", "true"] if precision != "fp32" else []),
+            *extra_flags,
+        ]
+        completed = subprocess.run(
+            [sys.executable, "-c", PRECISION_RUN, *_common(synth_root, tmp_path / precision, *extra)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
         assert completed.returncode == 0, completed.stderr[-3000:]
         results[precision] = json.loads(completed.stdout.strip().splitlines()[-1])
     return results
@@ -329,8 +418,11 @@ def test_mixed_precision_trains_with_the_loss_of_float32(synth_root, tmp_path):
     _check_mixed_precision(_precision_runs(synth_root, tmp_path, ("fp32", "bf16")), "bf16")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 autocast with its loss scaler needs a CUDA GPU: "
-                    "accelerate applies neither on a CPU, and `--fp16` there is refused (next test)")  # fmt: skip
+@pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="fp16 autocast with its loss scaler needs a CUDA GPU: "
+    "accelerate applies neither on a CPU, and `--fp16` there is refused (next test)",
+)
 def test_fp16_trains_under_autocast_with_a_loss_scaler(synth_root, tmp_path):
     """On a GPU, `--fp16`: float16 activations in training and validation, a loss scaler, float32 master weights."""
     results = _precision_runs(synth_root, tmp_path, ("fp32", "fp16"), "--use_cpu", "false")

@@ -35,10 +35,11 @@ try:
 except PackageNotFoundError:  # a source tree on sys.path without an install
     __version__ = "unknown"
 
-# Names ivt_hf 0.1 exported from the root, now living in their parts; loaded on first use so that importing the root
-# (which every submodule import does) stays the model part only.
+# Names the flat ivt_hf 0.1 exported from the root, now living in their parts. They stay importable from the root
+# because scripts written against 0.1 call them there (`from ivt_hf import load_backbones`), and they resolve on first
+# use (PEP 562 `__getattr__`) so that importing the root, which every submodule import does, loads the model part only.
+# tests/test_layout.py checks both. New code imports them from their parts.
 _MOVED = {
-    "build_model_from_backbones": "ivt_hf.conversion",
     "load_backbones": "ivt_hf.conversion",
     "convert_original_checkpoint": "ivt_hf.conversion",
     "register_for_remote_code": "ivt_hf.hub",
@@ -62,7 +63,6 @@ __all__ = [
     "IVTOutput",
     "IVTPreTrainedModel",
     "IVTProcessor",
-    "build_model_from_backbones",
     "convert_original_checkpoint",
     "load_backbones",
     "register_for_remote_code",

@@ -67,8 +67,10 @@ def describe_model(model_name: str, model_dir: Path | None) -> str:
         lines.insert(0, f"**{facts.title}**")
     if facts.evaluations:
         record = next(iter(facts.evaluations.values()))
-        lines.append(f"**R@1:** {record.metrics['R1']:.2f} % on {display_name(record.benchmark)} {record.split} "
-                     f"({record.protocol} protocol)")  # fmt: skip
+        lines.append(
+            f"**R@1:** {record.metrics['R1']:.2f} % on {display_name(record.benchmark)} {record.split} "
+            f"({record.protocol} protocol)"
+        )
     if facts.training and facts.training.get("dataset"):
         lines.append(f"**Trained on:** {display_name(str(facts.training['dataset']))}")
     return "  \n".join(lines)
@@ -124,8 +126,7 @@ class SearchPage:
 
     def _gallery(self, hits) -> list[tuple[str, str]]:
         """(image file, caption: rank, score, file name) per hit, for the Gallery."""
-        return [(str(self.result_file(hit.path)), f"{hit.rank}. {hit.score:.2f} {Path(hit.path).name}")
-                for hit in hits]  # fmt: skip
+        return [(str(self.result_file(hit.path)), f"{hit.rank}. {hit.score:.2f} {Path(hit.path).name}") for hit in hits]
 
     def check_upload(self, path: str | os.PathLike) -> None:
         """`IVTInputError` naming the file when an upload is over the byte or pixel limit (read from the image's
@@ -135,8 +136,10 @@ class SearchPage:
         name = Path(path).name
         size = Path(path).stat().st_size
         if size > self.max_upload_bytes:
-            raise IVTInputError(f"{name} is {size / 2**20:.1f} MB, over the {self.max_upload_bytes / 2**20:.1f} MB "
-                                "limit for an example crop")  # fmt: skip
+            raise IVTInputError(
+                f"{name} is {size / 2**20:.1f} MB, over the {self.max_upload_bytes / 2**20:.1f} MB "
+                "limit for an example crop"
+            )
         try:
             with Image.open(path) as opened:
                 width, height = opened.size
@@ -145,8 +148,10 @@ class SearchPage:
         except OSError:  # not an image: the decoder below says so
             return
         if width * height > self.max_upload_pixels:
-            raise IVTInputError(f"{name} is {width} x {height} pixels, over the {self.max_upload_pixels:,}-pixel "
-                                "limit for an example crop")  # fmt: skip
+            raise IVTInputError(
+                f"{name} is {width} x {height} pixels, over the {self.max_upload_pixels:,}-pixel "
+                "limit for an example crop"
+            )
 
     def search_text(self, query: Any, k: Any) -> tuple[list[tuple[str, str]], str]:
         """(gallery items, status message) for a description."""
@@ -189,19 +194,27 @@ def build_page(page: SearchPage, title: str = "IVT person search"):
             with gr.Column(scale=2, min_width=240):
                 gr.Markdown(page.model_facts or "", elem_id="model-facts")
         with gr.Row():
-            query = gr.Textbox(label="Description", placeholder=page.examples[0] if page.examples else "",
-                               elem_id="query", scale=4)  # fmt: skip
+            query = gr.Textbox(
+                label="Description", placeholder=page.examples[0] if page.examples else "", elem_id="query", scale=4
+            )
             k = gr.Slider(1, page.max_k, value=min(10, page.max_k), step=1, label="top-k", elem_id="top-k", scale=1)
             button = gr.Button("Search", variant="primary", elem_id="search", scale=1)
         if page.examples:
             gr.Examples(list(page.examples), inputs=query, label="Example descriptions")
         with gr.Row(equal_height=True):
-            upload = gr.File(label="Or search by an example crop: a picture of a person", file_types=["image"],
-                             type="filepath", elem_id="upload", height=140, scale=4)  # fmt: skip
+            upload = gr.File(
+                label="Or search by an example crop: a picture of a person",
+                file_types=["image"],
+                type="filepath",
+                elem_id="upload",
+                height=140,
+                scale=4,
+            )
             image_button = gr.Button("Find this person", elem_id="search-image", scale=1)
         status = gr.Markdown(elem_id="status")
-        gallery = gr.Gallery(label="Results", columns=5, object_fit="contain", height="auto", elem_id="results",
-                             allow_preview=True)  # fmt: skip
+        gallery = gr.Gallery(
+            label="Results", columns=5, object_fit="contain", height="auto", elem_id="results", allow_preview=True
+        )
         for trigger in (button.click, query.submit):
             trigger(page.search_text, inputs=[query, k], outputs=[gallery, status])
         image_button.click(page.search_image, inputs=[upload, k], outputs=[gallery, status])
@@ -229,9 +242,15 @@ def load_page(
     model_dir = Path(model) if Path(model).is_dir() else None
     if not max_upload_mb > 0:
         raise IVTInputError(f"the upload limit (--max_upload_mb) must be above 0, got {max_upload_mb}")
-    return SearchPage(gallery, loaded_model, processor, describe_model(model, model_dir),
-                      examples=tuple(examples) if examples else EXAMPLE_QUERIES, faiss=faiss,
-                      max_upload_bytes=int(max_upload_mb * 2**20))  # fmt: skip
+    return SearchPage(
+        gallery,
+        loaded_model,
+        processor,
+        describe_model(model, model_dir),
+        examples=tuple(examples) if examples else EXAMPLE_QUERIES,
+        faiss=faiss,
+        max_upload_bytes=int(max_upload_mb * 2**20),
+    )
 
 
 def serve(
@@ -257,9 +276,16 @@ def serve(
 
     page = load_page(model, index, images, examples, faiss, max_upload_mb)
     blocks = build_page(page, title)
-    blocks.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block, quiet=not block,
-                  max_file_size=page.max_upload_bytes, footer_links=[],
-                  theme=gr.themes.Default(font=SYSTEM_FONTS, font_mono=MONO_FONTS))  # fmt: skip
+    blocks.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        prevent_thread_lock=not block,
+        quiet=not block,
+        max_file_size=page.max_upload_bytes,
+        footer_links=[],
+        theme=gr.themes.Default(font=SYSTEM_FONTS, font_mono=MONO_FONTS),
+    )
     return blocks
 
 
@@ -322,8 +348,16 @@ def _write_space(output_dir: Path, model: str, gallery: GalleryIndex, *, title: 
     if package is None:  # the wheel, by a path relative to the Space's root (where pip runs)
         package = f"./{WHEELS_DIR}/{package_wheel(output_dir / WHEELS_DIR).name}"
     (output_dir / "requirements.txt").write_text("\n".join([package, *space_requirements()]) + "\n")
-    front = {"title": title, "emoji": "🔎", "colorFrom": "indigo", "colorTo": "gray", "sdk": "gradio",
-             "sdk_version": gradio.__version__, "app_file": "app.py", "pinned": False}  # fmt: skip
+    front = {
+        "title": title,
+        "emoji": "🔎",
+        "colorFrom": "indigo",
+        "colorTo": "gray",
+        "sdk": "gradio",
+        "sdk_version": gradio.__version__,
+        "app_file": "app.py",
+        "pinned": False,
+    }
     if model_ref != "model":
         front["models"] = [model_ref]
     header = "\n".join(f"{key}: {json.dumps(value, ensure_ascii=False)}" for key, value in front.items())
@@ -350,8 +384,12 @@ def space_requirements() -> list[str]:
     found = []
     for line in requires("ivt_hf") or []:
         requirement = Requirement(line)
-        if requirement.marker is not None and requirement.marker.evaluate({"extra": "app"}) and (
-                not requirement.marker.evaluate({"extra": ""})) and requirement.name != "playwright":  # fmt: skip
+        if (
+            requirement.marker is not None
+            and requirement.marker.evaluate({"extra": "app"})
+            and (not requirement.marker.evaluate({"extra": ""}))
+            and requirement.name != "playwright"
+        ):
             requirement.marker = None
             found.append(str(requirement))
     return found
@@ -371,25 +409,43 @@ def package_wheel(destination: str | os.PathLike) -> Path:
     package_dir = Path(__file__).resolve().parent
     source = package_dir.parents[1]
     if package_dir.parent.name != "src" or not (source / "pyproject.toml").is_file():
-        raise IVTInputError(f"ivt_hf at {package_dir} is not in a source tree (no {source / 'pyproject.toml'}), "
-                            "so no wheel can be built for the Space: pass --package with a requirement it can "
-                            "install")  # fmt: skip
+        raise IVTInputError(
+            f"ivt_hf at {package_dir} is not in a source tree (no {source / 'pyproject.toml'}), "
+            "so no wheel can be built for the Space: pass --package with a requirement it can "
+            "install"
+        )
     if importlib.util.find_spec("setuptools") is None:
-        raise IVTInputError("building the Space's ivt_hf wheel needs setuptools (pip install setuptools), or pass "
-                            "--package with a requirement the Space can install")  # fmt: skip
+        raise IVTInputError(
+            "building the Space's ivt_hf wheel needs setuptools (pip install setuptools), or pass "
+            "--package with a requirement the Space can install"
+        )
     destination = Path(destination)
     destination.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ivt-wheel-") as work:
         for name in SOURCE_TREE_FILES:
             if (source / name).is_file():
                 shutil.copy2(source / name, Path(work) / name)
-        shutil.copytree(package_dir, Path(work) / "src" / "ivt_hf",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))  # fmt: skip
-        command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                   "--quiet", "--wheel-dir", str(destination), work]  # fmt: skip
+        shutil.copytree(
+            package_dir, Path(work) / "src" / "ivt_hf", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--quiet",
+            "--wheel-dir",
+            str(destination),
+            work,
+        ]
         result = subprocess.run(command, capture_output=True, text=True)
     wheels = sorted(destination.glob("ivt_hf-*.whl"))
     if result.returncode != 0 or len(wheels) != 1:
-        raise RuntimeError(f"building the ivt_hf wheel from {source} failed ({' '.join(command[:8])}):\n"
-                           f"{(result.stdout + result.stderr)[-3000:]}")  # fmt: skip
+        raise RuntimeError(
+            f"building the ivt_hf wheel from {source} failed ({' '.join(command[:8])}):\n"
+            f"{(result.stdout + result.stderr)[-3000:]}"
+        )
     return wheels[0]

@@ -5,12 +5,19 @@
 3. evaluate on the test split, beside the random floor and the attribute-oracle ceiling;
 4. save a `from_pretrained` folder (model + processor + model card) and reload it with the Auto classes;
 5. search the test gallery with two example sentences and draw the results.
+
+`run_demo` calls one function per step, in this order; they read top to bottom below it. Unless the caller fixes the
+steps, step 2 first times this machine (`measure_step_seconds`, one validation) and `plan_schedule` picks the number
+of steps whose learning-rate schedule completes within the time budget.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +28,14 @@ from .errors import IVTInputError
 from .training.arguments import RECIPES
 
 DEMO_RECIPE = RECIPES / "synthpedes-cpu.json"
+DEFAULT_SPLIT_IDS = {"train": 1000, "validation": 100, "test": 200}  # people per split
+CARD_TITLE = "IVT tiny, trained on SynthPEDES by `ivt demo`"
+CARD_MODEL_NAME = "ivt-tiny-synthpedes-demo"
+PROVENANCE = (
+    "These weights come from `ivt demo`: {minutes:.1f} minutes of training from random initialisation on SynthPEDES, "
+    "a procedural benchmark of drawn pedestrians. They show the package working end to end; they are NOT a model of "
+    "real pedestrians and should not be used on real images."
+)
 
 
 class TimeBudget(TrainerCallback):
@@ -68,8 +83,8 @@ def plan_schedule(budget_seconds: float, step_seconds: float, validation_seconds
     affordable = (SAFETY * budget_seconds - VALIDATIONS * validation_seconds) / step_seconds
     steps = int(affordable // STEP_GRANULARITY) * STEP_GRANULARITY
     if steps >= LONGEST_SCHEDULE:
-        return DemoSchedule(LONGEST_SCHEDULE, step_seconds, validation_seconds,
-                            f"the longest measured schedule ({LONGEST_SCHEDULE} steps) fits the budget")  # fmt: skip
+        reason = f"the longest measured schedule ({LONGEST_SCHEDULE} steps) fits the budget"
+        return DemoSchedule(LONGEST_SCHEDULE, step_seconds, validation_seconds, reason)
     if steps < STEP_GRANULARITY:
         steps = max(VALIDATIONS, int(affordable // VALIDATIONS) * VALIDATIONS)
         reason = f"only {steps} steps fit the budget: expect a weak model"
@@ -78,8 +93,20 @@ def plan_schedule(budget_seconds: float, step_seconds: float, validation_seconds
     return DemoSchedule(steps, step_seconds, validation_seconds, reason)
 
 
-def _section(title: str) -> None:
-    print(f"\n=== {title} ===", flush=True)
+@dataclass(frozen=True)
+class DemoTraining:
+    """What step 2 did: the schedule it planned (None when the caller gave the steps) and what the run reached."""
+
+    schedule: DemoSchedule | None
+    planned_steps: int
+    steps_done: int
+    seconds: float
+    loss: float
+    device: str
+
+    @property
+    def schedule_reason(self) -> str:
+        return self.schedule.reason if self.schedule else "steps given by the caller"
 
 
 def run_demo(
@@ -92,194 +119,339 @@ def run_demo(
     split_ids: dict[str, int] | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the demo; returns the summary (also written to `output_dir/summary.json`).
+    """Run the demo's five steps; returns the summary (also written to `output_dir/summary.json`).
 
     `overrides` replaces settings of the demo recipe (`recipes/synthpedes-cpu.json`), named as the training flags.
+    Without `max_steps` (here or in `overrides`) the number of steps is planned from this machine's speed.
     """
-    import datasets
     import torch
-    from transformers import AutoModel, AutoProcessor
-
-    from .evaluation.baselines import synthpedes_baselines
-    from .evaluation.pictures import RetrievalRow, draw_retrieval, rows_from_evaluation
-    from .evaluation.record import EvaluationRecord
-    from .evaluation.split_evaluation import evaluate_split
-    from .hub.card import save_model_card
-    from .search.index import GalleryIndex
-    from .training.arguments import recipe_arguments
-    from .training.train import prepare_training, save_final_model
 
     started = time.perf_counter()
     if threads:
         torch.set_num_threads(threads)
     output_dir = Path(output_dir)
-    data_root, run_dir, model_dir = output_dir / "data", output_dir / "run", output_dir / "model"
-    split_ids = split_ids or {"train": 1000, "validation": 100, "test": 200}
+    split_ids = split_ids or DEFAULT_SPLIT_IDS
+    settings = ({"max_steps": max_steps} if max_steps else {}) | (overrides or {})
+    trainer, data = _prepare(output_dir, split_ids, seed, settings)
+    training = _train(trainer, data["validation"], time_budget_minutes * 60, plan="max_steps" not in settings)
+    evaluation, record = _evaluate_on_test(trainer, data["test"], output_dir)
+    training_facts = _training_facts(trainer, training, split_ids, seed)
+    model, processor = _save_and_reload(trainer, output_dir / "model", record, training_facts, training.seconds)
+    pictures = _search_the_test_gallery(model, processor, data["test"], evaluation, output_dir)
+    return _summarise(output_dir, record, training, pictures, started)
+
+
+def _prepare(output_dir: Path, split_ids: dict[str, int], seed: int, settings: dict[str, Any]):
+    """Step 1: the demo recipe with this run's folders, sizes, seed and settings; SynthPEDES (generated on first use
+    into `output_dir/data`) and the trainer. Returns the trainer and the whole benchmark."""
+    import torch
+
+    from .training.arguments import recipe_arguments
+    from .training.train import prepare_training
+
     settings = {
         "use_cpu": not torch.cuda.is_available(),  # a GPU, when there is one, runs the long schedule in the budget
-        "data_root": str(data_root), "output_dir": str(run_dir), "seed": seed,
-        "synth_train_ids": split_ids["train"], "synth_validation_ids": split_ids["validation"],
-        "synth_test_ids": split_ids["test"], **({"max_steps": max_steps} if max_steps else {}), **(overrides or {}),
-    }  # fmt: skip
-    model_args, data_args, training_args = recipe_arguments(DEMO_RECIPE, **settings)
-
+        "data_root": str(output_dir / "data"),
+        "output_dir": str(output_dir / "run"),
+        "seed": seed,
+        **{f"synth_{split}_ids": split_ids[split] for split in ("train", "validation", "test")},
+        **settings,
+    }
+    arguments = recipe_arguments(DEMO_RECIPE, **settings)
     _section("1/5 SynthPEDES")
-    trainer, data = prepare_training(model_args, data_args, training_args)  # generates the benchmark on first use
-    image_size = tuple(trainer.model.config.image_size)
+    trainer, data = prepare_training(*arguments)  # generates the benchmark on first use
     for split, rows in data.items():
-        print(f"{split:>10}: {len(set(rows['person_id'])):>5} people {len(rows):>6} images "
-              f"{sum(len(c) for c in rows['captions']):>6} captions")  # fmt: skip
+        people, captions = len(set(rows["person_id"])), sum(len(texts) for texts in rows["captions"])
+        print(f"{split:>10}: {people:>5} people {len(rows):>6} images {captions:>6} captions")
+    return trainer, data
 
-    device = str(training_args.device)
+
+def _train(trainer, validation_split, budget_seconds: float, *, plan: bool) -> DemoTraining:
+    """Step 2: with `plan`, time this machine and lay the schedule over the steps that fit the budget
+    (`_fit_schedule`); then train, `TimeBudget` stopping the run should it still overrun."""
+    args, config = trainer.args, trainer.model.config
+    device = str(args.device)
     _section(f"2/5 training IVT (MLA + BMM, CMPM loss) on {device}")
-    schedule = None
-    if not max_steps and "max_steps" not in (overrides or {}):
-        schedule = _fit_schedule(trainer, data["validation"], time_budget_minutes * 60)
-        print(f"one step takes {schedule.step_seconds:.3f} s and a validation {schedule.validation_seconds:.1f} s "
-              f"here: {schedule.steps} steps ({schedule.reason})")  # fmt: skip
-    num_parameters = sum(p.numel() for p in trainer.model.parameters())
-    print(f"model: {num_parameters / 1e6:.1f}M parameters, image {image_size[0]}x{image_size[1]}, "
-          f"{trainer.model.config.num_patches} patches; {training_args.max_steps} steps of "
-          f"{training_args.per_device_train_batch_size} img x 3 pairs; budget {time_budget_minutes:g} min")  # fmt: skip
-    budget = TimeBudget(time_budget_minutes * 60)
+    schedule = _fit_schedule(trainer, validation_split, budget_seconds) if plan else None
+    if schedule:
+        print(
+            f"one step takes {schedule.step_seconds:.3f} s and a validation {schedule.validation_seconds:.1f} s "
+            f"here: {schedule.steps} steps ({schedule.reason})"
+        )
+    height, width = config.image_size
+    print(
+        f"model: {trainer.model.num_parameters() / 1e6:.1f}M parameters, image {height}x{width}, "
+        f"{config.num_patches} patches; {args.max_steps} steps of {args.per_device_train_batch_size} img x 3 pairs; "
+        f"budget {budget_seconds / 60:g} min"
+    )
+    budget = TimeBudget(budget_seconds)
     trainer.add_callback(budget)
-    train_start = time.perf_counter()
-    train_output = trainer.train()
-    train_seconds = time.perf_counter() - train_start
-    steps_done = trainer.state.global_step
+    start = time.perf_counter()
+    output = trainer.train()
+    seconds, steps_done = time.perf_counter() - start, trainer.state.global_step
     if budget.stopped_early:
-        print(f"time budget reached after {steps_done} of {training_args.max_steps} steps")
+        print(f"time budget reached after {steps_done} of {args.max_steps} steps")
+    return DemoTraining(schedule, args.max_steps, steps_done, seconds, output.training_loss, device)
+
+
+def _fit_schedule(trainer, validation_split, budget_seconds: float) -> DemoSchedule:
+    """Time a step (`measure_step_seconds`) and a validation on this machine, plan the schedule, and lay the
+    trainer's schedule over it (warm-up a tenth of the steps, validation and checkpoint every third, as the recipe
+    does at 720 steps)."""
+    from .evaluation.split_evaluation import evaluate_split
+
+    args = trainer.args
+    step_seconds = measure_step_seconds(trainer)
+    start = time.perf_counter()
+    with trainer.accelerator.autocast():  # as `IVTTrainer.evaluate` validates
+        evaluate_split(
+            trainer.model,
+            trainer.processing_class,
+            validation_split,
+            batch_size=args.per_device_eval_batch_size,
+            max_queries=args.eval_max_queries,
+            progress=False,
+        )
+    schedule = plan_schedule(budget_seconds, step_seconds, time.perf_counter() - start)
+    args.max_steps = schedule.steps
+    args.eval_steps = args.save_steps = schedule.validate_every
+    args.warmup_steps = schedule.steps // 10
+    return schedule
+
+
+def measure_step_seconds(trainer, num_steps: int = 6) -> float:
+    """Seconds per training step on this machine: the median of `num_steps` steps after one warm-up step, each
+    drawing a batch, running forward and backward under the run's autocast and clipping the gradients, on the
+    trainer's own model and batches.
+
+    The run's own first steps cannot be timed instead: the Trainer lays the learning-rate schedule (warm-up, cosine)
+    over `max_steps` before its first step, and `max_steps` is what this measurement decides. Nor is a copy of the
+    model timed (it doubled the model's memory and built a second optimizer). The probe runs on the real model and
+    leaves nothing behind: it takes no optimizer step (the run's optimizer does not exist yet; its step, a few percent
+    of a step for this model, is part of the margin that `SAFETY` leaves), sets the gradients back to None, restores
+    the model's train / eval mode and the random-number states that dropout, drop-path, BMM and the loader draw from,
+    and reads its batches from a loader of its own, so the run's sampler is untouched. The run is the one it would
+    have been without it.
+    """
+    model = trainer.model
+    was_training = model.training
+    seconds = []
+    with _random_states_restored():
+        model.train()
+        batches = iter(trainer._identity_batch_loader())  # the run's P x K batches, before accelerate shards them
+        try:
+            for _ in range(num_steps + 1):
+                start = time.perf_counter()
+                _forward_and_backward(trainer, model, trainer._prepare_inputs(next(batches)))
+                seconds.append(time.perf_counter() - start)
+        except StopIteration:
+            pass  # an epoch shorter than the probe: the steps seen are enough
+        finally:
+            model.zero_grad(set_to_none=True)
+            model.train(was_training)
+    if len(seconds) < 2:
+        raise IVTInputError("the training split is too small to time a step")
+    return statistics.median(seconds[1:])
+
+
+def _forward_and_backward(trainer, model, inputs: dict[str, Any]) -> None:
+    """One training step but the optimizer's: the loss of `IVTTrainer` (its `_loss_terms`: `compute_loss` would add
+    the probe's losses to the logged ones) under the run's autocast, backward, clipping."""
+    import torch
+
+    with trainer.accelerator.autocast():
+        terms, _ = trainer._loss_terms(model, inputs)
+    (terms.image_to_text + terms.text_to_image).backward()
+    if trainer.args.max_grad_norm:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.args.max_grad_norm)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()  # the step's kernels have run when the clock is read
+
+
+@contextmanager
+def _random_states_restored() -> Iterator[None]:
+    """The states of torch (CPU and every GPU), Python's `random` and numpy's global generators, as they were."""
+    import random
+
+    import numpy as np
+    import torch
+
+    states = (torch.get_rng_state(), random.getstate(), np.random.get_state())
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try:
+        yield
+    finally:
+        torch.set_rng_state(states[0])
+        random.setstate(states[1])
+        np.random.set_state(states[2])
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
+
+
+def _evaluate_on_test(trainer, test_split, output_dir: Path):
+    """Step 3: R@K, mAP and mINP on the test split beside its random floor and attribute-oracle ceiling, written to
+    `metrics.json` and `evaluation.json`. Returns the `SplitEvaluation` and its `EvaluationRecord`."""
+    from .evaluation.floor_and_ceiling import synthpedes_baselines
+    from .evaluation.record import EvaluationRecord
+    from .evaluation.split_evaluation import evaluate_split
 
     _section("3/5 evaluation on the SynthPEDES test split")
-    evaluation = evaluate_split(trainer.model, trainer.processing_class, data["test"])
-    floor_ceiling = synthpedes_baselines(data["test"], split="test")
-    evaluation_record = EvaluationRecord(
+    evaluation = evaluate_split(trainer.model, trainer.processing_class, test_split)
+    record = EvaluationRecord(
         benchmark="synthpedes",
         split="test",
         protocol="standard",
         metrics=evaluation.metrics,
         facts=evaluation.facts,
-        baselines=floor_ceiling,
+        baselines=synthpedes_baselines(test_split, split="test"),
     )
-    print(evaluation_record.table("IVT (this run)"))
+    print(record.table("IVT (this run)"))
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "metrics.json").write_text(json.dumps(evaluation.metrics, indent=1))
-    evaluation_record.save(output_dir / "evaluation.json")
+    record.save(output_dir / "evaluation.json")
+    return evaluation, record
 
-    _section("4/5 saving and reloading")
-    save_final_model(trainer, model_dir)
-    training_facts = {
+
+def _training_facts(trainer, training: DemoTraining, split_ids: dict[str, int], seed: int) -> dict[str, Any]:
+    """The facts of the run that the model card shows (and `training_facts.json` keeps)."""
+    args, config = trainer.args, trainer.model.config
+    optimizer = getattr(args.optim, "value", args.optim)
+    scheduler = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
+    return {
         "dataset": "synthpedes",
         "train / validation / test people": f"{split_ids['train']} / {split_ids['validation']} / {split_ids['test']}",
-        "steps run": steps_done,
-        "step of the shipped checkpoint": trainer.state.best_global_step or steps_done,  # selected on validation
-        "images per step": training_args.per_device_train_batch_size,
-        "images per person in a batch (K)": training_args.images_per_id,
-        "pairs per step (MLA: word, phrase, sentence)": 3 * training_args.per_device_train_batch_size,
-        "BMM token drop ratio": trainer.model.config.token_drop_ratio,
-        "optimizer": f"{getattr(training_args.optim, 'value', training_args.optim)} lr {training_args.learning_rate} "
-        f"wd {training_args.weight_decay}, "
-        f"{getattr(training_args.lr_scheduler_type, 'value', training_args.lr_scheduler_type)} schedule",
-        "initialisation": f"random, std {trainer.model.config.initializer_range}",
-        "train seconds": round(train_seconds, 1),
-        "hardware": _hardware(device),
-        "schedule": schedule.reason if schedule else "steps given by the caller",
+        "steps run": training.steps_done,
+        "step of the shipped checkpoint": trainer.state.best_global_step or training.steps_done,  # by validation
+        "images per step": args.per_device_train_batch_size,
+        "images per person in a batch (K)": args.images_per_id,
+        "pairs per step (MLA: word, phrase, sentence)": 3 * args.per_device_train_batch_size,
+        "BMM token drop ratio": config.token_drop_ratio,
+        "optimizer": f"{optimizer} lr {args.learning_rate} wd {args.weight_decay}, {scheduler} schedule",
+        "initialisation": f"random, std {config.initializer_range}",
+        "train seconds": round(training.seconds, 1),
+        "hardware": _hardware(training.device),
+        "schedule": training.schedule_reason,
         "seed": seed,
         "recipe": "ivt_hf/recipes/synthpedes-cpu.json",
     }
-    provenance = (
-        f"These weights come from `ivt demo`: {train_seconds / 60:.1f} minutes of training from random "
-        "initialisation on SynthPEDES, a procedural benchmark of drawn pedestrians. They show the package working "
-        "end to end; they are NOT a model of real pedestrians and should not be used on real images."
-    )
+
+
+def _save_and_reload(trainer, model_dir: Path, record, training_facts: dict[str, Any], train_seconds: float):
+    """Step 4: the `from_pretrained` folder (model, processor, model card, and the facts the card was generated from,
+    since the folder is what gets shared), reloaded with the Auto classes. Returns the model and the processor."""
+    from transformers import AutoModel, AutoProcessor
+
+    from .hub.card import save_model_card
+    from .training.train import save_final_model
+
+    _section("4/5 saving and reloading")
+    save_final_model(trainer, model_dir)
+    card_text = {  # what the card says in words; its numbers come from the record and the facts
+        "title": CARD_TITLE,
+        "model_name": CARD_MODEL_NAME,
+        "provenance": PROVENANCE.format(minutes=train_seconds / 60),
+    }
     save_model_card(
         model_dir,
         trainer.model.config,
         repo_id=str(model_dir),
-        title="IVT tiny, trained on SynthPEDES by `ivt demo`",
-        model_name="ivt-tiny-synthpedes-demo",
-        evaluation=evaluation_record,
+        evaluation=record,
         training=training_facts,
-        provenance=provenance,
-        num_parameters=num_parameters,
+        num_parameters=trainer.model.num_parameters(),
+        **card_text,
     )
-    # the folder is what gets shared: it carries the facts its card was generated from
-    evaluation_record.save(model_dir / "evaluation.json")
+    record.save(model_dir / "evaluation.json")
     (model_dir / "training_facts.json").write_text(json.dumps(training_facts, indent=1))
     model = AutoModel.from_pretrained(model_dir).eval()
     processor = AutoProcessor.from_pretrained(model_dir)
     print(f"reloaded {type(model).__name__} + {type(processor).__name__} from {model_dir}")
+    return model, processor
+
+
+def _search_the_test_gallery(model, processor, test_split, evaluation, output_dir: Path) -> dict[str, Path]:
+    """Step 5: index the test images with the reloaded model and search them with two test captions
+    (`search_examples.png`); draw the top-10 of six test queries from the evaluation (`test_results.png`)."""
+    import datasets
+
+    from .evaluation.pictures import draw_retrieval, rows_from_evaluation
+    from .search.index import GalleryIndex
 
     _section("5/5 searching the test gallery")
-    test = data["test"]
-    image_files = [image["path"] for image in test.cast_column("image", datasets.Image(decode=False))["image"]]
+    image_files = [image["path"] for image in test_split.cast_column("image", datasets.Image(decode=False))["image"]]
     index = GalleryIndex.build(model, processor, image_files, progress=False)
-    path_to_pid = dict(zip(index.paths, test["person_id"]))
-    examples = [evaluation.captions[0], evaluation.captions[len(evaluation.captions) // 2]]
-    example_pids = [int(evaluation.query_pids[0]), int(evaluation.query_pids[len(evaluation.captions) // 2])]
-    rows = []
-    for query, pid, hits in zip(examples, example_pids, index.search(examples, model, processor, k=10)):
-        print(f'\n"{query}"')
-        for hit in hits[:5]:
-            mark = "right person" if path_to_pid[hit.path] == pid else "other person"
-            print(f"  {hit.rank:>2}. {hit.score:.3f} {Path(hit.path).name} ({mark})")
-        rows.append(RetrievalRow(query, [hit.path for hit in hits], [path_to_pid[h.path] == pid for h in hits],
-                                 [hit.score for hit in hits]))  # fmt: skip
-    examples_png = output_dir / "search_examples.png"
-    draw_retrieval(rows, examples_png, title="ivt demo: two example queries, top-10 (green = right person)")
-    queries = list(range(0, len(evaluation.captions), max(1, len(evaluation.captions) // 6)))[:6]
-    results_png = output_dir / "test_results.png"
-    draw_retrieval(rows_from_evaluation(evaluation, test, queries), results_png,
-                   title="SynthPEDES test: top-10 per query (green = right person)")  # fmt: skip
+    person_of = dict(zip(index.paths, test_split["person_id"]))
+    pictures = {"search_examples": output_dir / "search_examples.png", "test_results": output_dir / "test_results.png"}
+    rows = _example_searches(index, model, processor, evaluation, person_of)
+    draw_retrieval(
+        rows, pictures["search_examples"], title="ivt demo: two example queries, top-10 (green = right person)"
+    )
+    num_captions = len(evaluation.captions)
+    queries = list(range(0, num_captions, max(1, num_captions // 6)))[:6]
+    draw_retrieval(
+        rows_from_evaluation(evaluation, test_split, queries),
+        pictures["test_results"],
+        title="SynthPEDES test: top-10 per query (green = right person)",
+    )
+    return pictures
 
+
+def _example_searches(index, model, processor, evaluation, person_of: dict[str, int]):
+    """Search the index with the first and the middle test caption; print the top-5 of each and return the top-10
+    as picture rows."""
+    from .evaluation.pictures import RetrievalRow
+
+    examples = [0, len(evaluation.captions) // 2]  # caption rows of the evaluation
+    queries = [evaluation.captions[example] for example in examples]
+    rows = []
+    for query, example, hits in zip(queries, examples, index.search(queries, model, processor, k=10)):
+        right = [person_of[hit.path] == int(evaluation.query_pids[example]) for hit in hits]
+        print(f'\n"{query}"')
+        for hit, is_right in zip(hits[:5], right):
+            print(f"  {hit.rank:>2}. {hit.score:.3f} {Path(hit.path).name} ({'right' if is_right else 'other'} person)")
+        rows.append(RetrievalRow(query, [hit.path for hit in hits], right, [hit.score for hit in hits]))
+    return rows
+
+
+def _summarise(output_dir: Path, record, training: DemoTraining, pictures: dict[str, Path], started: float):
+    """The summary of the run: written to `summary.json`, printed, returned."""
+    floor_ceiling, metrics = record.baselines, record.metrics
     summary = {
-        "metrics": evaluation.metrics,
+        "metrics": metrics,
         "random": floor_ceiling["random"],
         "oracle": floor_ceiling["oracle"],
-        "train_steps": steps_done,
-        "planned_steps": training_args.max_steps,
-        "step_seconds": round(schedule.step_seconds, 4) if schedule else None,
-        "schedule": schedule.reason if schedule else "steps given by the caller",
-        "train_seconds": round(train_seconds, 1),
+        "train_steps": training.steps_done,
+        "planned_steps": training.planned_steps,
+        "step_seconds": round(training.schedule.step_seconds, 4) if training.schedule else None,
+        "schedule": training.schedule_reason,
+        "train_seconds": round(training.seconds, 1),
         "total_seconds": round(time.perf_counter() - started, 1),
-        "train_loss": round(train_output.training_loss, 4),
+        "train_loss": round(training.loss, 4),
         "paths": {
-            "model": str(model_dir),
+            "model": str(output_dir / "model"),
             "metrics": str(output_dir / "metrics.json"),
             "evaluation": str(output_dir / "evaluation.json"),
-            "model_card": str(model_dir / "README.md"),
-            "search_examples": str(examples_png),
-            "test_results": str(results_png),
+            "model_card": str(output_dir / "model" / "README.md"),
+            **{name: str(path) for name, path in pictures.items()},
         },
     }
     (output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     _section("summary")
-    print(f"IVT on SynthPEDES test ({evaluation.facts['num_queries']} queries, {evaluation.facts['num_gallery']} "
-          f"images): R@1 {evaluation.metrics['R1']:.1f}% (random {floor_ceiling['random']['R1']:.1f}%, oracle "
-          f"{floor_ceiling['oracle']['R1']:.1f}%), mAP {evaluation.metrics['mAP']:.1f}%, mINP "
-          f"{evaluation.metrics['mINP']:.1f}%")  # fmt: skip
-    print(f"trained {steps_done} steps in {train_seconds / 60:.1f} min on {_hardware(device)} "
-          f"({summary['schedule']}); demo {summary['total_seconds'] / 60:.1f} min")  # fmt: skip
+    print(
+        f"IVT on SynthPEDES test ({record.facts['num_queries']} queries, {record.facts['num_gallery']} images): "
+        f"R@1 {metrics['R1']:.1f}% (random {floor_ceiling['random']['R1']:.1f}%, oracle "
+        f"{floor_ceiling['oracle']['R1']:.1f}%), mAP {metrics['mAP']:.1f}%, mINP {metrics['mINP']:.1f}%"
+    )
+    print(
+        f"trained {training.steps_done} steps in {training.seconds / 60:.1f} min on {_hardware(training.device)} "
+        f"({summary['schedule']}); demo {summary['total_seconds'] / 60:.1f} min"
+    )
     for name, path in summary["paths"].items():
         print(f"  {name:<16} {path}")
     return summary
 
 
-def _fit_schedule(trainer, validation_split, budget_seconds: float) -> DemoSchedule:
-    """Time a step and a validation on this machine, plan the schedule, and lay the trainer's schedule over it
-    (warm-up a tenth of the steps, validation and checkpoint every third, as the recipe does at 720 steps)."""
-    from .evaluation.split_evaluation import evaluate_split
-
-    step_seconds = trainer.measure_step_seconds()
-    start = time.perf_counter()
-    evaluate_split(trainer.model, trainer.processing_class, validation_split, progress=False,
-                   max_queries=trainer.args.eval_max_queries)  # fmt: skip
-    schedule = plan_schedule(budget_seconds, step_seconds, time.perf_counter() - start)
-    args = trainer.args
-    args.max_steps = schedule.steps
-    args.eval_steps = args.save_steps = schedule.validate_every
-    args.warmup_steps = schedule.steps // 10
-    return schedule
+def _section(title: str) -> None:
+    print(f"\n=== {title} ===", flush=True)
 
 
 def _hardware(device: str) -> str:
@@ -290,4 +462,4 @@ def _hardware(device: str) -> str:
     return f"CPU, {torch.get_num_threads()} threads"
 
 
-__all__ = ["DEMO_RECIPE", "DemoSchedule", "TimeBudget", "plan_schedule", "run_demo"]
+__all__ = ["DEMO_RECIPE", "DemoSchedule", "TimeBudget", "measure_step_seconds", "plan_schedule", "run_demo"]

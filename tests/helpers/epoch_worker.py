@@ -66,9 +66,14 @@ def main() -> None:
     trainer.data_collator = recording_collator
     run_training(trainer)
     out.mkdir(parents=True, exist_ok=True)
-    record = {"world_size": trainer.args.world_size, "rank": rank, "batches": batches,
-              "global_step": trainer.state.global_step, "first_step_rng": probe.first_step_rng,
-              "start_checksum": probe.start_checksum}  # fmt: skip
+    record = {
+        "world_size": trainer.args.world_size,
+        "rank": rank,
+        "batches": batches,
+        "global_step": trainer.state.global_step,
+        "first_step_rng": probe.first_step_rng,
+        "start_checksum": probe.start_checksum,
+    }
     (out / f"batches_rank{rank}.json").write_text(json.dumps(record))
 
 

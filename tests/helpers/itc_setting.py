@@ -10,10 +10,20 @@ BATCH = 8
 
 def itc_model_and_batch() -> tuple[IVTForPreTraining, torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
-    config = IVTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                       vocab_size=120, max_position_embeddings=32, image_size=(64, 32), fusion_num_hidden_layers=1,
-                       fusion_hidden_dropout=0.0, fusion_attention_dropout=0.0, drop_path_rate=0.0,
-                       text_embedding_dropout=0.0)  # fmt: skip
+    config = IVTConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        vocab_size=120,
+        max_position_embeddings=32,
+        image_size=(64, 32),
+        fusion_num_hidden_layers=1,
+        fusion_hidden_dropout=0.0,
+        fusion_attention_dropout=0.0,
+        drop_path_rate=0.0,
+        text_embedding_dropout=0.0,
+    )
     model = IVTForPreTraining(config).eval()
     generator = torch.Generator().manual_seed(1)
     pixels = torch.randn(BATCH, 3, 64, 32, generator=generator)

@@ -52,9 +52,23 @@ LFS_SIZE_THRESHOLD = 10 * 1024 * 1024  # the Hub stores files of 10 MB and more 
 DEFAULT_NAMESPACE = "local-user"  # owner of repos created without an organization (the Hub uses the token's user)
 DEFAULT_GITATTRIBUTES = "".join(
     f"{pattern} filter=lfs diff=lfs merge=lfs -text\n"
-    for pattern in ("*.bin", "*.ckpt", "*.h5", "*.msgpack", "*.npy", "*.npz", "*.onnx", "*.pkl", "*.pt", "*.pth",
-                    "*.safetensors", "*.tar", "*.gz", "*.zip")
-)  # fmt: skip
+    for pattern in (
+        "*.bin",
+        "*.ckpt",
+        "*.h5",
+        "*.msgpack",
+        "*.npy",
+        "*.npz",
+        "*.onnx",
+        "*.pkl",
+        "*.pt",
+        "*.pth",
+        "*.safetensors",
+        "*.tar",
+        "*.gz",
+        "*.zip",
+    )
+)
 
 _REPO = r"(?P<repo>[^/]+/[^/]+?)"
 _KIND = r"(?P<kind>models|datasets)"
@@ -226,8 +240,9 @@ class LocalHub:
                 # path segments were quoted by the client (`quote(revision, safe="")`): unquote them one by one
                 params = {key: unquote(value) for key, value in match.groupdict().items() if value is not None}
                 with self._lock:
-                    return getattr(self, f"_{name}")(method=method, query=query, body=body, authorized=authorized,
-                                                     **params)  # fmt: skip
+                    return getattr(self, f"_{name}")(
+                        method=method, query=query, body=body, authorized=authorized, **params
+                    )
         self.unhandled.append((method, split.path))
         raise HubError(404, f"LocalHub does not implement {method} {split.path}")
 
@@ -269,8 +284,9 @@ class LocalHub:
         with self._lock:
             repo = Repo(repo_id, private=private)
             gitattributes = DEFAULT_GITATTRIBUTES.encode()
-            stored = {".gitattributes": StoredFile(len(gitattributes), git_blob_sha1(gitattributes), False,
-                                                   gitattributes)}  # fmt: skip
+            stored = {
+                ".gitattributes": StoredFile(len(gitattributes), git_blob_sha1(gitattributes), False, gitattributes)
+            }
             initial = self._new_commit(repo, None, "initial commit", dict(stored))
             repo.branches["main"] = initial.oid
             self._store(f"{repo_type}s")[repo_id] = repo
@@ -334,8 +350,11 @@ class LocalHub:
 
     def _upload_mode(self, commit: Commit, path: str, size: int, sample: bytes) -> str:
         gitattributes = commit.files.get(".gitattributes")
-        patterns = [line.split()[0] for line in gitattributes.data.decode().splitlines()
-                    if "filter=lfs" in line] if gitattributes else []  # fmt: skip
+        patterns = (
+            [line.split()[0] for line in gitattributes.data.decode().splitlines() if "filter=lfs" in line]
+            if gitattributes
+            else []
+        )
         name = path.rsplit("/", 1)[-1]
         if any(fnmatch.fnmatch(name, pattern) for pattern in patterns) or size >= LFS_SIZE_THRESHOLD:
             return "lfs"
@@ -372,8 +391,11 @@ class LocalHub:
                     "verify": {"href": f"{self.url}/{repo}.git/info/lfs/objects/verify"},
                 }
             objects.append(answer)
-        return Reply(200, json.dumps({"transfer": "basic", "objects": objects}).encode(),
-                     content_type="application/vnd.git-lfs+json")  # fmt: skip
+        return Reply(
+            200,
+            json.dumps({"transfer": "basic", "objects": objects}).encode(),
+            content_type="application/vnd.git-lfs+json",
+        )
 
     def _lfs_verify(self, *, repo: str, body: bytes, authorized: bool, **_) -> Reply:
         self._require_token(authorized)
@@ -441,12 +463,25 @@ class LocalHub:
     def _model_info(self, *, kind: str = "models", repo: str, authorized: bool, rev: str = "main", **_) -> Reply:
         repo_state = self._repo(repo, authorized, kind)
         commit = self._commit_at(repo_state, rev)
-        return Reply.json({
-            "_id": repo, "id": repo, "modelId": repo, "author": repo.split("/")[0], "sha": commit.oid,
-            "private": repo_state.private, "disabled": False, "gated": False, "downloads": 0, "likes": 0,
-            "tags": [], "library_name": None, "lastModified": "2026-01-01T00:00:00.000Z",
-            "createdAt": "2026-01-01T00:00:00.000Z", "siblings": [{"rfilename": path} for path in sorted(commit.files)],
-        })  # fmt: skip
+        return Reply.json(
+            {
+                "_id": repo,
+                "id": repo,
+                "modelId": repo,
+                "author": repo.split("/")[0],
+                "sha": commit.oid,
+                "private": repo_state.private,
+                "disabled": False,
+                "gated": False,
+                "downloads": 0,
+                "likes": 0,
+                "tags": [],
+                "library_name": None,
+                "lastModified": "2026-01-01T00:00:00.000Z",
+                "createdAt": "2026-01-01T00:00:00.000Z",
+                "siblings": [{"rfilename": path} for path in sorted(commit.files)],
+            }
+        )
 
     def _tree(
         self, *, kind: str = "models", repo: str, rev: str, query: dict, authorized: bool, path: str = "", **_
@@ -468,8 +503,10 @@ class LocalHub:
                 if stored.lfs:
                     entry["lfs"] = {"oid": stored.oid, "size": stored.size, "pointerSize": 134}
                 entries.append(entry)
-        entries += [{"type": "directory", "path": folder, "oid": hashlib.sha1(folder.encode()).hexdigest()}
-                    for folder in sorted(folders)]  # fmt: skip
+        entries += [
+            {"type": "directory", "path": folder, "oid": hashlib.sha1(folder.encode()).hexdigest()}
+            for folder in sorted(folders)
+        ]
         return Reply.json(entries)
 
     def _resolve(

@@ -87,8 +87,12 @@ def flag(name: str) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ivt", description="IVT text-based person retrieval.", epilog=EXIT_CODES,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="ivt",
+        description="IVT text-based person retrieval.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
@@ -186,8 +190,11 @@ def _loaded_class(module: str, name: str) -> type | None:
 
 def _transport_errors() -> tuple[type, ...]:
     """What the HTTP clients raise when a connection fails (huggingface_hub uses httpx2)."""
-    found = (_loaded_class("httpx2", "TransportError"), _loaded_class("httpx", "TransportError"),
-             _loaded_class("requests", "ConnectionError"))  # fmt: skip
+    found = (
+        _loaded_class("httpx2", "TransportError"),
+        _loaded_class("httpx", "TransportError"),
+        _loaded_class("requests", "ConnectionError"),
+    )
     return tuple(found_class for found_class in found if found_class is not None)
 
 

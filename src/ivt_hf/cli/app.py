@@ -1,8 +1,8 @@
 """`ivt app`: the browser search page (Gradio; `pip install -e ".[app]"`), or its Hugging Face Space folder.
 
-    ivt app --model MODEL --index INDEX [--host 127.0.0.1] [--port 7860]
-    ivt app --model MODEL --images DIR                 (the index is built at start)
-    ivt app --model MODEL --index INDEX --export_space DIR
+ivt app --model MODEL --index INDEX [--host 127.0.0.1] [--port 7860]
+ivt app --model MODEL --images DIR                 (the index is built at start)
+ivt app --model MODEL --index INDEX --export_space DIR
 """
 
 from __future__ import annotations
@@ -23,10 +23,13 @@ def run_app(args: argparse.Namespace) -> int:
     if args.export_space:
         if args.index is None:
             raise CommandError("--export_space needs --index (a folder written by `ivt index build`)")
-        folder = export_space(args.export_space, args.model, args.index, title=args.title, package=args.package,
-                              overwrite=args.overwrite)  # fmt: skip
-        print(f"wrote a Space to {folder}: upload it to a Space repo (sdk gradio), e.g. "
-              f"`hf upload YOUR-NAME/SPACE {folder} --repo-type space`")  # fmt: skip
+        folder = export_space(
+            args.export_space, args.model, args.index, title=args.title, package=args.package, overwrite=args.overwrite
+        )
+        print(
+            f"wrote a Space to {folder}: upload it to a Space repo (sdk gradio), e.g. "
+            f"`hf upload YOUR-NAME/SPACE {folder} --repo-type space`"
+        )
         return 0
     from ..search.index import FaissSettings
 
@@ -34,15 +37,28 @@ def run_app(args: argparse.Namespace) -> int:
         raise CommandError(f"--max_upload_mb must be above 0, got {args.max_upload_mb}")
     faiss = None if args.faiss is None else FaissSettings(args.faiss, nprobe=args.nprobe, ef_search=args.ef_search)
     print(f"IVT search page on http://{args.host}:{args.port} (Ctrl+C stops it)")
-    serve(args.model, args.index, args.images, host=args.host, port=args.port, share=args.share,
-          examples=tuple(args.examples) if args.examples else None, title=args.title, faiss=faiss,
-          max_upload_mb=args.max_upload_mb)  # fmt: skip
+    serve(
+        args.model,
+        args.index,
+        args.images,
+        host=args.host,
+        port=args.port,
+        share=args.share,
+        examples=tuple(args.examples) if args.examples else None,
+        title=args.title,
+        faiss=faiss,
+        max_upload_mb=args.max_upload_mb,
+    )
     return 0
 
 
 def register(subparsers) -> None:
-    app = subparsers.add_parser("app", help="search a gallery in the browser, or export it as a Space",
-                                description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    app = subparsers.add_parser(
+        "app",
+        help="search a gallery in the browser, or export it as a Space",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     app.add_argument("--model", required=True, help="a from_pretrained folder or a Hub repo id")
     gallery = app.add_mutually_exclusive_group(required=True)
     gallery.add_argument("--index", help="a folder written by `ivt index build`")
@@ -52,15 +68,26 @@ def register(subparsers) -> None:
     app.add_argument("--share", action="store_true", help="ask Gradio for a public link (off by default)")
     app.add_argument("--examples", nargs="+", help="example descriptions shown under the box")
     app.add_argument("--title", default="IVT person search")
-    app.add_argument("--faiss", choices=["flat", "ivf", "hnsw"],
-                     help="search a FAISS index (opened at start: built once, then read from the index's faiss/ "
-                     "folder); ivf / hnsw: approximate, for large galleries")  # fmt: skip
+    app.add_argument(
+        "--faiss",
+        choices=["flat", "ivf", "hnsw"],
+        help="search a FAISS index (opened at start: built once, then read from the index's faiss/ "
+        "folder); ivf / hnsw: approximate, for large galleries",
+    )
     app.add_argument("--nprobe", type=int, default=32, help="ivf: centroids scanned per query")
-    app.add_argument(*flag("--max_upload_mb"), dest="max_upload_mb", type=float, default=10.0,
-                     help="largest example-crop upload the page accepts (default 10)")  # fmt: skip
+    app.add_argument(
+        *flag("--max_upload_mb"),
+        dest="max_upload_mb",
+        type=float,
+        default=10.0,
+        help="largest example-crop upload the page accepts (default 10)",
+    )
     app.add_argument(*flag("--ef_search"), dest="ef_search", type=int, default=128, help="hnsw: candidates")
     app.add_argument(*flag("--export_space"), dest="export_space", help="write a Space folder here instead of serving")
-    app.add_argument("--package", help="the Space's requirement for this package (default: a wheel built from this "
-                     "source tree, shipped in the Space's wheels/ folder)")  # fmt: skip
+    app.add_argument(
+        "--package",
+        help="the Space's requirement for this package (default: a wheel built from this "
+        "source tree, shipped in the Space's wheels/ folder)",
+    )
     app.add_argument("--overwrite", action="store_true", help="replace a non-empty --export_space folder")
     app.set_defaults(handler=run_app)

@@ -18,6 +18,7 @@ import argparse
 import logging
 
 from . import flag
+from .parsers import documented_command
 
 
 def run_convert(args: argparse.Namespace) -> int:
@@ -41,10 +42,9 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    convert = subparsers.add_parser(
-        "convert", help="convert an authors' IVT checkpoint into a from_pretrained folder", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+    convert = documented_command(
+        subparsers, "convert", help="convert an authors' IVT checkpoint into a from_pretrained folder", doc=__doc__
+    )
     convert.add_argument(*flag("--checkpoint_path"), required=True, help="the reference .pth (loaded weights-only)")
     convert.add_argument(*flag("--output_dir"), required=True, help="folder to write (new or empty)")
     convert.add_argument("--overwrite", action="store_true", help="replace an output folder that ivt_hf wrote")
@@ -52,7 +52,8 @@ def register(subparsers) -> None:
     convert.add_argument(*flag("--num_attention_heads"), type=int, default=None, help="default: hidden_size // 64")
     convert.add_argument(*flag("--vocab_file"), default=None, help="WordPiece vocab (default: bert-base-uncased's)")
     convert.add_argument(
-        "--pretraining", action="store_true",
+        "--pretraining",
+        action="store_true",
         help="convert a pre-training checkpoint with its heads into an IVTForPreTraining folder",
-    )  # fmt: skip
+    )
     convert.set_defaults(handler=run_convert)

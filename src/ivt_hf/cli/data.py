@@ -22,15 +22,22 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_argument_group("data (--benchmark with --root, or --dataset_name)")
     source.add_argument("--benchmark", choices=BENCHMARK_NAMES, help="a benchmark layout, read from --root")
     source.add_argument("--root", help="the raw copy (annotation JSON + imgs/), or a prepared folder")
-    source.add_argument(*flag("--dataset_name"), dest="dataset_name",
-                        help="a folder (ivt data prepare / save_to_disk output, or an image folder with "
-                        "metadata.jsonl / metadata.csv) or a Hub dataset id ORG/NAME")  # fmt: skip
+    source.add_argument(
+        *flag("--dataset_name"),
+        dest="dataset_name",
+        help="a folder (ivt data prepare / save_to_disk output, or an image folder with "
+        "metadata.jsonl / metadata.csv) or a Hub dataset id ORG/NAME",
+    )
     source.add_argument(*flag("--dataset_config"), dest="dataset_config", help="the Hub dataset's configuration")
     source.add_argument("--revision", help="the Hub dataset's branch, tag or commit")
     for role, default in (("image", "image"), ("caption", "captions, else caption"), ("person_id", "person_id")):
         source.add_argument(*flag(f"--{role}_column"), dest=f"{role}_column", help=f"default: {default}")
-    source.add_argument(*flag("--min_images_per_id"), dest="min_images_per_id", type=int,
-                        help="least images per identity in the train split of your own data (default 2)")  # fmt: skip
+    source.add_argument(
+        *flag("--min_images_per_id"),
+        dest="min_images_per_id",
+        type=int,
+        help="least images per identity in the train split of your own data (default 2)",
+    )
 
 
 def source_name(args: argparse.Namespace) -> str:
@@ -51,8 +58,15 @@ def load_source(args: argparse.Namespace, **checks):
 
     columns = ColumnMapping(args.image_column, args.caption_column, args.person_id_column)
     minimum = None if args.min_images_per_id is None else {"train": args.min_images_per_id}
-    return load_data_with_report(source_name(args), args.root, config=args.dataset_config, revision=args.revision,
-                                 columns=columns, min_images_per_id=minimum, **checks)  # fmt: skip
+    return load_data_with_report(
+        source_name(args),
+        args.root,
+        config=args.dataset_config,
+        revision=args.revision,
+        columns=columns,
+        min_images_per_id=minimum,
+        **checks,
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -63,8 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "prepare", help="check any data, normalise it and save it self-contained (images embedded)"
     )
     add_source_arguments(prepare)
-    prepare.add_argument(*flag("--output_dir"), "--output", dest="output_dir", required=True,
-                         help="folder for the saved DatasetDict")  # fmt: skip
+    prepare.add_argument(
+        *flag("--output_dir"), "--output", dest="output_dir", required=True, help="folder for the saved DatasetDict"
+    )
     prepare.add_argument(*flag("--on_invalid"), dest="on_invalid", choices=("error", "skip"), default="error")
     prepare.add_argument(*flag("--no_verify_images"), dest="verify_images", action="store_false", help="skip decoding")
     prepare.add_argument("--overwrite", action="store_true", help="replace an output folder that ivt_hf wrote")
@@ -129,8 +144,10 @@ def run_prepare(args: argparse.Namespace) -> int:
     )
     empty = [split for split, split_dataset in dataset.items() if not len(split_dataset)]
     if empty:
-        print(f"splits written: {', '.join(split for split in dataset if split not in empty)}; left out the empty "
-              f"{', '.join(empty)}")  # fmt: skip
+        print(
+            f"splits written: {', '.join(split for split in dataset if split not in empty)}; left out the empty "
+            f"{', '.join(empty)}"
+        )
     return 0
 
 

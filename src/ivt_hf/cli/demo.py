@@ -10,8 +10,13 @@ from . import flag
 def run(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 
-    run_demo(args.output_dir, max_steps=args.max_steps, time_budget_minutes=args.time_budget_minutes, seed=args.seed,
-             threads=args.threads)  # fmt: skip
+    run_demo(
+        args.output_dir,
+        max_steps=args.max_steps,
+        time_budget_minutes=args.time_budget_minutes,
+        seed=args.seed,
+        threads=args.threads,
+    )
     return 0
 
 

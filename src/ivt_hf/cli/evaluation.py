@@ -14,7 +14,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from ..data.normalise import emit_report
-    from ..evaluation.baselines import synthpedes_baselines
+    from ..evaluation.floor_and_ceiling import synthpedes_baselines
     from ..evaluation.pictures import draw_retrieval, rows_from_evaluation
     from ..evaluation.record import EvaluationRecord
     from ..evaluation.split_evaluation import evaluate_split
@@ -32,8 +32,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         emit_report(report)
     with_images = [split for split, split_dataset in data.items() if len(split_dataset)]
     if args.split not in with_images:  # absent, or empty (evaluation-only data has no train split to speak of)
-        raise CommandError(f"{name} has no images in split {args.split!r} (splits with images: "
-                           f"{', '.join(with_images) or 'none'})")  # fmt: skip
+        raise CommandError(
+            f"{name} has no images in split {args.split!r} (splits with images: {', '.join(with_images) or 'none'})"
+        )
     image_split = data[args.split]
     evaluation = evaluate_split(
         model,
@@ -52,8 +53,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         facts={"model": str(args.model), "root": str(args.root or name), "dtype": args.dtype, **evaluation.facts},
         baselines=synthpedes_baselines(image_split, split=args.split) if name == SYNTHPEDES else None,
     )
-    print(f"{name} {args.split}: {evaluation.facts['num_queries']} queries, "
-          f"{evaluation.facts['num_gallery']} gallery images, protocol {args.protocol}")  # fmt: skip
+    print(
+        f"{name} {args.split}: {evaluation.facts['num_queries']} queries, "
+        f"{evaluation.facts['num_gallery']} gallery images, protocol {args.protocol}"
+    )
     print(record.table())
     if args.benchmark:
         data_tag = args.benchmark
@@ -70,8 +73,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.show:
         step = max(1, len(evaluation.captions) // args.num_show)
         queries = list(range(0, len(evaluation.captions), step))[: args.num_show]
-        draw_retrieval(rows_from_evaluation(evaluation, image_split, queries), args.show,
-                       title=f"{name} {args.split}: top-10 per query (green = right person)")  # fmt: skip
+        draw_retrieval(
+            rows_from_evaluation(evaluation, image_split, queries),
+            args.show,
+            title=f"{name} {args.split}: top-10 per query (green = right person)",
+        )
         print(f"wrote {args.show}")
     return 0
 
@@ -90,10 +96,17 @@ def register(subparsers) -> None:
     evaluate.add_argument(*flag("--batch_size"), type=int, default=64)
     evaluate.add_argument(*flag("--max_queries"), type=int, default=None)
     evaluate.add_argument("--threads", type=int, default=None)
-    evaluate.add_argument("--dtype", choices=DTYPE_CHOICES, default="float32",
-                          help="encoding precision: bfloat16, float16 (GPU), int8 (CPU)")  # fmt: skip
-    evaluate.add_argument("--output", help="the evaluation record, JSON (default: MODEL/eval_BENCHMARK_SPLIT.json, or "
-                          "./eval_ORG--NAME_BENCHMARK_SPLIT.json for a Hub model)")  # fmt: skip
+    evaluate.add_argument(
+        "--dtype",
+        choices=DTYPE_CHOICES,
+        default="float32",
+        help="encoding precision: bfloat16, float16 (GPU), int8 (CPU)",
+    )
+    evaluate.add_argument(
+        "--output",
+        help="the evaluation record, JSON (default: MODEL/eval_BENCHMARK_SPLIT.json, or "
+        "./eval_ORG--NAME_BENCHMARK_SPLIT.json for a Hub model)",
+    )
     evaluate.add_argument("--show", help="write a picture of the top-10 for a few queries (PNG)")
     evaluate.add_argument(*flag("--num_show"), type=int, default=4)
     evaluate.set_defaults(handler=run_evaluate)

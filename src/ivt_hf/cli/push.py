@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 
 from . import CommandError, flag
+from .parsers import documented_command
 
 
 def run_push(args: argparse.Namespace) -> int:
@@ -45,10 +46,9 @@ def run_push(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    push = subparsers.add_parser(
-        "push", help="share a model folder on the Hub with a model card from its facts", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+    push = documented_command(
+        subparsers, "push", help="share a model folder on the Hub with a model card from its facts", doc=__doc__
+    )
     push.add_argument(*flag("--model_dir"), required=True, help="a folder written by save_model_folder / ivt demo")
     push.add_argument(*flag("--repo_id"), required=True, help="'name' or 'namespace/name' on the Hub")
     push.add_argument("--private", action="store_true", help="create the repo private (ignored if it exists)")

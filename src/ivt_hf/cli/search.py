@@ -1,7 +1,7 @@
 """`ivt index build` and `ivt search`: a gallery index of your own images, searched by description.
 
-    ivt index build --model MODEL --images DIR --output_dir INDEX
-    torchrun --nproc_per_node 4 -m ivt_hf index build ...     (or: accelerate launch -m ivt_hf index build ...)
+ivt index build --model MODEL --images DIR --output_dir INDEX
+torchrun --nproc_per_node 4 -m ivt_hf index build ...     (or: accelerate launch -m ivt_hf index build ...)
 """
 
 from __future__ import annotations
@@ -18,9 +18,18 @@ def run_index_build(args: argparse.Namespace) -> int:
 
     model, processor = load_model_and_processor(args.model)
     model_name = str(Path(args.model).resolve()) if Path(args.model).is_dir() else args.model  # folder or repo id
-    report = build_index(model, processor, args.images, args.output_dir, batch_size=args.batch_size,
-                         chunk_size=args.chunk_size, on_invalid=args.on_invalid, model_name_or_path=model_name,
-                         overwrite=args.overwrite, dtype=args.dtype)  # fmt: skip
+    report = build_index(
+        model,
+        processor,
+        args.images,
+        args.output_dir,
+        batch_size=args.batch_size,
+        chunk_size=args.chunk_size,
+        on_invalid=args.on_invalid,
+        model_name_or_path=model_name,
+        overwrite=args.overwrite,
+        dtype=args.dtype,
+    )
     if report.process_index == 0:
         print(report.summary())
         for skipped in report.skipped:  # the error names the file
@@ -40,8 +49,9 @@ def run_search(args: argparse.Namespace) -> int:
     model, processor = load_model_and_processor(model_dir)
     faiss = None
     if args.faiss:
-        faiss = FaissSettings(args.faiss, nlist=args.nlist, nprobe=args.nprobe, hnsw_m=args.hnsw_m,
-                              ef_search=args.ef_search)  # fmt: skip
+        faiss = FaissSettings(
+            args.faiss, nlist=args.nlist, nprobe=args.nprobe, hnsw_m=args.hnsw_m, ef_search=args.ef_search
+        )
     results = index.search(args.queries, model, processor, k=args.k, faiss=faiss)
     rows = []
     for query, hits in zip(args.queries, results):
@@ -63,13 +73,22 @@ def register(subparsers) -> None:
     build.add_argument("--images", required=True, help="folder of images (searched recursively)")
     build.add_argument(*flag("--output_dir"), "--output", dest="output_dir", required=True, help="index folder")
     build.add_argument(*flag("--batch_size"), type=int, default=64)
-    build.add_argument(*flag("--chunk_size"), type=int, default=1024,
-                       help="images per chunk: written when done, shared among processes, resumed")  # fmt: skip
+    build.add_argument(
+        *flag("--chunk_size"),
+        type=int,
+        default=1024,
+        help="images per chunk: written when done, shared among processes, resumed",
+    )
     build.add_argument(*flag("--on_invalid"), choices=["error", "skip"], default="error")
-    build.add_argument("--overwrite", action="store_true",
-                       help="replace an index (or an unfinished build) that ivt_hf wrote there")  # fmt: skip
-    build.add_argument("--dtype", choices=DTYPE_CHOICES, default="float32",
-                       help="encoding precision: bfloat16, float16 (GPU), int8 (CPU)")  # fmt: skip
+    build.add_argument(
+        "--overwrite", action="store_true", help="replace an index (or an unfinished build) that ivt_hf wrote there"
+    )
+    build.add_argument(
+        "--dtype",
+        choices=DTYPE_CHOICES,
+        default="float32",
+        help="encoding precision: bfloat16, float16 (GPU), int8 (CPU)",
+    )
     build.set_defaults(handler=run_index_build)
 
     search = subparsers.add_parser("search", help="find the images that best match a description")
@@ -77,11 +96,16 @@ def register(subparsers) -> None:
     search.add_argument("queries", nargs="+", help="one or more descriptions")
     search.add_argument("-k", type=int, default=10)
     search.add_argument("--model", help="default: the model the index was built with")
-    search.add_argument("--faiss", nargs="?", const="flat", choices=["flat", "ivf", "hnsw"],
-                        help="search a FAISS index (pip install 'ivt_hf[faiss]'): flat (exact, the default), or "
-                        "approximate ivf / hnsw for large galleries. Built once, kept in the index's faiss/ folder "
-                        "and reused until the gallery or the build settings change (--nprobe, --ef_search: no "
-                        "rebuild)")  # fmt: skip
+    search.add_argument(
+        "--faiss",
+        nargs="?",
+        const="flat",
+        choices=["flat", "ivf", "hnsw"],
+        help="search a FAISS index (pip install 'ivt_hf[faiss]'): flat (exact, the default), or "
+        "approximate ivf / hnsw for large galleries. Built once, kept in the index's faiss/ folder "
+        "and reused until the gallery or the build settings change (--nprobe, --ef_search: no "
+        "rebuild)",
+    )
     search.add_argument("--nlist", type=int, help="ivf: centroids (default about 4 x sqrt(gallery size))")
     search.add_argument("--nprobe", type=int, default=32, help="ivf: centroids scanned per query")
     search.add_argument(*flag("--hnsw_m"), dest="hnsw_m", type=int, default=32, help="hnsw: links per vector")

@@ -2,7 +2,7 @@
 backbones (`backbones.py`), both through one key map (`key_map.py`), and the encoder of a pre-training model to
 fine-tune from (`pretraining.py`)."""
 
-from .backbones import BackboneLayoutError, bert_to_fusion_state_dict, build_model_from_backbones, load_backbones
+from .backbones import BackboneLayoutError, bert_to_fusion_state_dict, load_backbones
 from .key_map import reference_to_hf_key
 from .original_checkpoint import (
     CheckpointConversionError,
@@ -25,7 +25,6 @@ __all__ = [
     "PretrainingTransferError",
     "PretrainingTransferReport",
     "bert_to_fusion_state_dict",
-    "build_model_from_backbones",
     "convert_original_checkpoint",
     "convert_original_pretraining_checkpoint",
     "convert_to_folder",

@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,6 +51,7 @@ from .key_map import (
     block_key,
     fusion_layer_key,
 )
+from .state_check import check_state_fits
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +131,34 @@ def resize_position_embedding(
     return torch.cat([class_position, grid], dim=1)
 
 
+# a layer's tensor in each backbone layout
+VIT_LAYER_KEY = "blocks.{index}.{part}.{kind}"
+BERT_LAYER_KEY = "encoder.layer.{index}.{part}.{kind}"
+
+
+def _layer_tensors(
+    state_dict: dict[str, torch.Tensor],
+    source_key: str,
+    parts: Mapping[str, str],
+    target_key: Callable[[int, str, str], str],
+    num_layers: int,
+) -> dict[str, torch.Tensor]:
+    """The weight and bias of each of `parts` (backbone part -> IVT part) in layers 0..num_layers-1: read as
+    `source_key` (`VIT_LAYER_KEY`, `BERT_LAYER_KEY`) spells them, named `target_key(index, part, kind)`. A tensor the
+    backbone lacks is an error naming it."""
+    tensors = {}
+    for index in range(num_layers):
+        for old, new in parts.items():
+            for kind in ("weight", "bias"):
+                key = source_key.format(index=index, part=old, kind=kind)
+                if key not in state_dict:
+                    raise BackboneLayoutError(
+                        f"the backbone state dict lacks {key} (the model takes {num_layers} layers from it)"
+                    )
+                tensors[target_key(index, new, kind)] = state_dict[key]
+    return tensors
+
+
 def vit_to_ivt_state_dict(vit_state_dict: dict[str, torch.Tensor], config: IVTConfig) -> dict[str, torch.Tensor]:
     """IVTModel tensors taken from a ViT (timm or transformers layout)."""
     if "embeddings.cls_token" in vit_state_dict or "vit.embeddings.cls_token" in vit_state_dict:
@@ -150,16 +180,8 @@ def vit_to_ivt_state_dict(vit_state_dict: dict[str, torch.Tensor], config: IVTCo
     }
     ivt_state[IMAGE_EMBEDDINGS["pos_embed"]] = resize_position_embedding(vit_state_dict["pos_embed"], config.grid_size)
     ivt_state |= {new: vit_state_dict[old] for old, new in FINAL_NORM.items()}
-    for index in range(config.num_hidden_layers):
-        for old, new in (SHARED_BLOCK | VIT_FFN).items():
-            for kind in ("weight", "bias"):
-                key = f"blocks.{index}.{old}.{kind}"
-                if key not in vit_state_dict:
-                    raise BackboneLayoutError(
-                        f"ViT state dict lacks {key} (the IVT config has {config.num_hidden_layers} layers)"
-                    )
-                ivt_state[block_key(index, new, kind)] = vit_state_dict[key]
-    return ivt_state
+    blocks = _layer_tensors(vit_state_dict, VIT_LAYER_KEY, SHARED_BLOCK | VIT_FFN, block_key, config.num_hidden_layers)
+    return ivt_state | blocks
 
 
 def _bert_encoder_state(bert_state_dict: dict[str, torch.Tensor], config: IVTConfig) -> dict[str, torch.Tensor]:
@@ -184,16 +206,7 @@ def bert_to_ivt_state_dict(bert_state_dict: dict[str, torch.Tensor], config: IVT
     if missing:
         raise BackboneLayoutError(f"BERT state dict lacks {', '.join(missing)} (not a BertModel layout)")
     ivt_state = {new: bert_state_dict[old] for old, new in TEXT_EMBEDDINGS.items()}
-    for index in range(config.num_hidden_layers):
-        for old, new in BERT_FFN.items():
-            for kind in ("weight", "bias"):
-                key = f"encoder.layer.{index}.{old}.{kind}"
-                if key not in bert_state_dict:
-                    raise BackboneLayoutError(
-                        f"BERT state dict lacks {key} (the IVT config has {config.num_hidden_layers} layers)"
-                    )
-                ivt_state[block_key(index, new, kind)] = bert_state_dict[key]
-    return ivt_state
+    return ivt_state | _layer_tensors(bert_state_dict, BERT_LAYER_KEY, BERT_FFN, block_key, config.num_hidden_layers)
 
 
 def bert_to_fusion_state_dict(bert_state_dict: dict[str, torch.Tensor], config: IVTConfig) -> dict[str, torch.Tensor]:
@@ -206,19 +219,13 @@ def bert_to_fusion_state_dict(bert_state_dict: dict[str, torch.Tensor], config: 
     `config.tie_word_embeddings` is False (a copy of BERT's word embeddings); tied, it is the shared encoder's word
     embeddings, which `bert_to_ivt_state_dict` fills. LayerNorm `gamma` / `beta` names are read as `weight` / `bias`.
     """
-    head_state = {key: value for key, value in _legacy_layer_norm_names(bert_state_dict).items()
-                  if key.startswith("cls.")}  # fmt: skip
+    head_state = {
+        key: value for key, value in _legacy_layer_norm_names(bert_state_dict).items() if key.startswith("cls.")
+    }
     bert_state_dict = _bert_encoder_state(bert_state_dict, config)
-    fusion_state = {}
-    for index in range(config.fusion_num_hidden_layers):
-        for part in BERT_LAYER_PARTS:
-            for kind in ("weight", "bias"):
-                key = f"encoder.layer.{index}.{part}.{kind}"
-                if key not in bert_state_dict:
-                    raise BackboneLayoutError(
-                        f"BERT state dict lacks {key} (the fusion encoder has {config.fusion_num_hidden_layers} layers)"
-                    )
-                fusion_state[fusion_layer_key(index, part, kind)] = bert_state_dict[key]
+    same_names = {part: part for part in BERT_LAYER_PARTS}  # the fusion layers carry BERT's names
+    num_layers = config.fusion_num_hidden_layers
+    fusion_state = _layer_tensors(bert_state_dict, BERT_LAYER_KEY, same_names, fusion_layer_key, num_layers)
     if "cls.predictions.bias" not in head_state and "cls.predictions.decoder.bias" in head_state:
         head_state["cls.predictions.bias"] = head_state["cls.predictions.decoder.bias"]  # the same tied tensor
     fusion_state |= {new: head_state[old] for old, new in BERT_MLM_HEAD.items() if old in head_state}
@@ -251,11 +258,7 @@ def load_backbones(
         if pretraining:
             new_state.update(bert_to_fusion_state_dict(bert_state_dict, model.config))
     own_state = model.state_dict()
-    for key, tensor in new_state.items():
-        if tensor.shape != own_state[key].shape:
-            raise BackboneLayoutError(
-                f"backbone tensor for {key}: shape {tuple(tensor.shape)}, the model has {tuple(own_state[key].shape)}"
-            )
+    check_state_fits(new_state, own_state, BackboneLayoutError, origin="the backbones", partial=True)
     with torch.no_grad():
         for key, tensor in new_state.items():
             own_state[key].copy_(tensor)
@@ -272,22 +275,15 @@ def load_backbones(
     return sorted(new_state)
 
 
-def build_model_from_backbones(
-    config: IVTConfig,
-    vit_state_dict: dict[str, torch.Tensor] | None = None,
-    bert_state_dict: dict[str, torch.Tensor] | None = None,
-) -> IVTModel:
-    """A new `IVTModel(config)` whose shared blocks, vision FFN and text side come from the given backbones."""
-    model = IVTModel(config)
-    load_backbones(model, vit_state_dict, bert_state_dict)
-    return model
-
-
 # ---- reading a backbone from a file, a folder or the Hub -------------------------------------------------------------
 
 # preferred first; an `*.index.json` (transformers' sharded checkpoints) names its shard files beside it
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                "pytorch_model.bin.index.json")  # fmt: skip
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 EXPECTED = {
     "vit": "a ViT-B/16 (a transformers ViT with model_type 'vit', e.g. google/vit-base-patch16-224-in21k, or a timm "
     "vit_* repo, e.g. timm/vit_base_patch16_224.orig_in21k_ft_in1k)",
@@ -347,8 +343,9 @@ def _shard_names(index_path: Path, shown: str) -> list[str]:
     else:
         reason = "no shards" if not shards else "a shard that is not a file name beside it"
     # a shard is a plain file name beside the index: never a path that leaves the folder or the repo
-    if not shards or not all(isinstance(name, str) and name not in ("", ".", "..") and Path(name).name == name
-                             for name in shards):  # fmt: skip
+    if not shards or not all(
+        isinstance(name, str) and name not in ("", ".", "..") and Path(name).name == name for name in shards
+    ):
         raise BackboneLayoutError(
             f"{shown} is not a shard index (a JSON object whose weight_map maps each tensor to a shard file): {reason}"
         )
@@ -425,8 +422,10 @@ def _from_hub(repo_id: str, revision: str | None) -> tuple[Path | None, list[Pat
         if weights is None:
             continue
         if "config.json" in not_cached:
-            logger.warning("%s/config.json is not in the local Hub cache: the backbone's kind is checked by its tensor "
-                           "names only", repo_id)  # fmt: skip
+            logger.warning(
+                "%s/config.json is not in the local Hub cache: the backbone's kind is checked by its tensor names only",
+                repo_id,
+            )
         if not name.endswith(".index.json"):
             return config, [weights]
         shards = []
@@ -484,7 +483,6 @@ __all__ = [
     "read_backbone",
     "bert_to_fusion_state_dict",
     "bert_to_ivt_state_dict",
-    "build_model_from_backbones",
     "load_backbones",
     "resize_position_embedding",
     "timm_vit_from_transformers_layout",

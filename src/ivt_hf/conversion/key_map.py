@@ -34,10 +34,18 @@ TEXT_EMBEDDINGS = {
     "embeddings.LayerNorm.bias": "text_embeddings.layer_norm.bias",
 }
 # block parts, timm / reference name -> IVT name (weight and bias each)
-SHARED_BLOCK = {"norm1": "layer_norm1", "attn.qkv": "self_attn.qkv", "attn.proj": "self_attn.out_proj",
-                "norm2": "layer_norm2"}  # fmt: skip
-REFERENCE_FFN = {"mlp_vis.fc1": "vision_mlp.fc1", "mlp_vis.fc2": "vision_mlp.fc2", "mlp_txt.fc1": "text_mlp.fc1",
-                 "mlp_txt.fc2": "text_mlp.fc2"}  # fmt: skip
+SHARED_BLOCK = {
+    "norm1": "layer_norm1",
+    "attn.qkv": "self_attn.qkv",
+    "attn.proj": "self_attn.out_proj",
+    "norm2": "layer_norm2",
+}
+REFERENCE_FFN = {
+    "mlp_vis.fc1": "vision_mlp.fc1",
+    "mlp_vis.fc2": "vision_mlp.fc2",
+    "mlp_txt.fc1": "text_mlp.fc1",
+    "mlp_txt.fc2": "text_mlp.fc2",
+}
 VIT_FFN = {"mlp.fc1": "vision_mlp.fc1", "mlp.fc2": "vision_mlp.fc2"}
 BERT_FFN = {"intermediate.dense": "text_mlp.fc1", "output.dense": "text_mlp.fc2"}
 
@@ -66,10 +74,23 @@ def reference_to_hf_key(name: str) -> str | None:
 # ---- IVTForPreTraining: the fusion encoder and the heads ---------------------------------------------------------
 
 # the sub-modules of one fusion layer, BERT names (weight and bias each); bert-base-uncased has all but crossattention
-BERT_LAYER_PARTS = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
-                    "attention.output.LayerNorm", "intermediate.dense", "output.dense", "output.LayerNorm")  # fmt: skip
-CROSS_ATTENTION_PARTS = ("crossattention.self.query", "crossattention.self.key", "crossattention.self.value",
-                         "crossattention.output.dense", "crossattention.output.LayerNorm")  # fmt: skip
+BERT_LAYER_PARTS = (
+    "attention.self.query",
+    "attention.self.key",
+    "attention.self.value",
+    "attention.output.dense",
+    "attention.output.LayerNorm",
+    "intermediate.dense",
+    "output.dense",
+    "output.LayerNorm",
+)
+CROSS_ATTENTION_PARTS = (
+    "crossattention.self.query",
+    "crossattention.self.key",
+    "crossattention.self.value",
+    "crossattention.output.dense",
+    "crossattention.output.LayerNorm",
+)
 FUSION_LAYER_PARTS = BERT_LAYER_PARTS + CROSS_ATTENTION_PARTS
 # BERT's masked-LM head (`BertForMaskedLM` / `BertForPreTraining` / the authors' `encoder_fusion.`) -> IVT names; the
 # decoder weight is listed apart because it is tied to a word-embedding table in all of them

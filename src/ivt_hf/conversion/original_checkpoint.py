@@ -36,6 +36,7 @@ from .key_map import (
     reference_pretraining_to_hf_key,
     reference_to_hf_key,
 )
+from .state_check import check_state_fits, first_keys
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +87,6 @@ def load_reference_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor]
     """Read a reference checkpoint with `weights_only=True`; unwrap `{'state_dict': ...}` and strip `module.`."""
     path = Path(path)
     if not path.is_file():
-        raise InputNotFoundError(f"checkpoint not found: {path}")
-    if not Path(path).is_file():
         raise InputNotFoundError(f"checkpoint not found: {path}")
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
@@ -208,21 +207,19 @@ def convert_original_checkpoint(
     if unknown:
         raise CheckpointConversionError(
             f"{path}: {len(unknown)} unexpected keys that are neither IVT encoder weights nor known unused heads: "
-            f"{', '.join(sorted(unknown)[:10])}{' ...' if len(unknown) > 10 else ''}"
+            f"{first_keys(sorted(unknown))}"
         )
     config = config_from_reference_state_dict(encoder_state, image_size, num_attention_heads, **config_overrides)
     model = IVTModel(config)
     converted = {reference_to_hf_key(name): tensor for name, tensor in encoder_state.items()}
-    expected = set(model.state_dict())
-    missing = sorted(expected - set(converted))
-    if missing:
-        raise CheckpointConversionError(f"{path}: the checkpoint lacks encoder tensors for {', '.join(missing[:10])}")
-    for name, tensor in converted.items():
-        target = model.state_dict()[name]
-        if tensor.shape != target.shape:
-            raise CheckpointConversionError(
-                f"{path}: {name} has shape {tuple(tensor.shape)}, expected {tuple(target.shape)} (inferred config)"
-            )
+    check_state_fits(
+        converted,
+        model.state_dict(),
+        CheckpointConversionError,
+        origin=str(path),
+        tensors="encoder tensors",
+        shape_note=" (inferred config)",
+    )
     model.load_state_dict(converted, strict=True)
     model.eval()
     report = ConversionReport(config=config, dropped_keys=sorted(dropped), source_format=source_format)
@@ -254,7 +251,7 @@ def _pretraining_tensors(
     if unknown:
         raise CheckpointConversionError(
             f"{path}: {len(unknown)} unexpected keys that are neither IVT pre-training weights nor known unused "
-            f"tensors: {', '.join(sorted(unknown)[:10])}{' ...' if len(unknown) > 10 else ''}"
+            f"tensors: {first_keys(sorted(unknown))}"
         )
 
     # the MLM decoder: its weight is tied to the fusion BERT's word embeddings, its bias to `predictions.bias`
@@ -356,7 +353,6 @@ def convert_original_pretraining_checkpoint(
         encoder_state, image_size, num_attention_heads, **(pretraining_config | config_overrides)
     )
     model = IVTForPreTraining(config)
-    expected = model.state_dict()
 
     def source(name: str) -> str:
         reference = hf_to_reference_pretraining_key(name)
@@ -364,21 +360,15 @@ def convert_original_pretraining_checkpoint(
             reference = f"{REFERENCE_MLM_DECODER_WEIGHT} (or {REFERENCE_FUSION_WORD_EMBEDDINGS})"
         return f"{name} (from {reference})" if reference else name
 
-    missing = sorted(set(expected) - set(converted))
-    if missing:
-        raise CheckpointConversionError(
-            f"{path}: the checkpoint lacks tensors for {', '.join(source(name) for name in missing[:10])}"
-            f"{' ...' if len(missing) > 10 else ''}"
-        )
-    extra = sorted(set(converted) - set(expected))
-    if extra:  # e.g. an MLM head whose config says it is tied
-        raise CheckpointConversionError(f"{path}: the model has no place for {', '.join(map(source, extra[:10]))}")
-    for name, tensor in converted.items():
-        if tensor.shape != expected[name].shape:
-            raise CheckpointConversionError(
-                f"{path}: {source(name)} has shape {tuple(tensor.shape)}, expected {tuple(expected[name].shape)} "
-                "(inferred config)"
-            )
+    # an extra tensor is e.g. an MLM decoder whose config says it is tied
+    check_state_fits(
+        converted,
+        model.state_dict(),
+        CheckpointConversionError,
+        origin=str(path),
+        describe=source,
+        shape_note=" (inferred config)",
+    )
     word_embeddings_key = "ivt.text_embeddings.word_embeddings.weight"
     if config.tie_word_embeddings and not torch.equal(converted[MLM_DECODER_WEIGHT], converted[word_embeddings_key]):
         raise CheckpointConversionError(

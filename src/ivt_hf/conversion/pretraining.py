@@ -23,6 +23,7 @@ from ..model.configuration_ivt import IVTConfig
 from ..model.modeling_ivt import IVTForPreTraining, IVTModel
 from .backbones import resize_position_embedding
 from .key_map import PRETRAINING_ENCODER_PREFIX
+from .state_check import check_state_fits
 
 logger = logging.getLogger(__name__)
 
@@ -146,8 +147,6 @@ def encoder_from_pretraining(
     report = PretrainingTransferReport(config=config)
     new_state: dict[str, torch.Tensor] = {}
     for key, tensor in source.items():
-        if key not in target:
-            raise PretrainingTransferError(f"the encoder has no tensor {key} (pre-training model: ivt.{key})")
         if key in GRID_EMBEDDINGS and old_grid != new_grid:
             resized = resize_position_embedding(tensor.detach().float().cpu(), new_grid, source_grid=old_grid)
             new_state[key] = resized.to(tensor.dtype)
@@ -155,14 +154,16 @@ def encoder_from_pretraining(
         else:
             new_state[key] = tensor
             report.copied.append(key)
-        if new_state[key].shape != target[key].shape:
-            raise PretrainingTransferError(
-                f"ivt.{key} has shape {tuple(tensor.shape)}; the encoder with the overridden config needs "
-                f"{tuple(target[key].shape)} (only the patch grid may change: patch_stride, image_size)"
-            )
-    missing = sorted(set(target) - set(new_state))
-    if missing:
-        raise PretrainingTransferError(f"the pre-training model lacks encoder tensors {', '.join(missing[:10])}")
+    check_state_fits(
+        new_state,
+        target,
+        PretrainingTransferError,
+        origin="the pre-training model",
+        tensors="encoder tensors",
+        describe=lambda key: f"ivt.{key}",
+        shape_note=" for the encoder with the overridden config (only the patch grid may change: patch_stride, "
+        "image_size)",
+    )
     model.load_state_dict(new_state, strict=True)
     model.to(device=reference.device).eval()
 

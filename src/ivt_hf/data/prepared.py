@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from ..errors import IVTInputError
 from ..outputs import writing_output_dir
 from .schema import COLUMNS
+from .sources import DATASET_DICT_FILE
 from .specs import BenchmarkFormatError
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 def is_prepared(path: str | os.PathLike) -> bool:
     """Whether `path` is the output of `ivt data prepare` (a `save_to_disk` DatasetDict)."""
-    return (Path(path) / "dataset_dict.json").is_file()
+    return (Path(path) / DATASET_DICT_FILE).is_file()
 
 
 def load_prepared(path: str | os.PathLike, *, expected_source: str | None = None) -> datasets.DatasetDict:

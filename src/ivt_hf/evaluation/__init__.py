@@ -5,7 +5,7 @@
 - `encoding.py`: batched L2-normalised image and text embeddings (shared with search);
 - `split_evaluation.py`: `evaluate_split`, every caption of a split against every image of it;
 - `record.py`: `EvaluationRecord`, the one JSON shape of an evaluation's result;
-- `baselines.py`: the random floor and attribute-oracle ceiling of a SynthPEDES split;
+- `floor_and_ceiling.py`: the metrics of the random floor and the attribute-oracle ceiling of a SynthPEDES split;
 - `pictures.py`: top-k result pictures.
 """
 

@@ -16,8 +16,16 @@ from ..errors import IVTInputError
 
 DTYPES = ("float32", "bfloat16", "float16", "int8")
 # config entries that say where or how a model was saved, not what it computes
-_VOLATILE_CONFIG_KEYS = ("_name_or_path", "transformers_version", "architectures", "auto_map", "dtype", "torch_dtype",
-                         "_attn_implementation", "attn_implementation")  # fmt: skip
+_VOLATILE_CONFIG_KEYS = (
+    "_name_or_path",
+    "transformers_version",
+    "architectures",
+    "auto_map",
+    "dtype",
+    "torch_dtype",
+    "_attn_implementation",
+    "attn_implementation",
+)
 
 
 def model_fingerprint(model) -> str:
@@ -53,8 +61,9 @@ def prepare_for_inference(model, dtype: str = "float32"):
         return model.eval()
     fingerprint = model_fingerprint(model)
     if dtype == "float16" and device.type != "cuda":
-        raise IVTInputError("float16 encoding needs a GPU (a CPU has no fast float16 matmul); on a CPU use bfloat16 or "
-                         "int8")  # fmt: skip
+        raise IVTInputError(
+            "float16 encoding needs a GPU (a CPU has no fast float16 matmul); on a CPU use bfloat16 or int8"
+        )
     if dtype == "int8":
         if device.type != "cpu":
             raise IVTInputError("int8 dynamic quantisation runs on the CPU; on a GPU use float16 or bfloat16")

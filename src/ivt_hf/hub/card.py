@@ -121,8 +121,10 @@ def render_model_card(
     model_name = model_name or repo_id.rstrip("/").split("/")[-1]
     training_text = "No training facts were recorded for these weights."
     if training:
-        rows = "\n".join(f"| {key} | {json.dumps(value) if isinstance(value, (dict, list)) else value} |"
-                         for key, value in training.items())  # fmt: skip
+        rows = "\n".join(
+            f"| {key} | {json.dumps(value) if isinstance(value, (dict, list)) else value} |"
+            for key, value in training.items()
+        )
         training_text = "| fact | value |\n|---|---|\n" + rows
     height, width = config.image_size
     template = TEMPLATE.read_text()

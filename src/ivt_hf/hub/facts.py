@@ -66,8 +66,10 @@ def read_folder_facts(model_dir: str | Path) -> FolderFacts:
     """Collect the run's recorded facts from a model folder (see `FolderFacts`)."""
     model_dir = Path(model_dir)
     facts = FolderFacts()
-    candidates = sorted({path for pattern in EVALUATION_FILE_PATTERNS for path in model_dir.glob(pattern)},
-                        key=lambda path: (path.name != "evaluation.json", path.name))  # fmt: skip
+    candidates = sorted(
+        {path for pattern in EVALUATION_FILE_PATTERNS for path in model_dir.glob(pattern)},
+        key=lambda path: (path.name != "evaluation.json", path.name),
+    )
     for path in candidates:
         try:
             facts.evaluations[path.name] = EvaluationRecord.load(path)
@@ -100,9 +102,15 @@ def model_card_for_folder(
     """The card of a folder from its recorded facts; without an evaluation record it says "not evaluated"."""
     facts = facts if facts is not None else read_folder_facts(model_dir)
     evaluation = next(iter(facts.evaluations.values()), None)
-    return render_model_card(config, repo_id=repo_id, title=facts.title, evaluation=evaluation,
-                             training=facts.training, num_parameters=num_parameters,
-                             provenance=provenance or facts.provenance or UNRECORDED_PROVENANCE)  # fmt: skip
+    return render_model_card(
+        config,
+        repo_id=repo_id,
+        title=facts.title,
+        evaluation=evaluation,
+        training=facts.training,
+        num_parameters=num_parameters,
+        provenance=provenance or facts.provenance or UNRECORDED_PROVENANCE,
+    )
 
 
 __all__ = [

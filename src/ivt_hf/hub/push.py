@@ -80,8 +80,9 @@ def push_model_folder(
     model = AutoModel.from_pretrained(model_dir).eval()
     processor = AutoProcessor.from_pretrained(model_dir)
     if not isinstance(model, IVTModel) or not isinstance(processor, IVTProcessor):
-        raise NotAnIVTModelError(f"{model_dir} loads as {type(model).__name__} + {type(processor).__name__}, "
-                                 "not IVTModel + IVTProcessor")  # fmt: skip
+        raise NotAnIVTModelError(
+            f"{model_dir} loads as {type(model).__name__} + {type(processor).__name__}, not IVTModel + IVTProcessor"
+        )
     register_for_remote_code(model, processor)
     facts = read_folder_facts(model_dir)
     for name, reason in facts.skipped.items():
@@ -91,8 +92,9 @@ def push_model_folder(
     repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
     repo_id = repo_url.repo_id  # with the namespace the Hub chose when none was given
     num_parameters = sum(parameter.numel() for parameter in model.parameters())
-    card = model_card_for_folder(model_dir, repo_id, model.config, num_parameters=num_parameters,
-                                 provenance=provenance, facts=facts)  # fmt: skip
+    card = model_card_for_folder(
+        model_dir, repo_id, model.config, num_parameters=num_parameters, provenance=provenance, facts=facts
+    )
     write_model_card(model_dir, card)
     if provenance is not None:  # the new statement of what the weights are outlives this push
         write_card_facts(model_dir, title=facts.title, provenance=provenance)

@@ -1,16 +1,32 @@
-"""IVT: one transformer for pedestrian images and their descriptions.
+"""IVT: one transformer for pedestrian images and their descriptions, and the pre-training model around it.
 
 Re-implemented from the description of Shu et al. 2022, "See Finer, See More: Implicit Modality Alignment for
 Text-based Person Retrieval" (arXiv 2208.08608) and its public code's behaviour (no code taken from it). Reads top to
-bottom: output, embeddings (image, text), token dropping (BMM), attention, feed-forward, layer, encoder,
-pre-trained base, public model.
+bottom: the retrieval half (output, embeddings (image, text), token dropping (BMM), attention, feed-forward, layer,
+encoder, pre-trained base, `IVTModel`), then the pre-training half (output, losses, fusion encoder, MLM head,
+`IVTForPreTraining`).
 
-An image and a text pass run separately through the SAME blocks: attention and LayerNorms are shared, each block has
-a vision and a text feed-forward. The embedding of a modality is the final-LayerNorm CLS token; retrieval ranks images
-by cosine similarity to the text embedding.
+`IVTModel`: an image and a text pass run separately through the SAME blocks: attention and LayerNorms are shared,
+each block has a vision and a text feed-forward. The embedding of a modality is the final-LayerNorm CLS token;
+retrieval ranks images by cosine similarity to the text embedding.
 
-This file imports only torch and transformers so that `save_pretrained` can copy it beside the weights for
-`trust_remote_code=True` loading.
+`IVTForPreTraining`, the authors' first stage (after ALBEF): that encoder (`.ivt`, run without BMM), a fusion encoder
+of `fusion_num_hidden_layers` BERT layers in which the caption's tokens also attend to the image's (cross-attention),
+an image-text matching head and a masked-language-model head. The fusion encoder and the MLM head carry BERT's module
+names (`attention.self.query`, `crossattention.output.LayerNorm`, `transform.dense`, ...), so bert-base-uncased and
+the authors' checkpoints map onto them one to one. Three losses, equal weights:
+- ITC (`image_text_contrastive_loss`): each image against every caption of the batch and back, the logits divided by
+  a temperature learnt as its logarithm (`log_temperature`: SGD then moves it by relative amounts) and clamped in
+  place into `itc_temperature_range` before each forward (`clamp_temperature_`: a clamp inside the graph would have
+  no gradient outside the range). With several processes `itc_gather` concatenates the global batch.
+- ITM: the fusion encoder's CLS through `itm_head`, for the B pairs and 2B hard negatives drawn from the local batch
+  by similarity (`sample_hard_negatives`).
+- MLM: the masked captions through the encoder (text mode) and the fusion encoder; `mlm_head` predicts the masked
+  tokens (its decoder tied to the word embeddings unless `tie_word_embeddings=False`).
+Fine-tuning keeps `.ivt` and drops the rest.
+
+This file imports only torch and transformers (and its sibling config) so that `save_pretrained` can copy it beside
+the weights for `trust_remote_code=True` loading.
 """
 
 from __future__ import annotations
@@ -203,8 +219,16 @@ def eager_attention_forward(
     return attn_output, attn_weights
 
 
-class IVTAttention(nn.Module):
-    """Multi-head self-attention shared by both modalities, with the reference's fused [q; k; v] projection."""
+def additive_padding_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """(batch, seq) 1/0 mask -> additive (batch, 1, 1, seq) with the dtype's lowest value on padding; None if none."""
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
+    return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+
+
+class IVTAttentionBase(nn.Module):
+    """What the encoder's and the fusion encoder's attention share: `num_attention_heads` heads scaled by
+    1/sqrt(head_dim), never causal, run by the attention function that `config._attn_implementation` names."""
 
     def __init__(self, config: IVTConfig):
         super().__init__()
@@ -213,13 +237,17 @@ class IVTAttention(nn.Module):
         self.head_dim = config.hidden_size // config.num_attention_heads
         self.scaling = self.head_dim**-0.5
         self.is_causal = False
-        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.qkv_bias)
-        self.out_proj = nn.Linear(config.hidden_size, config.hidden_size)
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        batch_size, seq_length, hidden_size = hidden_states.shape
-        qkv = self.qkv(hidden_states).view(batch_size, seq_length, 3, self.num_heads, self.head_dim)
-        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (batch, heads, seq, head_dim)
+    def attend(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        dropout: float,
+    ) -> torch.Tensor:
+        """query `(batch, heads, seq, head_dim)`, key and value `(batch, heads, key_seq, head_dim)`, mask additive
+        `(batch, 1, 1, key_seq)` -> `(batch, seq, heads, head_dim)`; `dropout` on the weights in training only."""
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
@@ -230,9 +258,25 @@ class IVTAttention(nn.Module):
             value,
             attention_mask,
             scaling=self.scaling,
-            dropout=self.config.attention_dropout if self.training else 0.0,
+            dropout=dropout if self.training else 0.0,
             is_causal=False,
         )
+        return attn_output
+
+
+class IVTAttention(IVTAttentionBase):
+    """Multi-head self-attention shared by both modalities, with the reference's fused [q; k; v] projection."""
+
+    def __init__(self, config: IVTConfig):
+        super().__init__(config)
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.qkv_bias)
+        self.out_proj = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        batch_size, seq_length, hidden_size = hidden_states.shape
+        qkv = self.qkv(hidden_states).view(batch_size, seq_length, 3, self.num_heads, self.head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (batch, heads, seq, head_dim)
+        attn_output = self.attend(query, key, value, attention_mask, self.config.attention_dropout)
         return self.out_proj(attn_output.reshape(batch_size, seq_length, hidden_size))
 
 
@@ -296,12 +340,7 @@ class IVTEncoder(nn.Module):
         self.layers = nn.ModuleList([IVTEncoderLayer(config, rate) for rate in rates])
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, modality: str) -> torch.Tensor:
-        # (batch, seq) 1/0 mask -> additive (batch, 1, 1, seq): padding keys get the dtype's lowest value
-        additive_mask = None
-        if attention_mask is not None and not bool(attention_mask.all()):
-            additive_mask = (1.0 - attention_mask[:, None, None, :].to(hidden_states.dtype)) * torch.finfo(
-                hidden_states.dtype
-            ).min
+        additive_mask = additive_padding_mask(attention_mask, hidden_states.dtype)  # padding keys: the dtype's lowest
         for layer in self.layers:
             hidden_states = layer(hidden_states, additive_mask, modality)
         return hidden_states
@@ -490,11 +529,7 @@ class IVTModel(IVTPreTrainedModel):
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Pre-training (the authors' first stage): the IVT encoder above, a BERT fusion encoder that lets text tokens attend to
-# image tokens, an image-text matching head, a masked-language-model head and a learnable temperature. Losses: image-
-# text contrast (ITC), image-text matching with hard negatives (ITM), masked language modelling (MLM), equal weights.
-# The fusion encoder's modules carry BERT's names (`attention.self.query`, `crossattention.output.LayerNorm`, ...), so
-# bert-base-uncased and the authors' checkpoints map onto it one to one.
+# Pre-training (the authors' first stage; the module docstring describes the model and its three losses)
 # --------------------------------------------------------------------------------------------------------------------
 
 
@@ -571,17 +606,12 @@ def sample_hard_negatives(
     return negative_text, negative_image
 
 
-class IVTFusionSelfAttention(nn.Module):
+class IVTFusionSelfAttention(IVTAttentionBase):
     """BERT's attention core: separate query, key and value projections; keys and values from `context` (the image
     tokens) in cross-attention, from the text itself otherwise."""
 
     def __init__(self, config: IVTConfig):
-        super().__init__()
-        self.config = config
-        self.num_heads = config.num_attention_heads
-        self.head_dim = config.hidden_size // config.num_attention_heads
-        self.scaling = self.head_dim**-0.5
-        self.is_causal = False
+        super().__init__(config)
         self.query = nn.Linear(config.hidden_size, config.hidden_size)
         self.key = nn.Linear(config.hidden_size, config.hidden_size)
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
@@ -594,19 +624,8 @@ class IVTFusionSelfAttention(nn.Module):
         def heads(states: torch.Tensor) -> torch.Tensor:  # (batch, seq, hidden) -> (batch, heads, seq, head_dim)
             return states.view(batch_size, -1, self.num_heads, self.head_dim).transpose(1, 2)
 
-        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, eager_attention_forward
-        )
-        attn_output, _ = attention_interface(
-            self,
-            heads(self.query(hidden_states)),
-            heads(self.key(context)),
-            heads(self.value(context)),
-            attention_mask,
-            scaling=self.scaling,
-            dropout=self.config.fusion_attention_dropout if self.training else 0.0,
-            is_causal=False,
-        )
+        query, key, value = heads(self.query(hidden_states)), heads(self.key(context)), heads(self.value(context))
+        attn_output = self.attend(query, key, value, attention_mask, self.config.fusion_attention_dropout)
         return attn_output.reshape(batch_size, seq_length, hidden_size)
 
 
@@ -666,13 +685,6 @@ class IVTFusionLayer(GradientCheckpointingLayer):
         hidden_states = self.attention(hidden_states, hidden_states, attention_mask)
         hidden_states = self.crossattention(hidden_states, image_states, image_attention_mask)
         return self.output(self.intermediate(hidden_states), hidden_states)
-
-
-def additive_padding_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-    """(batch, seq) 1/0 mask -> additive (batch, 1, 1, seq) with the dtype's lowest value on padding; None if none."""
-    if attention_mask is None or bool(attention_mask.all()):
-        return None
-    return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
 
 
 class IVTFusionEncoder(nn.Module):

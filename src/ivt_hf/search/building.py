@@ -60,8 +60,10 @@ class BuildReport:
 
     def summary(self) -> str:
         resumed = f", {self.chunks_resumed} of {self.chunks} chunks from an earlier run" if self.chunks_resumed else ""
-        return (f"indexed {self.images} images ({len(self.skipped)} skipped) into {self.output_dir} in "
-                f"{self.seconds:.1f} s on {self.processes} process(es){resumed}")  # fmt: skip
+        return (
+            f"indexed {self.images} images ({len(self.skipped)} skipped) into {self.output_dir} in "
+            f"{self.seconds:.1f} s on {self.processes} process(es){resumed}"
+        )
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -121,33 +123,47 @@ def build_index(
     num_chunks = (len(paths) + chunk_size - 1) // chunk_size
     mine = range(state.process_index, num_chunks, state.num_processes)
     done_before = {chunk for chunk in range(num_chunks) if (chunk_dir / f"{chunk:06d}.json").is_file()}
-    bar = tqdm(total=len(mine), desc=f"encoding image chunks (process {state.process_index})", unit="chunk",
-               disable=not progress or not state.is_main_process)  # fmt: skip
+    bar = tqdm(
+        total=len(mine),
+        desc=f"encoding image chunks (process {state.process_index})",
+        unit="chunk",
+        disable=not progress or not state.is_main_process,
+    )
     for chunk in mine:
         if chunk not in done_before:
             chunk_paths = paths[chunk * chunk_size : (chunk + 1) * chunk_size]
-            embeddings, readable, skipped = encode_image_files(model, processor, chunk_paths, on_invalid=on_invalid,
-                                                               batch_size=batch_size, progress=False)  # fmt: skip
+            embeddings, readable, skipped = encode_image_files(
+                model, processor, chunk_paths, on_invalid=on_invalid, batch_size=batch_size, progress=False
+            )
             stored = [str(path.relative_to(root)) for path in readable]
-            _atomic_write(chunk_dir / f"{chunk:06d}.safetensors",
-                          lambda path, e=embeddings: save_file({"embeddings": e.contiguous()}, str(path)))  # fmt: skip
+            _atomic_write(
+                chunk_dir / f"{chunk:06d}.safetensors",
+                lambda path, e=embeddings: save_file({"embeddings": e.contiguous()}, str(path)),
+            )
             record = json.dumps({"paths": stored, "skipped": skipped})
             _atomic_write(chunk_dir / f"{chunk:06d}.json", lambda path, text=record: path.write_text(text))
         bar.update(1)
     bar.close()
     state.wait_for_everyone()
 
-    report = BuildReport(output_dir, chunks=num_chunks, chunks_resumed=len(done_before),
-                         processes=state.num_processes, process_index=state.process_index)  # fmt: skip
+    report = BuildReport(
+        output_dir,
+        chunks=num_chunks,
+        chunks_resumed=len(done_before),
+        processes=state.num_processes,
+        process_index=state.process_index,
+    )
     if state.is_main_process:
-        index = _join_chunks(chunk_dir, num_chunks, plan, model_name_or_path or getattr(model.config, "_name_or_path",
-                                                                                       "") or None)  # fmt: skip
+        index = _join_chunks(
+            chunk_dir, num_chunks, plan, model_name_or_path or getattr(model.config, "_name_or_path", "") or None
+        )
         if len(index) == 0:
             first = f" (first: {index.skipped[0]['path']}: {index.skipped[0]['error']})" if index.skipped else ""
             raise GalleryIndexError(f"none of the {len(paths)} images could be read, nothing to index{first}")
         # the finished index replaces the unfinished build (plan + chunks) all at once, with the output marker
-        with writing_output_dir(output_dir, overwrite=True, command="ivt index build",
-                                ours=_is_unfinished_build) as staging:  # fmt: skip
+        with writing_output_dir(
+            output_dir, overwrite=True, command="ivt index build", ours=_is_unfinished_build
+        ) as staging:
             index.save(staging)
     state.wait_for_everyone()
     index_manifest = json.loads((output_dir / INDEX_MANIFEST).read_text())
@@ -198,8 +214,14 @@ def _join_chunks(chunk_dir: Path, num_chunks: int, plan: dict, model_name: str |
         paths += record["paths"]
         skipped += record["skipped"]
     joined = torch.cat(embeddings)
-    manifest = index_manifest(root=plan["root"], model_name=model_name, fingerprint=plan["model_fingerprint"],
-                              embeddings=joined, skipped=skipped, dtype=plan["dtype"])  # fmt: skip
+    manifest = index_manifest(
+        root=plan["root"],
+        model_name=model_name,
+        fingerprint=plan["model_fingerprint"],
+        embeddings=joined,
+        skipped=skipped,
+        dtype=plan["dtype"],
+    )
     return GalleryIndex(joined, paths, manifest)
 
 

@@ -162,8 +162,13 @@ def faiss_cache_path(directory: str | Path, key: dict[str, Any]) -> Path:
 
 
 def _cache_header(key: dict[str, Any], embeddings_sha256: str, count: int, dim: int) -> dict[str, Any]:
-    return {"format_version": FAISS_CACHE_VERSION, "key": key, "embeddings_sha256": embeddings_sha256,
-            "ntotal": count, "dim": dim}  # fmt: skip
+    return {
+        "format_version": FAISS_CACHE_VERSION,
+        "key": key,
+        "embeddings_sha256": embeddings_sha256,
+        "ntotal": count,
+        "dim": dim,
+    }
 
 
 def save_faiss_cache(index, path: str | Path, header: dict[str, Any]) -> Path:
@@ -186,8 +191,12 @@ def save_faiss_cache(index, path: str | Path, header: dict[str, Any]) -> Path:
                 written += len(chunk)
 
             faiss.write_index(index, faiss.PyCallbackIOWriter(write))
-            full = {**header, "payload_bytes": written, "payload_sha256": digest.hexdigest(),
-                    "faiss_version": faiss.__version__}  # fmt: skip
+            full = {
+                **header,
+                "payload_bytes": written,
+                "payload_sha256": digest.hexdigest(),
+                "faiss_version": faiss.__version__,
+            }
             encoded = FAISS_CACHE_MAGIC + json.dumps(full).encode()
             if len(encoded) > FAISS_CACHE_HEADER_BYTES:
                 raise GalleryIndexError(f"FAISS cache header too long for {path} ({len(encoded)} bytes)")
@@ -248,8 +257,12 @@ def load_faiss_cache(path: str | Path, header: dict[str, Any]):
         except RuntimeError as error:
             return unusable(f"FAISS cannot read it ({str(error).splitlines()[-1]})")
     kinds = {"flat": faiss.IndexFlatIP, "ivf": faiss.IndexIVFFlat, "hnsw": faiss.IndexHNSWFlat}
-    if (not isinstance(index, kinds[header["key"]["kind"]]) or index.ntotal != header["ntotal"]
-            or index.d != header["dim"] or index.metric_type != faiss.METRIC_INNER_PRODUCT):  # fmt: skip
+    if (
+        not isinstance(index, kinds[header["key"]["kind"]])
+        or index.ntotal != header["ntotal"]
+        or index.d != header["dim"]
+        or index.metric_type != faiss.METRIC_INNER_PRODUCT
+    ):
         return unusable(f"it holds a {type(index).__name__} of {index.ntotal} x {index.d}, not the recorded index")
     return index
 
@@ -280,8 +293,9 @@ def cached_faiss_index(
     try:
         save_faiss_cache(index, path, header)
     except OSError as error:  # a read-only index folder: search anyway, rebuilt next time
-        warnings.warn(f"cannot save the FAISS index to {path} ({error}); it will be built again next time",
-                      stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"cannot save the FAISS index to {path} ({error}); it will be built again next time", stacklevel=2
+        )
     return index, "built"
 
 
@@ -400,8 +414,9 @@ class GalleryIndex:
         root = Path(images) if isinstance(images, (str, Path)) else None
         paths = find_images(root) if root is not None else [Path(path) for path in images]
 
-        embeddings, readable, skipped = encode_image_files(model, processor, paths, on_invalid=on_invalid,
-                                                           batch_size=batch_size, progress=progress)  # fmt: skip
+        embeddings, readable, skipped = encode_image_files(
+            model, processor, paths, on_invalid=on_invalid, batch_size=batch_size, progress=progress
+        )
         if not readable:
             first = f" (first: {skipped[0]['path']}: {skipped[0]['error']})" if skipped else ""
             raise GalleryIndexError(f"none of the {len(paths)} images could be read, nothing to index{first}")
@@ -462,8 +477,10 @@ class GalleryIndex:
         if "embeddings" not in tensors:
             raise GalleryIndexError(f"{embeddings_path} holds no 'embeddings' tensor")
         if tensors["embeddings"].dim() != 2 or tensors["embeddings"].shape[0] != len(paths):
-            raise GalleryIndexError(f"{embeddings_path} holds {tuple(tensors['embeddings'].shape)} embeddings for "
-                             f"{len(paths)} paths in {manifest_path}")  # fmt: skip
+            raise GalleryIndexError(
+                f"{embeddings_path} holds {tuple(tensors['embeddings'].shape)} embeddings for "
+                f"{len(paths)} paths in {manifest_path}"
+            )
         root = manifest.get("root")
         if isinstance(root, str) and not Path(root).is_absolute():  # a relative root is relative to the index folder
             manifest["root"] = str((directory / root).resolve())
@@ -486,8 +503,9 @@ class GalleryIndex:
         if self._faiss_index is None or self._faiss_key != key:
             if self.directory is not None and self._embeddings_sha256 is None:
                 self._embeddings_sha256 = embeddings_digest(self.embeddings)
-            self._faiss_index, source = cached_faiss_index(self.embeddings, settings, self.directory,
-                                                           embeddings_sha256=self._embeddings_sha256)  # fmt: skip
+            self._faiss_index, source = cached_faiss_index(
+                self.embeddings, settings, self.directory, embeddings_sha256=self._embeddings_sha256
+            )
             self._faiss_key = key
             logger.info("FAISS %s index over %d vectors: %s", settings.kind, len(self), source)
         settings.apply_search_knobs(self._faiss_index)

@@ -61,15 +61,18 @@ class IVTTrainingArguments(StageArguments):
     )
     gather_loss: bool = field(
         default=False,
-        metadata={"help": "CMPM over the pairs of all processes (global negatives); false = per process, as the "
-                  "reference."},
-    )  # fmt: skip
+        metadata={
+            "help": "CMPM over the pairs of all processes (global negatives); false = per process, as the reference."
+        },
+    )
     cache_train_images: bool = field(default=False, metadata={"help": "decode training images once into memory."})
     text_length_buckets: int = field(
         default=1,
-        metadata={"help": "run the text pass as this many length-sorted groups, each trimmed to its longest text "
-                  "(less padding for MLA's short word/phrase texts; 1 = one padded batch, as the reference)."},
-    )  # fmt: skip
+        metadata={
+            "help": "run the text pass as this many length-sorted groups, each trimmed to its longest text "
+            "(less padding for MLA's short word/phrase texts; 1 = one padded batch, as the reference)."
+        },
+    )
     eval_max_queries: int | None = field(default=None, metadata={"help": "cap validation captions (speed)."})
     remove_unused_columns: bool = field(default=False)
     ddp_find_unused_parameters: bool | None = field(default=False)
@@ -96,25 +99,27 @@ class ModelArguments:
     )
     vit_checkpoint: str | None = field(
         default=None,
-        metadata={"help": "ViT-B/16 to start the shared blocks and vision FFN from: a Hub repo id (e.g. "
-                  "timm/vit_base_patch16_224.orig_in21k_ft_in1k, the paper's; google/vit-base-patch16-224-in21k), a "
-                  "local folder, or a weights file (timm or transformers layout)."},
-    )  # fmt: skip
+        metadata={
+            "help": "ViT-B/16 to start the shared blocks and vision FFN from: a Hub repo id (e.g. "
+            "timm/vit_base_patch16_224.orig_in21k_ft_in1k, the paper's; google/vit-base-patch16-224-in21k), a "
+            "local folder, or a weights file (timm or transformers layout)."
+        },
+    )
     bert_checkpoint: str | None = field(
         default=None,
-        metadata={"help": "BERT to start the text side (in pre-training also the fusion encoder, from layers 0-5, and "
-                  "the MLM head) from: a Hub repo id (e.g. google-bert/bert-base-uncased), a local folder, or a "
-                  "weights file (BertModel, or BertForPreTraining / BertForMaskedLM under bert.)."},
-    )  # fmt: skip
+        metadata={
+            "help": "BERT to start the text side (in pre-training also the fusion encoder, from layers 0-5, and "
+            "the MLM head) from: a Hub repo id (e.g. google-bert/bert-base-uncased), a local folder, or a "
+            "weights file (BertModel, or BertForPreTraining / BertForMaskedLM under bert.)."
+        },
+    )
     backbone_revision: str | None = field(
         default=None, metadata={"help": "branch, tag or commit of the backbone repos on the Hub (default: main)."}
     )
     patch_stride: int | None = field(default=None, metadata={"help": "12 for CUHK/ICFG, 16 for RSTPReid."})
     image_height: int | None = field(default=None)
     image_width: int | None = field(default=None)
-    token_drop_ratio: float | None = field(
-        default=None, metadata={"help": "BMM ratio (0 disables); fine-tuning only."}
-    )
+    token_drop_ratio: float | None = field(default=None, metadata={"help": "BMM ratio (0 disables); fine-tuning only."})
     token_drop_mode: str | None = field(
         default=None, metadata={"help": "batch (reference) or per_sample; fine-tuning only."}
     )
@@ -124,9 +129,11 @@ class ModelArguments:
     )
     attn_implementation: str | None = field(
         default=None,
-        metadata={"help": "eager or sdpa (the default); eager is faster on CPU for the tiny preset's short sequences. "
-                  "Not saved with the weights: a reloaded model uses the default."},
-    )  # fmt: skip
+        metadata={
+            "help": "eager or sdpa (the default); eager is faster on CPU for the tiny preset's short sequences. "
+            "Not saved with the weights: a reloaded model uses the default."
+        },
+    )
 
 
 @dataclass
@@ -144,17 +151,23 @@ class DataArguments:
     )
     dataset_config: str | None = field(default=None, metadata={"help": "the Hub dataset's configuration."})
     revision: str | None = field(default=None, metadata={"help": "the Hub dataset's branch, tag or commit."})
-    image_column: str | None = field(default=None, metadata={"help": "image column of a datasets dataset "
-                                     "(default: image)."})  # fmt: skip
-    caption_column: str | None = field(default=None, metadata={"help": "caption column, one string or a list "
-                                       "per row (default: captions, else caption)."})  # fmt: skip
-    person_id_column: str | None = field(default=None, metadata={"help": "person id column, integers (default: "
-                                         "person_id)."})  # fmt: skip
+    image_column: str | None = field(
+        default=None, metadata={"help": "image column of a datasets dataset (default: image)."}
+    )
+    caption_column: str | None = field(
+        default=None,
+        metadata={"help": "caption column, one string or a list per row (default: captions, else caption)."},
+    )
+    person_id_column: str | None = field(
+        default=None, metadata={"help": "person id column, integers (default: person_id)."}
+    )
     min_images_per_id: int | None = field(
         default=None,
-        metadata={"help": "least images per identity in the train split of your own data (default 2: one image "
-                  "has no positive image but itself); 1 accepts every identity."},
-    )  # fmt: skip
+        metadata={
+            "help": "least images per identity in the train split of your own data (default 2: one image "
+            "has no positive image but itself); 1 accepts every identity."
+        },
+    )
     synth_train_ids: int = field(default=1000)
     synth_validation_ids: int = field(default=100)
     synth_test_ids: int = field(default=200)

@@ -13,8 +13,11 @@ The projecting side is NOT normalised and there is no temperature: the embedding
 inverse temperature, which is why the raw final-LayerNorm CLS vectors go in.
 
 All functions here are pure functions of tensors. `cmpm_loss` is the reference's per-process form;
-`cmpm_loss_global` gathers embeddings and labels from all processes first (see `ivt_hf.distributed` for the gradient
-convention under DDP).
+`cmpm_loss_global` gathers embeddings and labels from all processes first (see `ivt_hf.training.distributed` for the
+gradient convention under DDP). `IVTTrainer` does not call `cmpm_loss_global`: it gathers with
+`gather_embeddings_and_labels` and calls `cmpm_loss_terms` to log both directions. `cmpm_loss_global` stays as the
+one-call global loss for a training loop of one's own (as `cmpm_loss` is the per-process one), and it is the function
+`tests/test_distributed_loss.py` proves the gradient convention on, with two real processes.
 """
 
 from __future__ import annotations
@@ -135,7 +138,7 @@ def cmpm_loss_global(
 
     Every process returns the same value: the loss of the concatenated batch. Under DDP (gradients averaged over
     processes) the parameter gradients equal those of one process over the concatenated batch; do not rescale the
-    loss by the world size (see `ivt_hf.distributed`). Without a process group, or with one process, this is
+    loss by the world size (see `ivt_hf.training.distributed`). Without a process group, or with one process, this is
     exactly `cmpm_loss`.
     """
     gathered = gather_embeddings_and_labels(image_embeddings, text_embeddings, labels, group)

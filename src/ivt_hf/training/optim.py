@@ -38,10 +38,14 @@ def parameter_groups(
             no_decay.append(parameter)
     groups = [
         {"name": "weights", "params": weights, "lr": lr, "weight_decay": weight_decay},
-        {"name": "biases", "params": biases, "lr": lr * bias_lr_multiplier,
-         "weight_decay": weight_decay if decay_all else 0.0},
+        {
+            "name": "biases",
+            "params": biases,
+            "lr": lr * bias_lr_multiplier,
+            "weight_decay": weight_decay if decay_all else 0.0,
+        },
         {"name": "no_decay", "params": no_decay, "lr": lr, "weight_decay": 0.0},
-    ]  # fmt: skip
+    ]
     return [group for group in groups if group["params"]]
 
 

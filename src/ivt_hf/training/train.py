@@ -61,8 +61,10 @@ def prepare_training(
     """Model, processor, data, collator and trainer, ready for `trainer.train()`; also returns the whole benchmark
     (test split included) for evaluation after training."""
     if training_args.fp16 and training_args.device.type == "cpu":
-        raise IVTInputError("--fp16 needs a GPU (accelerate applies no fp16 autocast or loss scaling on a CPU, so the "
-                         "run would silently train in float32); on a CPU use --bf16")  # fmt: skip
+        raise IVTInputError(
+            "--fp16 needs a GPU (accelerate applies no fp16 autocast or loss scaling on a CPU, so the "
+            "run would silently train in float32); on a CPU use --bf16"
+        )
     set_seed(training_args.seed)  # before the model exists: its random initialisation must follow the seed
     model = build_model(IVTModel, model_args)
     processor = IVTProcessor.from_config(model.config)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch.utils.data import DataLoader
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import enable_full_determinism, set_seed
@@ -98,50 +97,6 @@ class IVTTrainer(Trainer):
             persistent_workers=args.dataloader_persistent_workers and args.dataloader_num_workers > 0,
         )
         return loader
-
-    def measure_step_seconds(self, num_steps: int = 6) -> float:
-        """Seconds per training step (batch preparation, forward, backward, clipping, optimizer): the median of
-        `num_steps` after one warm-up step, measured on a copy of the model with its own optimizer. Nothing of the
-        run changes: the random-number states are restored and the real model, optimizer and sampler are left
-        untouched."""
-        import copy
-        import random
-        import statistics
-        import time
-
-        import numpy as np
-
-        states = (torch.get_rng_state(), random.getstate(), np.random.get_state())
-        cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-        model = copy.deepcopy(self.accelerator.unwrap_model(self.model)).train()
-        optimizer = build_optimizer(model, str(getattr(self.args.optim, "value", self.args.optim)),
-                                    lr=self.args.learning_rate, weight_decay=self.args.weight_decay)  # fmt: skip
-        seconds = []
-        batches = iter(self._identity_batch_loader())
-        try:
-            for _ in range(num_steps + 1):
-                start = time.perf_counter()
-                terms, _ = self._loss_terms(model, self._prepare_inputs(next(batches)))
-                (terms.image_to_text + terms.text_to_image).backward()
-                if self.args.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), self.args.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                if torch.cuda.is_available():
-                    torch.cuda.synchronize()
-                seconds.append(time.perf_counter() - start)
-        except StopIteration:
-            pass  # an epoch shorter than the probe: the steps seen are enough
-        finally:
-            torch.set_rng_state(states[0])
-            random.setstate(states[1])
-            np.random.set_state(states[2])
-            if cuda_states is not None:
-                torch.cuda.set_rng_state_all(cuda_states)
-            del model, optimizer
-        if len(seconds) < 2:
-            raise IVTInputError("the training split is too small to time a step")
-        return statistics.median(seconds[1:])
 
     def _loss_terms(self, model, inputs):
         """CMPM's two terms over the batch's 3B pairs (over every process's with `gather_loss`), and the outputs."""

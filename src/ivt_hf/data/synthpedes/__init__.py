@@ -17,18 +17,18 @@ image, so the annotation files are byte-identical for one seed and the plan can 
 
 Modules, each importing only those before it: `attributes` (the described attributes and hard siblings), `captions`
 (the caption grammar), `planning` (configuration and the pixel-free plan), `rendering` (drawing one image), `storage`
-(writing, caching, loading) and `baselines` (the floor and the ceiling).
+(writing, caching, loading) and `oracle` (the floor and the ceiling as similarity matrices).
 """
 
 from .attributes import ATTRIBUTE_KEYS, COLOR_KEYS, COLORS, HAIR_COLORS, SKIN_TONES, sample_attributes
-from .baselines import (
+from .captions import write_caption
+from .oracle import (
     baseline_inputs,
     oracle_similarity,
     planned_baseline_inputs,
     random_similarity,
     synthpedes_split,
 )
-from .captions import write_caption
 from .planning import (
     CAPTIONS_PER_IMAGE,
     DEFAULT_IMAGE_SIZE,
@@ -91,7 +91,7 @@ __all__ = [
     "read_meta",
     "read_synthpedes",
     "write_plan",
-    # baselines
+    # oracle
     "baseline_inputs",
     "oracle_similarity",
     "planned_baseline_inputs",

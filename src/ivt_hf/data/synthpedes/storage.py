@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,8 +15,6 @@ from ..normalise import BenchmarkReport, normalise_benchmark
 from ..prepared import build_folder_once, is_prepared, load_prepared
 from ..specs import SYNTHPEDES, BenchmarkFormatError, OnInvalid, get_spec
 from .planning import (
-    DEFAULT_IMAGE_SIZE,
-    DEFAULT_IMAGES_PER_ID,
     SynthConfig,
     SynthPlan,
     annotation_records,
@@ -67,35 +64,19 @@ def read_meta(folder: str | os.PathLike) -> dict[str, Any]:
 
 
 def generate(
-    output_dir: str | os.PathLike,
-    *,
-    num_ids: int | None = None,
-    image_size: Sequence[int] = DEFAULT_IMAGE_SIZE,
-    seed: int = 0,
-    layout: str = "cuhk-pedes",
-    split_ids: Mapping[str, int] | None = None,
-    split_fractions: Mapping[str, float] | None = None,
-    images_per_id: Sequence[int] = DEFAULT_IMAGES_PER_ID,
-    overwrite: bool = False,
-    progress: bool = True,
+    output_dir: str | os.PathLike, *, overwrite: bool = False, progress: bool = True, **config_arguments: Any
 ) -> SynthPlan:
     """Generate SynthPEDES into `output_dir` in the raw layout of `layout` and return what was planned.
 
-    Sizes: `split_ids={"train": 1000, "validation": 100, "test": 200}`, or `num_ids` shared out by `split_fractions`
-    (defaults: 1,300 identities, 1/13 validation, 2/13 test). `image_size` is (height, width); 384x128 is the IVT
-    input, smaller sizes render faster. A folder that already holds the same configuration is left as it is (unless
-    `overwrite`); any other non-empty folder is an error, unless `overwrite` is set and ivt_hf wrote it. The folder
-    is written all at once (`ivt_hf.outputs.writing_output_dir`): an interrupted run leaves nothing at `output_dir`.
+    `config_arguments` are those of `make_config`: `layout` (default `cuhk-pedes`), `seed`, the sizes
+    (`split_ids={"train": 1000, "validation": 100, "test": 200}`, or `num_ids` shared out by `split_fractions`;
+    defaults: 1,300 identities, 1/13 validation, 2/13 test), `image_size` (height, width; 384x128 is the IVT input,
+    smaller sizes render faster) and `images_per_id`. A folder that already holds the same configuration is left as it
+    is (unless `overwrite`); any other non-empty folder is an error, unless `overwrite` is set and ivt_hf wrote it.
+    The folder is written all at once (`ivt_hf.outputs.writing_output_dir`): an interrupted run leaves nothing at
+    `output_dir`.
     """
-    config = make_config(
-        num_ids=num_ids,
-        image_size=image_size,
-        seed=seed,
-        layout=layout,
-        split_ids=split_ids,
-        split_fractions=split_fractions,
-        images_per_id=images_per_id,
-    )
+    config = make_config(**config_arguments)
     output_dir = Path(output_dir)
     synth_plan = plan(config)
     if not overwrite and (output_dir / META_FILE).is_file() and read_meta(output_dir)["config"] == config.to_json():
@@ -125,8 +106,9 @@ def ensure_generated(cache_root: str | os.PathLike, **generate_kwargs: Any) -> P
     start = time.perf_counter()
     folder, built_here = build_folder_once(target, lambda staging: write_plan(plan(config), staging), is_complete)
     if built_here:  # never silent: a mistyped --data_root shows up here as a new folder
-        logger.warning("generated SynthPEDES (%s) in %s in %.0f s", config.cache_name, folder,
-                       time.perf_counter() - start)  # fmt: skip
+        logger.warning(
+            "generated SynthPEDES (%s) in %s in %.0f s", config.cache_name, folder, time.perf_counter() - start
+        )
     return folder
 
 
@@ -165,7 +147,8 @@ def read_synthpedes(
 ) -> tuple[datasets.DatasetDict, BenchmarkReport | None]:
     """SynthPEDES as a DatasetDict and its report (see `load_benchmark`). `root` may be a cache folder (generated on
     first use), a folder written by `ivt data synth`, or a prepared folder. The generator configuration is stored as
-    JSON in each split's `info.description`, which is how `baselines` rebuilds the attributes of a loaded dataset."""
+    JSON in each split's `info.description`, which is how `oracle.baseline_inputs` rebuilds the attributes of a loaded
+    dataset."""
     root = default_cache_root() if root is None else Path(root)
     if is_prepared(root):
         if generate_kwargs:

@@ -26,9 +26,11 @@ class PretrainingArguments(StageArguments):
 
     train_data: str | None = field(
         default=None,
-        metadata={"help": "(required) image-text pairs: a folder of WebDataset .tar shards (KEY.jpg + KEY.txt), an "
-                  "image folder with metadata.jsonl, a save_to_disk folder, or a Hub dataset id ORG/NAME."},
-    )  # fmt: skip
+        metadata={
+            "help": "(required) image-text pairs: a folder of WebDataset .tar shards (KEY.jpg + KEY.txt), an "
+            "image folder with metadata.jsonl, a save_to_disk folder, or a Hub dataset id ORG/NAME."
+        },
+    )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "start again in a non-empty --output_dir that an earlier run wrote."}
     )
@@ -50,18 +52,21 @@ class PretrainingArguments(StageArguments):
     mlm_max_span_words: int = field(default=3)
     shuffle_buffer_size: int = field(
         default=1000,
-        metadata={"help": "pairs each process keeps and draws its batches from at random, so that a batch mixes "
-                  "shards (0: the stream's order, one shard at a time). Saved in every checkpoint (about this many "
-                  "encoded images per process)."},
-    )  # fmt: skip
+        metadata={
+            "help": "pairs each process keeps and draws its batches from at random, so that a batch mixes "
+            "shards (0: the stream's order, one shard at a time). Saved in every checkpoint (about this many "
+            "encoded images per process)."
+        },
+    )
     image_column: str | None = field(default=None)
     caption_column: str | None = field(default=None)
     revision: str | None = field(default=None, metadata={"help": "branch, tag or commit of a Hub dataset."})
     on_invalid: str = field(
         default="raise",
-        metadata={"help": "raise, or skip (count and log) broken pairs: no image, no caption, an image that does not "
-                  "decode."},
-    )  # fmt: skip
+        metadata={
+            "help": "raise, or skip (count and log) broken pairs: no image, no caption, an image that does not decode."
+        },
+    )
     log_pair_keys: bool = field(
         default=False, metadata={"help": "write the pairs each process trained on (pair_keys_rank*.jsonl), to audit."}
     )

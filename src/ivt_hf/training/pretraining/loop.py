@@ -110,9 +110,14 @@ def _set_rng_state(state: dict[str, torch.Tensor]) -> None:
     )
     position, has_gauss = state["numpy_pos"].tolist()
     np.random.set_state(
-        ("MT19937", state["numpy"].numpy().astype(np.uint32), int(position), int(has_gauss),
-         float(state["numpy_gauss"]))
-    )  # fmt: skip
+        (
+            "MT19937",
+            state["numpy"].numpy().astype(np.uint32),
+            int(position),
+            int(has_gauss),
+            float(state["numpy_gauss"]),
+        )
+    )
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
 
@@ -273,8 +278,12 @@ class PretrainingRun:
             torch.save(states, partial / "training_states.pt")
         self.accelerator.wait_for_everyone()
         if self.is_main:
-            state = {"step": self.step, "world_size": self.world_size, "model_args": asdict(self.model_args),
-                     "args": json.loads(self.args.to_json_string())}  # fmt: skip
+            state = {
+                "step": self.step,
+                "world_size": self.world_size,
+                "model_args": asdict(self.model_args),
+                "args": json.loads(self.args.to_json_string()),
+            }
             (partial / "state.json").write_text(json.dumps(state, indent=1))  # written last: marks it complete
             shutil.rmtree(folder, ignore_errors=True)
             partial.rename(folder)
@@ -330,11 +339,15 @@ class PretrainingRun:
             self.next_batch = batch["batch_number"] + 1
             for key, reason in batch["invalid"]:
                 if self.args.on_invalid == "raise":
-                    raise PairDataError(f"{reason} (pass --on_invalid skip to leave such pairs out)",
-                                        where=self.args.train_data, key=key)  # fmt: skip
+                    raise PairDataError(
+                        f"{reason} (pass --on_invalid skip to leave such pairs out)",
+                        where=self.args.train_data,
+                        key=key,
+                    )
                 self.images_skipped += 1
-                logger.warning("skipped a pair whose image does not decode: %s: sample %r: %s",
-                               self.args.train_data, key, reason)  # fmt: skip
+                logger.warning(
+                    "skipped a pair whose image does not decode: %s: sample %r: %s", self.args.train_data, key, reason
+                )
             if batch["pixel_values"].shape[0] >= 2:
                 return batch
             logger.warning("passed over batch %d: fewer than 2 pairs decode", batch["batch_number"])

@@ -1,7 +1,8 @@
 """The floor and the ceiling of a SynthPEDES split, so that any model's numbers can be read between them.
 
-The similarity matrices come from the benchmark itself (`ivt_hf.data.synthpedes`: i.i.d. random scores, and the
-exact-attribute oracle that ranks by the attributes each caption mentions); this module scores them like a model.
+The similarity matrices come from the benchmark itself (`ivt_hf.data.synthpedes.oracle`: i.i.d. random scores, and
+the exact-attribute oracle that ranks by the attributes each caption mentions); this module scores them like a model.
+An `EvaluationRecord` keeps the result as its `baselines`, which model cards show around the model's numbers.
 """
 
 from __future__ import annotations

@@ -1,5 +1,11 @@
-"""SynthPEDES floor and ceiling: random and exact-attribute oracle similarities, and their inputs for planned
-images or a loaded split."""
+"""The SynthPEDES oracle: rankings from the ground truth that the generator knows and a model must read off pixels.
+
+`oracle_similarity` scores each gallery image by the described attributes it shares with the ones a caption
+mentions: the ceiling that the captions allow. `random_similarity` is its counterpart, the floor. Their inputs (the
+attributes each caption mentions, each gallery person's attributes) come from the plan, for planned images
+(`planned_baseline_inputs`) or a loaded split (`baseline_inputs`, which rebuilds the plan from the generator
+configuration stored in the dataset). `ivt_hf.evaluation.floor_and_ceiling` turns these similarities into metrics.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,37 @@
+"""What the command tests share: driving `ivt` in-process (`ivt_hf.cli.main`) and a tiny model folder to drive it on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ivt_hf.cli import main
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int | str, str, str]:
+    """`ivt ARGV`'s exit code, stdout and stderr (pytest's `capsys`); a KeyboardInterrupt that escapes the command's
+    guard becomes the code "KeyboardInterrupt escaped" instead of stopping the test session."""
+    try:
+        code = main(argv)
+    except KeyboardInterrupt:
+        code = "KeyboardInterrupt escaped"
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def error_lines(err: str) -> list[str]:
+    """The lines of stderr that carry `error:`."""
+    return [line for line in err.splitlines() if "error:" in line]
+
+
+def save_tiny_model_folder(folder: Path) -> Path:
+    """A `from_pretrained` folder of a random one-block tiny IVT (conftest's config at patch stride 16, seed 0) and its
+    processor."""
+    import torch
+    from conftest import tiny_config_kwargs
+
+    from ivt_hf import IVTConfig, IVTModel, IVTProcessor
+    from ivt_hf.hub import save_model_folder
+
+    torch.manual_seed(0)
+    config = IVTConfig(**tiny_config_kwargs(num_hidden_layers=1, patch_stride=16))
+    return save_model_folder(IVTModel(config), IVTProcessor.from_config(config), folder)
