@@ -84,26 +84,16 @@ def _assert_same_index(folder: Path, reference: GalleryIndex) -> None:
     assert sorted(path.name for path in folder.iterdir()) == expected
 
 
+def _build_flags(setting, output: Path) -> list[str]:
+    """`ivt index build` of the setting's gallery into `output`, in chunks of CHUNK, skipping the broken image."""
+    where = ["--model", str(setting["model"]), "--images", str(setting["gallery"]), "--output_dir", str(output)]
+    return ["index", "build", *where, "--chunk_size", str(CHUNK), "--on_invalid", "skip"]
+
+
 @pytest.mark.parametrize("launcher_name", ["torchrun", "accelerate"])
 def test_two_processes_build_the_one_process_index(setting, launcher_name, tmp_path):
     output = tmp_path / "index"
-    command = [
-        *launcher(launcher_name),
-        "-m",
-        "ivt_hf",
-        "index",
-        "build",
-        "--model",
-        str(setting["model"]),
-        "--images",
-        str(setting["gallery"]),
-        "--output_dir",
-        str(output),
-        "--chunk_size",
-        str(CHUNK),
-        "--on_invalid",
-        "skip",
-    ]
+    command = [*launcher(launcher_name), "-m", "ivt_hf", *_build_flags(setting, output)]
     result = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     _assert_same_index(output, setting["reference"])
@@ -116,20 +106,7 @@ def test_two_processes_build_the_one_process_index(setting, launcher_name, tmp_p
 
 def test_a_killed_build_resumes_from_its_chunks_with_any_number_of_processes(setting, tmp_path, capsys):
     output = tmp_path / "index"
-    flags = [
-        "index",
-        "build",
-        "--model",
-        str(setting["model"]),
-        "--images",
-        str(setting["gallery"]),
-        "--output_dir",
-        str(output),
-        "--chunk_size",
-        str(CHUNK),
-        "--on_invalid",
-        "skip",
-    ]
+    flags = _build_flags(setting, output)
     # two processes; each dies hard when it starts its second chunk: chunks 0 and 1 are written, 2 to 5 are not
     killed = subprocess.run(
         [*launcher("torchrun"), str(HELPER), "2", *flags], capture_output=True, text=True, env=ENV, timeout=600

@@ -9,6 +9,7 @@ import random
 
 import pytest
 import torch
+from helpers.itc_setting import tiny_pretraining_config
 from helpers.remote_code import run_without_ivt_hf
 from torch import nn
 from transformers import AutoModel, AutoModelForPreTraining
@@ -21,21 +22,7 @@ from ivt_hf.training.masking import IGNORE_INDEX, MaskingRules, whole_word_mask,
 
 
 def _config(**overrides) -> IVTConfig:
-    settings = dict(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        vocab_size=120,
-        max_position_embeddings=32,
-        image_size=(64, 32),
-        fusion_num_hidden_layers=2,
-        fusion_hidden_dropout=0.0,
-        fusion_attention_dropout=0.0,
-        drop_path_rate=0.0,
-        text_embedding_dropout=0.0,
-    )
-    return IVTConfig(**(settings | overrides))
+    return tiny_pretraining_config(**({"fusion_num_hidden_layers": 2} | overrides))
 
 
 def _batch(batch_size=4, seq=10, vocab=120, seed=0):

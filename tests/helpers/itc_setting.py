@@ -8,9 +8,9 @@ from ivt_hf.model import IVTConfig, IVTForPreTraining
 BATCH = 8
 
 
-def itc_model_and_batch() -> tuple[IVTForPreTraining, torch.Tensor, torch.Tensor]:
-    torch.manual_seed(0)
-    config = IVTConfig(
+def tiny_pretraining_config(**overrides) -> IVTConfig:
+    """A two-block IVTForPreTraining config (vocabulary 120, 64x32 images) with one fusion layer and no dropout."""
+    settings = dict(
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=2,
@@ -24,7 +24,12 @@ def itc_model_and_batch() -> tuple[IVTForPreTraining, torch.Tensor, torch.Tensor
         drop_path_rate=0.0,
         text_embedding_dropout=0.0,
     )
-    model = IVTForPreTraining(config).eval()
+    return IVTConfig(**(settings | overrides))
+
+
+def itc_model_and_batch() -> tuple[IVTForPreTraining, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    model = IVTForPreTraining(tiny_pretraining_config()).eval()
     generator = torch.Generator().manual_seed(1)
     pixels = torch.randn(BATCH, 3, 64, 32, generator=generator)
     ids = torch.randint(5, 120, (BATCH, 9), generator=generator)
