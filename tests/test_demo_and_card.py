@@ -130,18 +130,56 @@ def test_demo_runs_end_to_end_at_toy_size(tmp_path):
     assert not list(model_dir.glob("*.bin")) and not list(model_dir.glob("*.pkl"))
 
 
-def test_time_budget_stops_training_and_says_so():
+def test_the_budget_validates_and_saves_the_step_it_stops_at():
+    """When not even one more step and its validation fit, the budget stops at the step just taken, and has it
+    validated and saved (the old time limit stopped without either, so every step since the last validation was
+    lost); while the plan fits, it changes nothing."""
     from transformers import TrainerControl, TrainerState
 
-    from ivt_hf.demo import TimeBudget
+    from ivt_hf.demo import TrainingBudget
 
-    state, control = TrainerState(global_step=3, max_steps=10), TrainerControl()
-    generous = TimeBudget(3600)
-    generous.on_train_begin(None, state, control)
-    assert not generous.on_step_end(None, state, control).should_training_stop and not generous.stopped_early
-    spent = TimeBudget(0)
-    spent.on_train_begin(None, state, control)
-    assert spent.on_step_end(None, state, control).should_training_stop and spent.stopped_early
+    now = [0.0]
+    budget = TrainingBudget(100.0, validation_seconds=5.0, clock=lambda: now[0])
+    state = TrainerState(global_step=0, max_steps=10)
+    state.eval_steps = 5
+    budget.on_train_begin(None, state, TrainerControl())
+    for step, seconds in enumerate([8.0, 8.0, 8.0, 30.0], start=1):  # 8 s a step fits (10 x 8 + 2 x 5); 30 s not
+        control = TrainerControl()
+        budget.on_step_begin(None, state, control)
+        now[0] += seconds
+        state.global_step = step
+        budget.on_step_end(None, state, control)
+        if step < 4:
+            assert not (control.should_training_stop or control.should_evaluate) and state.max_steps == 10
+    # 54 s spent, 46 s left: the median step (8 s) still fits, so the run is re-planned, not stopped
+    assert state.max_steps == 4 + 3 and budget.replans == [{"at_step": 4, "from_steps": 10, "to_steps": 7}]
+    now[0] += 40.0  # a stall: 6 s left, less than a step and a validation
+    state.global_step = 5
+    control = TrainerControl()
+    budget.on_step_end(None, state, control)
+    assert control.should_training_stop and control.should_evaluate and control.should_save and budget.stopped_early
+
+
+def test_a_re_planned_schedule_still_reaches_its_end():
+    """`stretch_schedule` lays the Trainer's warm-up + cosine over the new number of steps: the learning rate reaches
+    zero at the new last step instead of being cut off high."""
+    import torch
+    from transformers import get_scheduler
+
+    from ivt_hf.demo import stretch_schedule
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=10, num_training_steps=100)
+    for _ in range(40):
+        optimizer.step()
+        scheduler.step()
+    assert stretch_schedule(scheduler, 60)
+    for _ in range(20):
+        optimizer.step()
+        scheduler.step()
+    assert scheduler.get_last_lr()[0] == pytest.approx(0.0, abs=1e-12)
+    constant = get_scheduler("constant", optimizer)
+    assert not stretch_schedule(constant, 60)  # another kind of schedule: left as it is
 
 
 def test_demo_recipe_validates_and_checkpoints_its_last_step():
@@ -173,16 +211,69 @@ def test_the_schedule_fits_the_budget_of_the_machine():
         plan_schedule(300, 0.0, 1.0)
 
 
-def test_demo_without_max_steps_times_the_machine_and_completes_its_schedule(tmp_path, capsys):
-    """The toy demo with a 20-second budget: it measures a step, plans the steps, and the run ends at the planned
-    last step (a validation and checkpoint step), not at the time limit."""
-    from ivt_hf.demo import run_demo
+class SlowingClock:
+    """A clock driven by the model instead of the machine: each image batch the model embeds costs `step_cost`
+    seconds in training (`slow_cost` from the `slow_after`-th on) and `eval_cost` in evaluation. The demo's probe,
+    its validations and its run all read it, so a test can slow a run down mid-way on any machine, busy or idle."""
 
-    summary = run_demo(tmp_path / "demo", time_budget_minutes=1 / 3, split_ids=TOY_SPLIT_IDS, overrides=TOY_SETTINGS)
+    def __init__(self, step_cost: float, slow_cost: float, slow_after: int, eval_cost: float):
+        self.now, self.training_batches = 0.0, 0
+        self.step_cost, self.slow_cost, self.slow_after, self.eval_cost = step_cost, slow_cost, slow_after, eval_cost
+
+    def __call__(self) -> float:
+        return self.now
+
+    def attach(self, model) -> None:
+        model.image_embeddings.register_forward_hook(self._advance)
+
+    def _advance(self, module, inputs, output) -> None:
+        if module.training:
+            self.training_batches += 1
+            self.now += self.slow_cost if self.training_batches > self.slow_after else self.step_cost
+        else:
+            self.now += self.eval_cost
+
+
+def _run_the_demo_training(tmp_path, clock: SlowingClock, budget_seconds: float):
+    from ivt_hf.demo import _prepare, _train
+
+    trainer, data = _prepare(tmp_path, TOY_SPLIT_IDS, 0, TOY_SETTINGS)  # the demo's step 1
+    clock.attach(trainer.model)
+    training = _train(trainer, data["validation"], budget_seconds, plan=True, clock=clock)
+    validations = {entry["step"]: entry["eval_R1"] for entry in trainer.state.log_history if "eval_R1" in entry}
+    return trainer, training, validations
+
+
+def test_a_run_that_slows_down_still_ends_on_a_validated_saved_step(tmp_path, capsys):
+    """The demo's planning and budget under a clock that triples the step time a quarter into the run (what a busy
+    laptop does): the run is re-planned, ends on a step that was validated and saved, its learning-rate schedule
+    reaches its end, it stays inside the budget, and the model it ends with is the best of all validations, the
+    last one included."""
+    clock = SlowingClock(step_cost=1.0, slow_cost=3.0, slow_after=20, eval_cost=0.5)
+    trainer, training, validations = _run_the_demo_training(tmp_path / "demo", clock, budget_seconds=150)
     printed = capsys.readouterr().out
-    assert "one step takes" in printed and f"here: {summary['planned_steps']} steps" in printed
-    assert summary["step_seconds"] > 0 and summary["train_steps"] == summary["planned_steps"] >= 3
-    assert summary["train_seconds"] < 20 + 10  # the budget, plus the last validation and save
+    assert training.replans and training.steps_done < training.planned_steps
+    assert training.steps_done in validations and list(validations) == list(training.validated_steps)
+    assert training.seconds <= 150
+    best_step = max(validations, key=lambda step: (validations[step], step))
+    assert trainer.state.best_global_step == training.shipped_step and validations[best_step] == max(
+        validations.values()
+    )
+    assert validations[training.shipped_step] == max(validations.values())
+    checkpoints = {int(path.name.split("-")[1]) for path in (tmp_path / "demo" / "run").glob("checkpoint-*")}
+    assert training.steps_done in checkpoints | {training.shipped_step} and training.shipped_step in checkpoints
+    assert trainer.lr_scheduler.get_last_lr()[0] == pytest.approx(0.0, abs=1e-9)  # the stretched cosine's end
+    assert f"planned {training.planned_steps} steps, trained {training.steps_done}, validated at steps" in printed
+    assert "re-planned" in printed
+
+
+def test_a_run_at_the_planned_speed_completes_its_schedule(tmp_path):
+    """Under a steady clock the plan holds: the planned steps all run, the last one is validated, nothing is
+    re-planned."""
+    clock = SlowingClock(step_cost=1.0, slow_cost=1.0, slow_after=0, eval_cost=0.5)
+    _, training, validations = _run_the_demo_training(tmp_path / "demo", clock, budget_seconds=60)
+    assert not training.replans and training.steps_done == training.planned_steps >= 3
+    assert training.steps_done in validations and training.seconds <= 60
 
 
 def test_timing_a_step_leaves_the_run_as_it_was(tmp_path):

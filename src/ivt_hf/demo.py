@@ -13,10 +13,11 @@ of steps whose learning-rate schedule completes within the time budget.
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,20 +39,123 @@ PROVENANCE = (
 )
 
 
-class TimeBudget(TrainerCallback):
-    """Ends training once `seconds` of wall time have passed; `stopped_early` says whether it cut the run short."""
+class TrainingBudget(TrainerCallback):
+    """Keeps a run inside its wall-time budget without throwing trained steps away.
 
-    def __init__(self, seconds: float):
-        self.seconds, self.start, self.stopped_early = seconds, None, False
+    The demo plans its schedule from a short probe (`measure_step_seconds`), but the run's steps can be slower than
+    the probe's: a busy laptop, a CPU that throttles, a plan that was wrong. Cutting the run at the time limit would
+    lose every step since the last validation (a third of the run, once). Instead, after each step this callback
+    projects the rest of the run from the run's own recent steps and the validations it has timed:
+
+    - while the planned rest fits the remaining budget, nothing changes;
+    - when it no longer fits, it re-plans: the run ends at the last step that still fits with its validations
+      (`state.max_steps`), and the learning-rate schedule is laid over the new length, so that warm-up and cosine
+      still reach their end (`stretch_schedule`); the Trainer then validates and saves that last step as it would
+      the planned one;
+    - when not even one more step and a validation fit, it validates and saves the step just taken and stops.
+
+    Either way the run ends on a validated, saved step, which `load_best_model_at_end` weighs with the others.
+    `clock` is injectable (seconds, monotonic) so that tests can slow a run down without a busy machine.
+    """
+
+    def __init__(
+        self,
+        seconds: float,
+        *,
+        validation_seconds: float = 0.0,
+        clock: Callable[[], float] = time.perf_counter,
+        window: int = 15,
+    ):
+        self.seconds, self.clock, self.window = seconds, clock, window
+        self.validation_seconds = validation_seconds  # the probe's estimate until the run times one of its own
+        self.step_durations: list[float] = []
+        self.validated_steps: list[int] = []
+        self.replans: list[dict[str, float]] = []
+        self.stopped_early = False
+        self.start = self.step_began = self.step_ended = None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.start = time.perf_counter()
+        self.start = self.clock()
 
-    def on_step_end(self, args, state, control, **kwargs):
-        if time.perf_counter() - self.start > self.seconds:
-            control.should_training_stop = True
-            self.stopped_early = state.global_step < state.max_steps
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.step_began = self.clock()
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self.validated_steps.append(state.global_step)
+
+    def on_save(self, args, state, control, **kwargs):
+        if self.step_ended is not None and self.validated_steps and self.validated_steps[-1] == state.global_step:
+            # a validation and its checkpoint, timed from the end of the step they follow
+            self.validation_seconds = max(self.validation_seconds, self.clock() - self.step_ended)
+
+    def on_step_end(self, args, state, control, lr_scheduler=None, **kwargs):
+        self.step_ended = now = self.clock()
+        self.step_durations.append(now - (self.step_began if self.step_began is not None else self.start))
+        if control.should_training_stop:
+            return control  # the planned last step: the Trainer validates and saves it
+        remaining = self.seconds - (now - self.start)
+        step = state.global_step
+        this_step = self.validation_seconds if control.should_evaluate else 0.0  # a validation owed for this step
+        if self._cost(step, state.max_steps, state.eval_steps) + this_step <= remaining:
+            return control
+        more = self._affordable_steps(step, state.max_steps, state.eval_steps, remaining - this_step)
+        if more <= 0:
+            control.should_evaluate = control.should_save = control.should_training_stop = True
+            self.stopped_early = True
+            self.replans.append({"at_step": step, "from_steps": state.max_steps, "to_steps": step})
+            return control
+        self.replans.append({"at_step": step, "from_steps": state.max_steps, "to_steps": step + more})
+        state.max_steps = step + more
+        stretch_schedule(lr_scheduler, state.max_steps)
         return control
+
+    def step_seconds(self) -> float:
+        """The run's current step time: the median of its last `window` steps (a slowdown shows within a few)."""
+        return statistics.median(self.step_durations[-self.window :])
+
+    def _cost(self, step: int, last_step: int, eval_steps: int, step_seconds: float | None = None) -> float:
+        """Seconds from after `step` to the end of the validated, saved `last_step`."""
+        step_seconds = self.step_seconds() if step_seconds is None else step_seconds
+        owed = _validations_between(step, last_step, eval_steps)
+        return (last_step - step) * step_seconds + owed * self.validation_seconds
+
+    def _affordable_steps(self, step: int, last_step: int, eval_steps: int, seconds: float) -> int:
+        """The most further steps (fewer than planned) whose run, validations included, fits `seconds` with the
+        planner's margin, so that a little more noise does not re-plan again at once; 0 when none fits."""
+        step_seconds = self.step_seconds()
+        more = last_step - step - 1
+        while more > 0 and self._cost(step, step + more, eval_steps, step_seconds) > SAFETY * seconds:
+            more -= 1
+        return more
+
+
+def _validations_between(step: int, last_step: int, eval_steps: int) -> int:
+    """Validations the Trainer runs after `step` up to and including `last_step`: one every `eval_steps`, and one at
+    `last_step` when it is not one of those."""
+    every = max(1, int(eval_steps))
+    return last_step // every - step // every + (1 if last_step % every else 0)
+
+
+def stretch_schedule(lr_scheduler, num_training_steps: int) -> bool:
+    """Lay a transformers learning-rate schedule (a `LambdaLR` over `functools.partial` lambdas with
+    `num_training_steps`, as `get_scheduler` builds for linear, cosine and their variants) over a new number of
+    steps, from the next step on. Returns False, changing nothing, for a schedule of another kind (or one whose
+    warm-up would not end before the new last step): the run then ends where it must, on the old schedule."""
+    scheduler = getattr(lr_scheduler, "scheduler", lr_scheduler)  # accelerate's AcceleratedScheduler wraps it
+    lambdas = getattr(scheduler, "lr_lambdas", None)
+    if not lambdas or not all(isinstance(function, functools.partial) for function in lambdas):
+        return False
+    if any("num_training_steps" not in function.keywords for function in lambdas):
+        return False
+    if any(function.keywords.get("num_warmup_steps", 0) >= num_training_steps for function in lambdas):
+        return False
+    scheduler.lr_lambdas = [
+        functools.partial(
+            function.func, *function.args, **(function.keywords | {"num_training_steps": num_training_steps})
+        )
+        for function in lambdas
+    ]
+    return True
 
 
 @dataclass(frozen=True)
@@ -103,6 +207,10 @@ class DemoTraining:
     seconds: float
     loss: float
     device: str
+    validated_steps: tuple[int, ...] = ()
+    shipped_step: int | None = None  # the validated step whose weights the run ends with (the best validation)
+    step_seconds_run: float | None = None  # the run's own step time at its end (median of its last steps)
+    replans: tuple[dict[str, int], ...] = ()
 
     @property
     def schedule_reason(self) -> str:
@@ -166,13 +274,16 @@ def _prepare(output_dir: Path, split_ids: dict[str, int], seed: int, settings: d
     return trainer, data
 
 
-def _train(trainer, validation_split, budget_seconds: float, *, plan: bool) -> DemoTraining:
+def _train(
+    trainer, validation_split, budget_seconds: float, *, plan: bool, clock: Callable[[], float] = time.perf_counter
+) -> DemoTraining:
     """Step 2: with `plan`, time this machine and lay the schedule over the steps that fit the budget
-    (`_fit_schedule`); then train, `TimeBudget` stopping the run should it still overrun."""
+    (`_fit_schedule`); then train, `TrainingBudget` re-planning the run should its steps turn out slower, so that it
+    always ends on a validated, saved step."""
     args, config = trainer.args, trainer.model.config
     device = str(args.device)
     _section(f"2/5 training IVT (MLA + BMM, CMPM loss) on {device}")
-    schedule = _fit_schedule(trainer, validation_split, budget_seconds) if plan else None
+    schedule = _fit_schedule(trainer, validation_split, budget_seconds, clock) if plan else None
     if schedule:
         print(
             f"one step takes {schedule.step_seconds:.3f} s and a validation {schedule.validation_seconds:.1f} s "
@@ -184,25 +295,47 @@ def _train(trainer, validation_split, budget_seconds: float, *, plan: bool) -> D
         f"{config.num_patches} patches; {args.max_steps} steps of {args.per_device_train_batch_size} img x 3 pairs; "
         f"budget {budget_seconds / 60:g} min"
     )
-    budget = TimeBudget(budget_seconds)
+    budget = TrainingBudget(
+        budget_seconds, validation_seconds=schedule.validation_seconds if schedule else 0.0, clock=clock
+    )
     trainer.add_callback(budget)
-    start = time.perf_counter()
+    start = clock()
     output = trainer.train()
-    seconds, steps_done = time.perf_counter() - start, trainer.state.global_step
-    if budget.stopped_early:
-        print(f"time budget reached after {steps_done} of {args.max_steps} steps")
-    return DemoTraining(schedule, args.max_steps, steps_done, seconds, output.training_loss, device)
+    seconds, steps_done = clock() - start, trainer.state.global_step
+    for replan in budget.replans:
+        print(
+            f"steps ran slower than planned: at step {replan['at_step']} the run was re-planned from "
+            f"{replan['from_steps']} to {replan['to_steps']} steps (the schedule laid over the new length)"
+        )
+    training = DemoTraining(
+        schedule,
+        planned_steps=args.max_steps,
+        steps_done=steps_done,
+        seconds=seconds,
+        loss=output.training_loss,
+        device=device,
+        validated_steps=tuple(budget.validated_steps),
+        shipped_step=trainer.state.best_global_step or steps_done,
+        step_seconds_run=budget.step_seconds() if budget.step_durations else None,
+        replans=tuple(budget.replans),
+    )
+    print(
+        f"planned {training.planned_steps} steps, trained {steps_done}, validated at steps "
+        f"{', '.join(map(str, training.validated_steps)) or 'none'}; the best validation was step "
+        f"{training.shipped_step}"
+    )
+    return training
 
 
-def _fit_schedule(trainer, validation_split, budget_seconds: float) -> DemoSchedule:
+def _fit_schedule(trainer, validation_split, budget_seconds: float, clock: Callable[[], float]) -> DemoSchedule:
     """Time a step (`measure_step_seconds`) and a validation on this machine, plan the schedule, and lay the
     trainer's schedule over it (warm-up a tenth of the steps, validation and checkpoint every third, as the recipe
     does at 720 steps)."""
     from .evaluation.split_evaluation import evaluate_split
 
     args = trainer.args
-    step_seconds = measure_step_seconds(trainer)
-    start = time.perf_counter()
+    step_seconds = measure_step_seconds(trainer, clock=clock)
+    start = clock()
     with trainer.accelerator.autocast():  # as `IVTTrainer.evaluate` validates
         evaluate_split(
             trainer.model,
@@ -212,14 +345,14 @@ def _fit_schedule(trainer, validation_split, budget_seconds: float) -> DemoSched
             max_queries=args.eval_max_queries,
             progress=False,
         )
-    schedule = plan_schedule(budget_seconds, step_seconds, time.perf_counter() - start)
+    schedule = plan_schedule(budget_seconds, step_seconds, clock() - start)
     args.max_steps = schedule.steps
     args.eval_steps = args.save_steps = schedule.validate_every
     args.warmup_steps = schedule.steps // 10
     return schedule
 
 
-def measure_step_seconds(trainer, num_steps: int = 6) -> float:
+def measure_step_seconds(trainer, num_steps: int = 6, *, clock: Callable[[], float] = time.perf_counter) -> float:
     """Seconds per training step on this machine: the median of `num_steps` steps after one warm-up step, each
     drawing a batch, running forward and backward under the run's autocast and clipping the gradients, on the
     trainer's own model and batches.
@@ -241,9 +374,9 @@ def measure_step_seconds(trainer, num_steps: int = 6) -> float:
         batches = iter(trainer._identity_batch_loader())  # the run's P x K batches, before accelerate shards them
         try:
             for _ in range(num_steps + 1):
-                start = time.perf_counter()
+                start = clock()
                 _forward_and_backward(trainer, model, trainer._prepare_inputs(next(batches)))
-                seconds.append(time.perf_counter() - start)
+                seconds.append(clock() - start)
         except StopIteration:
             pass  # an epoch shorter than the probe: the steps seen are enough
         finally:
@@ -321,7 +454,7 @@ def _training_facts(trainer, training: DemoTraining, split_ids: dict[str, int], 
         "dataset": "synthpedes",
         "train / validation / test people": f"{split_ids['train']} / {split_ids['validation']} / {split_ids['test']}",
         "steps run": training.steps_done,
-        "step of the shipped checkpoint": trainer.state.best_global_step or training.steps_done,  # by validation
+        "step of the shipped checkpoint": training.shipped_step,  # by validation
         "images per step": args.per_device_train_batch_size,
         "images per person in a batch (K)": args.images_per_id,
         "pairs per step (MLA: word, phrase, sentence)": 3 * args.per_device_train_batch_size,
@@ -421,7 +554,11 @@ def _summarise(output_dir: Path, record, training: DemoTraining, pictures: dict[
         "oracle": floor_ceiling["oracle"],
         "train_steps": training.steps_done,
         "planned_steps": training.planned_steps,
+        "validated_steps": list(training.validated_steps),
+        "shipped_step": training.shipped_step,
+        "replans": list(training.replans),
         "step_seconds": round(training.schedule.step_seconds, 4) if training.schedule else None,
+        "run_step_seconds": round(training.step_seconds_run, 4) if training.step_seconds_run else None,
         "schedule": training.schedule_reason,
         "train_seconds": round(training.seconds, 1),
         "total_seconds": round(time.perf_counter() - started, 1),
@@ -442,8 +579,10 @@ def _summarise(output_dir: Path, record, training: DemoTraining, pictures: dict[
         f"{floor_ceiling['oracle']['R1']:.1f}%), mAP {metrics['mAP']:.1f}%, mINP {metrics['mINP']:.1f}%"
     )
     print(
-        f"trained {training.steps_done} steps in {training.seconds / 60:.1f} min on {_hardware(training.device)} "
-        f"({summary['schedule']}); demo {summary['total_seconds'] / 60:.1f} min"
+        f"planned {training.planned_steps} steps, trained {training.steps_done} in {training.seconds / 60:.1f} min on "
+        f"{_hardware(training.device)} ({summary['schedule']}), validated at steps "
+        f"{', '.join(map(str, training.validated_steps))}; the model is step {training.shipped_step}'s; demo "
+        f"{summary['total_seconds'] / 60:.1f} min"
     )
     for name, path in summary["paths"].items():
         print(f"  {name:<16} {path}")
@@ -462,4 +601,12 @@ def _hardware(device: str) -> str:
     return f"CPU, {torch.get_num_threads()} threads"
 
 
-__all__ = ["DEMO_RECIPE", "DemoSchedule", "TimeBudget", "measure_step_seconds", "plan_schedule", "run_demo"]
+__all__ = [
+    "DEMO_RECIPE",
+    "DemoSchedule",
+    "TrainingBudget",
+    "measure_step_seconds",
+    "plan_schedule",
+    "run_demo",
+    "stretch_schedule",
+]
