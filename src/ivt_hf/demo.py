@@ -31,6 +31,8 @@ from .training.arguments import RECIPES
 DEMO_RECIPE = RECIPES / "synthpedes-cpu.json"
 DEFAULT_SPLIT_IDS = {"train": 1000, "validation": 100, "test": 200}  # people per split
 CARD_TITLE = "IVT tiny, trained on SynthPEDES by `ivt demo`"
+# what a demo run writes into its folder, claimed until it ends (a demo killed outright leaves a folder of ivt_hf's)
+DEMO_CLAIMS = ("*", "data/**", ".data.*/**", "run/**", "model/**")
 CARD_MODEL_NAME = "ivt-tiny-synthpedes-demo"
 PROVENANCE = (
     "These weights come from `ivt demo`: {minutes:.1f} minutes of training from random initialisation on SynthPEDES, "
@@ -226,21 +228,42 @@ def run_demo(
     threads: int | None = None,
     split_ids: dict[str, int] | None = None,
     overrides: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Run the demo's five steps; returns the summary (also written to `output_dir/summary.json`).
 
     `overrides` replaces settings of the demo recipe (`recipes/synthpedes-cpu.json`), named as the training flags.
     Without `max_steps` (here or in `overrides`) the number of steps is planned from this machine's speed.
+    `output_dir` is held for the run (`ivt_hf.outputs.writing_run_dir`): new or empty, or with `overwrite` a demo
+    folder that is wholly ivt_hf's; a folder holding anything else is refused before any work.
     """
+    from .outputs import writing_run_dir
+
+    output_dir = Path(output_dir)
+    with writing_run_dir(output_dir, command="ivt demo", overwrite=overwrite, claims=DEMO_CLAIMS):
+        return _run_demo(output_dir, max_steps, time_budget_minutes, seed, threads, split_ids, overrides)
+
+
+def _run_demo(
+    output_dir: Path,
+    max_steps: int | None,
+    time_budget_minutes: float,
+    seed: int,
+    threads: int | None,
+    split_ids: dict[str, int] | None,
+    overrides: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The five steps, in the folder that `run_demo` holds."""
     import torch
 
     started = time.perf_counter()
     if threads:
         torch.set_num_threads(threads)
-    output_dir = Path(output_dir)
     split_ids = split_ids or DEFAULT_SPLIT_IDS
     settings = ({"max_steps": max_steps} if max_steps else {}) | (overrides or {})
     trainer, data = _prepare(output_dir, split_ids, seed, settings)
+    if max_steps and not {"eval_steps", "save_steps", "warmup_steps"} & set(overrides or {}):
+        lay_schedule(trainer.args, settings["max_steps"])
     training = _train(trainer, data["validation"], time_budget_minutes * 60, plan="max_steps" not in settings)
     evaluation, record = _evaluate_on_test(trainer, data["test"], output_dir)
     training_facts = _training_facts(trainer, training, split_ids, seed)
@@ -346,10 +369,17 @@ def _fit_schedule(trainer, validation_split, budget_seconds: float, clock: Calla
             progress=False,
         )
     schedule = plan_schedule(budget_seconds, step_seconds, clock() - start)
-    args.max_steps = schedule.steps
-    args.eval_steps = args.save_steps = schedule.validate_every
-    args.warmup_steps = schedule.steps // 10
+    lay_schedule(args, schedule.steps)
     return schedule
+
+
+def lay_schedule(args, steps: int) -> None:
+    """The demo's schedule over `steps`, in the recipe's proportions (72 warm-up steps and a validation every 240
+    over 720): warm-up a tenth, validation and checkpoint every third, the last at the last step. A planned run and
+    one given `--max_steps` are laid alike, so that runs of different lengths differ only in their length."""
+    args.max_steps = steps
+    args.eval_steps = args.save_steps = max(1, steps // VALIDATIONS)
+    args.warmup_steps = steps // 10
 
 
 def measure_step_seconds(trainer, num_steps: int = 6, *, clock: Callable[[], float] = time.perf_counter) -> float:

@@ -16,6 +16,7 @@ def run(args: argparse.Namespace) -> int:
         time_budget_minutes=args.time_budget_minutes,
         seed=args.seed,
         threads=args.threads,
+        overwrite=args.overwrite,
     )
     return 0
 
@@ -23,8 +24,20 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     demo = subparsers.add_parser("demo", help="train, evaluate, save, reload and search on SynthPEDES (CPU, minutes)")
     demo.add_argument(*flag("--output_dir"), default="outputs/demo")
-    demo.add_argument(*flag("--max_steps"), type=int, default=None, help="default: the recipe's")
-    demo.add_argument(*flag("--time_budget_minutes"), type=float, default=5.0, help="stop training after this time")
+    demo.add_argument(
+        *flag("--max_steps"),
+        type=int,
+        default=None,
+        help="train exactly this many steps (warm-up a tenth, a validation every third); default: as many as fit "
+        "the time budget on this machine",
+    )
+    demo.add_argument(
+        *flag("--time_budget_minutes"),
+        type=float,
+        default=5.0,
+        help="training time; a run whose steps turn out slower than planned is re-planned to end, validated, within it",
+    )
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--threads", type=int, default=None)
+    demo.add_argument("--overwrite", action="store_true", help="replace a demo folder that ivt_hf wrote")
     demo.set_defaults(handler=run)
