@@ -329,6 +329,7 @@ def test_bad_arguments(tmp_path):
 # ------------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.compat
 def test_prepare_output_is_self_contained(tmp_path, capsys):
     raw, output = make_copy(tmp_path / "raw", "cuhk-pedes"), tmp_path / "prepared"
     originals = {f"imgs/{path}": np.asarray(Image.open(raw / "imgs" / path)) for _, _, path, _ in CUHK_IMAGES}
@@ -374,3 +375,82 @@ def test_prepare_with_skip_prints_the_report(tmp_path, capsys):
     assert run_cli([*argv, "--on-invalid", "skip"]) == 0
     out = capsys.readouterr().out
     assert "skipped 1 record(s):" in out and f"record {index} (image {path!r})" in out and "wrote 8 images" in out
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# paths that lead outside the copy
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def _secret(tmp_path: Path) -> Path:
+    """A decodable image outside every copy: what a path leading outside would pull in."""
+    write_image(tmp_path / "private" / "secret.png", seed=99)
+    return tmp_path / "private" / "secret.png"
+
+
+def _escaping_paths(root: Path, secret: Path) -> list[str]:
+    """`..` (from `imgs/` and from the root), absolute, and a symbolic link inside `imgs/` pointing out."""
+    (root / "imgs" / "link.png").symlink_to(secret)
+    return ["../../private/secret.png", "../private/secret.png", str(secret), "link.png"]
+
+
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_a_path_leading_outside_the_copy_is_refused_or_skipped_and_listed(tmp_path, name):
+    """Each of the three annotation files' path field is untrusted: `..`, an absolute path and a symbolic link out of
+    the copy are an error naming the file and record, or skipped and listed; nothing outside is read."""
+    spec = BENCHMARKS[name]
+    secret = _secret(tmp_path)
+    root = make_copy(tmp_path / "raw", name)
+    escaping = _escaping_paths(root, secret)
+    annotation = root / spec.annotation_files[0]
+    records = json.loads(annotation.read_text())
+    for index, path in enumerate(escaping):
+        records[index][spec.path_field] = path
+    annotation.write_text(json.dumps(records))
+
+    with pytest.raises(BenchmarkFormatError) as caught:
+        load_benchmark(name, root)
+    message = str(caught.value)
+    assert message.startswith(f"{annotation}: record 0 (image '../../private/secret.png'): field {spec.path_field!r}")
+    assert "leads outside" in message and caught.value.record_index == 0
+
+    dataset, report = load_benchmark_with_report(name, root, on_invalid="skip", verify_images=False)
+    reasons = {item.record_index: item.reason for item in report.skipped}
+    assert sorted(reasons)[:4] == [0, 1, 2, 3]
+    assert "leads outside" in reasons[0] and "leads outside" in reasons[2]
+    assert "leads through a symbolic link outside" in reasons[3]
+    assert all(f"record {index} (image {path!r})" in report.format() for index, path in enumerate(escaping))
+    paths = [path for split in dataset.values() for path in split["image_path"]]
+    assert all("secret" not in path and "link" not in path for path in paths)
+
+
+def test_prepare_never_embeds_a_file_outside_the_folder(tmp_path, capsys):
+    """`ivt data prepare --no_verify_images` of an image folder whose metadata names `/etc/passwd` (and a file
+    beside the folder): refused with one line naming the row; with skip, listed and left out of the output."""
+    folder = tmp_path / "mine"
+    for index in range(4):
+        write_image(folder / f"{index}.png", seed=index)
+    secret = _secret(tmp_path)
+    rows = [
+        {"file_name": "0.png", "person_id": 1, "caption": "A man."},
+        {"file_name": "1.png", "person_id": 1, "caption": "A man again."},
+        {"file_name": "/etc/passwd", "person_id": 2, "caption": "Not an image."},
+        {"file_name": "../private/secret.png", "person_id": 2, "caption": "Not yours."},
+        {"file_name": "2.png", "person_id": 3, "caption": "A woman."},
+        {"file_name": "3.png", "person_id": 3, "caption": "A woman again."},
+    ]
+    (folder / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    argv = ["data", "prepare", "--dataset_name", str(folder), "--output_dir", str(tmp_path / "out")]
+    argv.append("--no_verify_images")
+    assert run_cli(argv) == 2
+    error = capsys.readouterr().err
+    assert f"error: {folder / 'metadata.jsonl'}: record 2 (image '/etc/passwd'): field 'file_name': " in error
+    assert "leads outside" in error and not (tmp_path / "out").exists()
+
+    assert run_cli([*argv, "--on_invalid", "skip"]) == 0
+    out = capsys.readouterr().out
+    assert "record 2 (image '/etc/passwd')" in out and "record 3 (image '../private/secret.png')" in out
+    prepared = datasets.load_from_disk(str(tmp_path / "out"))
+    embedded = [row["image"]["bytes"] for row in prepared["train"].cast_column("image", datasets.Image(decode=False))]
+    assert len(embedded) == 4 and secret.read_bytes() not in embedded
+    assert all(b"root:" not in image for image in embedded)

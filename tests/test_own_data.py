@@ -107,6 +107,7 @@ def test_non_utf8_and_bad_json_lines_name_the_file(jsonl_folder):
         load_benchmark("imagefolder", jsonl_folder)
 
 
+@pytest.mark.compat
 def test_prepare_stats_and_training_take_an_image_folder(jsonl_folder, tmp_path, capsys):
     from ivt_hf.training import build_trainer, parse_args
 
@@ -186,6 +187,7 @@ def _people_dataset(person_ids, captions, shades=None):
     return datasets.Dataset.from_dict({"img": images, "text": captions, "pid": person_ids}, features=features)
 
 
+@pytest.mark.compat
 def test_a_save_to_disk_folder_in_another_schema_with_a_column_mapping(tmp_path):
     import datasets
 
@@ -309,6 +311,7 @@ configs:
 """
 
 
+@pytest.mark.compat
 def test_a_hub_dataset_by_id_with_config_revision_and_column_mapping(tmp_path, tiny_config):
     """`--dataset_name ORG/NAME` goes through `datasets.load_dataset` against the package's local Hub server (the
     real client, in a subprocess with `HF_ENDPOINT` pointing at it), for prepare, evaluate and training."""
@@ -479,3 +482,64 @@ def test_evaluation_only_data_prepares_reads_back_and_evaluates(tmp_path, tiny_c
         evaluate_split(
             IVTModel(tiny_config), IVTProcessor.from_config(tiny_config), load_benchmark("cuhk-pedes", cuhk)["train"]
         )
+
+
+def _path_rows_dataset(paths: list[str]):
+    """Rows whose image column holds file paths (strings), two people with two images each."""
+    import datasets
+
+    return datasets.Dataset.from_dict(
+        {"img": paths, "text": [f"caption {index}" for index in range(len(paths))], "pid": [1, 1, 2, 2]}
+    )
+
+
+def test_image_paths_of_a_saved_folder_stay_inside_it_or_the_row_is_refused(tmp_path):
+    """A `save_to_disk` folder whose image column names files: `..`, an absolute path and a symbolic link out of the
+    folder are an error naming the split and row, or skipped and listed; the files inside are read."""
+    from ivt_hf.data import ColumnMapping, load_data_with_report
+
+    folder = tmp_path / "saved"
+    _images(folder, ["imgs/0.png", "imgs/1.png", "imgs/2.png"])
+    _images(tmp_path / "private", ["secret.png"])
+    secret = tmp_path / "private" / "secret.png"
+    (folder / "imgs").mkdir(exist_ok=True)
+    (folder / "imgs" / "link.png").symlink_to(secret)
+    columns = ColumnMapping("img", "text", "pid")
+    escaping = {
+        "../private/secret.png": "leads outside",
+        str(secret): "leads outside",
+        "imgs/link.png": "leads through a symbolic link outside",
+    }
+    for bad, how in escaping.items():
+        _path_rows_dataset(["imgs/0.png", "imgs/1.png", bad, "imgs/2.png"]).save_to_disk(str(folder))
+        with pytest.raises(BenchmarkFormatError) as raised:
+            load_data_with_report(str(folder), columns=columns, verify_images=False)
+        assert str(raised.value).startswith(f"{folder} split 'train': record 2: column 'img': {bad!r} {how} ")
+        data, report = load_data_with_report(
+            str(folder), columns=columns, verify_images=False, on_invalid="skip", min_images_per_id={}
+        )
+        assert [(item.record_index, how in item.reason) for item in report.skipped] == [(2, True)]
+        assert data["train"]["image_path"] == ["imgs/0.png", "imgs/1.png", "imgs/2.png"]
+        for file in (folder / "data-00000-of-00001.arrow", folder / "state.json", folder / "dataset_info.json"):
+            file.unlink()
+
+
+def test_a_hub_dataset_row_naming_a_local_file_is_refused(tmp_path):
+    """Rows of a Hub dataset (`normalise_hf_dataset` with no folder) whose image is a local path outside the download
+    caches (`/etc/passwd`, a file of the user's): refused, never read, even without decoding the images."""
+    import datasets
+
+    from ivt_hf.data.hf_datasets import ColumnMapping, normalise_hf_dataset
+
+    _images(tmp_path, ["mine.png"])
+    rows = _path_rows_dataset([str(tmp_path / "mine.png"), "/etc/passwd", str(tmp_path / "mine.png"), "/etc/hosts"])
+    rows = rows.cast_column("img", datasets.Image())
+    checks = {"name": "org/set", "columns": ColumnMapping("img", "text", "pid"), "verify_images": False}
+    with pytest.raises(BenchmarkFormatError) as raised:
+        normalise_hf_dataset(rows, **checks)
+    assert str(raised.value).startswith(
+        f"org/set split 'train': record 0: column 'img': {str(tmp_path / 'mine.png')!r} is a local file outside the "
+        "download caches"
+    )
+    data, report = normalise_hf_dataset(rows, **checks, on_invalid="skip", min_images_per_id={})
+    assert [item.record_index for item in report.skipped] == [0, 1, 2, 3] and len(data["train"]) == 0

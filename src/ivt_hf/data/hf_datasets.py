@@ -27,6 +27,7 @@ from .normalise import (
     check_decodable,
     check_images_per_identity,
 )
+from .paths import PathOutsideRootError, resolve_under
 from .schema import COLUMNS, split_counts
 from .sources import DATASET_DICT_FILE, DATASET_STATE_FILE
 from .specs import BenchmarkFormatError, OnInvalid
@@ -103,19 +104,44 @@ def _captions(value: Any, column: str) -> list[str]:
 
 
 def _image(value: Any, column: str, base: Path | None) -> tuple[str | None, bytes | None, str]:
-    """(file, bytes, shown path) of an image cell: an `Image` feature read undecoded, or a path string."""
+    """(file, bytes, shown path) of an image cell: an `Image` feature read undecoded, or a path string. A path stays
+    under `base` (the `save_to_disk` folder), or for a Hub dataset (`base` None) under the download caches."""
     if isinstance(value, str):
         value = {"path": value, "bytes": None}
     if not isinstance(value, dict) or (value.get("bytes") is None and not value.get("path")):
         raise InvalidRecord(f"{column!r} holds no image")
     if value.get("bytes") is not None:
         return None, value["bytes"], value.get("path") or ""
-    path = Path(value["path"])
-    if not path.is_absolute() and base is not None:
-        path = base / path
+    path = _local_image_path(value["path"], column, base)
     if not path.is_file():
         raise InvalidRecord(f"image file not found: {str(path)!r}")
     return str(path), None, value["path"]
+
+
+def _download_folders() -> tuple[Path, ...]:
+    """Where `datasets` and the Hub client keep what they download: a Hub dataset's images that are not embedded in
+    its rows (an image folder on the Hub) are files there."""
+    import datasets
+    from huggingface_hub import constants
+
+    return Path(datasets.config.HF_DATASETS_CACHE), Path(constants.HF_HUB_CACHE)
+
+
+def _local_image_path(path: str, column: str, base: Path | None) -> Path:
+    """The file an image cell names, checked to stay inside the data (`paths.resolve_under`): `InvalidRecord`, naming
+    the column, for one leading outside it."""
+    folders = (base,) if base is not None else _download_folders()
+    for folder in folders:
+        try:
+            return resolve_under(folder, path, what=f"column {column!r}")
+        except PathOutsideRootError as error:
+            outside = error
+    if base is None:
+        raise InvalidRecord(
+            f"column {column!r}: {path!r} is a local file outside the download caches "
+            f"({', '.join(str(folder) for folder in folders)}); a Hub dataset's images are its own"
+        )
+    raise InvalidRecord(str(outside))
 
 
 def read_split_records(

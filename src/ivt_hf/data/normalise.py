@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import IVTInputError
+from .paths import PathOutsideRootError, resolve_under
 from .schema import benchmark_features, format_counts_table, split_counts
 from .specs import (
     BenchmarkFormatError,
@@ -186,11 +187,16 @@ def _field(record: dict, name: str, kind: type | tuple[type, ...], kind_name: st
 
 
 def _resolve_image(root: Path, spec: BenchmarkSpec, raw_path: str) -> tuple[str, Path]:
-    """Find the image of a record: relative to `imgs/` (the layout of the real files) or, in some copies, to root."""
+    """Find the image of a record: relative to `imgs/` (the layout of the real files) or, in some copies, to root.
+    A path leading outside `root` (`..`, absolute, a symbolic link out of it) is an invalid record (`paths.py`)."""
     relative_candidates = [f"{spec.image_dir}/{raw_path}", raw_path] if spec.image_dir else [raw_path]
     for relative in relative_candidates:
-        if (root / relative).is_file():
-            return relative, root / relative
+        try:
+            path = resolve_under(root, relative, what=f"field {spec.path_field!r}")
+        except PathOutsideRootError as error:
+            raise InvalidRecord(str(error)) from None
+        if path.is_file():
+            return relative, path
     tried = " or ".join(repr(str(root / relative)) for relative in relative_candidates)
     raise InvalidRecord(f"image file not found (looked for {tried})")
 
