@@ -27,8 +27,12 @@ a shard the position is the `datasets` `IterableDataset`'s own `state_dict()` of
 epoch's list; for map-style sources, the number of rows consumed.
 
 A pair without an image or a caption, or with a caption that is empty once cleaned, raises `PairDataError` naming the
-shard and the key, or with `on_invalid="skip"` is skipped, logged and counted. `write_webdataset_shards` writes
-shards of this layout (for converting data, and for tests).
+shard and the key, or with `on_invalid="skip"` is skipped, logged and counted; so is a sample whose member names lead
+outside the shard's folder (`../x.jpg`, `/abs/x.jpg`) and a row naming an image file outside its folder (`paths.py`).
+A local tar shard is checked whole before it is read (`tar_defect`): one cut short or damaged, which `tarfile` would
+read up to the damage and then end in silence, raises naming the shard and the byte, or with skip gives its pairs
+before the damage and is counted (once an epoch) and logged. `write_webdataset_shards` writes shards of this layout
+(for converting data, and for tests).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import IVTInputError, OutputExistsError
 from .hf_datasets import read_saved_dataset
+from .paths import PathOutsideRootError, escapes_as_member_name, resolve_under
 from .sources import PAIR_KINDS, Source, recognise_source
 from .specs import BenchmarkFormatError
 
@@ -216,6 +221,56 @@ def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
+# ----- checking a tar file whole -----
+
+
+def tar_defect(path: str | os.PathLike) -> str | None:
+    """None for a complete tar file; else what is wrong with it and at which byte.
+
+    A tar file cut short (an interrupted download or copy) or damaged is read by `tarfile`, and so by `datasets`, up
+    to the damage, where it stops in silence as if the archive ended there: the members after it are lost, and the
+    same ones every epoch. This reads the headers alone (seeking past the data), so it costs one small read a member,
+    and finds: a header cut short or that is not one (a bad checksum), a member whose data the file ends inside, no
+    end-of-archive marker (two zero blocks) after the last member (the file ends on a member boundary: cut short
+    there), and data after that marker (members nobody would read).
+    """
+    last, offset = None, 0
+    try:
+        with open(path, "rb") as file, tarfile.open(fileobj=file, mode="r:") as tar:
+            while (member := tar.next()) is not None:
+                last, offset = member, tar.offset
+                tar.members = []  # the headers are not kept: a shard may hold many members
+            offset = tar.offset
+            encoding, errors = tar.encoding, tar.errors
+    except tarfile.ReadError as error:  # tarfile raises for a defect at byte 0 and for data cut short, not otherwise
+        if str(error) == "unexpected end of data" and last is not None:
+            return (
+                f"ends at byte {os.path.getsize(path)}, inside member {last.name!r} (its data runs to byte "
+                f"{last.offset_data + last.size}): the file is cut short"
+            )
+        return f"is not a readable tar at byte {offset}: {error}"
+    with open(path, "rb") as file:
+        file.seek(offset)
+        end = file.read(2 * tarfile.BLOCKSIZE)
+        after = last.name if last is not None else "the start"
+        if end[: tarfile.BLOCKSIZE].count(0) != min(len(end), tarfile.BLOCKSIZE):
+            try:
+                tarfile.TarInfo.frombuf(end[: tarfile.BLOCKSIZE], encoding, errors)
+                reason = "not a member header"
+            except tarfile.HeaderError as error:
+                reason = str(error)
+            return f"holds no valid header at byte {offset}, after {after!r} ({reason}): damaged or cut short"
+        if len(end) < 2 * tarfile.BLOCKSIZE or end.count(0) != len(end):
+            return (
+                f"ends at byte {offset + len(end)} without the end-of-archive marker (two zero blocks) after "
+                f"{after!r}: the file is cut short"
+            )
+        while chunk := file.read(1 << 20):
+            if chunk.count(0) != len(chunk):
+                return f"holds data after its end-of-archive marker at byte {offset}: members there are never read"
+    return None
+
+
 # ----- the stream -----
 
 
@@ -236,6 +291,15 @@ def _no_download_count():
 
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
+
+
+def _with_causes(error: BaseException) -> str:
+    """The error and the errors it was raised from, on one line: `datasets` wraps the one that says what is wrong
+    (a metadata row naming a file outside the folder, ...) in a `DatasetGenerationError` that does not."""
+    messages = [_one_line(error)]
+    while (error := error.__cause__) is not None:
+        messages.append(_one_line(error))
+    return ": ".join(messages)
 
 
 def _find_column(columns: list[str], candidates: tuple[str, ...], role: str, where: Any) -> str:
@@ -441,10 +505,13 @@ class _PairStreamBase:
             raise RuntimeError("this PairStream iterator was replaced by a newer one (iter() or load_state_dict())")
 
     def _accept(
-        self, image: Any, caption: Any, key: str, where: str, generation: int, advance: dict
+        self, image: Any, caption: Any, key: str, where: str, generation: int, advance: dict, refused: str | None = None
     ) -> dict[str, Any] | None:
-        """The pair (position advanced), None for a skipped one (position advanced, counted), or an error."""
+        """The pair (position advanced), None for a skipped one (position advanced, counted), or an error. `refused`:
+        why the sample is invalid whatever it holds (a member name leading outside its shard's folder)."""
         try:
+            if refused is not None:
+                raise _InvalidPair(refused)
             pair = {
                 "key": key,
                 "image": _image_bytes(image, self._image_columns, self._base),
@@ -492,8 +559,13 @@ class _ShardFormat:
     def open(self, location: str, where: str) -> datasets.IterableDataset:
         raise NotImplementedError
 
-    def parts(self, example: dict[str, Any], shard: str, row: int) -> tuple[str, Any, Any]:
-        """The key, image and caption of one example (`row` of `shard`)."""
+    def defect(self, location: str) -> str | None:
+        """What is wrong with a shard as a whole, found before it is read (None: nothing found)."""
+        return None
+
+    def parts(self, example: dict[str, Any], shard: str, row: int) -> tuple[str, Any, Any, str | None]:
+        """The key, image and caption of one example (`row` of `shard`), and why it is refused whatever they hold (or
+        None)."""
         raise NotImplementedError
 
 
@@ -505,10 +577,19 @@ class _WebDatasetShards(_ShardFormat):
     def open(self, location: str, where: str) -> datasets.IterableDataset:
         return _stream_one_file("webdataset", location, features=self._features())
 
-    def parts(self, example: dict[str, Any], shard: str, row: int) -> tuple[str, Any, Any]:
+    def defect(self, location: str) -> str | None:
+        """A local tar file is checked whole (`tar_defect`): a tar cut short otherwise ends early in silence. A Hub
+        shard is not (that would download it twice)."""
+        return tar_defect(location) if os.path.isfile(location) else None
+
+    def parts(self, example: dict[str, Any], shard: str, row: int) -> tuple[str, Any, Any, str | None]:
         image = next((example[name] for name in self.image_columns if example.get(name) is not None), None)
         caption = next((example[name] for name in self.caption_columns if example.get(name) is not None), None)
-        return f"{shard}/{example.get('__key__')}", image, caption
+        key, refused = str(example.get("__key__")), None
+        if escapes_as_member_name(key):  # a name like `../x.jpg` or `/abs/x.jpg`: its key must not lead outside
+            members = [f"{key}.{field}" for field, value in example.items() if not field.startswith("__") and value]
+            refused = f"member {members[0] if members else key!r} leads outside the shard's folder (absolute or '..')"
+        return f"{shard}/{key}", image, caption, refused
 
     def _features(self) -> datasets.Features:
         """Explicit features: `datasets` then infers none from a first shard (which differs between processes and
@@ -538,8 +619,8 @@ class _ParquetShards(_ShardFormat):
             self.columns = (image, _find_column(names, self.caption_columns, "caption", where))
         return _undecoded(_stream_one_file("parquet", location, columns=list(self.columns)), self.columns[0])
 
-    def parts(self, example: dict[str, Any], shard: str, row: int) -> tuple[str, Any, Any]:
-        return f"{shard}/row {row}", example.get(self.columns[0]), example.get(self.columns[1])
+    def parts(self, example: dict[str, Any], shard: str, row: int) -> tuple[str, Any, Any, str | None]:
+        return f"{shard}/row {row}", example.get(self.columns[0]), example.get(self.columns[1]), None
 
 
 _SHARD_FORMATS = {shards.name: shards for shards in (_WebDatasetShards, _ParquetShards)}
@@ -628,6 +709,9 @@ class ShardStream(_PairStreamBase):
             self._check_current(generation)
             name = self.shards[order[self._position["shard"]]]
             shard = self._shards[name]
+            defect = self._format.defect(shard.location)
+            if defect is not None and self.on_invalid == "raise":
+                raise PairDataError(f"{defect} (pass on_invalid='skip' to read the pairs before it)", where=shard.where)
             stream = self._open_shard(shard)
             if self._position["datasets_state"] is not None:
                 stream.load_state_dict(self._position["datasets_state"])
@@ -638,17 +722,22 @@ class ShardStream(_PairStreamBase):
                 except StopIteration:
                     break
                 except Exception as error:  # a corrupt tar or parquet file, a .txt that is not UTF-8, ...
+                    if defect is not None:  # the defect found up front: the pairs before it have been read
+                        break
                     raise PairDataError(
                         f"cannot be read after its first {self._position['example']} examples: {_one_line(error)}",
                         where=shard.where,
                     ) from error
                 row = self._position["example"]
                 advance = {"example": row + 1, "datasets_state": stream.state_dict()}
-                key, image, caption = self._format.parts(example, name, row)
-                pair = self._accept(image, caption, key, shard.where, generation, advance)
+                key, image, caption, refused = self._format.parts(example, name, row)
+                pair = self._accept(image, caption, key, shard.where, generation, advance, refused=refused)
                 if pair is not None:
                     yield pair
             self._check_current(generation)
+            if defect is not None:  # skipped like an invalid pair: counted once an epoch, with the position
+                self.skipped += 1
+                logger.warning("skipped the rest of a damaged shard: %s: %s", shard.where, defect)
             self._position.update(shard=self._position["shard"] + 1, example=0, datasets_state=None)
 
     def _open_shard(self, shard: _Shard) -> datasets.IterableDataset:
@@ -740,7 +829,7 @@ def _read_imagefolder(folder: Path) -> datasets.DatasetDict:
             return datasets.load_dataset("imagefolder", data_dir=str(folder))
     except (datasets.exceptions.DatasetsError, ValueError, OSError) as error:
         raise PairDataError(
-            f"cannot be read as an image folder by datasets: {_one_line(error)}", where=folder
+            f"cannot be read as an image folder by datasets: {_with_causes(error)}", where=folder
         ) from error
 
 
@@ -785,8 +874,11 @@ def PairStream(
             holding the image and the caption; by default the first present of `jpg`, `jpeg`, `png`, `webp`,
             `image`, `img` and of `txt`, `text`, `caption`.
         on_invalid: `"raise"` (a `PairDataError` naming the shard and key) or `"skip"` (skipped, logged as a warning
-            and counted in `skipped`) for a pair without an image or caption, or whose caption is empty once
-            cleaned. A shard that cannot be read at all (a corrupt tar, a `.txt` that is not UTF-8) always raises.
+            and counted in `skipped`) for a pair without an image or caption, whose caption is empty once cleaned,
+            whose member names or image path lead outside its folder; and for a local tar shard cut short or damaged
+            (named with the byte where; with skip, its pairs before the damage are read and the shard counts once).
+            A shard that `datasets` cannot read otherwise (a corrupt parquet file, a `.txt` that is not UTF-8, a Hub
+            tar, which is not checked whole) always raises.
 
     Iterating yields `{"key": str, "image": bytes, "caption": str, "epoch": int}` for ever: `key` is unique in the
     collection (`"SHARD/KEY"` for a WebDataset sample, `"SHARD/row N"` for a parquet row, `"row N"` for a row of a
@@ -802,7 +894,7 @@ def PairStream(
         shards: the shard names, sorted (the paths relative to the folder or the Hub repository); empty for a
             map-style source.
         epoch: the epoch of the next pair.
-        skipped: invalid pairs skipped so far (`on_invalid="skip"`), over all epochs.
+        skipped: invalid pairs (and damaged shards) skipped so far (`on_invalid="skip"`), over all epochs.
 
     Raises:
         PairDataError: the source is not found or not understood, or it has fewer shards (rows) than processes.
@@ -839,7 +931,10 @@ def _image_bytes(value: Any, columns: tuple[str, ...], base: Path | None) -> byt
         return bytes(value["bytes"])
     if base is None:
         raise _InvalidPair(f"the image has no bytes, only the path {value['path']!r} (embed the images)")
-    path = base / Path(value["path"]).expanduser()  # an absolute path stays as it is
+    try:  # a path leading outside the folder (`..`, absolute, a symbolic link out of it) is never read
+        path = resolve_under(base, value["path"], what="the image path")
+    except PathOutsideRootError as error:
+        raise _InvalidPair(str(error)) from None
     try:
         data = path.read_bytes()
     except OSError as error:
