@@ -251,6 +251,7 @@ def test_mlm_decoder_tying_follows_the_config():
 
 @pytest.mark.filterwarnings("ignore:the tokenizer has 30522 tokens")  # a tiny vocabulary keeps the model small
 @pytest.mark.parametrize("tie", [True, False])
+@pytest.mark.compat
 def test_save_load_is_bit_exact_and_auto_classes_pick_the_right_model(tmp_path, tie):
     torch.manual_seed(0)
     model = IVTForPreTraining(_config(tie_word_embeddings=tie)).eval()
@@ -398,6 +399,7 @@ def test_masking_rules_refuse_nonsense():
         whole_word_mask([1, 2], ["[CLS]"], mask_token_id=103, random_token_ids=(0, 5), rng=random.Random(0))
 
 
+@pytest.mark.compat
 def test_a_new_pretraining_model_starts_its_fusion_encoder_from_bert(tmp_path):
     from safetensors.torch import save_file
     from transformers import BertConfig, BertForMaskedLM
@@ -443,3 +445,99 @@ def test_the_base_model_has_the_authors_parameter_count():
     unused_in_theirs = 512 * 768 + 2 * 768 + 2 * 768
     assert sum(p.numel() for p in untied.parameters()) + unused_in_theirs == 247_622_205
     assert sum(p.numel() for p in untied.parameters()) - sum(p.numel() for p in tied.parameters()) == 30522 * 768
+
+
+# ----- folders and checkpoints saved before the temperature was learnt as its logarithm -----
+
+OLD_TEMPERATURE = 0.05
+
+
+def _with_old_temperature_key(weights_file, temperature: float = OLD_TEMPERATURE) -> None:
+    """Rewrite a real safetensors file as the model saved it before `log_temperature`: the key `temperature`, holding
+    the temperature itself."""
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(weights_file)
+    del state["log_temperature"]
+    state["temperature"] = torch.tensor(temperature)
+    save_file(state, weights_file, metadata={"format": "pt"})
+
+
+@pytest.mark.filterwarnings("ignore:the tokenizer has 30522 tokens")
+def test_a_folder_saved_with_the_old_temperature_key_loads_its_temperature(tmp_path):
+    """`temperature` converts to `log_temperature` at load (not reset to the config's 0.07 as a missing weight), in
+    ivt_hf and with trust_remote_code; saving again writes the current key; the encoder alone ignores it."""
+    from ivt_hf.model.modeling_ivt import exact_log
+
+    torch.manual_seed(0)
+    model = IVTForPreTraining(_config()).eval()
+    save_model_folder(model, IVTProcessor.from_config(model.config), tmp_path / "old")
+    _with_old_temperature_key(tmp_path / "old" / "model.safetensors")
+    loaded, info = AutoModelForPreTraining.from_pretrained(tmp_path / "old", output_loading_info=True)
+    assert info["missing_keys"] == set() and info["unexpected_keys"] == set()  # no "newly initialized" weight
+    assert torch.equal(loaded.log_temperature.detach(), exact_log(torch.tensor(OLD_TEMPERATURE)))
+    assert abs(loaded.log_temperature.exp().item() - OLD_TEMPERATURE) <= 4e-9  # 0.05 to a float32 ulp (3.7e-9)
+    for name, tensor in model.state_dict().items():
+        if name != "log_temperature":
+            assert torch.equal(tensor, loaded.state_dict()[name]), name
+    loaded.save_pretrained(tmp_path / "again")
+    again = IVTForPreTraining.from_pretrained(tmp_path / "again")
+    assert torch.equal(again.log_temperature, loaded.log_temperature)  # saved as log_temperature, bit for bit
+    _, info = IVTModel.from_pretrained(tmp_path / "old", output_loading_info=True)
+    assert info["unexpected_keys"] == set() and info["missing_keys"] == set()
+
+    strict = IVTForPreTraining(_config())  # a plain `load_state_dict` (what resuming a checkpoint does)
+    state = dict(model.state_dict())
+    state["temperature"] = torch.tensor(OLD_TEMPERATURE)
+    del state["log_temperature"]
+    strict.load_state_dict(state, strict=True)
+    assert torch.equal(strict.log_temperature.detach(), exact_log(torch.tensor(OLD_TEMPERATURE)))
+
+    script = f"""
+        import torch
+        from transformers import AutoModelForPreTraining
+
+        model, info = AutoModelForPreTraining.from_pretrained(
+            {str(tmp_path / "old")!r}, trust_remote_code=True, output_loading_info=True
+        )
+        assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+        assert info["missing_keys"] == set() and info["unexpected_keys"] == set(), info
+        print("temperature", repr(model.log_temperature.exp().item()))
+        """
+    result = run_without_ivt_hf(script, tmp_path / "hf")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"temperature {loaded.log_temperature.exp().item()!r}" in result.stdout
+
+
+@pytest.mark.filterwarnings("ignore:the tokenizer has 30522 tokens")
+def test_a_pretraining_checkpoint_with_the_old_temperature_key_resumes(tmp_path, caplog):
+    """`ivt pretrain --resume_from_checkpoint latest` on a checkpoint holding `temperature`: the run goes on with its
+    temperature (its optimizer momentum restarting, said in one warning naming the folder)."""
+    import io
+
+    from PIL import Image
+    from safetensors.torch import load_file
+
+    from ivt_hf.cli import main
+    from ivt_hf.data import write_webdataset_shards
+
+    pairs = []
+    for index in range(8):
+        buffer = io.BytesIO()
+        Image.new("RGB", (16, 32), (30 * index, 90, 200 - 20 * index)).save(buffer, "JPEG")
+        pairs.append((f"{index:04d}", buffer.getvalue(), f"a person in a coat of colour {index}"))
+    write_webdataset_shards(pairs, tmp_path / "shards", 4)
+    output = tmp_path / "run"
+    flags = ["pretrain", "--train_data", str(tmp_path / "shards"), "--output_dir", str(output)]
+    flags += ["--model_preset", "tiny", "--per_device_train_batch_size", "4", "--shuffle_buffer_size", "4"]
+    flags += ["--dataloader_num_workers", "0", "--save_steps", "1", "--seed", "0"]
+    assert main([*flags, "--max_steps", "1"]) == 0
+    _with_old_temperature_key(output / "checkpoint-1" / "model.safetensors")
+    with caplog.at_level("WARNING", logger="ivt_hf.training.pretraining.loop"):
+        assert main([*flags, "--max_steps", "2", "--resume_from_checkpoint", "latest"]) == 0
+    assert [record.getMessage() for record in caplog.records if "temperature" in record.getMessage()] == [
+        f"{output / 'checkpoint-1'}: saved with the ITC temperature itself; resumed with its logarithm"
+    ]
+    resumed = load_file(output / "checkpoint-2" / "model.safetensors")
+    assert "temperature" not in resumed
+    assert resumed["log_temperature"].exp().item() == pytest.approx(OLD_TEMPERATURE, rel=0.02)  # one step from 0.05

@@ -21,7 +21,7 @@ import torch
 from ..errors import InputNotFoundError, IVTInputError
 from ..hub.folder import save_model_folder
 from ..model.configuration_ivt import IVTConfig
-from ..model.modeling_ivt import IVTForPreTraining, IVTModel
+from ..model.modeling_ivt import IVTForPreTraining, IVTModel, exact_log
 from ..model.processing_ivt import IVTProcessor
 from .key_map import (
     BLOCK_KEY,
@@ -276,24 +276,6 @@ def _pretraining_tensors(
                 "tied tensor, so this checkpoint has been altered and its MLM decoder bias is ambiguous"
             )
     return encoder_state, converted, dropped
-
-
-def exact_log(value: torch.Tensor) -> torch.Tensor:
-    """A float32 `log` of the float32 scalar `value` whose `exp` gives `value` back bit for bit (on this machine's
-    float32 `exp`), where one exists among the float32 numbers next to `log(value)`; else the one whose `exp` comes
-    closest. The model learns the ITC temperature as its logarithm: this keeps a converted checkpoint's ITC the
-    authors' to the bit for most temperatures (0.5 and 0.37 included), and within a relative `ulp(log(value))` (below
-    4e-7 for temperatures above 0.001) for the rest."""
-    log = value.log()
-    if torch.equal(log.exp(), value):
-        return log
-    candidates = [log]
-    for direction in (float("inf"), float("-inf")):
-        neighbour = log
-        for _ in range(4):
-            neighbour = torch.nextafter(neighbour, torch.tensor(direction))
-            candidates.append(neighbour)
-    return min(candidates, key=lambda candidate: abs(candidate.exp().item() - value.item()))
 
 
 def convert_original_pretraining_checkpoint(

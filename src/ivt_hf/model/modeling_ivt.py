@@ -23,7 +23,9 @@ the authors' checkpoints map onto them one to one. Three losses, equal weights:
   by similarity (`sample_hard_negatives`).
 - MLM: the masked captions through the encoder (text mode) and the fusion encoder; `mlm_head` predicts the masked
   tokens (its decoder tied to the word embeddings unless `tie_word_embeddings=False`).
-Fine-tuning keeps `.ivt` and drops the rest.
+Fine-tuning keeps `.ivt` and drops the rest. A folder or checkpoint saved before the temperature was learnt as its
+logarithm holds `temperature`: it loads as `log_temperature = exact_log(temperature)`, by transformers' checkpoint
+conversion mapping in `from_pretrained` and by a pre-hook in `load_state_dict`, and saves in the current layout.
 
 This file imports only torch and transformers (and its sibling config) so that `save_pretrained` can copy it beside
 the weights for `trust_remote_code=True` loading.
@@ -40,6 +42,8 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
+from transformers.conversion_mapping import register_checkpoint_conversion_mapping
+from transformers.core_model_loading import ConversionOps, WeightConverter, WeightRenaming
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
@@ -359,7 +363,13 @@ class IVTPreTrainedModel(PreTrainedModel):
     _supports_attention_backend = True
     # an `IVTForPreTraining` folder loads into `IVTModel` (its `ivt.*` weights); its pre-training heads are expected
     # extras, not a mismatch worth a warning
-    _keys_to_ignore_on_load_unexpected = [r"^fusion\.", r"^itm_head\.", r"^mlm_head\.", r"^log_temperature$"]
+    _keys_to_ignore_on_load_unexpected = [
+        r"^fusion\.",
+        r"^itm_head\.",
+        r"^mlm_head\.",
+        r"^log_temperature$",
+        r"^temperature$",  # the same, in a folder saved before the temperature was learnt as its logarithm
+    ]
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -721,6 +731,59 @@ class IVTMLMHead(nn.Module):
         return self.decoder(hidden_states)
 
 
+# ----- folders saved before the temperature was learnt as its logarithm -----
+
+OLD_TEMPERATURE_KEY = "temperature"  # what such a folder holds instead of `log_temperature`: the temperature itself
+
+
+def exact_log(value: torch.Tensor) -> torch.Tensor:
+    """A float32 `log` of the float32 scalar `value` whose `exp` gives `value` back bit for bit (on this machine's
+    float32 `exp`), where one exists among the float32 numbers next to `log(value)`; else the one whose `exp` comes
+    closest. The model learns the ITC temperature as its logarithm: this keeps a converted temperature (the authors'
+    `temp`, an old folder's `temperature`) the same number to the bit for most temperatures (0.5 and 0.37 included),
+    and within a relative `ulp(log(value))` (below 4e-7 for temperatures above 0.001) for the rest."""
+    log = value.log()
+    if torch.equal(log.exp(), value):
+        return log
+    candidates = [log]
+    for direction in (float("inf"), float("-inf")):
+        neighbour = log
+        for _ in range(4):
+            neighbour = torch.nextafter(neighbour, torch.tensor(direction))
+            candidates.append(neighbour)
+    return min(candidates, key=lambda candidate: abs(candidate.exp().item() - value.item()))
+
+
+def log_of_old_temperature(temperature: torch.Tensor) -> torch.Tensor:
+    """The `log_temperature` of an old folder's `temperature` (the float32 scalar it holds)."""
+    return exact_log(temperature.detach().to(torch.float32).reshape(()))
+
+
+class _LogOfOldTemperature(ConversionOps):
+    """`temperature` -> `log_temperature` as `from_pretrained` loads an old folder (`log_of_old_temperature`)."""
+
+    def convert(self, input_dict, source_patterns, target_patterns, **kwargs) -> dict[str, torch.Tensor]:
+        tensors = next(iter(input_dict.values()))
+        return {target_patterns[0]: log_of_old_temperature(tensors[0] if isinstance(tensors, list) else tensors)}
+
+
+class _OldTemperatureConverter(WeightConverter):
+    """A conversion at load only. transformers saves a loaded model in the layout it was loaded from (the reverse of
+    every conversion that matched, and for a new model of every registered one): that would write the old
+    `temperature` again. Its reverse renames `log_temperature` to itself, so saving writes the current layout."""
+
+    def reverse_transform(self) -> WeightRenaming:
+        return WeightRenaming(source_patterns=r"^log_temperature$", target_patterns="log_temperature")
+
+
+def _load_old_temperature(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """`load_state_dict` pre-hook (a resumed pre-training checkpoint, any state dict): an old `temperature` becomes
+    `log_temperature`, so that neither is missing nor unexpected."""
+    old = state_dict.pop(prefix + OLD_TEMPERATURE_KEY, None)
+    if old is not None and prefix + "log_temperature" not in state_dict:
+        state_dict[prefix + "log_temperature"] = log_of_old_temperature(old)
+
+
 class IVTForPreTraining(IVTPreTrainedModel):
     """IVT with the authors' pre-training heads: ITC + ITM (hard negatives) + MLM, equal weights.
 
@@ -748,6 +811,7 @@ class IVTForPreTraining(IVTPreTrainedModel):
         # the temperature itself, so plain SGD (the authors' optimiser, lr 5e-3) moves it by relative amounts
         # instead of throwing it out of its range within a few steps (benchmarks/README.md, "Pre-training").
         self.log_temperature = nn.Parameter(torch.tensor(math.log(config.itc_temperature)))
+        self.register_load_state_dict_pre_hook(_load_old_temperature)
         self.post_init()
 
     @torch.no_grad()
@@ -875,12 +939,23 @@ class IVTForPreTraining(IVTPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
+# `from_pretrained` of a folder saved before `log_temperature` (its `temperature` converted, not reset to the config's
+# value as a missing weight). By class name, which transformers also applies to this class loaded with
+# `trust_remote_code` (a copy of this file defines it), and overwriting: that copy registers it once more.
+register_checkpoint_conversion_mapping(
+    "IVTForPreTraining",
+    [_OldTemperatureConverter(rf"^{OLD_TEMPERATURE_KEY}$", "log_temperature", operations=[_LogOfOldTemperature()])],
+    overwrite=True,
+)
+
+
 __all__ = [
     "IVTForPreTraining",
     "IVTForPreTrainingOutput",
     "IVTModel",
     "IVTOutput",
     "IVTPreTrainedModel",
+    "exact_log",
     "image_text_contrastive_loss",
     "sample_hard_negatives",
 ]

@@ -30,7 +30,7 @@ from ...data.pairs import PairDataError, PairStream
 from ...data.shuffle_buffer import ShuffleBuffer
 from ...errors import InputNotFoundError, IVTInputError, OutputExistsError
 from ...hub.folder import register_for_remote_code, save_model_folder
-from ...model.modeling_ivt import IVTForPreTraining
+from ...model.modeling_ivt import OLD_TEMPERATURE_KEY, IVTForPreTraining
 from ...model.processing_ivt import IVTProcessor
 from ..arguments import ModelArguments
 from ..distributed import all_gather_with_grad
@@ -310,9 +310,17 @@ class PretrainingRun:
                 f"{folder} was written by {state['world_size']} process(es) and this run has {self.world_size}: each "
                 "process's stream position is in the checkpoint, so resume with the same number of processes"
             )
-        load_model(self.accelerator.unwrap_model(self.model), str(folder / "model.safetensors"))
+        from safetensors import safe_open
+
+        model = self.accelerator.unwrap_model(self.model)
+        with safe_open(folder / "model.safetensors", framework="pt") as weights:
+            old_temperature = OLD_TEMPERATURE_KEY in weights.keys()  # saved before the temperature was learnt as log
+        load_model(model, str(folder / "model.safetensors"))  # its `temperature` loads converted (a load pre-hook)
         states = torch.load(folder / "training_states.pt", map_location="cpu", weights_only=True)
         self.optimizer.load_state_dict(states["optimizer"])
+        if old_temperature:  # the optimizer's state of the temperature (momentum) is on the old scale: it restarts
+            self.optimizer.state.pop(model.log_temperature, None)
+            logger.warning("%s: saved with the ITC temperature itself; resumed with its logarithm", folder)
         self.scheduler.load_state_dict(states["scheduler"])
         if "scaler" in states and self.accelerator.scaler is not None:
             self.accelerator.scaler.load_state_dict(states["scaler"])
