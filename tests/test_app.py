@@ -32,6 +32,8 @@ from ivt_hf import IVTConfig, IVTModel, IVTProcessor
 from ivt_hf.hub import save_model_folder
 from ivt_hf.search import GalleryIndex, ModelMismatchError, build_index
 
+pytestmark = pytest.mark.compat  # third-party APIs most likely to move: docs/compatibility.md
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if os.environ.get("IVT_REQUIRE_BROWSER") != "1":
     pytest.importorskip("gradio")

@@ -330,6 +330,7 @@ def _build(cases: dict, tmp_path, fixtures_dir, env: dict) -> dict:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.compat
 def test_backbones_from_hub_repos_folders_and_files(hub, tmp_path, fixtures_dir):
     """Every public layout gives exactly the authors' initialisation; the cache then serves offline."""
     env = {
@@ -414,6 +415,7 @@ def test_wrong_backbones_are_clear_errors(hub, tmp_path, fixtures_dir):
         assert text in results[name], (name, results[name])
 
 
+@pytest.mark.compat
 def test_offline_with_an_empty_cache_says_so(tmp_path, fixtures_dir):
     """HF_HUB_OFFLINE=1 and nothing cached: the error names the repo, the cache and HF_HUB_OFFLINE (not "the repo
     has none of the weight files", which would send the user looking for a broken repo)."""

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import textwrap
 
+import pytest
 import torch
 from helpers.remote_code import run_without_ivt_hf
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor
 
 from ivt_hf import IVTConfig, IVTImageProcessor, IVTModel, IVTProcessor
 from ivt_hf.hub import save_model_folder
+
+pytestmark = pytest.mark.compat  # third-party APIs most likely to move: docs/compatibility.md
 
 
 def _saved_model(tmp_path, config):

@@ -90,7 +90,7 @@ def _build_flags(setting, output: Path) -> list[str]:
     return ["index", "build", *where, "--chunk_size", str(CHUNK), "--on_invalid", "skip"]
 
 
-@pytest.mark.parametrize("launcher_name", ["torchrun", "accelerate"])
+@pytest.mark.parametrize("launcher_name", ["torchrun", pytest.param("accelerate", marks=pytest.mark.compat)])
 def test_two_processes_build_the_one_process_index(setting, launcher_name, tmp_path):
     output = tmp_path / "index"
     command = [*launcher(launcher_name), "-m", "ivt_hf", *_build_flags(setting, output)]

@@ -271,6 +271,7 @@ def test_bad_options_raise(option, message):
         retrieval_metrics(*random_case(8), **option)
 
 
+@pytest.mark.compat
 def test_evaluate_metric_gives_the_same_numbers(reference):
     import evaluate
 

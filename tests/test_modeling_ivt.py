@@ -106,6 +106,7 @@ def test_text_length_buckets_give_the_same_embeddings_and_gradients(tiny_config)
         model(input_ids=input_ids, attention_mask=attention_mask, text_length_buckets=0)
 
 
+@pytest.mark.compat
 def test_sdpa_equals_eager(tiny_config):
     pixel_values, input_ids, attention_mask = _inputs(tiny_config)
     torch.manual_seed(0)
@@ -120,6 +121,7 @@ def test_sdpa_equals_eager(tiny_config):
     torch.testing.assert_close(out_sdpa.text_embeds, out_eager.text_embeds, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.compat
 def test_gradient_checkpointing_keeps_outputs_and_gradients(tiny_config):
     pixel_values, input_ids, attention_mask = _inputs(tiny_config)
     config = IVTConfig(**tiny_config_with(tiny_config, token_drop_ratio=0.0))

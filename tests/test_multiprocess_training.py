@@ -86,7 +86,7 @@ def _global_schedule(data_root: Path, epoch: int) -> list[list[int]]:
     return list(sampler)
 
 
-@pytest.mark.parametrize("launcher_name", ["torchrun", "accelerate"])
+@pytest.mark.parametrize("launcher_name", ["torchrun", pytest.param("accelerate", marks=pytest.mark.compat)])
 def test_every_epoch_is_a_new_epoch_from_an_empty_folder(tmp_path, launcher_name):
     """Two processes, three epochs, an empty `--data_root`: SynthPEDES is generated once (the processes do not
     race); every epoch runs its own identity schedule (the one a single process computes for that epoch), its own

@@ -14,6 +14,8 @@ from PIL import Image
 from ivt_hf import IVTConfig, IVTImageProcessor, IVTProcessor
 from ivt_hf.model.processing_ivt import PACKAGED_VOCAB
 
+pytestmark = pytest.mark.compat  # third-party APIs most likely to move: docs/compatibility.md
+
 
 def test_packaged_vocab_is_the_reference_vocab():
     data = PACKAGED_VOCAB.read_bytes()

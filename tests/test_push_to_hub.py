@@ -179,6 +179,7 @@ def _front_matter(card: str) -> dict:
     return yaml.safe_load(card.split("---\n")[1])
 
 
+@pytest.mark.compat
 def test_push_then_reload_through_the_same_endpoint_is_bit_exact(tmp_path, tiny_config, hub):
     folder, evaluation = _model_folder(tmp_path, tiny_config)
     push = subprocess.run(
@@ -272,6 +273,7 @@ def test_push_then_reload_through_the_same_endpoint_is_bit_exact(tmp_path, tiny_
     }
 
 
+@pytest.mark.compat
 def test_a_refused_push_fails_clearly_without_printing_the_token(tmp_path, tiny_config, hub):
     folder = save_model_folder(IVTModel(tiny_config), IVTProcessor.from_config(tiny_config), tmp_path / "model")
     wrong_token = "hf_wrongtoken456"

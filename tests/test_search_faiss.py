@@ -18,6 +18,8 @@ import torch
 import ivt_hf.search.index as index_module
 from ivt_hf.search import FaissSettings, GalleryIndex, build_faiss_index
 
+pytestmark = pytest.mark.compat  # third-party APIs most likely to move: docs/compatibility.md
+
 
 def clustered(count: int, dim: int = 64, clusters: int = 50, seed: int = 0) -> torch.Tensor:
     """Normalised vectors around random centres: the shape of image embeddings of many people."""

@@ -37,6 +37,7 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", refuse)
 
 
+@pytest.mark.compat
 def test_each_kind_is_recognised(tmp_path, no_network):
     saved_dict = _touch(tmp_path / "saved-dict", "dataset_dict.json")
     saved_lone = _touch(tmp_path / "saved-lone", "state.json")

@@ -64,6 +64,7 @@ def synth_root(tmp_path_factory):
     return root
 
 
+@pytest.mark.compat
 def test_compute_loss_is_cmpm_over_the_three_pairs_and_biases_get_double_lr(synth_root, tmp_path):
     trainer = build_trainer(*parse_args(_common(synth_root, tmp_path / "out", "--eval_strategy", "no")))
     batch = next(iter(trainer.get_train_dataloader()))
@@ -109,6 +110,7 @@ def test_text_length_buckets_reach_the_model_and_keep_the_loss(synth_root, tmp_p
     torch.testing.assert_close(bucketed, trainer.compute_loss(trainer.model, batch), atol=1e-4, rtol=1e-5)
 
 
+@pytest.mark.compat
 def test_architecture_flags_may_restate_a_saved_model_but_not_change_it(tiny_config, tmp_path):
     """A recipe may state the architecture it was written for (`synthpedes-cpu.json` has `num_hidden_layers`): with
     --model_name_or_path an equal value is accepted, a different one refused naming both; a pre-training output
@@ -259,6 +261,7 @@ def _run(args, **kwargs):
     return subprocess.run([sys.executable, str(TRAIN_SCRIPT), *args], capture_output=True, text=True, env=env, **kwargs)
 
 
+@pytest.mark.compat
 def test_resume_after_kill_matches_uninterrupted_run(synth_root, tmp_path):
     steps = ["--max_steps", "10", "--save_steps", "4", "--eval_strategy", "no", "--logging_steps", "1"]
     straight = _run(_common(synth_root, tmp_path / "straight", *steps), timeout=600)
@@ -411,6 +414,7 @@ def _check_mixed_precision(results, precision):
     assert all(math.isfinite(evaluation[f"eval_{key}"]) for key in ("R1", "R5", "R10", "mAP", "mINP"))
 
 
+@pytest.mark.compat
 def test_mixed_precision_trains_with_the_loss_of_float32(synth_root, tmp_path):
     """`--bf16` on CPU: the layers really run in bfloat16 (a hook records the dtype of an activation, in training
     and in validation), finite losses, the first step's loss close to float32's (same batch, same weights), float32
@@ -430,6 +434,7 @@ def test_fp16_trains_under_autocast_with_a_loss_scaler(synth_root, tmp_path):
     assert results["fp16"]["loss_scaler"] and not results["fp32"]["loss_scaler"]
 
 
+@pytest.mark.compat
 def test_fp16_on_cpu_is_refused_not_silently_float32(synth_root, tmp_path):
     with pytest.raises(ValueError, match="--fp16 needs a GPU"):
         build_trainer(*parse_args(_common(synth_root, tmp_path / "o", "--fp16", "true", "--eval_strategy", "no")))
