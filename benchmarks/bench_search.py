@@ -83,7 +83,7 @@ def open_times(
 ) -> tuple[float, float, float, bool]:
     """(first open s, cached open s, cache file MiB, same top-10) for the FAISS index of a saved index folder."""
     with tempfile.TemporaryDirectory() as folder:
-        paths = [str(number) for number in range(len(gallery))]
+        paths = [f"{number}.jpg" for number in range(len(gallery))]  # image names: what an index holds
         GalleryIndex(gallery, paths, {"format_version": INDEX_FORMAT_VERSION}).save(folder)
         seconds, found = [], []
         for _ in range(2):  # the first open builds and saves; the second reads the saved file

@@ -214,3 +214,106 @@ def test_cli_evaluate_index_and_search(trained, gallery_folder, tmp_path, capsys
         assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("   ")] == hits
     assert ivt_main(["search", "--index", str(tmp_path / "nope"), "x"]) == 2
     assert "not a gallery index folder" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def crafted_setting(tmp_path_factory):
+    """A tiny random model, a 3-image gallery with its index, and an image beside (outside) the gallery: the
+    material a crafted index folder would reach for."""
+    from ivt_hf import IVTConfig
+    from ivt_hf.hub import save_model_folder
+
+    root = tmp_path_factory.mktemp("crafted")
+    torch.manual_seed(0)
+    config = IVTConfig(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, image_size=(64, 32)
+    )
+    save_model_folder(IVTModel(config).eval(), IVTProcessor.from_config(config), root / "model")
+    (root / "gallery").mkdir()
+    for number, colour in enumerate([(200, 0, 0), (0, 200, 0), (0, 0, 200)]):
+        Image.new("RGB", (32, 64), colour).save(root / "gallery" / f"person_{number}.png")
+    Image.new("RGB", (32, 64), (255, 255, 0)).save(root / "outside.png")  # not part of the gallery
+    model, processor = IVTModel.from_pretrained(root / "model"), IVTProcessor.from_pretrained(root / "model")
+    GalleryIndex.build(model, processor, root / "gallery", progress=False).save(root / "index")
+    return root
+
+
+def _crafted_index(setting, folder, entry: str | None = None, root: str | None = None):
+    """A copy of the setting's index whose first entry (and, if given, root) the "maker" replaced."""
+    shutil.copytree(setting / "index", folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    if entry is not None:
+        manifest["paths"][0] = entry
+    if root is not None:
+        manifest["root"] = root
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "case", ["absolute elsewhere", "dot-dot", "file link out", "folder link out", "relative root out", "not an image"]
+)
+def test_a_crafted_index_is_refused_at_load_and_search_show_opens_nothing_outside(
+    crafted_setting, tmp_path, capsys, case
+):
+    """`ivt search --show` over an index whose manifest reaches outside its gallery root: one error line naming the
+    index folder and the entry, exit 2, and no picture drawn (the outside image is never opened)."""
+    gallery = crafted_setting / "gallery"
+    links = tmp_path / "gallery_with_links"
+    shutil.copytree(gallery, links)
+    (links / "link.png").symlink_to(crafted_setting / "outside.png")
+    (links / "up").symlink_to(crafted_setting)
+    entry, root, why = {
+        "absolute elsewhere": (str(crafted_setting / "outside.png"), None, "leads outside the gallery root"),
+        "dot-dot": ("../outside.png", None, "leads outside the gallery root"),
+        "file link out": ("link.png", str(links), "leads outside the gallery root"),
+        "folder link out": ("up/outside.png", str(links), "leads outside the gallery root"),
+        "relative root out": ("outside.png", "../" * 30, None),
+        "not an image": ("etc/passwd", "/", "is not an image file"),
+    }[case]
+    index = _crafted_index(crafted_setting, tmp_path / "index", entry, root)
+    show = tmp_path / "show.png"
+    code = ivt_main(
+        ["search", "--index", str(index), "--model", str(crafted_setting / "model"), "a man", "--show", str(show)]
+    )
+    stderr = capsys.readouterr().err.splitlines()
+    if why is None:
+        reason = f"its manifest's relative root {root!r} leads outside the index folder"
+    else:
+        reason = f"entry {entry!r} {why}" + (
+            f" ({', '.join(('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff'))})"
+            if case == "not an image"
+            else f" {(root or str(gallery.resolve()))}"
+        )
+    assert (code, stderr) == (
+        2,
+        [f"error: refusing the index {index}: {reason} (an index may only reach its own gallery)"],
+    )
+    assert not show.exists()
+
+
+def test_links_and_absolute_entries_inside_the_gallery_root_still_load(crafted_setting, tmp_path, capsys):
+    """The check refuses only what leads outside: a link to another image of the gallery, an absolute entry under
+    the root and an index built from a list of files (absolute entries under their common folder) load and draw."""
+    gallery = tmp_path / "gallery"
+    shutil.copytree(crafted_setting / "gallery", gallery)
+    (gallery / "inner").mkdir()
+    (gallery / "inner" / "again.png").symlink_to(gallery / "person_1.png")
+    index = _crafted_index(crafted_setting, tmp_path / "index", "inner/again.png", str(gallery))
+    assert GalleryIndex.load(index).resolve("inner/again.png") == (gallery / "person_1.png").resolve()
+    absolute = _crafted_index(crafted_setting, tmp_path / "absolute", str(gallery / "person_2.png"), str(gallery))
+    assert GalleryIndex.load(absolute).resolve(str(gallery / "person_2.png")) == (gallery / "person_2.png").resolve()
+    model = IVTModel.from_pretrained(crafted_setting / "model")
+    processor = IVTProcessor.from_pretrained(crafted_setting / "model")
+    files = sorted(gallery.glob("*.png"))
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(ValueError, match="notes.txt is not an image file by its name"):  # `load` would refuse it
+        GalleryIndex.build(model, processor, [*files, tmp_path / "notes.txt"], progress=False)
+    GalleryIndex.build(model, processor, files, progress=False).save(tmp_path / "from_list")
+    loaded = GalleryIndex.load(tmp_path / "from_list")
+    assert loaded.paths == [str(file) for file in files] and loaded.manifest["root"] == str(gallery.resolve())
+    show = tmp_path / "show.png"
+    code = ivt_main(
+        ["search", "--index", str(index), "--model", str(crafted_setting / "model"), "a man"] + ["--show", str(show)]
+    )
+    assert code == 0 and show.is_file(), capsys.readouterr().err

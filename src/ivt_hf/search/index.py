@@ -48,6 +48,48 @@ class ModelMismatchError(GalleryIndexError):
     """An index searched with a model other than the one that built it."""
 
 
+def resolve_under_root(root: str | os.PathLike, entry: str, *, cache: dict[str, Any] | None = None) -> str | None:
+    """Where `entry` (a path relative to `root`, or absolute) really is, every symlink followed, when that lies
+    strictly under `root` (itself followed); None when it leads anywhere else: an absolute path elsewhere, a `..`
+    component, no file name, or a symlink (a folder on the way or the file itself) that points out.
+
+    An index folder is data from whoever made it (a Hub download, say): its manifest's entries are checked with this
+    before anything is opened, served or copied, so that a crafted `/etc/passwd` or `../../x` is never reached.
+    `cache`, a dict kept across the entries of one check of one root, holds each folder's real path and the names of
+    the links in it (one directory listing), so a million entries cost a few seconds, not a `realpath` each; leave
+    it out where the answer is used to open the file at once: then every step is looked up as it is now."""
+    root = os.fspath(root)
+    if not isinstance(entry, str) or "\0" in entry or (".." in entry and ".." in entry.split(os.sep)):
+        return None
+    head, _, name = entry.rpartition(os.sep)
+    if name in ("", "."):
+        return None
+    key = (head or os.sep) if entry.startswith(os.sep) else os.path.join(root, head) if head else root
+    folders = {} if cache is None else cache  # folder -> (its real path with a trailing separator, its links)
+    for folder in {root, key}:
+        if folder not in folders:
+            real = os.path.realpath(folder).rstrip(os.sep) + os.sep
+            folders[folder] = (real, None if cache is None else _link_names(real))
+    inside, (real_folder, links) = folders[root][0], folders[key]
+    target = real_folder + name
+    if not target.startswith(inside):
+        return None
+    if (name in links) if links is not None else os.path.islink(target):
+        target = os.path.realpath(target)
+        if not target.startswith(inside):
+            return None
+    return target
+
+
+def _link_names(folder: str) -> frozenset[str]:
+    """The names of the symbolic links in `folder` (none if it cannot be listed: nothing there can be opened)."""
+    try:
+        with os.scandir(folder) as listing:
+            return frozenset(item.name for item in listing if item.is_symlink())
+    except OSError:
+        return frozenset()
+
+
 def find_images(folder: str | Path) -> list[Path]:
     """Image files under `folder` (recursive, sorted), by extension."""
     folder = Path(folder)
@@ -362,6 +404,33 @@ def index_manifest(
     }
 
 
+def _checked_gallery_root(directory: Path, root: Any, paths: list[str]) -> str:
+    """The gallery root of a loaded index, once every entry is known to be an image file under it: the manifest's
+    absolute `root` (where `ivt index build` found the images), a relative one read against the index folder and
+    kept inside it (a Space's `gallery/`), or the index folder itself when none is named. Otherwise a
+    `GalleryIndexError` naming the index folder and the first offending entry, before anything is opened."""
+
+    def refuse(why: str) -> GalleryIndexError:
+        return GalleryIndexError(f"refusing the index {directory}: {why} (an index may only reach its own gallery)")
+
+    if root is None:
+        root = str(directory.resolve())
+    elif not isinstance(root, str) or not root:
+        raise refuse(f"its manifest's root {root!r} is not a folder path")
+    elif not os.path.isabs(root):
+        inside = resolve_under_root(directory, root)
+        if inside is None:
+            raise refuse(f"its manifest's relative root {root!r} leads outside the index folder")
+        root = inside
+    cache: dict[str, Any] = {}
+    for entry in paths:
+        if not entry.lower().endswith(IMAGE_EXTENSIONS):
+            raise refuse(f"entry {entry!r} is not an image file ({', '.join(IMAGE_EXTENSIONS)})")
+        if resolve_under_root(root, entry, cache=cache) is None:
+            raise refuse(f"entry {entry!r} leads outside the gallery root {root}")
+    return root
+
+
 class GalleryIndex:
     """Normalised image embeddings + the image paths they came from, searchable by text.
 
@@ -413,6 +482,9 @@ class GalleryIndex:
         """
         root = Path(images) if isinstance(images, (str, Path)) else None
         paths = find_images(root) if root is not None else [Path(path) for path in images]
+        for path in paths:  # what `load` accepts back: image files by name, as `find_images` finds them
+            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                raise GalleryIndexError(f"{path} is not an image file by its name ({', '.join(IMAGE_EXTENSIONS)})")
 
         embeddings, readable, skipped = encode_image_files(
             model, processor, paths, on_invalid=on_invalid, batch_size=batch_size, progress=progress
@@ -420,9 +492,13 @@ class GalleryIndex:
         if not readable:
             first = f" (first: {skipped[0]['path']}: {skipped[0]['error']})" if skipped else ""
             raise GalleryIndexError(f"none of the {len(paths)} images could be read, nothing to index{first}")
-        stored_paths = [str(path.relative_to(root)) if root is not None else str(path) for path in readable]
+        if root is not None:
+            stored_paths = [str(path.relative_to(root)) for path in readable]
+        else:  # absolute, under the folder they share: the root that `load` checks them against
+            stored_paths = [os.path.abspath(path) for path in readable]
+            root = Path(os.path.commonpath([os.path.dirname(path) for path in stored_paths]))
         manifest = index_manifest(
-            root=str(root.resolve()) if root is not None else None,
+            root=str(root.resolve()),
             model_name=model_name_or_path or getattr(model.config, "_name_or_path", "") or None,
             fingerprint=model_fingerprint(model),
             embeddings=embeddings,
@@ -435,9 +511,16 @@ class GalleryIndex:
         return list(self.manifest.get("skipped", []))
 
     def resolve(self, path: str) -> Path:
-        """Absolute path of a stored (root-relative) path."""
+        """The file to open for a stored path: under the index's root, every symlink followed
+        (`resolve_under_root`); a `GalleryIndexError` if it leads outside (a link changed since `load` checked it).
+        An index made in memory without a root holds its caller's own paths, used as given."""
         root = self.manifest.get("root")
-        return Path(root) / path if root else Path(path)
+        if not root:
+            return Path(path)
+        found = resolve_under_root(root, path)
+        if found is None:
+            raise GalleryIndexError(f"the index entry {path!r} leads outside the gallery root {root}; not opened")
+        return Path(found)
 
     def save(self, directory: str | Path) -> Path:
         from safetensors.torch import save_file
@@ -470,6 +553,7 @@ class GalleryIndex:
         paths = manifest.pop("paths", None)
         if not isinstance(paths, list) or not all(isinstance(path, str) for path in paths):
             raise GalleryIndexError(f"{manifest_path} has no 'paths' list of image paths")
+        manifest["root"] = _checked_gallery_root(directory, manifest.get("root"), paths)  # before reading the rest
         try:
             tensors = load_file(str(embeddings_path))
         except Exception as error:  # safetensors raises its own error type, naming no file
@@ -481,9 +565,6 @@ class GalleryIndex:
                 f"{embeddings_path} holds {tuple(tensors['embeddings'].shape)} embeddings for "
                 f"{len(paths)} paths in {manifest_path}"
             )
-        root = manifest.get("root")
-        if isinstance(root, str) and not Path(root).is_absolute():  # a relative root is relative to the index folder
-            manifest["root"] = str((directory / root).resolve())
         return cls(tensors["embeddings"], paths, manifest, directory=directory)
 
     def _scores_and_indices(
@@ -584,5 +665,6 @@ __all__ = [
     "find_images",
     "load_faiss_cache",
     "model_fingerprint",
+    "resolve_under_root",
     "save_faiss_cache",
 ]
