@@ -9,6 +9,7 @@ sets `IVT_REQUIRE_BROWSER=1`, so there a missing browser fails instead of skippi
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import struct
@@ -30,7 +31,7 @@ from PIL import Image
 
 from ivt_hf import IVTConfig, IVTModel, IVTProcessor
 from ivt_hf.hub import save_model_folder
-from ivt_hf.search import GalleryIndex, ModelMismatchError, build_index
+from ivt_hf.search import GalleryIndex, GalleryIndexError, ModelMismatchError, build_index
 
 pytestmark = pytest.mark.compat  # third-party APIs most likely to move: docs/compatibility.md
 
@@ -263,6 +264,165 @@ def test_the_page_can_index_a_folder_at_start_and_shows_the_models_facts(gallery
         load_page(str(model_dir), index=gallery / "index", images=gallery / "gallery")
 
 
+def _crafted_index(gallery: Path, folder: Path, entry: str, root: Path | None = None) -> Path:
+    """A copy of the fixture's index whose maker replaced its first entry (and, if given, its root)."""
+    shutil.copytree(gallery / "index", folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["paths"][0] = entry
+    if root is not None:
+        manifest["root"] = str(root)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def test_a_crafted_index_is_refused_before_the_page_serves_anything(gallery, tmp_path, monkeypatch):
+    """An index whose manifest names an image outside its gallery (`../large.png`, a real file) is refused at load,
+    with one line naming the folder and the entry, before the server listens: the outside file cannot be fetched."""
+    from ivt_hf.app import serve
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    crafted = _crafted_index(gallery, tmp_path / "crafted", "../large.png")
+    port = free_port()
+    with pytest.raises(GalleryIndexError) as refused:
+        serve(str(gallery / "model"), crafted, port=port, block=False)
+    assert str(refused.value) == (
+        f"refusing the index {crafted}: entry '../large.png' leads outside the gallery root "
+        f"{(gallery / 'gallery').resolve()} (an index may only reach its own gallery)"
+    )
+    with pytest.raises(urllib.error.URLError, match="Connection refused"):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/gradio_api/file={gallery / 'large.png'}", timeout=5)
+    assert not (tmp_path / "gradio").exists() or not any((tmp_path / "gradio").rglob("*.png"))
+
+
+def test_the_space_export_refuses_a_crafted_index_and_writes_nothing_outside(gallery, tmp_path, capsys):
+    """`--export_space` over an index whose entry climbs out (`../../../escape.png`, which the old export copied to
+    beside the Space folder) or whose model folder links out: exit 2, one line, nothing written anywhere."""
+    from ivt_hf.cli import main
+
+    root = tmp_path / "a" / "b" / "gallery"
+    shutil.copytree(gallery / "gallery", root)
+    shutil.copyfile(gallery / "large.png", tmp_path / "escape.png")
+    crafted = _crafted_index(gallery, tmp_path / "crafted", "../../../escape.png", root)
+    space = tmp_path / "out" / "space"
+    code = main(["app", "--model", str(gallery / "model"), "--index", str(crafted), "--export_space", str(space)])
+    assert (code, capsys.readouterr().err.splitlines()) == (
+        2,
+        [
+            f"error: refusing the index {crafted}: entry '../../../escape.png' leads outside the gallery root "
+            f"{root} (an index may only reach its own gallery)"
+        ],
+    )
+    assert not (tmp_path / "out").exists()  # neither the Space nor `out/escape.png`
+
+    model = tmp_path / "model"
+    shutil.copytree(gallery / "model", model)
+    (model / "notes.json").symlink_to("/etc/passwd")  # the model folder is published with the Space
+    code = main(["app", "--model", str(model), "--index", str(gallery / "index"), "--export_space", str(space)])
+    assert (code, capsys.readouterr().err.splitlines()) == (
+        2,
+        [f"error: {model / 'notes.json'} in the model folder links outside it (/etc/passwd): not copied"],
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_link_changed_after_load_is_not_opened_by_the_page(gallery, tmp_path):
+    """An entry that passed the load check but became a link to outside afterwards is refused when the page would
+    copy it for the browser: a message, and no copy of the outside file in the page's folder."""
+    from ivt_hf.app import SearchPage
+
+    shutil.copytree(gallery / "gallery", tmp_path / "gallery")
+    index = GalleryIndex.load(_crafted_index(gallery, tmp_path / "index", "person_00.png", tmp_path / "gallery"))
+    model, processor = IVTModel.from_pretrained(gallery / "model"), IVTProcessor.from_pretrained(gallery / "model")
+    page = SearchPage(index, model, processor)
+    for image in (tmp_path / "gallery").glob("*.png"):  # every image now leads out
+        image.unlink()
+        image.symlink_to(gallery / "large.png")
+    items, message = page.search_text(QUERY, 12)
+    assert items == [] and message.startswith("The results cannot be shown: the index entry 'person_")
+    assert message.endswith(f"leads outside the gallery root {tmp_path / 'gallery'}; not opened")
+    outside = (gallery / "large.png").read_bytes()
+    assert not [path for path in page.cache_dir.rglob("*") if path.is_file() and path.read_bytes() == outside]
+
+
+def test_many_uploads_keep_the_pages_folder_bounded(gallery, tmp_path, monkeypatch):
+    """200 example crops uploaded and searched through the real server (Gradio's own client, 20 waves of 10 at
+    once, which all fit the bound), then 100 uploads posted and never searched: Gradio's upload folder never holds
+    more than the page's bound (60 files, 0.3 MB) once a wave is done or a trim period has passed; the oldest
+    uploads are gone."""
+    from gradio_client import Client, handle_file
+
+    from ivt_hf.app import CACHE_TRIM_SECONDS, serve
+
+    uploads = tmp_path / "gradio"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(uploads))
+    rng = np.random.default_rng(1)
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    for number in range(300):  # about 11.6 kB each
+        Image.fromarray(rng.integers(0, 255, (96, 40, 3), dtype=np.uint8)).save(crops / f"upload_{number:03d}.png")
+
+    def on_disk() -> tuple[set[str], int, int]:
+        files = [path for path in uploads.rglob("*") if path.is_file()]
+        return {path.name for path in files}, len(files), sum(path.stat().st_size for path in files)
+
+    port = free_port()
+    blocks = serve(
+        str(gallery / "model"), gallery / "index", port=port, block=False, cache_max_files=60, cache_max_mb=0.3
+    )
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False, analytics_enabled=False)
+        for wave in range(20):
+            jobs = [
+                client.submit(handle_file(str(crops / f"upload_{number:03d}.png")), 3, api_name="/search_image")
+                for number in range(10 * wave, 10 * wave + 10)
+            ]
+            for job in jobs:
+                items, message = job.result()
+                assert len(items) == 3 and "nearest to the uploaded crop" in message, message
+            names, count, size = on_disk()
+            assert count <= 60 and size <= 0.3 * 2**20, (wave, count, size)
+        assert not {f"upload_{number:03d}.png" for number in range(150)} & names  # finished searches: gone
+        assert {f"upload_{number:03d}.png" for number in range(150, 200)} & names  # the latest: kept, bounded
+        assert {f"person_{number:02d}.png" for number in range(12)} & names  # the result copies share the bound
+
+        for number in range(200, 300):  # posted straight to the upload route, never searched
+            boundary = "ivt-test-boundary"
+            body = (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="upload_{number:03d}.png"'
+                f"\r\nContent-Type: image/png\r\n\r\n"
+            ).encode() + (crops / f"upload_{number:03d}.png").read_bytes()
+            body += f"\r\n--{boundary}--\r\n".encode()
+            headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+            assert _http_status(f"http://127.0.0.1:{port}/gradio_api/upload", body, headers)[0] == 200
+        time.sleep(2.5 * CACHE_TRIM_SECONDS)
+        names, count, size = on_disk()
+        assert count <= 60 and size <= 0.3 * 2**20, (count, size)
+        assert "upload_200.png" not in names and "upload_299.png" in names
+    finally:
+        blocks.close()
+
+
+def test_a_port_in_use_is_one_error_line(gallery, capsys):
+    """`ivt app --port N` while something listens on 127.0.0.1:N: exit 2 and one line naming the port, before the
+    model is loaded."""
+    import socket
+
+    from ivt_hf.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["app", "--model", str(gallery / "model"), "--index", str(gallery / "index"), "--port", str(port)])
+    assert (code, capsys.readouterr().err.splitlines()) == (
+        2,
+        [
+            f"error: port {port} on 127.0.0.1 is already in use (another server listens there): choose another "
+            "with --port"
+        ],
+    )
+
+
 def _environment_with_dependencies_only(folder: Path) -> Path:
     """A new virtual environment (no pip: this one's drives it) that sees this environment's installed packages
     except ivt_hf, through a folder of links named in a .pth file; returns its python."""
@@ -400,8 +560,6 @@ print(describe_model("people-org/no-such-model", None))
 
 def test_the_facts_corner_reads_a_hub_models_fact_files(gallery, tmp_path):
     """A page (or Space) serving a Hub model shows the facts `ivt push` uploaded beside the weights."""
-    import json
-
     from test_backbones import TOKEN, _load_local_hub
 
     files = {path.name: path.read_bytes() for path in (gallery / "model").iterdir() if path.is_file()}

@@ -10,6 +10,9 @@ a corner. It works with no network: Gradio's analytics and version check are off
 an image, or over the size limits) is a message on the page; an index made by another model is refused before the
 page starts. The server hands out the result images only (each result is handed to Gradio as a copy, so nothing else
 under the gallery's folder can be fetched through `/gradio_api/file=...`), and refuses uploads over `max_upload_mb`.
+An index whose manifest reaches outside its gallery root is refused at load (`GalleryIndex.load`), and every file
+is checked again when opened. Uploads and result copies share one bounded working folder (`SearchPage.trim_cache`),
+and a port already in use is one error line (`check_port`).
 
 `SearchPage` holds the search logic and its messages (testable without a browser); `build_page` lays it out;
 `serve` loads everything and launches; `export_space` writes a Space folder whose `app.py` calls `serve`, so the
@@ -18,18 +21,21 @@ page code exists once, in this module.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import threading
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import IVTInputError
-from .search.index import FaissSettings, GalleryIndex
+from .search.index import FaissSettings, GalleryIndex, GalleryIndexError, resolve_under_root
 
 EXAMPLE_QUERIES = (
     "a woman in a red coat carrying a black backpack",
@@ -39,6 +45,9 @@ EXAMPLE_QUERIES = (
 MAX_K = 50
 MAX_UPLOAD_MB = 10.0  # an example crop is tens of kB; the server refuses bigger uploads, the page says so
 MAX_UPLOAD_PIXELS = 40_000_000  # checked from the header before decoding (a small file can decode to gigabytes)
+CACHE_MAX_FILES = 1000  # the page's working folder (uploads, result copies): least recently used evicted beyond these
+CACHE_MAX_MB = 256.0
+CACHE_TRIM_SECONDS = 1.0  # how often a running server trims the working folder, searches or not
 OFFLINE_ENVIRONMENT = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1"}
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]  # the default theme would fetch a web font
 MONO_FONTS = ["ui-monospace", "monospace"]
@@ -89,14 +98,26 @@ class SearchPage:
     max_upload_bytes: int = int(MAX_UPLOAD_MB * 2**20)
     max_upload_pixels: int = MAX_UPLOAD_PIXELS
     max_k: int = field(default=0)
-    _results_dir: tempfile.TemporaryDirectory | None = field(default=None, init=False, repr=False)
+    cache_root: str | os.PathLike | None = None  # where the working folder is made (`serve`: Gradio's upload folder)
+    cache_max_files: int = CACHE_MAX_FILES
+    cache_max_bytes: int = int(CACHE_MAX_MB * 2**20)
+    _work_dir: tempfile.TemporaryDirectory | None = field(default=None, init=False, repr=False)
+    _cache_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self):
         self.index.check_model(self.model)  # an index made by another model: refused before anything is shown
         self.max_k = min(MAX_K, len(self.index))
-        # results are handed to Gradio from here (a temporary folder it may copy from), never from the gallery's own
-        # folder: the server then needs no access to that folder, which may hold more than the indexed images
-        self._results_dir = tempfile.TemporaryDirectory(prefix="ivt-app-results-")
+        if self.cache_max_files < 1 or self.cache_max_bytes < 1:  # a search's own files are kept whatever the bound
+            raise IVTInputError(
+                f"the page's working folder must be allowed some files and bytes, got {self.cache_max_files} files "
+                f"and {self.cache_max_bytes} bytes"
+            )
+        # results are handed to Gradio from the page's own working folder, never from the gallery's folder: the
+        # server then needs no access to that folder, which may hold more than the indexed images. `serve` makes
+        # Gradio keep its uploads here too, so one bound (`trim_cache`) keeps the whole page's disk use in check
+        if self.cache_root is not None:
+            Path(self.cache_root).mkdir(parents=True, exist_ok=True)
+        self._work_dir = tempfile.TemporaryDirectory(prefix="ivt-app-", dir=self.cache_root)
         if self.faiss is not None:  # open the FAISS index now (built, or read from the index's cache), not at a query
             self.index.faiss_index(self.faiss)
 
@@ -109,24 +130,64 @@ class SearchPage:
             raise IVTInputError(f"top-k must be a whole number from 1 to {self.max_k}, got {k!r}")
         return value
 
+    @property
+    def cache_dir(self) -> Path:
+        """The page's working folder: the copies of results it handed out and, when served, Gradio's uploads; one
+        entry (a folder) per file, the least recently used evicted beyond `cache_max_files` / `cache_max_bytes`."""
+        return Path(self._work_dir.name)
+
     def result_file(self, path: str) -> Path:
-        """The file the page hands to Gradio for the indexed image `path`: a hard link (or a copy, across file
-        systems) in the page's results folder, made once per image and renamed into place (concurrent queries)."""
+        """The file the page hands to Gradio for the indexed image `path` (only ever a file under the gallery root:
+        `GalleryIndex.resolve`): a hard link (or a copy, across file systems) in the page's working folder, made
+        once per image and renamed into place (concurrent queries); its folder's time marks it recently used."""
         source = self.index.resolve(path)
-        target = Path(self._results_dir.name) / hashlib.sha256(path.encode()).hexdigest()[:20] / source.name
-        if not target.is_file():
-            target.parent.mkdir(exist_ok=True)
-            staging = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
-            try:
-                os.link(source, staging)
-            except OSError:
-                shutil.copyfile(source, staging)
-            os.replace(staging, target)
+        entry = self.cache_dir / f"result-{hashlib.sha256(path.encode()).hexdigest()[:20]}"
+        target = entry / Path(path).name
+        if target.is_file():
+            os.utime(entry)
+            return target
+        entry.mkdir(exist_ok=True)
+        staging = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
+        try:
+            os.link(source, staging)
+        except OSError:
+            shutil.copyfile(source, staging)
+        os.replace(staging, target)
         return target
 
-    def _gallery(self, hits) -> list[tuple[str, str]]:
-        """(image file, caption: rank, score, file name) per hit, for the Gallery."""
-        return [(str(self.result_file(hit.path)), f"{hit.rank}. {hit.score:.2f} {Path(hit.path).name}") for hit in hits]
+    def trim_cache(self, in_use: tuple[str | os.PathLike, ...] = ()) -> None:
+        """Evict the least recently used entries of the working folder (uploads, result copies) until at most
+        `cache_max_files` files and `cache_max_bytes` bytes are left, keeping the entries of the files `in_use` (a
+        search's upload and results, which its page is about to fetch). Runs after every search and, while served,
+        every `CACHE_TRIM_SECONDS`, so a page that serves for months keeps a bounded folder; nothing outside the
+        folder is touched (links are removed, never followed)."""
+        folder = os.path.realpath(self.cache_dir)
+        keep = {os.path.realpath(Path(path).parent) for path in in_use}
+        with self._cache_lock:
+            entries = [entry for entry in map(_usage, os.scandir(folder)) if entry is not None]
+            count, total = sum(entry[2] for entry in entries), sum(entry[3] for entry in entries)
+            for _, path, files, size in sorted(entries):
+                if count <= self.cache_max_files and total <= self.cache_max_bytes:
+                    break
+                if path in keep:
+                    continue
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    Path(path).unlink(missing_ok=True)
+                count, total = count - files, total - size
+
+    def _gallery(self, hits, upload: str | os.PathLike | None = None) -> list[tuple[str, str]]:
+        """(image file, caption: rank, score, file name) per hit, for the Gallery; then the working folder is
+        trimmed, keeping these files and the search's `upload`. An entry that leads outside the gallery root (a
+        link changed since the index was loaded) is not opened: `GalleryIndexError`, shown as the page's message."""
+        items = [
+            (str(self.result_file(hit.path)), f"{hit.rank}. {hit.score:.2f} {Path(hit.path).name}") for hit in hits
+        ]
+        if upload is not None and Path(os.path.realpath(upload)).parent.parent == self.cache_dir.resolve():
+            os.utime(Path(upload).parent)  # an upload searched again is recently used
+        self.trim_cache(tuple(path for path, _ in items) + ((upload,) if upload is not None else ()))
+        return items
 
     def check_upload(self, path: str | os.PathLike) -> None:
         """`IVTInputError` naming the file when an upload is over the byte or pixel limit (read from the image's
@@ -162,7 +223,11 @@ class SearchPage:
         except ValueError as error:
             return [], str(error)
         hits = self.index.search([query.strip()], self.model, self.processor, k=count, faiss=self.faiss)[0]
-        return self._gallery(hits), f"Top {len(hits)} of {len(self.index)} images for: {query.strip()}"
+        try:
+            items = self._gallery(hits)
+        except GalleryIndexError as error:
+            return [], f"The results cannot be shown: {error}"
+        return items, f"Top {len(hits)} of {len(self.index)} images for: {query.strip()}"
 
     def search_image(self, upload: Any, k: Any) -> tuple[list[tuple[str, str]], str]:
         """(gallery items, status message) for an example crop: the nearest images by image embedding."""
@@ -180,7 +245,24 @@ class SearchPage:
             return [], f"That upload cannot be searched: {error}"
         queries = encode_images(self.model, self.processor, [pixels], progress=False)
         hits = self.index.search_embeddings(queries, k=count, faiss=self.faiss)[0]
-        return self._gallery(hits), f"Top {len(hits)} of {len(self.index)} images nearest to the uploaded crop"
+        try:
+            items = self._gallery(hits, upload=path)
+        except GalleryIndexError as error:
+            return [], f"The results cannot be shown: {error}"
+        return items, f"Top {len(hits)} of {len(self.index)} images nearest to the uploaded crop"
+
+
+def _usage(item: os.DirEntry) -> tuple[int, str, int, int] | None:
+    """(last use in ns, path, files, bytes) of one entry of the page's working folder (a file, or a folder of them:
+    links counted, not followed); None when it went meanwhile (Gradio renames uploads into place)."""
+    try:
+        used = item.stat(follow_symlinks=False).st_mtime_ns
+        if not item.is_dir(follow_symlinks=False):
+            return used, item.path, 1, item.stat(follow_symlinks=False).st_size
+        files = [os.path.join(parent, name) for parent, _, names in os.walk(item.path) for name in names]
+        return used, item.path, len(files), sum(os.lstat(file).st_size for file in files)
+    except FileNotFoundError:
+        return None
 
 
 def build_page(page: SearchPage, title: str = "IVT person search"):
@@ -228,8 +310,13 @@ def load_page(
     examples: tuple[str, ...] | None = None,
     faiss: FaissSettings | None = None,
     max_upload_mb: float = MAX_UPLOAD_MB,
+    *,
+    cache_root: str | os.PathLike | None = None,
+    cache_max_files: int = CACHE_MAX_FILES,
+    cache_max_mb: float = CACHE_MAX_MB,
 ) -> SearchPage:
-    """Model (a folder or a Hub id) and index (a folder, or built now from `images` with a progress bar)."""
+    """Model (a folder or a Hub id) and index (a folder, or built now from `images` with a progress bar); the
+    page's working folder is made under `cache_root` and bounded by `cache_max_files` / `cache_max_mb`."""
     from .hub.folder import load_model_and_processor
 
     if (index is None) == (images is None):
@@ -250,7 +337,55 @@ def load_page(
         examples=tuple(examples) if examples else EXAMPLE_QUERIES,
         faiss=faiss,
         max_upload_bytes=int(max_upload_mb * 2**20),
+        cache_root=cache_root,
+        cache_max_files=cache_max_files,
+        cache_max_bytes=int(cache_max_mb * 2**20),
     )
+
+
+class PortInUseError(IVTInputError):
+    """The page's port is taken: another server listens there."""
+
+
+def check_port(host: str, port: int) -> None:
+    """`PortInUseError` naming the port when it cannot be listened on because something already does, found by
+    binding it the way the server will (`SO_REUSEADDR`, as uvicorn does), so that `ivt app` says so in one line
+    before it loads a model; a host that is no address of this machine is an `IVTInputError` too."""
+    import socket
+
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as error:
+        raise IVTInputError(f"cannot listen on --host {host}: {error.strerror}") from None
+    with socket.socket(family, kind, protocol) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise PortInUseError(
+                    f"port {port} on {host} is already in use (another server listens there): choose another "
+                    "with --port"
+                ) from None
+            if error.errno == errno.EADDRNOTAVAIL:
+                raise IVTInputError(f"cannot listen on {host}:{port}: {host} is no address of this machine") from None
+            raise
+
+
+@contextmanager
+def _gradio_temp_dir(folder: Path):
+    """Gradio reads GRADIO_TEMP_DIR when a component or the server is made: pointed at the page's working folder
+    (inside the upload folder Gradio would use anyway) while the page is built and launched, it keeps uploads there
+    and serves the result copies without copying them again, so the page's one bound covers all its files."""
+    before = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = before
 
 
 def serve(
@@ -266,27 +401,65 @@ def serve(
     block: bool = True,
     faiss: FaissSettings | None = None,
     max_upload_mb: float = MAX_UPLOAD_MB,
+    cache_max_files: int = CACHE_MAX_FILES,
+    cache_max_mb: float = CACHE_MAX_MB,
 ):
     """Load, lay out and launch the page; returns the Blocks (with `block=False` it returns at once: `close()` it).
 
-    No `allowed_paths`: the server serves its own files, uploads and the copies of the results it handed out, and
-    nothing of the gallery's folder; uploads over `max_upload_mb` are refused by the server (and by the page)."""
+    A port already in use is a `PortInUseError`, found before anything is loaded. No `allowed_paths`: the server
+    serves its own files, uploads and the copies of the results it handed out, and nothing of the gallery's folder;
+    uploads over `max_upload_mb` are refused by the server (and by the page). Uploads and result copies live in the
+    page's working folder under Gradio's upload folder (GRADIO_TEMP_DIR), at most `cache_max_files` files and
+    `cache_max_mb` MB of them, the least recently used evicted (`SearchPage.trim_cache`)."""
     os.environ.update(OFFLINE_ENVIRONMENT)  # before gradio is imported: no analytics, no version check
     import gradio as gr
+    from gradio.utils import get_upload_folder
 
-    page = load_page(model, index, images, examples, faiss, max_upload_mb)
-    blocks = build_page(page, title)
-    blocks.launch(
-        server_name=host,
-        server_port=port,
-        share=share,
-        prevent_thread_lock=not block,
-        quiet=not block,
-        max_file_size=page.max_upload_bytes,
-        footer_links=[],
-        theme=gr.themes.Default(font=SYSTEM_FONTS, font_mono=MONO_FONTS),
+    check_port(host, port)
+    page = load_page(
+        model,
+        index,
+        images,
+        examples,
+        faiss,
+        max_upload_mb,
+        cache_root=get_upload_folder(),
+        cache_max_files=cache_max_files,
+        cache_max_mb=cache_max_mb,
     )
+    with _gradio_temp_dir(page.cache_dir):
+        blocks = build_page(page, title)
+        try:
+            blocks.launch(
+                server_name=host,
+                server_port=port,
+                share=share,
+                prevent_thread_lock=True,
+                quiet=not block,
+                max_file_size=page.max_upload_bytes,
+                footer_links=[],
+                theme=gr.themes.Default(font=SYSTEM_FONTS, font_mono=MONO_FONTS),
+            )
+        except OSError:
+            check_port(host, port)  # taken since the check above: one line, not Gradio's traceback
+            raise
+    threading.Thread(target=_trim_while_serving, args=(page, blocks), daemon=True, name="ivt-app-cache").start()
+    if block:
+        blocks.block_thread()  # until Ctrl-C
     return blocks
+
+
+def _trim_while_serving(page: SearchPage, blocks, interval: float = CACHE_TRIM_SECONDS) -> None:
+    """Trim the page's working folder every `interval` seconds while the server runs: uploads that are never
+    searched (a script posting to the upload route, say) are bounded too, not only those a search trims after."""
+    import time
+
+    while blocks.is_running:
+        try:
+            page.trim_cache()
+        except FileNotFoundError:  # the page's folder went: the page was closed
+            return
+        time.sleep(interval)
 
 
 SPACE_APP = '''"""A Hugging Face Space: IVT person search over the gallery in `index/` (page code: `ivt_hf.app`)."""
@@ -320,6 +493,8 @@ def export_space(
     from .outputs import writing_output_dir
 
     gallery = GalleryIndex.load(index)  # checked before anything is written
+    if Path(model).is_dir():
+        _check_model_links(model)
     with writing_output_dir(output_dir, overwrite=overwrite, command="ivt app --export_space") as staging:
         _write_space(staging, model, gallery, title=title, package=package)
     return Path(output_dir)
@@ -330,20 +505,21 @@ def _write_space(output_dir: Path, model: str, gallery: GalleryIndex, *, title: 
     import gradio
 
     from . import __version__
-    from .hub.folder import check_model_folder
 
     model_ref = model
     output_dir.mkdir(parents=True, exist_ok=True)
     if Path(model).is_dir():
-        shutil.copytree(check_model_folder(model), output_dir / "model")
+        shutil.copytree(model, output_dir / "model")  # its links checked by `export_space`
         model_ref = "model"
     images = output_dir / "index" / "gallery"
+    real_root, names = os.path.realpath(gallery.manifest["root"]), []
     for path in gallery.paths:
-        target = images / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(gallery.resolve(path), target)
+        source = gallery.resolve(path)  # under the gallery root, or a GalleryIndexError: nothing else is copied
+        names.append(os.path.relpath(source, real_root))  # so the copy lands under images/, whatever the entry said
+        (images / names[-1]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, images / names[-1])
     manifest = {**gallery.manifest, "root": "gallery", "model": model_ref}  # relative: resolved against index/
-    GalleryIndex(gallery.embeddings, gallery.paths, manifest).save(output_dir / "index")
+    GalleryIndex(gallery.embeddings, names, manifest).save(output_dir / "index")
     (output_dir / "app.py").write_text(SPACE_APP.format(model=model_ref, title=title))
     if package is None:  # the wheel, by a path relative to the Space's root (where pip runs)
         package = f"./{WHEELS_DIR}/{package_wheel(output_dir / WHEELS_DIR).name}"
@@ -368,6 +544,23 @@ def _write_space(output_dir: Path, model: str, gallery: GalleryIndex, *, title: 
         f"{shipped}.\n"
     )
     return output_dir
+
+
+def _check_model_links(model: str | os.PathLike) -> None:
+    """`IVTInputError` naming the first file or folder of a model folder that links outside it: the Space copies
+    the folder (links followed) and is published, so a link to `/etc/passwd` would ship that file. The folder may be
+    a snapshot of the Hub's cache (`.../snapshots/REVISION/`), whose files link into the repo's `blobs/`: there the
+    repo's cache folder is the bound."""
+    from .hub.folder import check_model_folder
+
+    model_dir = check_model_folder(model)
+    bound = model_dir.parent.parent if model_dir.parent.name == "snapshots" else model_dir
+    for parent, folders, files in os.walk(model_dir):  # copytree follows links, of folders and of files
+        for path in (os.path.join(parent, name) for name in folders + files):
+            if resolve_under_root(bound, os.path.relpath(path, bound)) is None:
+                raise IVTInputError(
+                    f"{path} in the model folder links outside it ({os.path.realpath(path)}): not copied"
+                )
 
 
 WHEELS_DIR = "wheels"

@@ -16,7 +16,7 @@ from . import CommandError, flag
 def run_app(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("gradio") is None:
         raise CommandError('ivt app needs Gradio, in the app extra: pip install -e ".[app]"')
-    from ..app import export_space, serve
+    from ..app import check_port, export_space, serve
 
     if not 1 <= args.port <= 65535:
         raise CommandError(f"--port must be from 1 to 65535, got {args.port}")
@@ -36,6 +36,7 @@ def run_app(args: argparse.Namespace) -> int:
     if not args.max_upload_mb > 0:
         raise CommandError(f"--max_upload_mb must be above 0, got {args.max_upload_mb}")
     faiss = None if args.faiss is None else FaissSettings(args.faiss, nprobe=args.nprobe, ef_search=args.ef_search)
+    check_port(args.host, args.port)  # a port in use: one error line before the model loads (serve checks again)
     print(f"IVT search page on http://{args.host}:{args.port} (Ctrl+C stops it)")
     serve(
         args.model,
