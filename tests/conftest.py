@@ -135,3 +135,25 @@ def trained_tiny_run(tmp_path_factory) -> TrainedRun:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return TrainedRun(run_dir, data_root, data, json.loads((run_dir / "train_results.json").read_text()))
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A factory of real small file systems: `small_tmpfs("300k")` mounts a tmpfs of that size (`mount -t tmpfs -o
+    size=...`) and returns its folder; each is unmounted after the test (tests/helpers/tmpfs.py; `fill(disk)` makes
+    it full). The test is skipped, with the reason, where mount is not permitted."""
+    from contextlib import ExitStack
+    from itertools import count
+
+    from helpers.tmpfs import MountNotPermitted, mounted_tmpfs
+
+    numbers = count()
+    with ExitStack() as mounts:
+
+        def mount(size: str = "300k") -> Path:
+            try:
+                return mounts.enter_context(mounted_tmpfs(tmp_path / f"tmpfs{next(numbers)}", size))
+            except MountNotPermitted as error:
+                pytest.skip(f"a real small file system is needed: {error}")
+
+        yield mount

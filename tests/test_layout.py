@@ -19,6 +19,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1] / "src" / "ivt_hf"
 LAYERS = (
     "model",
     "errors",
+    "atomic",
     "outputs",
     "data",
     "evaluation",

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..atomic import atomic_save_tensors, atomic_write_json
 from ..errors import IVTInputError, OutputExistsError
 from ..evaluation.encoding import prepare_for_inference
 from ..outputs import check_output_dir, is_package_output, output_lock, writing_output_dir
@@ -66,12 +67,6 @@ class BuildReport:
         )
 
 
-def _atomic_write(path: Path, write) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write(temporary)
-    os.replace(temporary, path)
-
-
 def build_index(
     model,
     processor,
@@ -93,7 +88,6 @@ def build_index(
     records it, and is searched with the original model.
     """
     from accelerate import PartialState
-    from safetensors.torch import save_file
 
     if on_invalid not in ("error", "skip"):
         raise IVTInputError(f"on_invalid must be 'error' or 'skip', got {on_invalid!r}")
@@ -136,12 +130,8 @@ def build_index(
                 model, processor, chunk_paths, on_invalid=on_invalid, batch_size=batch_size, progress=False
             )
             stored = [str(path.relative_to(root)) for path in readable]
-            _atomic_write(
-                chunk_dir / f"{chunk:06d}.safetensors",
-                lambda path, e=embeddings: save_file({"embeddings": e.contiguous()}, str(path)),
-            )
-            record = json.dumps({"paths": stored, "skipped": skipped})
-            _atomic_write(chunk_dir / f"{chunk:06d}.json", lambda path, text=record: path.write_text(text))
+            atomic_save_tensors(chunk_dir / f"{chunk:06d}.safetensors", {"embeddings": embeddings})
+            atomic_write_json(chunk_dir / f"{chunk:06d}.json", {"paths": stored, "skipped": skipped}, indent=None)
         bar.update(1)
     bar.close()
     state.wait_for_everyone()
@@ -182,26 +172,41 @@ def _is_unfinished_build(folder: Path) -> bool:
 def _start_or_resume(output_dir: Path, plan: dict, overwrite: bool) -> None:
     """Make `output_dir/chunks` for `plan`, keeping the chunks of an unfinished build of the same plan. Under the
     folder's lock; `--overwrite` removes only an index or an unfinished build that ivt_hf wrote
-    (`ivt_hf.outputs.check_output_dir`)."""
+    (`ivt_hf.outputs.check_output_dir`). The plan is written atomically before the chunks folder is made, so a
+    build stopped at any point (a full disk included) leaves an empty folder, or a plan to resume."""
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     with output_lock(output_dir):
         build_file = output_dir / BUILD_FILE
         if _is_unfinished_build(output_dir) and not overwrite:
-            earlier = json.loads(build_file.read_text())
+            earlier = _read_json(build_file, "the plan of an unfinished build", "pass --overwrite to start again")
             if earlier != plan:
                 differing = sorted(key for key in plan if earlier.get(key) != plan[key])
                 raise GalleryIndexError(
                     f"{output_dir} holds an unfinished build of another index (different {', '.join(differing)}); "
                     "pass --overwrite to start again"
                 )
+            (output_dir / CHUNKS).mkdir(exist_ok=True)
             return
         if not overwrite and is_package_output(output_dir) and (output_dir / INDEX_MANIFEST).is_file():
             raise OutputExistsError(f"{output_dir} already holds an index; pass --overwrite to replace it")
         check_output_dir(output_dir, overwrite=overwrite, ours=_is_unfinished_build)
         if output_dir.exists():
             shutil.rmtree(output_dir)
-        (output_dir / CHUNKS).mkdir(parents=True)
-        build_file.write_text(json.dumps(plan, indent=1))
+        output_dir.mkdir()
+        atomic_write_json(build_file, plan)
+        (output_dir / CHUNKS).mkdir()
+
+
+def _read_json(path: Path, what: str, advice: str) -> dict:
+    """The JSON object in `path`, one of this package's state files; one error naming it when it cannot be read
+    (a file cut short by an older version, or edited by hand)."""
+    try:
+        value = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise GalleryIndexError(f"{path} ({what}) is not readable JSON: {error}; {advice}") from None
+    if not isinstance(value, dict):
+        raise GalleryIndexError(f"{path} ({what}) must hold a JSON object, found {type(value).__name__}; {advice}")
+    return value
 
 
 def _join_chunks(chunk_dir: Path, num_chunks: int, plan: dict, model_name: str | None) -> GalleryIndex:
@@ -209,7 +214,7 @@ def _join_chunks(chunk_dir: Path, num_chunks: int, plan: dict, model_name: str |
 
     embeddings, paths, skipped = [], [], []
     for chunk in range(num_chunks):
-        record = json.loads((chunk_dir / f"{chunk:06d}.json").read_text())
+        record = _read_json(chunk_dir / f"{chunk:06d}.json", f"chunk {chunk}", "pass --overwrite to start again")
         embeddings.append(load_file(str(chunk_dir / f"{chunk:06d}.safetensors"))["embeddings"])
         paths += record["paths"]
         skipped += record["skipped"]
