@@ -10,8 +10,11 @@ An expected failure ends in one `error: ...` line on stderr and one of these exi
 traceback:
 
     1    remote failure: the Hub refused a request (repository not found, gated, 401/403, 5xx) or was unreachable
-    2    bad input: the package's typed errors (`ivt_hf.errors.IVTInputError` and its subclasses, `CommandError`)
-    3    the machine refused: no space left on the device (or disk quota), permission denied, read-only file system
+    2    bad input: the package's typed errors (`ivt_hf.errors.IVTInputError` and its subclasses, `CommandError`),
+         a folder given where a file is expected (or the converse)
+    3    the machine refused: no space left on the device (or disk quota), permission denied, read-only file system,
+         also when a library reports it in its own error type (`ivt_hf.atomic.disk_error`) or the package's typed
+         error was raised from it; the line names the file, else the command's output
     130  interrupted (Ctrl-C); an output folder being written is removed, the one it would replace is kept
 
 Anything else (a plain `ValueError` from torch, say) is a bug: it keeps its traceback (and Python's exit code 1).
@@ -23,7 +26,6 @@ import argparse
 import errno
 import importlib
 import os
-import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -118,7 +120,7 @@ def run_guarded(handler: Callable[[argparse.Namespace], int | None], args: argpa
         _print_error("interrupted (Ctrl-C)")
         return EXIT_INTERRUPTED
     except Exception as error:
-        explained = _explain(error)
+        explained = _explain(error, args)
         if explained is None:
             raise
         message, exit_code = explained
@@ -126,22 +128,23 @@ def run_guarded(handler: Callable[[argparse.Namespace], int | None], args: argpa
         return exit_code
 
 
-def _explain(error: Exception) -> tuple[str, int] | None:
+def _explain(error: Exception, args: argparse.Namespace | None = None) -> tuple[str, int] | None:
     """The one-line message and exit code of an expected failure; None for a bug."""
     from ..errors import IVTInputError  # imported by now if one was raised
 
     if isinstance(error, CommandError):
         return str(error), error.exit_code
-    if isinstance(error, IVTInputError):
-        return str(error), EXIT_BAD_INPUT
-    if not isinstance(error, (OSError, *_transport_errors())):  # what the OS, the Hub client and the wrappers raise
-        return None
-    message = _machine_refusal(error)
+    message = _machine_refusal(error, _written_path(args))  # also under a typed error raised from it
     if message is not None:
         return message, EXIT_MACHINE_REFUSED
+    if isinstance(error, IVTInputError):
+        return str(error), EXIT_BAD_INPUT
     message = _remote_failure(error)
     if message is not None:
         return message, EXIT_REMOTE
+    message = _file_where_a_folder_is_expected(error)
+    if message is not None:
+        return message, EXIT_BAD_INPUT
     return None
 
 
@@ -150,36 +153,63 @@ def _print_error(message: str) -> None:
 
 
 def _causes(error: BaseException) -> Iterator[BaseException]:
-    """`error` and what it was raised from or while handling (libraries wrap the error that says what happened)."""
+    """`error` and what it was raised from (`raise ... from cause`: libraries wrap the error that says what
+    happened). What it was raised while handling (`__context__`) is not followed: an unrelated error raised in an
+    `except` block is not the error it was handling (a bug while handling a denied permission is a bug, not
+    "permission denied")."""
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         yield error
-        error = error.__cause__ or error.__context__
+        error = error.__cause__
+
+
+def _written_path(args: argparse.Namespace | None) -> str | None:
+    """What the command writes (its output folder or file, as its flags name it), to name in a refusal whose error
+    names no file (safetensors, torch.save and a Python file's `write` name none). `ivt train` / `ivt pretrain` read
+    theirs from a recipe too: they name it themselves (`ivt_hf.atomic.refusals_naming`)."""
+    for name in ("output_dir", "output", "export_space", "show"):
+        value = getattr(args, name, None)
+        if value:
+            return str(value)
+    return None
 
 
 MACHINE_REFUSALS = {
     errno.ENOSPC: "free some space or choose another folder",
     errno.EDQUOT: "free some space or choose another folder",
+    errno.EFBIG: "free some space or choose another folder",
     errno.EACCES: "check its permissions or choose another folder",
     errno.EPERM: "check its permissions or choose another folder",
     errno.EROFS: "choose a writable folder",
 }
 
 
-def _machine_refusal(error: BaseException) -> str | None:
+def _machine_refusal(error: BaseException, written: str | None = None) -> str | None:
     """'no space left on device: PATH (...)' for a full disk, a quota, a denied permission or a read-only file
-    system, also when a library wrapped the OSError or kept only its `[Errno N]` in the message (pyarrow)."""
+    system, also when a library reported it in its own type (safetensors, torch.save, FAISS, pyarrow:
+    `ivt_hf.atomic.disk_error`). PATH is the file the error names, else `written` (the command's output)."""
+    from ..atomic import WriteFailedError, disk_error
+
     for cause in _causes(error):
-        if not isinstance(cause, OSError):
+        found = disk_error(cause)
+        if found is None or not (found.errno in MACHINE_REFUSALS or isinstance(found, WriteFailedError)):
             continue
-        number = cause.errno
-        if number is None:
-            found = re.search(r"\[errno (\d+)\]", str(cause), flags=re.IGNORECASE)
-            number = int(found.group(1)) if found else None
-        if number in MACHINE_REFUSALS:
-            path = f": {cause.filename}" if cause.filename is not None else ""
-            return f"{os.strerror(number).lower()}{path} ({MACHINE_REFUSALS[number]})"
+        filename = found.filename if found.filename is not None else written
+        path = f": {filename}" if filename is not None else ""
+        if isinstance(found, WriteFailedError):
+            return f"{found.strerror}{path} ({MACHINE_REFUSALS[errno.ENOSPC]})"
+        return f"{os.strerror(found.errno).lower()}{path} ({MACHINE_REFUSALS[found.errno]})"
+    return None
+
+
+def _file_where_a_folder_is_expected(error: BaseException) -> str | None:
+    """'is a directory: PATH (a file was expected)' and its converse, for a path the user gave that is the wrong
+    kind (`--output` naming a folder, say): bad input, exit 2."""
+    for cause in _causes(error):
+        if isinstance(cause, (IsADirectoryError, NotADirectoryError)) and cause.filename is not None:
+            expected = "a file" if isinstance(cause, IsADirectoryError) else "a folder"
+            return f"{os.strerror(cause.errno).lower()}: {cause.filename} ({expected} was expected)"
     return None
 
 

@@ -11,6 +11,7 @@ import argparse
 import importlib.util
 
 from . import CommandError, flag
+from .parsers import positive_float, positive_int
 
 
 def run_app(args: argparse.Namespace) -> int:
@@ -75,15 +76,15 @@ def register(subparsers) -> None:
         help="search a FAISS index (opened at start: built once, then read from the index's faiss/ "
         "folder); ivf / hnsw: approximate, for large galleries",
     )
-    app.add_argument("--nprobe", type=int, default=32, help="ivf: centroids scanned per query")
+    app.add_argument("--nprobe", type=positive_int, default=32, help="ivf: centroids scanned per query")
     app.add_argument(
         *flag("--max_upload_mb"),
         dest="max_upload_mb",
-        type=float,
+        type=positive_float,
         default=10.0,
         help="largest example-crop upload the page accepts (default 10)",
     )
-    app.add_argument(*flag("--ef_search"), dest="ef_search", type=int, default=128, help="hnsw: candidates")
+    app.add_argument(*flag("--ef_search"), dest="ef_search", type=positive_int, default=128, help="hnsw: candidates")
     app.add_argument(*flag("--export_space"), dest="export_space", help="write a Space folder here instead of serving")
     app.add_argument(
         "--package",

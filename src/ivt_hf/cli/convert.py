@@ -18,7 +18,7 @@ import argparse
 import logging
 
 from . import flag
-from .parsers import documented_command
+from .parsers import documented_command, positive_int
 
 
 def run_convert(args: argparse.Namespace) -> int:
@@ -48,8 +48,10 @@ def register(subparsers) -> None:
     convert.add_argument(*flag("--checkpoint_path"), required=True, help="the reference .pth (loaded weights-only)")
     convert.add_argument(*flag("--output_dir"), required=True, help="folder to write (new or empty)")
     convert.add_argument("--overwrite", action="store_true", help="replace an output folder that ivt_hf wrote")
-    convert.add_argument(*flag("--image_size"), type=int, nargs=2, default=(384, 128), metavar=("H", "W"))
-    convert.add_argument(*flag("--num_attention_heads"), type=int, default=None, help="default: hidden_size // 64")
+    convert.add_argument(*flag("--image_size"), type=positive_int, nargs=2, default=(384, 128), metavar=("H", "W"))
+    convert.add_argument(
+        *flag("--num_attention_heads"), type=positive_int, default=None, help="default: hidden_size // 64"
+    )
     convert.add_argument(*flag("--vocab_file"), default=None, help="WordPiece vocab (default: bert-base-uncased's)")
     convert.add_argument(
         "--pretraining",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..data.specs import BENCHMARK_NAMES, BENCHMARKS, SPLITS, get_spec
 from . import CommandError, flag
+from .parsers import non_negative_int, positive_int
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +36,7 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument(
         *flag("--min_images_per_id"),
         dest="min_images_per_id",
-        type=int,
+        type=positive_int,
         help="least images per identity in the train split of your own data (default 2)",
     )
 
@@ -91,7 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stats.set_defaults(handler=run_stats)
 
     synth = commands.add_parser("synth", help="generate SynthPEDES in the raw layout of a real benchmark")
-    synth.add_argument(*flag("--num_ids"), dest="num_ids", type=int, default=None, help="default 1300")
+    synth.add_argument(*flag("--num_ids"), dest="num_ids", type=positive_int, default=None, help="default 1300")
     synth.add_argument(
         *flag("--split_ids"),
         dest="split_ids",
@@ -117,7 +118,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=[2, 4],
         metavar=("MIN", "MAX"),
     )
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--seed", type=non_negative_int, default=0)
     synth.add_argument("--layout", choices=tuple(BENCHMARKS), default="cuhk-pedes")
     synth.add_argument(*flag("--output_dir"), "--output", dest="output_dir", required=True)
     synth.add_argument("--overwrite", action="store_true", help="replace an output folder that ivt_hf wrote")

@@ -8,6 +8,7 @@ from pathlib import Path
 from ..data.specs import SYNTHPEDES
 from . import DTYPE_CHOICES, CommandError, flag
 from .data import add_source_arguments, load_source, source_name
+from .parsers import picture_path, positive_int
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -93,9 +94,9 @@ def register(subparsers) -> None:
         action="store_true",
         help="the reference's every-second-caption-row gallery (for comparing with its logs)",
     )
-    evaluate.add_argument(*flag("--batch_size"), type=int, default=64)
-    evaluate.add_argument(*flag("--max_queries"), type=int, default=None)
-    evaluate.add_argument("--threads", type=int, default=None)
+    evaluate.add_argument(*flag("--batch_size"), type=positive_int, default=64)
+    evaluate.add_argument(*flag("--max_queries"), type=positive_int, default=None)
+    evaluate.add_argument("--threads", type=positive_int, default=None)
     evaluate.add_argument(
         "--dtype",
         choices=DTYPE_CHOICES,
@@ -107,6 +108,6 @@ def register(subparsers) -> None:
         help="the evaluation record, JSON (default: MODEL/eval_BENCHMARK_SPLIT.json, or "
         "./eval_ORG--NAME_BENCHMARK_SPLIT.json for a Hub model)",
     )
-    evaluate.add_argument("--show", help="write a picture of the top-10 for a few queries (PNG)")
-    evaluate.add_argument(*flag("--num_show"), type=int, default=4)
+    evaluate.add_argument("--show", type=picture_path, help="write a picture of the top-10 for a few queries (PNG)")
+    evaluate.add_argument(*flag("--num_show"), type=positive_int, default=4)
     evaluate.set_defaults(handler=run_evaluate)

@@ -10,12 +10,14 @@ from . import arguments_are_input
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
+    from ..atomic import refusals_naming
     from ..training.pretraining import parse_pretraining_args, pretrain
 
     with arguments_are_input():  # a ValueError of HfArgumentParser / PretrainingArguments here is bad input
         model_args, pretraining_args = parse_pretraining_args(args.extra)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    pretrain(model_args, pretraining_args)
+    with refusals_naming(pretraining_args.output_dir):  # a full disk's error names no file: name the run's folder
+        pretrain(model_args, pretraining_args)
     return 0
 
 

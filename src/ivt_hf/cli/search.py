@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from . import DTYPE_CHOICES, CommandError, flag
+from .parsers import picture_path, positive_int
 
 
 def run_index_build(args: argparse.Namespace) -> int:
@@ -47,6 +48,8 @@ def run_search(args: argparse.Namespace) -> int:
     if not model_dir:
         raise CommandError("the index does not name its model; pass --model")
     model, processor = load_model_and_processor(model_dir)
+    if args.faiss == "ivf" and args.nlist is not None and args.nlist > len(index):
+        raise CommandError(f"--nlist {args.nlist} is more centroids than the gallery has images ({len(index)})")
     faiss = None
     if args.faiss:
         faiss = FaissSettings(
@@ -72,10 +75,10 @@ def register(subparsers) -> None:
     build.add_argument("--model", required=True, help="a from_pretrained folder or a Hub repo id")
     build.add_argument("--images", required=True, help="folder of images (searched recursively)")
     build.add_argument(*flag("--output_dir"), "--output", dest="output_dir", required=True, help="index folder")
-    build.add_argument(*flag("--batch_size"), type=int, default=64)
+    build.add_argument(*flag("--batch_size"), type=positive_int, default=64)
     build.add_argument(
         *flag("--chunk_size"),
-        type=int,
+        type=positive_int,
         default=1024,
         help="images per chunk: written when done, shared among processes, resumed",
     )
@@ -94,7 +97,7 @@ def register(subparsers) -> None:
     search = subparsers.add_parser("search", help="find the images that best match a description")
     search.add_argument("--index", required=True, help="a folder written by `ivt index build`")
     search.add_argument("queries", nargs="+", help="one or more descriptions")
-    search.add_argument("-k", type=int, default=10)
+    search.add_argument("-k", type=positive_int, default=10, help="how many images to show per description")
     search.add_argument("--model", help="default: the model the index was built with")
     search.add_argument(
         "--faiss",
@@ -106,9 +109,11 @@ def register(subparsers) -> None:
         "and reused until the gallery or the build settings change (--nprobe, --ef_search: no "
         "rebuild)",
     )
-    search.add_argument("--nlist", type=int, help="ivf: centroids (default about 4 x sqrt(gallery size))")
-    search.add_argument("--nprobe", type=int, default=32, help="ivf: centroids scanned per query")
-    search.add_argument(*flag("--hnsw_m"), dest="hnsw_m", type=int, default=32, help="hnsw: links per vector")
-    search.add_argument(*flag("--ef_search"), dest="ef_search", type=int, default=128, help="hnsw: candidates")
-    search.add_argument("--show", help="write a picture of the results (PNG)")
+    search.add_argument(
+        "--nlist", type=positive_int, help="ivf: centroids, at most the gallery size (default about 4 x sqrt of it)"
+    )
+    search.add_argument("--nprobe", type=positive_int, default=32, help="ivf: centroids scanned per query")
+    search.add_argument(*flag("--hnsw_m"), dest="hnsw_m", type=positive_int, default=32, help="hnsw: links per vector")
+    search.add_argument(*flag("--ef_search"), dest="ef_search", type=positive_int, default=128, help="hnsw: candidates")
+    search.add_argument("--show", type=picture_path, help="write a picture of the results (PNG)")
     search.set_defaults(handler=run_search)

@@ -13,6 +13,7 @@ checkpoint, heads included.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +60,7 @@ class ConversionReport:
     dropped_keys: list[str] = field(default_factory=list)
     source_format: str = ""
     architecture: str = "IVTModel"  # or "IVTForPreTraining" (with the pre-training heads)
+    warnings: list[str] = field(default_factory=list)  # logged as they are found (`vocabulary_mismatch`)
 
     def summary(self) -> str:
         grid_y, grid_x = self.config.grid_size
@@ -90,6 +92,10 @@ def load_reference_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor]
         raise InputNotFoundError(f"checkpoint not found: {path}")
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as error:
+        if error.errno is None:
+            raise CheckpointConversionError(f"{path} could not be read as a torch checkpoint: {error}") from error
+        raise  # the machine refused (a file the user may not read): `ivt` says so, exit 3, not "not a checkpoint"
     except Exception as error:  # an object other than tensors, a zip of something else, a truncated file
         # torch's own message suggests weights_only=False, which would run arbitrary code: never offer that
         raise CheckpointConversionError(
@@ -381,15 +387,63 @@ def convert_to_folder(
     `AutoModelForPreTraining` loads it whole, `AutoModel` its encoder); otherwise the folder holds the `IVTModel`
     retrieval encoder of either kind of checkpoint.
     """
+    if vocab_file is not None:
+        check_vocab_file(vocab_file)
     convert = convert_original_pretraining_checkpoint if pretraining else convert_original_checkpoint
     model, report = convert(checkpoint_path, image_size=image_size, num_attention_heads=num_attention_heads)
-    save_model_folder(model, IVTProcessor.from_config(model.config, vocab_file=vocab_file), output_dir)
+    with warnings.catch_warnings():  # the processor's own size warning: said below, with the checkpoint's name
+        warnings.filterwarnings("ignore", message="the tokenizer has", category=UserWarning)
+        processor = IVTProcessor.from_config(model.config, vocab_file=vocab_file)
+    mismatch = vocabulary_mismatch(len(processor.tokenizer), model.config.vocab_size, checkpoint_path, vocab_file)
+    if mismatch is not None:
+        logger.warning(mismatch)
+        report.warnings.append(mismatch)
+    save_model_folder(model, processor, output_dir)
     return report
+
+
+BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def check_vocab_file(vocab_file: str | Path) -> None:
+    """A WordPiece vocabulary (one token a line) that the processor can use: a readable file with BERT's special
+    tokens. Read here, before the conversion, so that a missing, empty or foreign file is one error naming it (a file
+    the user may not read is the machine's refusal, `PermissionError`)."""
+    vocab_file = Path(vocab_file)
+    if not vocab_file.is_file():
+        raise InputNotFoundError(f"vocab file not found: {vocab_file} (a WordPiece vocabulary, one token a line)")
+    with open(vocab_file, encoding="utf-8", errors="replace") as handle:
+        tokens = {line.rstrip("\n") for line in handle}
+    missing = [token for token in BERT_SPECIAL_TOKENS if token not in tokens]
+    if missing:
+        raise IVTInputError(
+            f"{vocab_file} is not a BERT WordPiece vocabulary: it lacks {', '.join(missing)} (one token a line)"
+        )
+
+
+def vocabulary_mismatch(
+    tokenizer_size: int, vocab_size: int, checkpoint_path: str | Path, vocab_file: str | Path | None
+) -> str | None:
+    """What a converted folder's tokenizer and word-embedding table disagree on, or None when they agree. A
+    tokenizer larger than the table makes ids that have no embedding (a text using them fails in the model); a
+    smaller one leaves rows no text reaches."""
+    if tokenizer_size == vocab_size:
+        return None
+    vocabulary = f"the vocabulary {vocab_file}" if vocab_file else "the packaged bert-base-uncased vocabulary"
+    table = f"{checkpoint_path}'s word-embedding table has {vocab_size} rows"
+    sizes = f"{table} but {vocabulary} has {tokenizer_size} tokens"
+    if tokenizer_size > vocab_size:
+        return (
+            f"{sizes}: token ids {vocab_size} to {tokenizer_size - 1} have no embedding, and a text that uses one "
+            "fails in the model; pass --vocab_file with the vocabulary the checkpoint was trained with"
+        )
+    return f"{sizes}: {vocab_size - tokenizer_size} rows are never used; pass --vocab_file if that is not intended"
 
 
 __all__ = [
     "CheckpointConversionError",
     "ConversionReport",
+    "check_vocab_file",
     "convert_original_checkpoint",
     "convert_original_pretraining_checkpoint",
     "convert_to_folder",

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InputNotFoundError, IVTInputError
+from ..hub.folder import check_weights
 from ..model.configuration_ivt import IVTConfig
 from ..model.modeling_ivt import IVTForPreTraining, IVTModel
 from .backbones import resize_position_embedding
@@ -98,7 +99,9 @@ def _load_pretraining(model_or_path: IVTForPreTraining | IVTModel | str | Path) 
             f"{model_or_path} does not hold an IVTForPreTraining (config.json's architectures lacks it); a retrieval "
             "model folder loads with IVTModel.from_pretrained / AutoModel.from_pretrained directly"
         )
-    return IVTForPreTraining.from_pretrained(str(model_or_path))
+    if Path(model_or_path).is_dir():
+        check_weights(model_or_path)  # safetensors only, readable: a pickle is refused, never unpickled
+    return IVTForPreTraining.from_pretrained(str(model_or_path), use_safetensors=True)
 
 
 def encoder_from_pretraining(

@@ -58,7 +58,61 @@ def check_model_folder(model_dir: str | Path) -> Path:
     except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as error:
         raise NotAnIVTModelError(f"{config_path} is not a model config: {error}") from None
     _check_model_type(model_dir, model_type)
+    check_weights(model_dir)
     return model_dir
+
+
+SAFETENSORS_WEIGHTS, SAFETENSORS_INDEX = "model.safetensors", "model.safetensors.index.json"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def check_weights(model_dir: str | Path) -> list[Path]:
+    """The safetensors weight files of a saved model folder, each checked readable before any is loaded: a folder
+    whose weights are a pickle (`pytorch_model.bin`) is refused naming the file, and never unpickled (unpickling can
+    run code); a cut-short or foreign safetensors file is refused naming it. A file the user may not read raises the
+    `PermissionError` (the machine's refusal, not bad input)."""
+    from safetensors import safe_open
+
+    model_dir = Path(model_dir)
+    files = _safetensors_files(model_dir)
+    if not files:
+        pickled = sorted(path.name for path in model_dir.iterdir() if path.name.endswith(PICKLE_SUFFIXES))
+        if pickled:
+            raise NotAnIVTModelError(
+                f"{model_dir / pickled[0]}: the weights are a pickle, which ivt_hf never loads (unpickling can run "
+                "code); save the model as safetensors (save_pretrained) and load that"
+            )
+        raise NotAnIVTModelError(f"{model_dir} holds no weights: it has no {SAFETENSORS_WEIGHTS}")
+    for path in files:
+        with open(path, "rb"):  # a file the user may not read: PermissionError, before safetensors says otherwise
+            pass
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except Exception as error:  # SafetensorError: cut short, not safetensors at all
+            raise NotAnIVTModelError(f"{path} is not a readable safetensors file ({error})") from None
+    return files
+
+
+def _safetensors_files(model_dir: Path) -> list[Path]:
+    """`model.safetensors`, or the shards `model.safetensors.index.json` names (each inside the folder)."""
+    if (model_dir / SAFETENSORS_WEIGHTS).is_file():
+        return [model_dir / SAFETENSORS_WEIGHTS]
+    index_path = model_dir / SAFETENSORS_INDEX
+    if not index_path.is_file():
+        return []
+    try:
+        weight_map = json.loads(index_path.read_text())["weight_map"]
+        names = sorted(set(weight_map.values()))
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
+        raise NotAnIVTModelError(f"{index_path} is not a safetensors index: {error!r}") from None
+    shards = []
+    for name in names:
+        shard = model_dir / str(name)
+        if Path(str(name)).name != str(name) or not shard.is_file():
+            raise NotAnIVTModelError(f"{index_path} names a shard that is not a file in the folder: {name!r}")
+        shards.append(shard)
+    return shards
 
 
 def _check_model_type(name: str | Path, model_type: str | None) -> None:
@@ -113,13 +167,27 @@ def load_model_and_processor(name_or_path: str | Path, *, revision: str | None =
                 f"({str(error).splitlines()[0]})"
             ) from None
         _check_model_type(name_or_path, model_type)
-    model = AutoModel.from_pretrained(str(name_or_path), revision=revision).eval()
-    return model, AutoProcessor.from_pretrained(str(name_or_path), revision=revision)
+    try:  # safetensors only: a Hub repo whose weights are a pickle is refused by transformers
+        model = AutoModel.from_pretrained(str(name_or_path), revision=revision, use_safetensors=True).eval()
+    except OSError as error:
+        if error.errno is not None or _hub_failed(error):
+            raise  # the machine's or the Hub's failure: `ivt` reports it as such
+        raise NotAnIVTModelError(f"{name_or_path}: {str(error).splitlines()[0]}") from None
+    try:
+        processor = AutoProcessor.from_pretrained(str(name_or_path), revision=revision)
+    except (OSError, ValueError, TypeError) as error:  # a tokenizer or processor file that is empty or foreign
+        if isinstance(error, OSError) and (error.errno is not None or _hub_failed(error)):
+            raise
+        raise NotAnIVTModelError(
+            f"{name_or_path}: its processor files cannot be read ({type(error).__name__}: {str(error).splitlines()[0]})"
+        ) from None
+    return model, processor
 
 
 __all__ = [
     "NotAnIVTModelError",
     "check_model_folder",
+    "check_weights",
     "load_model_and_processor",
     "register_for_remote_code",
     "save_model_folder",

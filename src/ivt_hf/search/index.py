@@ -554,6 +554,8 @@ class GalleryIndex:
         if not isinstance(paths, list) or not all(isinstance(path, str) for path in paths):
             raise GalleryIndexError(f"{manifest_path} has no 'paths' list of image paths")
         manifest["root"] = _checked_gallery_root(directory, manifest.get("root"), paths)  # before reading the rest
+        with open(embeddings_path, "rb"):  # a file the user may not read: PermissionError (exit 3), which
+            pass  # safetensors would misreport as "No such file or directory"
         try:
             tensors = load_file(str(embeddings_path))
         except Exception as error:  # safetensors raises its own error type, naming no file

@@ -6,6 +6,7 @@ recipe JSON (`ivt_hf/recipes/`), and the architecture presets."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 from transformers import HfArgumentParser, TrainingArguments
 
 from ..errors import InputNotFoundError, IVTInputError
+from .optim import check_optimizer_settings, check_schedule
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -49,6 +51,41 @@ class StageArguments(TrainingArguments):
         default="bicubic", metadata={"help": "resize filter in training (eval: bilinear)."}
     )
 
+    def __post_init__(self):
+        super().__post_init__()
+        self.check_values()
+
+    def check_values(self) -> None:
+        """Refuse, naming the flag and the value, what the optimiser, the schedule or the data loader would refuse
+        later with a traceback (a negative learning rate, `lr_scheduler_kwargs` the schedule does not take, a seed
+        numpy cannot use): bad input, said before the run starts."""
+        check_optimizer_settings(
+            lr=self.learning_rate,
+            weight_decay=self.weight_decay,
+            bias_lr_multiplier=self.bias_lr_multiplier,
+            betas=(self.adam_beta1, self.adam_beta2),
+            eps=self.adam_epsilon,
+        )
+        check_schedule(self.lr_scheduler_type, self.lr_scheduler_kwargs)
+        for flag, seed in (("--seed", self.seed), ("--data_seed", self.data_seed)):
+            if seed is not None and not 0 <= seed < 2**32:
+                raise IVTInputError(f"{flag} must be from 0 to 2**32 - 1, got {seed}")
+        at_least("--max_grad_norm", self.max_grad_norm, 0)  # 0: no clipping
+        for flag, steps in (
+            ("--logging_steps", self.logging_steps),
+            ("--save_steps", self.save_steps),
+            ("--eval_steps", self.eval_steps),
+        ):
+            if steps is not None and not (math.isfinite(steps) and steps > 0):
+                raise IVTInputError(f"{flag} must be above 0 (steps, or below 1 a fraction of the run), got {steps}")
+        at_least("--dataloader_num_workers", self.dataloader_num_workers, 0)
+
+
+def at_least(flag: str, value: int | float | None, minimum: int | float) -> None:
+    """Raise `IVTInputError` unless `value` (None: not set) is a finite number >= `minimum`."""
+    if value is not None and not (math.isfinite(value) and value >= minimum):
+        raise IVTInputError(f"{flag} must be >= {minimum}, got {value}")
+
 
 @dataclass
 class IVTTrainingArguments(StageArguments):
@@ -76,6 +113,30 @@ class IVTTrainingArguments(StageArguments):
     eval_max_queries: int | None = field(default=None, metadata={"help": "cap validation captions (speed)."})
     remove_unused_columns: bool = field(default=False)
     ddp_find_unused_parameters: bool | None = field(default=False)
+    max_steps: int = field(
+        default=-1,
+        metadata={
+            "help": "optimiser steps to train, >= 1; -1 (the default) trains by epochs (--num_train_epochs), as "
+            "transformers does. 0 and other negative values are refused (`ivt pretrain` takes the same meaning, "
+            "and needs a step count: a stream has no epochs)."
+        },
+    )
+
+    def check_values(self) -> None:
+        super().check_values()
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise IVTInputError(
+                f"--max_steps must be >= 1, or -1 (the default) to train by epochs (--num_train_epochs), got "
+                f"{self.max_steps}"
+            )
+        if self.max_steps == -1 and not (math.isfinite(self.num_train_epochs) and self.num_train_epochs > 0):
+            raise IVTInputError(f"--num_train_epochs must be a finite number > 0, got {self.num_train_epochs}")
+        for flag, value in (
+            ("--images_per_id", self.images_per_id),
+            ("--text_length_buckets", self.text_length_buckets),
+            ("--eval_max_queries", self.eval_max_queries),
+        ):
+            at_least(flag, value, 1)
 
 
 @dataclass
@@ -172,7 +233,14 @@ class DataArguments:
     synth_validation_ids: int = field(default=100)
     synth_test_ids: int = field(default=200)
     synth_seed: int = field(default=0)
-    max_text_length: int | None = field(default=None, metadata={"help": "token limit (default: text positions)."})
+    max_text_length: int | None = field(
+        default=None, metadata={"help": "token limit, >= 2 ([CLS] and [SEP]; default: the text positions)."}
+    )
+
+    def __post_init__(self):
+        at_least("--min_images_per_id", self.min_images_per_id, 1)
+        at_least("--max_text_length", self.max_text_length, 2)
+        at_least("--synth_seed", self.synth_seed, 0)
 
 
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, IVTTrainingArguments)

@@ -13,11 +13,14 @@ A model comes from, in this order of precedence:
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from ..conversion.backbones import BackboneLayoutError, load_backbones, read_backbone
 from ..conversion.pretraining import encoder_from_pretraining, is_pretraining_folder
 from ..errors import InputNotFoundError, IVTInputError
+from ..hub.folder import check_weights
 from ..model.configuration_ivt import IVTConfig
 from ..model.modeling_ivt import IVTForPreTraining, IVTModel
 from .arguments import MODEL_PRESETS, ModelArguments
@@ -59,7 +62,7 @@ def _config_overrides(model_args: ModelArguments) -> dict[str, Any]:
 
 def _new_config(model_args: ModelArguments, overrides: dict[str, Any]) -> IVTConfig:
     if model_args.config_path:
-        config = IVTConfig.from_json_file(model_args.config_path)
+        config = _read_config_file(model_args.config_path)
         for key, value in overrides.items():
             setattr(config, key, list(value) if key == "image_size" else value)
         config.validate_ivt()
@@ -67,6 +70,23 @@ def _new_config(model_args: ModelArguments, overrides: dict[str, Any]) -> IVTCon
     if model_args.model_preset not in MODEL_PRESETS:
         raise IVTInputError(f"--model_preset must be one of {sorted(MODEL_PRESETS)}, got {model_args.model_preset!r}")
     return IVTConfig(**(MODEL_PRESETS[model_args.model_preset] | overrides))
+
+
+def _read_config_file(path: str) -> IVTConfig:
+    """The `IVTConfig` of a `--config_path` JSON file; one error naming the file when it is missing, not JSON, or not
+    one object of settings."""
+    config_path = Path(path)
+    if not config_path.is_file():
+        raise InputNotFoundError(f"--config_path {path}: no such file (an IVTConfig JSON)")
+    try:
+        settings = json.loads(config_path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise IVTInputError(f"--config_path {path} is not valid JSON: {error}") from None
+    if not isinstance(settings, dict):
+        raise IVTInputError(
+            f"--config_path {path} must hold one JSON object of IVTConfig settings, found {type(settings).__name__}"
+        )
+    return IVTConfig(**settings)
 
 
 def _start_from_backbones(model: IVTModel | IVTForPreTraining, model_args: ModelArguments) -> None:
@@ -90,6 +110,8 @@ def _load(
     for flag in ("vit_checkpoint", "bert_checkpoint"):
         if getattr(model_args, flag):
             raise IVTInputError(f"--{flag} starts a new model; it cannot apply to --model_name_or_path")
+    if Path(model_name_or_path).is_dir():
+        check_weights(model_name_or_path)  # safetensors only, readable: a pickle is refused, never unpickled
     if model_class is IVTModel and is_pretraining_folder(model_name_or_path):
         # its encoder, the position grid resized when --patch_stride / --image_* change it
         overrides = _without_unchanged_architecture(model_name_or_path, overrides, ("num_hidden_layers",))
@@ -98,11 +120,11 @@ def _load(
     if model_class is IVTModel:
         from transformers import AutoModel
 
-        model = AutoModel.from_pretrained(model_name_or_path, **overrides)
+        model = AutoModel.from_pretrained(model_name_or_path, use_safetensors=True, **overrides)
         if not isinstance(model, IVTModel):
             raise IVTInputError(f"--model_name_or_path {model_name_or_path} holds a {type(model).__name__}")
     else:
-        model = model_class.from_pretrained(model_name_or_path, **overrides)
+        model = model_class.from_pretrained(model_name_or_path, use_safetensors=True, **overrides)
     model.config.validate_ivt()  # the overrides (e.g. --token_drop_mode) bypass the config's own __init__
     return model
 

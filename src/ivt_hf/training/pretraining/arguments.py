@@ -11,7 +11,7 @@ from typing import Any
 from transformers import HfArgumentParser
 
 from ...errors import IVTInputError
-from ..arguments import RECIPES, ModelArguments, StageArguments, read_recipe
+from ..arguments import RECIPES, ModelArguments, StageArguments, at_least, read_recipe
 
 PRETRAINING_RECIPE = RECIPES / "pretrain-ivt.json"
 
@@ -43,6 +43,13 @@ class PretrainingArguments(StageArguments):
     )
     gather_itc: bool = field(
         default=True, metadata={"help": "ITC over the pairs of all processes (with gradients); false = per process."}
+    )
+    max_steps: int = field(
+        default=-1,
+        metadata={
+            "help": "(required) optimiser steps to train, >= 1. As in `ivt train`, -1 would mean 'by epochs', which a "
+            "stream of pairs does not have; 0 and negative values are refused."
+        },
     )
     max_text_tokens: int = field(default=50, metadata={"help": "[CLS] + at most this - 1 tokens, padded (no [SEP])."})
     max_caption_words: int = field(default=50)
@@ -83,7 +90,10 @@ class PretrainingArguments(StageArguments):
             self.use_cpu = not torch.cuda.is_available()
         super().__post_init__()
         if self.max_steps < 1:
-            raise IVTInputError(f"--max_steps must be >= 1 (a stream has no length), got {self.max_steps}")
+            raise IVTInputError(
+                f"--max_steps must be >= 1 (a stream has no length), got {self.max_steps}; -1, by epochs in "
+                "`ivt train`, does not apply"
+            )
         if self.per_device_train_batch_size < 2:
             raise IVTInputError("--per_device_train_batch_size must be >= 2: ITM draws its negatives from the batch")
         if self.shuffle_buffer_size < 0:
@@ -92,6 +102,18 @@ class PretrainingArguments(StageArguments):
             raise IVTInputError(f"--max_text_tokens must be >= 2, got {self.max_text_tokens}")
         if self.on_invalid not in ("raise", "skip"):
             raise IVTInputError(f"--on_invalid must be raise or skip, got {self.on_invalid!r}")
+        for flag, probability in (
+            ("--mlm_probability", self.mlm_probability),
+            ("--mlm_span_probability", self.mlm_span_probability),
+        ):
+            if not 0 <= probability <= 1:
+                raise IVTInputError(f"{flag} must be in [0, 1], got {probability}")
+        for flag, count in (
+            ("--mlm_max_predictions", self.mlm_max_predictions),
+            ("--mlm_max_span_words", self.mlm_max_span_words),
+            ("--max_caption_words", self.max_caption_words),
+        ):
+            at_least(flag, count, 1)
 
     def every(self, steps: float) -> int:
         """A `logging_steps` / `save_steps` value in steps: as given when >= 1, else that fraction of `max_steps`."""
