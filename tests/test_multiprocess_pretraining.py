@@ -398,3 +398,67 @@ def test_pretraining_mixed_precision_runs_under_autocast(reference_run, tmp_path
     assert run["dtypes"] == [{"bf16": "torch.bfloat16", "fp16": "torch.float16"}[precision]], run
     assert run["weights"] == "torch.float32" and run["loss_scaler"] == (precision == "fp16")
     assert all(math.isfinite(value) for value in run["losses"].values()) and len(run["losses"]) == 4
+
+
+def _small_run_flags(tmp_path: Path, output: Path, *extra: str) -> list[str]:
+    """One process, no DataLoader worker, a checkpoint at every step, on 24 pairs of its own."""
+    shards = tmp_path / "shards"
+    if not shards.exists():
+        write_webdataset_shards(_pairs(24), shards, pairs_per_shard=12)
+    flags = _flags(shards, output, "--dataloader_num_workers", "0", *extra)
+    flags[flags.index("--save_steps") + 1] = "1"
+    return flags
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_a_second_run_never_deletes_the_folder_of_a_live_run(tmp_path):
+    """Two real processes: a run that is alive (stopped after step 2, checkpoint-1 written) holds its folder; a second
+    run into it with --overwrite_output_dir is refused at once, naming the folder, and deletes nothing."""
+    output, hung = tmp_path / "live", tmp_path / "hung"
+    command = [sys.executable, str(HANG_WORKER), "2", str(hung), *_small_run_flags(tmp_path, output)]
+    first = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT, start_new_session=True
+    )
+    try:
+        wait_for_files([hung / "hung_rank0.json"], first)
+        before = _snapshot(output)
+        assert "checkpoint-1/model.safetensors" in before
+        second = _run([sys.executable, "-m", "ivt_hf", *_small_run_flags(tmp_path, output), "--overwrite_output_dir"])
+        errors = [line for line in second.stderr.splitlines() if line.startswith("error:")]
+        assert second.returncode == 2 and errors == [
+            f"error: {output} is being written by another ivt_hf command that is still running (it holds "
+            f"{tmp_path / '.live.lock'}); wait for it to end or choose another output folder"
+        ], second.stderr[-3000:]
+        assert _snapshot(output) == before and first.poll() is None
+    finally:
+        kill_hard([*descendants(first.pid), first.pid])
+        first.wait()
+
+
+def test_resuming_from_a_checkpoint_elsewhere_never_writes_into_a_folder_of_the_user(tmp_path):
+    """--resume_from_checkpoint PATH outside --output_dir still checks --output_dir: the user's folder is refused (and
+    left as it was), a new one is fine."""
+    flags = _small_run_flags(tmp_path, tmp_path / "run")
+    flags[flags.index("--max_steps") + 1] = "1"
+    assert _run([sys.executable, "-m", "ivt_hf", *flags]).returncode == 0
+    checkpoint = tmp_path / "run" / "checkpoint-1"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text('{"my": "settings"}')
+    before = _snapshot(mine)
+    flags[flags.index("--output_dir") + 1] = str(mine)
+    refused = _run([sys.executable, "-m", "ivt_hf", *flags, "--resume_from_checkpoint", str(checkpoint)])
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert refused.returncode == 2 and errors == [
+        f"error: {mine} is not empty and was not written by ivt_hf (no .ivt_hf-output.json), so it is never "
+        "replaced, even with --overwrite_output_dir: remove it yourself or choose another output folder"
+    ], refused.stderr[-3000:]
+    assert _snapshot(mine) == before
+
+    flags[flags.index("--output_dir") + 1] = str(tmp_path / "new")
+    resumed = _run([sys.executable, "-m", "ivt_hf", *flags, "--resume_from_checkpoint", str(checkpoint)])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (tmp_path / "new" / "model.safetensors").is_file()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -148,19 +149,27 @@ def test_a_folder_ivt_hf_wrote_is_refused_without_overwrite_and_replaced_with_it
     marker = json.loads((output / MARKER).read_text())
     assert marker["command"] == f"ivt {command}" and marker["written_by"] == "ivt_hf", marker
     assert _complete(command, output)
-    (output / "left_by_the_first_run.txt").write_text("x")  # tells the folders apart
+    assert sorted(marker["files"]) == _files_below(output) and marker["claims"] == []  # every file it wrote
+    first_marker = (output / MARKER).open()  # tells the folders apart: held open, its inode is not reused
+    first_inode = os.fstat(first_marker.fileno()).st_ino
 
     other_settings = ["--seed", "2"] if command == "data synth" else []  # the same synth settings keep the folder
     code, _, err = run_cli([*argv, *other_settings], capsys)
     held = "already holds an index" if command == "index build" else "is not empty"
     assert code == 2 and error_lines(err) == [f"error: {output} {held}; pass --overwrite to replace it"], err
-    assert (output / "left_by_the_first_run.txt").is_file()
+    assert (output / MARKER).stat().st_ino == first_inode
 
     code, _, err = run_cli([*argv, "--overwrite"], capsys)
     assert code == 0, err[-3000:]
-    assert _complete(command, output) and (output / MARKER).is_file()
-    assert not (output / "left_by_the_first_run.txt").exists()
+    assert _complete(command, output) and (output / MARKER).stat().st_ino != first_inode
     assert _siblings(output) == ["out"]  # no staging or replaced folder left beside it
+    first_marker.close()
+
+
+def _files_below(folder: Path) -> list[str]:
+    """Every file below `folder` but the marker and its lock, relative."""
+    files = (path for path in folder.rglob("*") if path.is_file() and not path.name.startswith(MARKER))
+    return sorted(str(path.relative_to(folder)) for path in files)
 
 
 def _press_ctrl_c() -> None:
@@ -358,9 +367,227 @@ def test_a_folder_moved_aside_by_a_killed_writer_comes_back(tmp_path):
 
     aside = tmp_path / ".out.replaced-99999999"
     aside.mkdir()
-    (aside / MARKER).write_text("{}")
+    (aside / MARKER).write_text(json.dumps({"written_by": "ivt_hf", "files": ["result.txt"]}))
     (aside / "result.txt").write_text("the earlier run")
     with pytest.raises(OutputExistsError, match="is not empty; pass --overwrite to replace it"):
         with writing_output_dir(tmp_path / "out", overwrite=False, command="ivt test"):
             pass
     assert (tmp_path / "out" / "result.txt").read_text() == "the earlier run" and not aside.exists()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# what a user added to a folder ivt_hf wrote, and the commands that write over time (train, pretrain, demo) or one
+# file (evaluate)
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file below `folder` with its bytes."""
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_overwrite_never_deletes_a_file_the_user_added_to_a_copied_output(command, inputs, tmp_path, capsys):
+    """The marker is not enough: a copy of an output folder with the user's notes added is refused by --overwrite,
+    naming the notes, and nothing in it is deleted."""
+    import shutil
+
+    output = tmp_path / "out"
+    assert run_cli(_commands(inputs, output)[command], capsys)[0] == 0
+    copy = tmp_path / "copy"
+    shutil.copytree(output, copy)
+    (copy / "notes.txt").write_text("what I found with this output")
+    before = _snapshot(copy)
+    code, _, err = run_cli([*_commands(inputs, copy)[command], "--overwrite"], capsys)
+    assert code == 2, err[-3000:]
+    assert error_lines(err) == [
+        f"error: {copy} holds files that ivt_hf did not write (notes.txt), so it is never replaced, even with "
+        "--overwrite: move them out or choose another output folder"
+    ], err[-3000:]
+    assert _snapshot(copy) == before
+
+
+def test_a_user_file_deep_inside_a_copied_output_is_found_too(inputs, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "synth"
+    shutil.copytree(inputs / "synth", copy)
+    (copy / "imgs" / "mine").mkdir(parents=True)
+    for number in range(7):  # the error names five and counts the rest
+        (copy / "imgs" / "mine" / f"crop{number}.jpg").write_bytes(b"my photo")
+    before = _snapshot(copy)
+    code, _, err = run_cli(["data", "synth", "--num_ids", "13", "--image_size", "32", "16", "--output_dir", str(copy),
+                            "--seed", "5", "--overwrite"], capsys)  # fmt: skip
+    assert code == 2 and error_lines(err) == [
+        f"error: {copy} holds files that ivt_hf did not write (imgs/mine/crop0.jpg, imgs/mine/crop1.jpg, "
+        "imgs/mine/crop2.jpg, imgs/mine/crop3.jpg, imgs/mine/crop4.jpg and 2 more), so it is never replaced, even "
+        "with --overwrite: move them out or choose another output folder"
+    ], err[-3000:]
+    assert _snapshot(copy) == before
+
+
+def _train_flags(data_root: Path, output: Path, *extra: str) -> list[str]:
+    """`ivt train` of the tiny preset for 2 steps, a checkpoint at each, at most one kept."""
+    return [
+        "train",
+        "--dataset_name", "synthpedes", "--data_root", str(data_root),
+        "--model_preset", "tiny", "--image_height", "64", "--image_width", "32",
+        "--per_device_train_batch_size", "8", "--images_per_id", "2",
+        "--max_steps", "2", "--save_steps", "1", "--save_total_limit", "1", "--eval_strategy", "no",
+        "--use_cpu", "--report_to", "none", "--disable_tqdm", "true",
+        "--output_dir", str(output),
+        *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> dict[str, Path]:
+    """A small SynthPEDES at 64x32 and a finished `ivt train` run on it (checkpoint-2 kept)."""
+    root = tmp_path_factory.mktemp("training")
+    data = root / "synth"
+    assert main(["data", "synth", "--num_ids", "13", "--image_size", "64", "32", "--output_dir", str(data)]) == 0
+    assert main(_train_flags(data, root / "run")) == 0
+    assert sorted(path.name for path in (root / "run").glob("checkpoint-*")) == ["checkpoint-2"]
+    return {"data": data, "run": root / "run"}
+
+
+def _users_folder(folder: Path) -> dict[str, bytes]:
+    """A folder of the user's that looks like a training run: their config and notes in a checkpoint folder."""
+    (folder / "checkpoint-1").mkdir(parents=True)
+    (folder / "config.json").write_text('{"my": "experiment settings"}')
+    (folder / "checkpoint-1" / "my_notes.txt").write_text("the run that worked")
+    return _snapshot(folder)
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [[], ["--overwrite_output_dir"], ["--resume_from_checkpoint", "CHECKPOINT"]],
+    ids=["plain", "overwrite", "resume-from-elsewhere"],
+)
+def test_train_never_writes_into_a_folder_of_the_user(flags, finished_run, tmp_path, capsys):
+    """`ivt train` into the user's folder (a config.json, notes in checkpoint-1) with save_total_limit 1: refused, exit
+    2, naming the folder, and nothing in it changes (no overwritten config, no checkpoint rotated away), whatever the
+    flags, resuming from a checkpoint elsewhere included."""
+    mine = tmp_path / "mine"
+    before = _users_folder(mine)
+    flags = [str(finished_run["run"] / "checkpoint-2") if flag == "CHECKPOINT" else flag for flag in flags]
+    code, _, err = run_cli(_train_flags(finished_run["data"], mine, *flags), capsys)
+    assert code == 2, err[-3000:]
+    assert error_lines(err) == [
+        f"error: {mine} is not empty and was not written by ivt_hf (no {MARKER}), so it is never replaced, even with "
+        "--overwrite_output_dir: remove it yourself or choose another output folder"
+    ], err[-3000:]
+    assert _snapshot(mine) == before and sorted(path.name for path in mine.iterdir()) == ["checkpoint-1", "config.json"]
+
+
+def test_train_continues_or_replaces_only_a_run_folder_wholly_its_own(finished_run, tmp_path, capsys):
+    """A copy of a finished run with the user's notes added to its checkpoint is neither resumed nor replaced (the
+    notes are named); the run's own folder is refused without a flag, replaced with --overwrite_output_dir; resuming
+    from a checkpoint elsewhere into a new folder is fine."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(finished_run["run"], copy)
+    (copy / "checkpoint-2" / "my_notes.txt").write_text("the best checkpoint so far")
+    before = _snapshot(copy)
+    for flags in (["--resume_from_checkpoint", "latest"], ["--overwrite_output_dir"]):
+        code, _, err = run_cli(_train_flags(finished_run["data"], copy, *flags), capsys)
+        assert code == 2 and error_lines(err) == [
+            f"error: {copy} holds files that ivt_hf did not write (checkpoint-2/my_notes.txt), so it is never "
+            "replaced, even with --overwrite_output_dir: move them out or choose another output folder"
+        ], (flags, err[-3000:])
+        assert _snapshot(copy) == before
+
+    own = tmp_path / "own"
+    shutil.copytree(finished_run["run"], own)
+    code, _, err = run_cli(_train_flags(finished_run["data"], own), capsys)
+    assert code == 2 and error_lines(err) == [
+        f"error: {own} is not empty; pass --resume_from_checkpoint latest to continue the run in it, or "
+        "--overwrite_output_dir to start again"
+    ], err[-3000:]
+    first_model = (own / "model.safetensors").open("rb")  # held open, its inode is not reused
+    code, _, err = run_cli(_train_flags(finished_run["data"], own, "--overwrite_output_dir"), capsys)
+    assert code == 0, err[-3000:]
+    assert (own / "model.safetensors").stat().st_ino != os.fstat(first_model.fileno()).st_ino
+    first_model.close()
+    marker = json.loads((own / MARKER).read_text())
+    assert marker["command"] == "ivt train" and marker["claims"] == [] and marker["files"] == _files_below(own)
+
+    elsewhere = tmp_path / "elsewhere"
+    resumed = _train_flags(finished_run["data"], elsewhere, "--resume_from_checkpoint", str(own / "checkpoint-2"))
+    code, _, err = run_cli(resumed, capsys)
+    assert code == 0, err[-3000:]
+    assert (elsewhere / "model.safetensors").is_file() and json.loads((elsewhere / MARKER).read_text())["files"]
+
+
+def test_a_refused_or_failed_run_leaves_nothing_behind(finished_run, tmp_path, capsys):
+    """Resuming `latest` where there is no checkpoint: one error line, and no folder or marker is left."""
+    output = tmp_path / "new"
+    code, _, err = run_cli(_train_flags(finished_run["data"], output, "--resume_from_checkpoint", "latest"), capsys)
+    assert code == 2 and error_lines(err) == [f"error: --resume_from_checkpoint latest: no checkpoint in {output}"]
+    assert not output.exists() and _siblings(output) == []
+
+
+def _evaluate(inputs: Path, model: Path, *extra: str) -> list[str]:
+    return ["evaluate", "--model", str(model), "--benchmark", "synthpedes", "--root", str(inputs / "synth"),
+            "--split", "test", *extra]  # fmt: skip
+
+
+def test_evaluate_replaces_only_a_file_ivt_hf_wrote(inputs, tmp_path, capsys):
+    """--output: the user's file there is never replaced (not even with --overwrite); a record ivt_hf wrote is
+    replaced only with --overwrite. The default record, written into a folder ivt_hf wrote, keeps it wholly ivt_hf's
+    (its marker records the new file)."""
+    import shutil
+
+    from ivt_hf.outputs import is_package_output, writing_output_dir
+
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "cuhk.json").write_text("my own numbers")
+    for flags in ([], ["--overwrite"]):
+        argv = _evaluate(inputs, inputs / "model", "--output", str(results / "cuhk.json"), *flags)
+        code, _, err = run_cli(argv, capsys)
+        assert code == 2 and error_lines(err) == [
+            f"error: {results / 'cuhk.json'} exists and was not written by ivt_hf, so it is never replaced, even with "
+            "--overwrite: move it or choose another file name"
+        ], err[-3000:]
+        assert (results / "cuhk.json").read_text() == "my own numbers"
+
+    output = results / "tiny.json"
+    assert run_cli(_evaluate(inputs, inputs / "model", "--output", str(output)), capsys)[0] == 0
+    first = output.open()  # held open, its inode is not reused
+    code, _, err = run_cli(_evaluate(inputs, inputs / "model", "--output", str(output)), capsys)
+    assert code == 2 and error_lines(err) == [f"error: {output} exists; pass --overwrite to replace it"], err
+    assert run_cli(_evaluate(inputs, inputs / "model", "--output", str(output), "--overwrite"), capsys)[0] == 0
+    assert output.stat().st_ino != os.fstat(first.fileno()).st_ino
+    assert json.loads(output.read_text())["benchmark"] == "synthpedes"
+    first.close()
+    assert (results / "cuhk.json").read_text() == "my own numbers"
+    assert not [path.name for path in results.iterdir() if ".partial-" in path.name]
+
+    model = tmp_path / "model"  # a model folder that ivt_hf wrote
+    with writing_output_dir(model, overwrite=False, command="ivt test") as staging:
+        shutil.copytree(inputs / "model", staging, dirs_exist_ok=True)
+    assert run_cli(_evaluate(inputs, model), capsys)[0] == 0
+    assert "eval_synthpedes_test.json" in json.loads((model / MARKER).read_text())["files"]
+    assert is_package_output(model)
+
+
+def test_demo_never_writes_into_a_folder_of_the_user(tmp_path, capsys):
+    from ivt_hf.demo import run_demo
+    from ivt_hf.errors import OutputExistsError
+
+    mine = tmp_path / "demo"
+    mine.mkdir()
+    (mine / "summary.json").write_text("my summary")
+    (mine / "model").mkdir()
+    (mine / "model" / "weights_i_trained.safetensors").write_bytes(b"\0" * 64)
+    before = _snapshot(mine)
+    settings = {"image_height": 64, "image_width": 32, "per_device_train_batch_size": 8, "disable_tqdm": True}
+    with pytest.raises(OutputExistsError, match="was not written by ivt_hf"):
+        run_demo(mine, max_steps=2, split_ids={"train": 24, "validation": 6, "test": 6}, overrides=settings)
+    code, _, err = run_cli(["demo", "--output_dir", str(mine), "--overwrite"], capsys)
+    assert code == 2 and error_lines(err) == [
+        f"error: {mine} is not empty and was not written by ivt_hf (no {MARKER}), so it is never replaced, even with "
+        "--overwrite: remove it yourself or choose another output folder"
+    ], err[-3000:]
+    assert _snapshot(mine) == before and sorted(path.name for path in mine.iterdir()) == ["model", "summary.json"]

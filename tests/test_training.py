@@ -438,3 +438,34 @@ def test_fp16_trains_under_autocast_with_a_loss_scaler(synth_root, tmp_path):
 def test_fp16_on_cpu_is_refused_not_silently_float32(synth_root, tmp_path):
     with pytest.raises(ValueError, match="--fp16 needs a GPU"):
         build_trainer(*parse_args(_common(synth_root, tmp_path / "o", "--fp16", "true", "--eval_strategy", "no")))
+
+
+def test_a_second_run_never_writes_into_the_folder_of_a_live_run(synth_root, tmp_path):
+    """Two real processes: while a run trains (checkpoint-1 written, hundreds of steps to go) it holds its folder; a
+    second `ivt train` into it is refused at once and writes nothing (with --overwrite_output_dir the same lock refuses
+    it: `test_multiprocess_pretraining.py` starts that one)."""
+    live = tmp_path / "live"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    steps = ["--max_steps", "500", "--save_steps", "1", "--eval_strategy", "no"]
+    first = subprocess.Popen(
+        [sys.executable, str(TRAIN_SCRIPT), *_common(synth_root, live, *steps)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        deadline = time.time() + 600
+        while not (live / "checkpoint-1" / "trainer_state.json").is_file() and time.time() < deadline:
+            assert first.poll() is None, "the first run ended before its first checkpoint"
+            time.sleep(0.05)
+        weights = (live / "checkpoint-1" / "model.safetensors").read_bytes()
+        second = _run(_common(synth_root, live, "--max_steps", "2", "--eval_strategy", "no"), timeout=600)
+        errors = [line for line in second.stderr.splitlines() if line.startswith("error:")]
+        assert second.returncode == 2 and errors == [
+            f"error: {live} is being written by another ivt_hf command that is still running (it holds "
+            f"{tmp_path / '.live.lock'}); wait for it to end or choose another output folder"
+        ], second.stderr[-3000:]
+        assert (live / "checkpoint-1" / "model.safetensors").read_bytes() == weights and first.poll() is None
+    finally:
+        first.kill()
+        first.wait()

@@ -1,4 +1,7 @@
-"""`ivt evaluate`: R@1/5/10, mAP and mINP of a model on a benchmark split, written as an `EvaluationRecord`."""
+"""`ivt evaluate`: R@1/5/10, mAP and mINP of a model on a benchmark split, written as an `EvaluationRecord`.
+
+The record (and the `--show` picture) is a new file, or with `--overwrite` one that ivt_hf wrote; a file of anyone
+else's is never replaced (`ivt_hf.outputs.writing_output_file`)."""
 
 from __future__ import annotations
 
@@ -20,8 +23,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ..evaluation.record import EvaluationRecord
     from ..evaluation.split_evaluation import evaluate_split
     from ..hub.folder import load_model_and_processor
+    from ..outputs import check_output_file, writing_output_file
 
     name = source_name(args)
+    output = _record_path(args, name)
+    for path in (output, args.show):  # before the model and the data load
+        if path:
+            check_output_file(path, overwrite=args.overwrite)
     if args.threads:
         torch.set_num_threads(args.threads)
     from ..evaluation.encoding import prepare_for_inference
@@ -59,28 +67,34 @@ def run_evaluate(args: argparse.Namespace) -> int:
         f"{evaluation.facts['num_gallery']} gallery images, protocol {args.protocol}"
     )
     print(record.table())
-    if args.benchmark:
-        data_tag = args.benchmark
-    else:  # a folder by its name, a Hub id ORG/NAME as ORG--NAME
-        data_tag = Path(name).name if Path(name).is_dir() else name.replace("/", "--")
-    if args.output:
-        output = Path(args.output)
-    elif Path(args.model).is_dir():
-        output = Path(args.model) / f"eval_{data_tag}_{args.split}.json"
-    else:  # a Hub repo id: no folder to write beside the weights
-        output = Path(f"eval_{args.model.replace('/', '--')}_{data_tag}_{args.split}.json")
-    record.save(output)
+    with writing_output_file(output, overwrite=args.overwrite, command="ivt evaluate") as partial:
+        record.save(partial)
     print(f"wrote {output}")
     if args.show:
         step = max(1, len(evaluation.captions) // args.num_show)
         queries = list(range(0, len(evaluation.captions), step))[: args.num_show]
-        draw_retrieval(
-            rows_from_evaluation(evaluation, image_split, queries),
-            args.show,
-            title=f"{name} {args.split}: top-10 per query (green = right person)",
-        )
+        with writing_output_file(args.show, overwrite=args.overwrite, command="ivt evaluate --show") as partial:
+            draw_retrieval(
+                rows_from_evaluation(evaluation, image_split, queries),
+                partial,
+                title=f"{name} {args.split}: top-10 per query (green = right person)",
+            )
         print(f"wrote {args.show}")
     return 0
+
+
+def _record_path(args: argparse.Namespace, name: str) -> Path:
+    """`--output`, or by default `eval_DATA_SPLIT.json` in the model folder (beside the working folder for a Hub
+    model)."""
+    if args.output:
+        return Path(args.output)
+    if args.benchmark:
+        data_tag = args.benchmark
+    else:  # a folder by its name, a Hub id ORG/NAME as ORG--NAME
+        data_tag = Path(name).name if Path(name).is_dir() else name.replace("/", "--")
+    if Path(args.model).is_dir():
+        return Path(args.model) / f"eval_{data_tag}_{args.split}.json"
+    return Path(f"eval_{args.model.replace('/', '--')}_{data_tag}_{args.split}.json")  # a Hub id: no model folder
 
 
 def register(subparsers) -> None:
@@ -109,5 +123,8 @@ def register(subparsers) -> None:
         "./eval_ORG--NAME_BENCHMARK_SPLIT.json for a Hub model)",
     )
     evaluate.add_argument("--show", type=picture_path, help="write a picture of the top-10 for a few queries (PNG)")
+    evaluate.add_argument(
+        "--overwrite", action="store_true", help="replace an --output (or --show) file that ivt_hf wrote"
+    )
     evaluate.add_argument(*flag("--num_show"), type=positive_int, default=4)
     evaluate.set_defaults(handler=run_evaluate)

@@ -12,13 +12,13 @@ from . import arguments_are_input
 def run_train(args: argparse.Namespace) -> int:
     from ..atomic import refusals_naming
     from ..training.arguments import parse_args
-    from ..training.train import build_trainer, run_training
+    from ..training.train import train_from_arguments
 
     with arguments_are_input():  # a ValueError of TrainingArguments / HfArgumentParser here is bad input
         model_args, data_args, training_args = parse_args(args.extra)
     logging.basicConfig(level=logging.INFO if training_args.process_index == 0 else logging.WARNING)
     with refusals_naming(training_args.output_dir):  # a full disk's error names no file: name the run's folder
-        run_training(build_trainer(model_args, data_args, training_args))
+        train_from_arguments(model_args, data_args, training_args)  # holds --output_dir before the data loads
     return 0
 
 

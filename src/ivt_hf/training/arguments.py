@@ -42,13 +42,17 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
 
 @dataclass
 class StageArguments(TrainingArguments):
-    """`TrainingArguments` plus the knobs both stages (fine-tuning and pre-training) add: the optimiser's bias rate
-    and the image augmentation."""
+    """`TrainingArguments` plus the knobs both stages (fine-tuning and pre-training) add: the optimiser's bias rate,
+    the image augmentation, and `overwrite_output_dir` (which transformers 5 no longer has)."""
 
     bias_lr_multiplier: float = field(default=2.0, metadata={"help": "bias learning rate = lr x this (reference: 2)."})
     random_erasing: float = field(default=0.5, metadata={"help": "probability of random erasing per view."})
     train_interpolation: str = field(
         default="bicubic", metadata={"help": "resize filter in training (eval: bilinear)."}
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "start again in a non-empty --output_dir that an earlier run wrote (never anyone else's)."},
     )
 
     def __post_init__(self):

@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from transformers import set_seed
+from transformers import TrainerCallback, set_seed
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..data.hf_datasets import ColumnMapping
 from ..data.loading import load_benchmark, load_data
 from ..data.specs import BENCHMARK_NAMES, SYNTHPEDES
-from ..errors import IVTInputError
+from ..errors import InputNotFoundError, IVTInputError
 from ..hub.folder import register_for_remote_code
 from ..model.modeling_ivt import IVTModel
 from ..model.processing_ivt import IVTProcessor
+from ..outputs import RunFolder, writing_run_dir
 from .arguments import DataArguments, IVTTrainingArguments, ModelArguments, parse_args
 from .batching import MLACollator, TrainImageDataset
 from .models import build_model
@@ -27,6 +31,8 @@ if TYPE_CHECKING:
     import datasets
 
 logger = logging.getLogger(__name__)
+
+LATEST = ("latest", "true", "True")  # --resume_from_checkpoint values that mean the newest checkpoint in output_dir
 
 
 def load_training_data(data_args: DataArguments, image_size: tuple[int, int]):
@@ -120,9 +126,64 @@ def save_final_model(trainer: IVTTrainer, output_dir: str | Path) -> Path:
     return output_dir
 
 
+def train_from_arguments(
+    model_args: ModelArguments, data_args: DataArguments, training_args: IVTTrainingArguments
+) -> dict[str, float]:
+    """`ivt train`: hold `--output_dir` first (`claiming_output_dir`, so that a refusal comes before the data loads),
+    then build the trainer and run the training as `run_training` does."""
+    with claiming_output_dir(training_args) as folder:
+        return _train_in(build_trainer(model_args, data_args, training_args), folder)
+
+
 def run_training(trainer: IVTTrainer) -> dict[str, float]:
     """Train (resuming when `--resume_from_checkpoint` says so: `latest`/`true` is the newest checkpoint in
-    `output_dir`), save the final model folder and write `train_results.json`; returns the metrics."""
+    `output_dir`), save the final model folder and write `train_results.json`; returns the metrics. `output_dir` is
+    held for the whole run (`claiming_output_dir`)."""
+    with claiming_output_dir(trainer.args) as folder:
+        return _train_in(trainer, folder)
+
+
+@contextmanager
+def claiming_output_dir(training_args: IVTTrainingArguments) -> Iterator[RunFolder | None]:
+    """In the main process, hold `--output_dir` for the run (`ivt_hf.outputs.writing_run_dir`): new, empty, or wholly
+    ivt_hf's and continued with `--resume_from_checkpoint` or replaced with `--overwrite_output_dir`; a folder with
+    anything ivt_hf did not write is refused, whatever the flags, so neither the final save nor `save_total_limit`
+    touches a file of the user's. The other processes write only into the checkpoints the main process claims."""
+    if training_args.process_index != 0:
+        yield None
+        return
+    output_dir = Path(training_args.output_dir)
+    resume = training_args.resume_from_checkpoint
+    with writing_run_dir(
+        output_dir,
+        command="ivt train",
+        overwrite=training_args.overwrite_output_dir,
+        resume=bool(resume),
+        overwrite_flag="--overwrite_output_dir",
+        resume_flag="--resume_from_checkpoint latest",
+    ) as folder:
+        if resume in LATEST and not any(output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*")):
+            raise InputNotFoundError(f"--resume_from_checkpoint {resume}: no checkpoint in {output_dir}")
+        yield folder
+
+
+class _ClaimCheckpoints(TrainerCallback):
+    """Claims each checkpoint in the run's marker before the Trainer writes it, and records the folder after."""
+
+    def __init__(self, folder: RunFolder):
+        self.folder = folder
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_save or control.should_evaluate:  # with save_strategy "best", evaluating may save
+            self.folder.claim(f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}/**")
+
+    on_epoch_end = on_step_end
+
+    def on_save(self, args, state, control, **kwargs):
+        self.folder.record()
+
+
+def _train_in(trainer: IVTTrainer, folder: RunFolder | None) -> dict[str, float]:
     training_args = trainer.args
     world_size = training_args.world_size
     logger.info(
@@ -133,29 +194,36 @@ def run_training(trainer: IVTTrainer) -> dict[str, float]:
         training_args.per_device_train_batch_size,
         3 * training_args.per_device_train_batch_size,
     )
+    if folder is not None:
+        trainer.add_callback(_ClaimCheckpoints(folder))
     resume = training_args.resume_from_checkpoint
-    if resume in ("true", "True", "latest"):
+    if resume in LATEST:
         resume = True
     result = trainer.train(resume_from_checkpoint=resume)
+    if folder is not None:
+        folder.claim("*")  # the final model folder's files, at the top
     save_final_model(trainer, training_args.output_dir)  # the best model when load_best_model_at_end
     metrics = dict(result.metrics) | {"world_size": world_size}
     if trainer.is_world_process_zero():
         Path(training_args.output_dir).mkdir(parents=True, exist_ok=True)
         (Path(training_args.output_dir) / "train_results.json").write_text(json.dumps(metrics, indent=1))
+    trainer.accelerator.wait_for_everyone()  # every process's files are written before the folder is recorded
     return metrics
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     model_args, data_args, training_args = parse_args(argv)
     logging.basicConfig(level=logging.INFO if training_args.process_index == 0 else logging.WARNING)
-    return run_training(build_trainer(model_args, data_args, training_args))
+    return train_from_arguments(model_args, data_args, training_args)
 
 
 __all__ = [
     "build_trainer",
+    "claiming_output_dir",
     "load_training_data",
     "main",
     "prepare_training",
     "run_training",
     "save_final_model",
+    "train_from_arguments",
 ]

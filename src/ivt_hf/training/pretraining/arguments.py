@@ -31,9 +31,6 @@ class PretrainingArguments(StageArguments):
             "image folder with metadata.jsonl, a save_to_disk folder, or a Hub dataset id ORG/NAME."
         },
     )
-    overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "start again in a non-empty --output_dir that an earlier run wrote."}
-    )
     itc_normalize: bool | None = field(
         default=None, metadata={"help": "ITC on L2-normalised CLS (default true); false = the authors' raw CLS."}
     )

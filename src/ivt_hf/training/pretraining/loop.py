@@ -17,7 +17,9 @@ import json
 import logging
 import random
 import shutil
+import sys
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +30,11 @@ from transformers import get_scheduler
 
 from ...data.pairs import PairDataError, PairStream
 from ...data.shuffle_buffer import ShuffleBuffer
-from ...errors import InputNotFoundError, IVTInputError, OutputExistsError
+from ...errors import InputNotFoundError, IVTInputError
 from ...hub.folder import register_for_remote_code, save_model_folder
 from ...model.modeling_ivt import OLD_TEMPERATURE_KEY, IVTForPreTraining
 from ...model.processing_ivt import IVTProcessor
+from ...outputs import RunFolder, writing_run_dir
 from ..arguments import ModelArguments
 from ..distributed import all_gather_with_grad
 from ..masking import MaskingRules
@@ -44,6 +47,7 @@ from .collator import PairBatches, PairCollator, pair_loader
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_PREFIX = "checkpoint-"
+RUN_CLAIMS = ("log.jsonl", "pair_keys_rank*.jsonl")  # written between saves (ivt_hf.outputs.writing_run_dir)
 LOSS_NAMES = ("loss", "loss_itc", "loss_itm", "loss_mlm")
 
 
@@ -122,6 +126,12 @@ def _set_rng_state(state: dict[str, torch.Tensor]) -> None:
         torch.cuda.set_rng_state(state["cuda"])
 
 
+def _step_of(checkpoint: Path) -> int | None:
+    """STEP of a `checkpoint-STEP` folder, None for another name."""
+    step = checkpoint.name[len(CHECKPOINT_PREFIX) :]
+    return int(step) if step.isdigit() else None
+
+
 def find_checkpoint(output_dir: Path, resume: str) -> Path:
     """`'latest'` -> the newest `checkpoint-STEP` in `output_dir` that is complete; else the folder given."""
     if resume in ("latest", "true", "True"):
@@ -176,12 +186,33 @@ class PretrainingRun:
         self.rank = self.accelerator.process_index
         self.world_size = self.accelerator.num_processes
         self.is_main = self.accelerator.is_main_process
+        self.folder: RunFolder | None = None  # the main process holds the output folder until the run ends
+        self._holding = ExitStack()
+        try:
+            self._prepare(args)
+        except BaseException:
+            self._holding.__exit__(*sys.exc_info())
+            raise
+
+    def _prepare(self, args: PretrainingArguments) -> None:
+        """Hold the output folder, then build the model, the data and the optimizer, and load the checkpoint."""
+        model_args = self.model_args
+        if self.is_main:
+            self.folder = self._holding.enter_context(
+                writing_run_dir(
+                    self.output_dir,
+                    command="ivt pretrain",
+                    overwrite=args.overwrite_output_dir,
+                    resume=bool(args.resume_from_checkpoint),
+                    claims=RUN_CLAIMS,
+                    overwrite_flag="--overwrite_output_dir",
+                    resume_flag="--resume_from_checkpoint latest",
+                )
+            )
+        self.accelerator.wait_for_everyone()
         self.resume_dir = (
             find_checkpoint(self.output_dir, args.resume_from_checkpoint) if args.resume_from_checkpoint else None
         )
-        if self.resume_dir is None and self.is_main:
-            self._check_output_dir()
-        self.accelerator.wait_for_everyone()
 
         seed_everything(args.seed)  # one initialisation in every process
         model = build_model(IVTForPreTraining, model_args, **itc_settings(args))
@@ -238,29 +269,12 @@ class PretrainingRun:
         if self.resume_dir is not None:
             self._load_checkpoint(self.resume_dir)
 
-    def _check_output_dir(self) -> None:
-        """Under the folder's lock: an empty or new folder is taken (and marked as this run's); a non-empty one needs
-        --resume_from_checkpoint, or --overwrite_output_dir for a folder that ivt_hf wrote (never anyone else's)."""
-        from ...outputs import check_output_dir, mark_output_dir, output_lock
-
-        self.output_dir.parent.mkdir(parents=True, exist_ok=True)
-        with output_lock(self.output_dir):
-            if self.output_dir.is_dir() and any(self.output_dir.iterdir()):
-                if not self.args.overwrite_output_dir:
-                    raise OutputExistsError(
-                        f"--output_dir {self.output_dir} is not empty; pass --resume_from_checkpoint latest to "
-                        "continue the run in it, or --overwrite_output_dir to start again"
-                    )
-                check_output_dir(self.output_dir, overwrite=True)  # refuses a folder ivt_hf did not write
-                shutil.rmtree(self.output_dir)
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            mark_output_dir(self.output_dir, "ivt pretrain")
-
     # -- checkpoints
     def _save_checkpoint(self) -> Path:
         folder = self.output_dir / f"{CHECKPOINT_PREFIX}{self.step}"
         partial = self.output_dir / f".{CHECKPOINT_PREFIX}{self.step}.partial"
         if self.is_main:
+            self.folder.claim(f"{folder.name}/**", f"{partial.name}/**")  # a kill mid-save leaves only ivt_hf's files
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir(parents=True)
         self.accelerator.wait_for_everyone()
@@ -288,6 +302,7 @@ class PretrainingRun:
             shutil.rmtree(folder, ignore_errors=True)
             partial.rename(folder)
             self._prune_checkpoints()
+            self.folder.record()
         self.accelerator.wait_for_everyone()
         return folder
 
@@ -295,8 +310,9 @@ class PretrainingRun:
         limit = self.args.save_total_limit
         if not limit:
             return
-        folders = sorted(
-            self.output_dir.glob(f"{CHECKPOINT_PREFIX}*"), key=lambda path: int(path.name[len(CHECKPOINT_PREFIX) :])
+        folders = sorted(  # all this run's or an earlier one's: the folder was wholly ivt_hf's when the run took it
+            (path for path in self.output_dir.glob(f"{CHECKPOINT_PREFIX}*") if _step_of(path) is not None),
+            key=_step_of,
         )
         for folder in folders[:-limit]:
             shutil.rmtree(folder)
@@ -361,6 +377,11 @@ class PretrainingRun:
             logger.warning("passed over batch %d: fewer than 2 pairs decode", batch["batch_number"])
 
     def run(self) -> PretrainingResult:
+        """Train to `max_steps`, save the final folder; the output folder is let go when it returns or raises."""
+        with self._holding:
+            return self._run()
+
+    def _run(self) -> PretrainingResult:
         from tqdm.auto import tqdm
 
         args = self.args
@@ -472,6 +493,7 @@ class PretrainingRun:
     def _save_final(self) -> None:
         self.accelerator.wait_for_everyone()
         if self.is_main:
+            self.folder.claim("*")  # the model folder's files and pretrain_results.json, at the top
             save_model_folder(self.accelerator.unwrap_model(self.model), self.processor, self.output_dir)
         self.accelerator.wait_for_everyone()
 
