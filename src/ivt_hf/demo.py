@@ -65,10 +65,13 @@ class TrainingBudget(TrainerCallback):
         seconds: float,
         *,
         validation_seconds: float = 0.0,
+        step_seconds: float | None = None,
         clock: Callable[[], float] = time.perf_counter,
         window: int = 15,
+        min_timed_steps: int = 5,
     ):
-        self.seconds, self.clock, self.window = seconds, clock, window
+        self.seconds, self.clock, self.window, self.min_timed_steps = seconds, clock, window, min_timed_steps
+        self.prior_step_seconds = step_seconds  # the probe's, trusted until the run has timed enough steps
         self.validation_seconds = validation_seconds  # the probe's estimate until the run times one of its own
         self.step_durations: list[float] = []
         self.validated_steps: list[int] = []
@@ -101,6 +104,8 @@ class TrainingBudget(TrainerCallback):
         if self._cost(step, state.max_steps, state.eval_steps) + this_step <= remaining:
             return control
         more = self._affordable_steps(step, state.max_steps, state.eval_steps, remaining - this_step)
+        if more > 0 and self.prior_step_seconds is None and len(self.step_durations) < self.min_timed_steps:
+            return control  # too few steps to re-plan on, and no probe: only the last resort below may act
         if more <= 0:
             control.should_evaluate = control.should_save = control.should_training_stop = True
             self.stopped_early = True
@@ -112,8 +117,15 @@ class TrainingBudget(TrainerCallback):
         return control
 
     def step_seconds(self) -> float:
-        """The run's current step time: the median of its last `window` steps (a slowdown shows within a few)."""
-        return statistics.median(self.step_durations[-self.window :])
+        """The run's current step time: the median of its last `window` steps (a slowdown shows within a few).
+        Until `min_timed_steps` steps are timed, the probe's time (without one, the slowest step seen, which only
+        the last resort acts on): the run's first step also fills caches and builds the loader, and one step is no
+        trend."""
+        if len(self.step_durations) >= self.min_timed_steps:
+            return statistics.median(self.step_durations[-self.window :])
+        if self.prior_step_seconds is not None:
+            return self.prior_step_seconds
+        return max(self.step_durations)
 
     def _cost(self, step: int, last_step: int, eval_steps: int, step_seconds: float | None = None) -> float:
         """Seconds from after `step` to the end of the validated, saved `last_step`."""
@@ -319,7 +331,10 @@ def _train(
         f"budget {budget_seconds / 60:g} min"
     )
     budget = TrainingBudget(
-        budget_seconds, validation_seconds=schedule.validation_seconds if schedule else 0.0, clock=clock
+        budget_seconds,
+        validation_seconds=schedule.validation_seconds if schedule else 0.0,
+        step_seconds=schedule.step_seconds if schedule else None,
+        clock=clock,
     )
     trainer.add_callback(budget)
     start = clock()
