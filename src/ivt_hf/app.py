@@ -15,15 +15,14 @@ is checked again when opened. Uploads and result copies share one bounded workin
 and a port already in use is one error line (`check_port`).
 
 `SearchPage` holds the search logic and its messages (testable without a browser); `build_page` lays it out;
-`serve` loads everything and launches; `export_space` writes a Space folder whose `app.py` calls `serve`, so the
-page code exists once, in this module.
+`serve` loads everything and launches. The Space export (`ivt_hf.hub.space.export_space`) writes a Space folder whose
+`app.py` calls `serve`, so the page code exists once, in this module.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -35,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import IVTInputError
-from .search.index import FaissSettings, GalleryIndex, GalleryIndexError, resolve_under_root
+from .search.index import FaissSettings, GalleryIndex, GalleryIndexError
 
 EXAMPLE_QUERIES = (
     "a woman in a red coat carrying a black backpack",
@@ -460,185 +459,3 @@ def _trim_while_serving(page: SearchPage, blocks, interval: float = CACHE_TRIM_S
         except FileNotFoundError:  # the page's folder went: the page was closed
             return
         time.sleep(interval)
-
-
-SPACE_APP = '''"""A Hugging Face Space: IVT person search over the gallery in `index/` (page code: `ivt_hf.app`)."""
-
-import os
-
-from ivt_hf.app import serve
-
-serve(model={model!r}, index="index", host="0.0.0.0", port=int(os.environ.get("PORT", 7860)), title={title!r})
-'''
-
-
-def export_space(
-    output_dir: str | os.PathLike,
-    model: str,
-    index: str | os.PathLike,
-    *,
-    title: str = "IVT person search",
-    package: str | None = None,
-    overwrite: bool = False,
-) -> Path:
-    """Write a Space folder: `app.py` (calls `serve`), `requirements.txt`, `README.md` with the Space front matter,
-    `index/` (the index with its images under `index/gallery/`) and, for a model folder, `model/`.
-
-    `package` is the requirement that installs this package on the Space. By default the Space needs no published
-    package: a wheel of this ivt_hf, built offline from its source tree (`package_wheel`), is shipped in `wheels/`
-    and `requirements.txt` names it, beside the page's own dependencies (the `app` extra without Playwright, which
-    only the tests use). The folder is written all at once; `overwrite`
-    replaces only a folder that ivt_hf wrote (`ivt_hf.outputs.writing_output_dir`).
-    """
-    from .outputs import writing_output_dir
-
-    gallery = GalleryIndex.load(index)  # checked before anything is written
-    if Path(model).is_dir():
-        _check_model_links(model)
-    with writing_output_dir(output_dir, overwrite=overwrite, command="ivt app --export_space") as staging:
-        _write_space(staging, model, gallery, title=title, package=package)
-    return Path(output_dir)
-
-
-def _write_space(output_dir: Path, model: str, gallery: GalleryIndex, *, title: str, package: str | None) -> Path:
-    """`export_space`'s files, written into `output_dir` (its staging folder)."""
-    import gradio
-
-    from . import __version__
-
-    model_ref = model
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if Path(model).is_dir():
-        shutil.copytree(model, output_dir / "model")  # its links checked by `export_space`
-        model_ref = "model"
-    images = output_dir / "index" / "gallery"
-    real_root, names = os.path.realpath(gallery.manifest["root"]), []
-    for path in gallery.paths:
-        source = gallery.resolve(path)  # under the gallery root, or a GalleryIndexError: nothing else is copied
-        names.append(os.path.relpath(source, real_root))  # so the copy lands under images/, whatever the entry said
-        (images / names[-1]).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, images / names[-1])
-    manifest = {**gallery.manifest, "root": "gallery", "model": model_ref}  # relative: resolved against index/
-    GalleryIndex(gallery.embeddings, names, manifest).save(output_dir / "index")
-    (output_dir / "app.py").write_text(SPACE_APP.format(model=model_ref, title=title))
-    if package is None:  # the wheel, by a path relative to the Space's root (where pip runs)
-        package = f"./{WHEELS_DIR}/{package_wheel(output_dir / WHEELS_DIR).name}"
-    (output_dir / "requirements.txt").write_text("\n".join([package, *space_requirements()]) + "\n")
-    front = {
-        "title": title,
-        "emoji": "🔎",
-        "colorFrom": "indigo",
-        "colorTo": "gray",
-        "sdk": "gradio",
-        "sdk_version": gradio.__version__,
-        "app_file": "app.py",
-        "pinned": False,
-    }
-    if model_ref != "model":
-        front["models"] = [model_ref]
-    header = "\n".join(f"{key}: {json.dumps(value, ensure_ascii=False)}" for key, value in front.items())
-    shipped = f", and ivt_hf {__version__} as a wheel in `{WHEELS_DIR}/`" if (output_dir / WHEELS_DIR).is_dir() else ""
-    (output_dir / "README.md").write_text(
-        f"---\n{header}\n---\n\n# {title}\n\nSearch {len(gallery)} pedestrian crops by description with IVT "
-        f"(`{model}`). The page is `ivt_hf.app`; this Space holds only its settings, the index and the gallery"
-        f"{shipped}.\n"
-    )
-    return output_dir
-
-
-def _check_model_links(model: str | os.PathLike) -> None:
-    """`IVTInputError` naming the first file or folder of a model folder that links outside it: the Space copies
-    the folder (links followed) and is published, so a link to `/etc/passwd` would ship that file. The folder may be
-    a snapshot of the Hub's cache (`.../snapshots/REVISION/`), whose files link into the repo's `blobs/`: there the
-    repo's cache folder is the bound."""
-    from .hub.folder import check_model_folder
-
-    model_dir = check_model_folder(model)
-    bound = model_dir.parent.parent if model_dir.parent.name == "snapshots" else model_dir
-    for parent, folders, files in os.walk(model_dir):  # copytree follows links, of folders and of files
-        for path in (os.path.join(parent, name) for name in folders + files):
-            if resolve_under_root(bound, os.path.relpath(path, bound)) is None:
-                raise IVTInputError(
-                    f"{path} in the model folder links outside it ({os.path.realpath(path)}): not copied"
-                )
-
-
-WHEELS_DIR = "wheels"
-SOURCE_TREE_FILES = ("pyproject.toml", "setup.cfg", "setup.py", "MANIFEST.in", "README.md", "LICENSE", "NOTICE")
-
-
-def space_requirements() -> list[str]:
-    """The page's dependencies beyond ivt_hf's own: the `app` extra of the installed ivt_hf without Playwright
-    (the browser tests' driver, never needed to serve)."""
-    from importlib.metadata import requires
-
-    from packaging.requirements import Requirement
-
-    found = []
-    for line in requires("ivt_hf") or []:
-        requirement = Requirement(line)
-        if (
-            requirement.marker is not None
-            and requirement.marker.evaluate({"extra": "app"})
-            and (not requirement.marker.evaluate({"extra": ""}))
-            and requirement.name != "playwright"
-        ):
-            requirement.marker = None
-            found.append(str(requirement))
-    return found
-
-
-def package_wheel(destination: str | os.PathLike) -> Path:
-    """Build a wheel of this ivt_hf from the source tree it runs from, offline (`pip wheel --no-deps
-    --no-build-isolation --no-index`, with the setuptools already installed), into `destination`; returns its path.
-
-    The tree's build files and `src/` are copied to a temporary folder first, so the build writes nothing into the
-    source tree. An ivt_hf installed from a wheel has no source tree: pass `package` (a requirement the Space can
-    install) instead."""
-    import importlib.util
-    import subprocess
-    import sys
-
-    package_dir = Path(__file__).resolve().parent
-    source = package_dir.parents[1]
-    if package_dir.parent.name != "src" or not (source / "pyproject.toml").is_file():
-        raise IVTInputError(
-            f"ivt_hf at {package_dir} is not in a source tree (no {source / 'pyproject.toml'}), "
-            "so no wheel can be built for the Space: pass --package with a requirement it can "
-            "install"
-        )
-    if importlib.util.find_spec("setuptools") is None:
-        raise IVTInputError(
-            "building the Space's ivt_hf wheel needs setuptools (pip install setuptools), or pass "
-            "--package with a requirement the Space can install"
-        )
-    destination = Path(destination)
-    destination.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="ivt-wheel-") as work:
-        for name in SOURCE_TREE_FILES:
-            if (source / name).is_file():
-                shutil.copy2(source / name, Path(work) / name)
-        shutil.copytree(
-            package_dir, Path(work) / "src" / "ivt_hf", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-        )
-        command = [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "--quiet",
-            "--wheel-dir",
-            str(destination),
-            work,
-        ]
-        result = subprocess.run(command, capture_output=True, text=True)
-    wheels = sorted(destination.glob("ivt_hf-*.whl"))
-    if result.returncode != 0 or len(wheels) != 1:
-        raise RuntimeError(
-            f"building the ivt_hf wheel from {source} failed ({' '.join(command[:8])}):\n"
-            f"{(result.stdout + result.stderr)[-3000:]}"
-        )
-    return wheels[0]

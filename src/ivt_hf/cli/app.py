@@ -17,7 +17,8 @@ from .parsers import positive_float, positive_int
 def run_app(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("gradio") is None:
         raise CommandError('ivt app needs Gradio, in the app extra: pip install -e ".[app]"')
-    from ..app import check_port, export_space, serve
+    from ..app import check_port, serve
+    from ..hub.space import export_space
 
     if not 1 <= args.port <= 65535:
         raise CommandError(f"--port must be from 1 to 65535, got {args.port}")

@@ -3,7 +3,9 @@
 - `folder.py`: `save_model_folder` (model + processor + `auto_map` and the modules for `trust_remote_code`);
 - `card.py`: `render_model_card` / `save_model_card` from facts, never hand-typed numbers;
 - `facts.py`: the JSON facts a folder carries (evaluation records, training facts, card facts);
-- `push.py`: `push_model_folder`, behind `ivt push`.
+- `push.py`: `push_model_folder`, behind `ivt push`;
+- `space.py`: `export_space`, the search page as a Hugging Face Space folder with an ivt_hf wheel (`ivt app
+  --export_space`; imported on use, not here: it reads gallery indexes).
 """
 
 from .card import render_model_card, save_model_card, write_model_card
