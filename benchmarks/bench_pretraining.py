@@ -187,7 +187,8 @@ def photo_like_pairs(count: int, seed: int):
 def run_data(args) -> None:
     import torch
 
-    from ivt_hf.data.pairs import PairStream, write_webdataset_shards
+    from ivt_hf.data.pair_writing import write_webdataset_shards
+    from ivt_hf.data.pairs import open_pair_stream
     from ivt_hf.data.shuffle_buffer import ShuffleBuffer
     from ivt_hf.model.processing_ivt import default_tokenizer
     from ivt_hf.training.pretraining import PairBatches, PairCollator, pair_loader
@@ -204,7 +205,7 @@ def run_data(args) -> None:
             f"{args.batch} pairs at 384x128; {os.cpu_count()} cores"
         )
         for workers in args.workers:
-            shuffled = ShuffleBuffer(PairStream(Path(folder) / "shards"), args.batch, seed=0)
+            shuffled = ShuffleBuffer(open_pair_stream(Path(folder) / "shards"), args.batch, seed=0)
             collator = PairCollator(
                 default_tokenizer(),
                 TrainTransform(image_size=(384, 128), padding=reference_padding((384, 128))),
@@ -278,7 +279,7 @@ def _matching_accuracy(model_dir: Path, held_out: list) -> float:
 
 
 def run_itc(args) -> None:
-    from ivt_hf.data.pairs import write_webdataset_shards
+    from ivt_hf.data.pair_writing import write_webdataset_shards
 
     settings = {
         "authors (raw CLS, T 0.5 unclamped)": [

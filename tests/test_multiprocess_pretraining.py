@@ -20,7 +20,7 @@ from helpers.launchers import ENV, descendants, kill_hard, launcher, process_is_
 from PIL import Image
 from safetensors.torch import load_file
 
-from ivt_hf.data.pairs import write_webdataset_shards
+from ivt_hf.data.pair_writing import write_webdataset_shards
 
 ROOT = Path(__file__).resolve().parents[1]
 HANG_WORKER = ROOT / "tests" / "helpers" / "pretrain_hang_worker.py"

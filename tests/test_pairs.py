@@ -19,7 +19,7 @@ from itertools import islice
 import pytest
 from PIL import Image
 
-from ivt_hf.data import PairDataError, PairStream, clean_caption, write_webdataset_shards
+from ivt_hf.data import PairDataError, clean_caption, open_pair_stream, write_webdataset_shards
 
 NUM_PAIRS, PAIRS_PER_SHARD = 24, 4  # 6 shards
 
@@ -151,12 +151,43 @@ def test_write_webdataset_shards_layout_and_refusal_of_a_folder_with_shards(tmp_
         assert list((tmp_path / f"bad-{number}").iterdir()) == []
 
 
+# ----- the old name -----
+
+
+def test_the_old_name_pair_stream_still_opens_the_same_stream_and_warns_once(shards, monkeypatch, no_network):
+    """`PairStream`, the name `open_pair_stream` had (a function named like a class), is exported by `ivt_hf.data`:
+    scripts that call it get the same stream, and one `FutureWarning` per process that says the new name. The state
+    keeps its format name, which checkpoints written before the rename hold."""
+    import ivt_hf.data.pairs as pairs_module
+    from ivt_hf.data import PairStream
+
+    folder, _ = shards
+    monkeypatch.setattr(pairs_module, "_warned_of_old_name", False)
+    with pytest.warns(FutureWarning) as caught:
+        old = PairStream(folder, rank=1, world_size=2, seed=3)
+        PairStream(folder, seed=3)
+    assert [str(warning.message) for warning in caught if warning.category is FutureWarning] == [
+        "ivt_hf.data.PairStream is now ivt_hf.data.open_pair_stream (a function, not a class); the old name will be "
+        "removed"
+    ]
+    new = open_pair_stream(folder, rank=1, world_size=2, seed=3)
+    assert type(old) is type(new) and old.shards_for_epoch(0) == new.shards_for_epoch(0)
+    first = _take(iter(old), 3)
+    state = old.state_dict()
+    assert state["format"] == "ivt_hf.PairStream"
+    new.load_state_dict(state)
+    assert [pair["key"] for pair in _take(iter(new), 2)] == [pair["key"] for pair in _take(iter(old), 2)]
+    assert [pair["key"] for pair in first] == [
+        pair["key"] for pair in _take(iter(open_pair_stream(folder, rank=1, world_size=2, seed=3)), 3)
+    ]
+
+
 # ----- WebDataset shards -----
 
 
 def test_one_process_reads_every_pair_once_per_epoch_and_the_epoch_advances(shards, no_network):
     folder, images = shards
-    stream = PairStream(folder)
+    stream = open_pair_stream(folder)
     assert stream.num_shards == 6 and stream.epoch == 0
     assert stream.shards == tuple(f"pairs-{index:05d}.tar" for index in range(6))
     pairs = _take(iter(stream), 3 * NUM_PAIRS)
@@ -177,7 +208,7 @@ def test_one_process_reads_every_pair_once_per_epoch_and_the_epoch_advances(shar
 
 def test_two_processes_read_disjoint_shards_that_together_hold_every_pair(shards, no_network):
     folder, images = shards
-    ranks = [PairStream(folder, rank=rank, world_size=2, seed=3) for rank in (0, 1)]
+    ranks = [open_pair_stream(folder, rank=rank, world_size=2, seed=3) for rank in (0, 1)]
     per_rank = [_take(iter(stream), 3 * NUM_PAIRS // 2) for stream in ranks]  # 3 shards of 4 pairs a process
     for epoch in range(3):
         keys = [{pair["key"] for pair in pairs if pair["epoch"] == epoch} for pairs in per_rank]
@@ -186,9 +217,9 @@ def test_two_processes_read_disjoint_shards_that_together_hold_every_pair(shards
     shard_orders = [ranks[0].shards_for_epoch(epoch) + ranks[1].shards_for_epoch(epoch) for epoch in (0, 1)]
     assert shard_orders[0] != shard_orders[1] and sorted(shard_orders[0]) == sorted(shard_orders[1])
     assert [pair["key"].split("/")[0] for pair in per_rank[1][:12:4]] == ranks[1].shards_for_epoch(0)
-    again = PairStream(folder, rank=1, world_size=2, seed=3)  # the order depends on the seed and epoch only
+    again = open_pair_stream(folder, rank=1, world_size=2, seed=3)  # the order depends on the seed and epoch only
     assert [pair["key"] for pair in _take(iter(again), 12)] == [pair["key"] for pair in per_rank[1][:12]]
-    assert PairStream(folder, rank=1, world_size=2, seed=4).shards_for_epoch(0) != ranks[1].shards_for_epoch(0)
+    assert open_pair_stream(folder, rank=1, world_size=2, seed=4).shards_for_epoch(0) != ranks[1].shards_for_epoch(0)
 
 
 @pytest.mark.parametrize(("world_size", "rank", "taken"), [(1, 0, 7), (1, 0, 24), (2, 1, 5), (2, 0, 11)])
@@ -196,14 +227,14 @@ def test_resuming_from_a_state_continues_with_exactly_the_next_pair(shards, no_n
     """7 and 5 land inside a shard, 24 at the end of the single process's epoch, 11 inside its last shard; the 30
     pairs that follow cross at least one epoch boundary."""
     folder, _ = shards
-    original = PairStream(folder, rank=rank, world_size=world_size, seed=11)
+    original = open_pair_stream(folder, rank=rank, world_size=world_size, seed=11)
     iterator = iter(original)
     _take(iterator, taken)
     state = json.loads(json.dumps(original.state_dict()))  # JSON-serialisable, and read back from JSON
     expected = _take(iterator, 30)
     assert len({pair["epoch"] for pair in expected}) >= 2
 
-    resumed = PairStream(folder, rank=rank, world_size=world_size, seed=11)
+    resumed = open_pair_stream(folder, rank=rank, world_size=world_size, seed=11)
     resumed.load_state_dict(state)
     assert resumed.epoch == state["epoch"]
     got = _take(iter(resumed), 30)
@@ -215,7 +246,7 @@ def test_resuming_from_a_state_continues_with_exactly_the_next_pair(shards, no_n
 
 def test_the_state_names_its_settings_and_a_state_of_other_settings_is_refused(shards):
     folder, _ = shards
-    stream = PairStream(folder, rank=1, world_size=2, seed=5)
+    stream = open_pair_stream(folder, rank=1, world_size=2, seed=5)
     _take(iter(stream), 6)
     state = stream.state_dict()
     settings = ("route", "num_shards", "world_size", "rank", "seed", "epoch", "skipped")
@@ -229,12 +260,12 @@ def test_the_state_names_its_settings_and_a_state_of_other_settings_is_refused(s
         (dict(seed=5, rank=0, world_size=2), "rank 1 there, 0 here"),
     ]:
         with pytest.raises(PairDataError, match=message):
-            PairStream(folder, **other).load_state_dict(state)
+            open_pair_stream(folder, **other).load_state_dict(state)
     write_webdataset_shards(_pairs(), folder.parent / "fewer", 6)  # 4 shards
     with pytest.raises(PairDataError, match="num_shards 6 there, 4 here"):
-        PairStream(folder.parent / "fewer", rank=1, world_size=2, seed=5).load_state_dict(state)
-    with pytest.raises(PairDataError, match="not a PairStream state"):
-        PairStream(folder).load_state_dict({"epoch": 0})
+        open_pair_stream(folder.parent / "fewer", rank=1, world_size=2, seed=5).load_state_dict(state)
+    with pytest.raises(PairDataError, match="not a pair stream's state"):
+        open_pair_stream(folder).load_state_dict({"epoch": 0})
 
     iterator = iter(stream)  # loading a state ends the running iterator: two positions cannot both be current
     next(iterator)
@@ -247,9 +278,9 @@ def test_the_state_names_its_settings_and_a_state_of_other_settings_is_refused(s
 def test_fewer_shards_than_processes_is_refused(shards):
     folder, _ = shards
     with pytest.raises(PairDataError, match="has 6 shards for 8 processes.*write more, smaller shards"):
-        PairStream(folder, rank=0, world_size=8)
+        open_pair_stream(folder, rank=0, world_size=8)
     with pytest.raises(ValueError, match="rank"):
-        PairStream(folder, rank=2, world_size=2)
+        open_pair_stream(folder, rank=2, world_size=2)
 
 
 def _write_tar(path, members: dict[str, bytes]) -> None:
@@ -272,7 +303,7 @@ def test_a_sample_without_caption_is_an_error_naming_shard_and_key_or_skipped_an
             if (shard, index) != (1, 2):  # s1-2 has no .txt
                 members[f"{key}.txt"] = b"a red coat" if (shard, index) != (2, 0) else b" !? "  # s2-0: empty caption
         _write_tar(folder / f"part-{shard}.tar", members)
-    stream = PairStream(folder, seed=0)
+    stream = open_pair_stream(folder, seed=0)
     with pytest.raises(PairDataError) as raised:
         _take(iter(stream), 12)
     shard = {"s1-2": "part-1.tar", "s2-0": "part-2.tar"}[raised.value.key.split("/")[1]]
@@ -284,7 +315,7 @@ def test_a_sample_without_caption_is_an_error_naming_shard_and_key_or_skipped_an
         or "is empty once punctuation is removed" in message
     )
 
-    skipping = PairStream(folder, seed=0, on_invalid="skip")
+    skipping = open_pair_stream(folder, seed=0, on_invalid="skip")
     with caplog.at_level("WARNING", logger="ivt_hf.data.pairs"):
         iterator = iter(skipping)
         pairs = _take(iterator, 10)  # the 10 valid pairs of epoch 0
@@ -319,7 +350,7 @@ def test_other_member_names_and_extra_members_of_a_sample(tmp_path, no_network):
     (tmp_path / "odd").mkdir()
     _write_tar(tmp_path / "odd" / "one.tar", members)
     _write_tar(tmp_path / "odd" / "two.tar", {"k9.webp": _jpeg(rng), "k9.text": b"A webp, really."})
-    pairs = _take(iter(PairStream(tmp_path / "odd")), 4)
+    pairs = _take(iter(open_pair_stream(tmp_path / "odd")), 4)
     assert sorted((pair["key"], pair["caption"]) for pair in pairs) == [
         ("one.tar/k0", "Café n°0!"),
         ("one.tar/k1", "Café n°1!"),
@@ -327,7 +358,7 @@ def test_other_member_names_and_extra_members_of_a_sample(tmp_path, no_network):
         ("two.tar/k9", "A webp, really."),
     ]
     assert {pair["image"] for pair in pairs[:3] if pair["key"].startswith("one")} == {png.getvalue()}
-    named = _take(iter(PairStream(tmp_path / "odd", caption_column="desc.txt", on_invalid="skip")), 3)
+    named = _take(iter(open_pair_stream(tmp_path / "odd", caption_column="desc.txt", on_invalid="skip")), 3)
     assert [pair["caption"] for pair in named] == ["Other words"] * 3
 
 
@@ -373,7 +404,7 @@ def test_a_damaged_shard_raises_naming_it_and_the_byte(shards, no_network, how):
     folder, _ = shards
     reason, _ = _damage(folder, how)
     with pytest.raises(PairDataError) as raised:
-        _take(iter(PairStream(folder)), NUM_PAIRS)
+        _take(iter(open_pair_stream(folder)), NUM_PAIRS)
     assert str(raised.value).startswith(f"{folder / 'pairs-00002.tar'}: {reason}")
 
 
@@ -385,7 +416,7 @@ def test_with_skip_a_damaged_shard_gives_its_pairs_before_the_damage_and_is_coun
     reason, intact = _damage(folder, how)
     per_epoch = NUM_PAIRS - PAIRS_PER_SHARD + intact
     expected = sorted(key for key in images if not key.startswith("pairs-00002.tar/") or int(key[-2:]) < 8 + intact)
-    stream = PairStream(folder, on_invalid="skip")
+    stream = open_pair_stream(folder, on_invalid="skip")
     with caplog.at_level("WARNING", logger="ivt_hf.data.pairs"):
         pairs = _take(iter(stream), 2 * per_epoch + 1)
     for epoch in (0, 1):
@@ -401,15 +432,15 @@ def test_a_stream_with_a_damaged_shard_resumes_exactly(shards, no_network, how):
     """States saved inside the damaged shard, and just after its last good pair (before the damage is counted)."""
     folder, _ = shards
     _damage(folder, how)
-    first = _take(iter(PairStream(folder, seed=2, on_invalid="skip")), NUM_PAIRS)
+    first = _take(iter(open_pair_stream(folder, seed=2, on_invalid="skip")), NUM_PAIRS)
     last_good = max(index for index, pair in enumerate(first) if pair["key"].startswith("pairs-00002.tar/"))
     for taken in (last_good, last_good + 1):
-        original = PairStream(folder, seed=2, on_invalid="skip")
+        original = open_pair_stream(folder, seed=2, on_invalid="skip")
         iterator = iter(original)
         _take(iterator, taken)
         state = json.loads(json.dumps(original.state_dict()))
         expected = _take(iterator, 30)
-        resumed = PairStream(folder, seed=2, on_invalid="skip")
+        resumed = open_pair_stream(folder, seed=2, on_invalid="skip")
         resumed.load_state_dict(state)
         assert [(p["key"], p["epoch"]) for p in _take(iter(resumed), 30)] == [(p["key"], p["epoch"]) for p in expected]
         assert resumed.state_dict() == original.state_dict() and resumed.skipped == original.skipped >= 1
@@ -423,12 +454,12 @@ def test_a_member_name_leading_outside_is_refused_naming_shard_and_member_or_ski
     members |= {"/abs/y.jpg": _jpeg(rng), "/abs/y.txt": b"absolute", "k1.jpg": _jpeg(rng), "k1.txt": b"a woman"}
     _write_tar(folder / "one.tar", members)
     with pytest.raises(PairDataError) as raised:
-        _take(iter(PairStream(folder)), 2)
+        _take(iter(open_pair_stream(folder)), 2)
     assert str(raised.value) == (
         f"{folder / 'one.tar'}: sample 'one.tar/../x': member '../x.jpg' leads outside the shard's folder "
         "(absolute or '..')"
     )
-    skipping = PairStream(folder, on_invalid="skip")
+    skipping = open_pair_stream(folder, on_invalid="skip")
     with caplog.at_level("WARNING", logger="ivt_hf.data.pairs"):
         assert [pair["key"] for pair in _take(iter(skipping), 2)] == ["one.tar/k0", "one.tar/k1"]
     assert skipping.skipped == 2
@@ -437,12 +468,12 @@ def test_a_member_name_leading_outside_is_refused_naming_shard_and_member_or_ski
 
 def test_a_missing_source_and_a_folder_without_pairs_are_errors_naming_them(tmp_path, no_network):
     with pytest.raises(PairDataError, match=f"{tmp_path / 'nowhere'}: no such folder, and not a Hub dataset id"):
-        PairStream(tmp_path / "nowhere")
+        open_pair_stream(tmp_path / "nowhere")
     with pytest.raises(PairDataError, match="nowhere/at/all: no such folder"):
-        PairStream("nowhere/at/all")  # not ORG/NAME: never looked up on the Hub
+        open_pair_stream("nowhere/at/all")  # not ORG/NAME: never looked up on the Hub
     (tmp_path / "empty").mkdir()
     with pytest.raises(PairDataError, match=f"{tmp_path / 'empty'}: is neither a folder written by save_to_disk"):
-        PairStream(tmp_path / "empty")
+        open_pair_stream(tmp_path / "empty")
 
 
 # ----- map-style sources: an image folder and a save_to_disk folder -----
@@ -482,7 +513,7 @@ def test_map_style_sources_read_every_row_once_per_epoch_and_resume_exactly(tmp_
     folder = tmp_path / kind
     images = _image_folder(folder) if kind == "imagefolder" else _saved_folder(folder)
     columns = {} if kind == "imagefolder" else {"image_column": "picture", "caption_column": "description"}
-    stream = PairStream(folder, **columns)
+    stream = open_pair_stream(folder, **columns)
     assert stream.num_shards == 10 and stream.shards == ()
     pairs = _take(iter(stream), 30)
     for epoch in range(3):
@@ -492,30 +523,30 @@ def test_map_style_sources_read_every_row_once_per_epoch_and_resume_exactly(tmp_
     assert all(pair["caption"] == _caption(int(pair["key"].split()[1])) for pair in pairs)
     assert [pair["key"] for pair in pairs[:10]] != [pair["key"] for pair in pairs[10:20]]  # rows re-permuted
 
-    ranks = [PairStream(folder, rank=rank, world_size=2, seed=1, **columns) for rank in (0, 1)]
+    ranks = [open_pair_stream(folder, rank=rank, world_size=2, seed=1, **columns) for rank in (0, 1)]
     halves = [{pair["key"] for pair in _take(iter(stream), 5)} for stream in ranks]
     assert not halves[0] & halves[1] and halves[0] | halves[1] == set(images)
 
-    original = PairStream(folder, rank=1, world_size=2, seed=1, **columns)
+    original = open_pair_stream(folder, rank=1, world_size=2, seed=1, **columns)
     iterator = iter(original)
     _take(iterator, 3)
     state = json.loads(json.dumps(original.state_dict()))
     assert state["route"] == "rows" and state["position"] == {"row": 3}
     expected = _take(iterator, 12)
-    resumed = PairStream(folder, rank=1, world_size=2, seed=1, **columns)
+    resumed = open_pair_stream(folder, rank=1, world_size=2, seed=1, **columns)
     resumed.load_state_dict(state)
     assert [(p["key"], p["image"], p["epoch"]) for p in _take(iter(resumed), 12)] == [
         (p["key"], p["image"], p["epoch"]) for p in expected
     ]
     with pytest.raises(PairDataError, match="has 10 rows for 11 processes"):
-        PairStream(folder, rank=0, world_size=11, **columns)
+        open_pair_stream(folder, rank=0, world_size=11, **columns)
     if kind == "save_to_disk":
         with pytest.raises(
             PairDataError,
             match="no image column: looked for 'jpg' or .*the columns are picture, "
             "description \\(name yours with image_column=\\)",
         ):
-            PairStream(folder)
+            open_pair_stream(folder)
 
 
 def test_image_paths_of_a_saved_dataset_are_read_relative_to_it_and_a_missing_file_names_the_row(tmp_path):
@@ -529,8 +560,8 @@ def test_image_paths_of_a_saved_dataset_are_read_relative_to_it_and_a_missing_fi
     paths = ["imgs/0.jpg", "imgs/1.jpg", "imgs/missing.jpg"]
     datasets.Dataset.from_dict({"image": paths, "caption": ["A man.", "A woman.", "A child."]}).save_to_disk(folder)
     with pytest.raises(PairDataError, match=r"saved: sample 'row 2': image file '.*imgs/missing.jpg' cannot be read"):
-        _take(iter(PairStream(folder)), 3)
-    skipping = PairStream(folder, on_invalid="skip")
+        _take(iter(open_pair_stream(folder)), 3)
+    skipping = open_pair_stream(folder, on_invalid="skip")
     pairs = _take(iter(skipping), 4)  # epochs 0 and 1
     assert sorted({pair["key"] for pair in pairs}) == ["row 0", "row 1"] and skipping.epoch == 1
     rows_read_in_epoch_1 = skipping.state_dict()["position"]["row"]  # 2, or 3 when row 2 came before the second
@@ -553,7 +584,7 @@ def test_image_paths_leading_outside_a_map_style_source_are_never_read(tmp_path,
     (folder / "imgs" / "link.jpg").symlink_to(secret)
     paths = ["imgs/0.jpg", "../secret.jpg", str(secret), "imgs/link.jpg"]
     datasets.Dataset.from_dict({"image": paths, "caption": ["A man."] * 4}).save_to_disk(folder)
-    stream = PairStream(folder, on_invalid="skip")
+    stream = open_pair_stream(folder, on_invalid="skip")
     pairs = _take(iter(stream), 3)  # row 0 of epochs 0, 1 and 2
     assert [pair["key"] for pair in pairs] == ["row 0"] * 3
     assert {pair["image"] for pair in pairs} == {(folder / "imgs" / "0.jpg").read_bytes()}
@@ -561,7 +592,7 @@ def test_image_paths_leading_outside_a_map_style_source_are_never_read(tmp_path,
     refused = set()
     for seed in range(20):  # each escaping row comes first in some epoch order: the first one read is refused
         with pytest.raises(PairDataError) as raised:
-            _take(iter(PairStream(folder, seed=seed)), 4)
+            _take(iter(open_pair_stream(folder, seed=seed)), 4)
         refused.add(str(raised.value))
     assert refused == {
         f"{folder}: sample 'row 1': the image path: '../secret.jpg' leads outside {str(folder)!r}; paths in data "
@@ -578,12 +609,12 @@ def test_image_paths_leading_outside_a_map_style_source_are_never_read(tmp_path,
     (images / "imgs" / "link.jpg").symlink_to(secret)
     rows = [{"file_name": "imgs/0.jpg", "text": "A man."}, {"file_name": "imgs/link.jpg", "text": "Not yours."}]
     (images / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    skipping = PairStream(images, on_invalid="skip")
+    skipping = open_pair_stream(images, on_invalid="skip")
     assert {pair["image"] for pair in _take(iter(skipping), 4)} == {(images / "imgs" / "0.jpg").read_bytes()}
     assert skipping.skipped == 3 + skipping.state_dict()["position"]["row"] - 1
     (images / "metadata.jsonl").write_text(json.dumps({"file_name": "../secret.jpg", "text": "Up."}) + "\n")
     with pytest.raises(PairDataError, match=r"Invalid metadata file_name '\.\./secret\.jpg'"):
-        PairStream(images)
+        open_pair_stream(images)
 
 
 def test_a_saved_folder_is_read_without_its_empty_splits_and_a_lone_dataset_whatever_split_it_names(
@@ -601,10 +632,10 @@ def test_a_saved_folder_is_read_without_its_empty_splits_and_a_lone_dataset_what
     )
     datasets.DatasetDict({"train": table.select([]), "test": table}).save_to_disk(str(tmp_path / "test-only"))
     with pytest.raises(PairDataError, match="test-only: has no split 'train'; its splits are test$"):
-        PairStream(tmp_path / "test-only")
-    assert PairStream(tmp_path / "test-only", split="test").num_shards == 3
+        open_pair_stream(tmp_path / "test-only")
+    assert open_pair_stream(tmp_path / "test-only", split="test").num_shards == 3
     table.save_to_disk(str(tmp_path / "lone"))
-    stream = PairStream(tmp_path / "lone")  # split "train": ignored for a lone Dataset, which names "test"
+    stream = open_pair_stream(tmp_path / "lone")  # split "train": ignored for a lone Dataset, which names "test"
     assert sorted(pair["key"] for pair in _take(iter(stream), 3)) == ["row 0", "row 1", "row 2"]
 
 
@@ -626,17 +657,17 @@ def test_a_folder_of_parquet_files_streams_every_row_once_and_resumes_inside_a_f
         )
         table.to_parquet(str(tmp_path / "pq" / f"part-{part}.parquet"))
         images |= {f"part-{part}.parquet/row {index}": image for index, (image, _) in enumerate(rows)}
-    stream = PairStream(tmp_path / "pq", seed=2)
+    stream = open_pair_stream(tmp_path / "pq", seed=2)
     pairs = _take(iter(stream), 15)
     assert sorted(pair["key"] for pair in pairs) == sorted(images)
     assert all(pair["image"] == images[pair["key"]] for pair in pairs)
 
-    original = PairStream(tmp_path / "pq", seed=2)
+    original = open_pair_stream(tmp_path / "pq", seed=2)
     iterator = iter(original)
     _take(iterator, 7)
     state = json.loads(json.dumps(original.state_dict()))
     expected = _take(iterator, 12)
-    resumed = PairStream(tmp_path / "pq", seed=2)
+    resumed = open_pair_stream(tmp_path / "pq", seed=2)
     resumed.load_state_dict(state)
     assert [(p["key"], p["image"]) for p in _take(iter(resumed), 12)] == [(p["key"], p["image"]) for p in expected]
 
@@ -646,24 +677,24 @@ def test_a_folder_of_parquet_files_streams_every_row_once_and_resumes_inside_a_f
 HUB_SCRIPT = r"""
 import json, sys
 from itertools import islice
-from ivt_hf.data import PairDataError, PairStream
+from ivt_hf.data import PairDataError, open_pair_stream
 
-single = PairStream("people-org/pairs", seed=1)
+single = open_pair_stream("people-org/pairs", seed=1)
 epoch_keys = [pair["key"] for pair in islice(iter(single), 12)]
-ranks = [PairStream("people-org/pairs", rank=rank, world_size=2, seed=1) for rank in (0, 1)]
+ranks = [open_pair_stream("people-org/pairs", rank=rank, world_size=2, seed=1) for rank in (0, 1)]
 rank_keys = [[pair["key"] for pair in islice(iter(stream), 6)] for stream in ranks]
-original = PairStream("people-org/pairs", seed=1)
+original = open_pair_stream("people-org/pairs", seed=1)
 iterator = iter(original)
 list(islice(iterator, 5))
 state = json.loads(json.dumps(original.state_dict()))
 expected = [pair["key"] for pair in islice(iterator, 10)]
-resumed = PairStream("people-org/pairs", seed=1)
+resumed = open_pair_stream("people-org/pairs", seed=1)
 resumed.load_state_dict(state)
 got = [pair["key"] for pair in islice(iter(resumed), 10)]
-parquet = PairStream("people-org/pairs-parquet", split="train")
+parquet = open_pair_stream("people-org/pairs-parquet", split="train")
 parquet_keys = [pair["key"] for pair in islice(iter(parquet), 6)]
 try:
-    PairStream("people-org/no-such")
+    open_pair_stream("people-org/no-such")
     missing = None
 except PairDataError as error:
     missing = str(error)
@@ -674,8 +705,8 @@ print(json.dumps({"shards": list(single.shards), "epoch_keys": epoch_keys, "rank
 
 @pytest.mark.compat
 def test_a_hub_dataset_of_tar_shards_is_streamed_through_the_hub_protocol(tmp_path):
-    """`PairStream("ORG/NAME")` resolves the repo's data files with `datasets.load_dataset_builder` and streams each
-    tar shard from the package's local Hub server (the real clients, in a subprocess with `HF_ENDPOINT` pointing at
+    """`open_pair_stream("ORG/NAME")` resolves the repo's data files with `datasets.load_dataset_builder` and streams
+    each tar shard from the package's local Hub server (the real clients, in a subprocess with `HF_ENDPOINT` pointing at
     it; LFS files are served through the storage redirect, as on the Hub); a repo of parquet files too. Not covered:
     auth, Xet storage, and Range requests (the local server answers every read with the whole file, which is what a
     client reading these small files asks for; large parquet files would be read in ranges)."""

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ivt_hf.data import PairStream, write_webdataset_shards
+from ivt_hf.data import open_pair_stream, write_webdataset_shards
 from ivt_hf.data.shuffle_buffer import ShuffleBuffer
 from ivt_hf.model.processing_ivt import default_tokenizer
 from ivt_hf.training.pretraining import PairBatches, PairCollator, pair_loader
@@ -44,7 +44,7 @@ def shards(tmp_path_factory):
 
 
 def _shuffled(shards, size: int = 12, seed: int = 0) -> ShuffleBuffer:
-    return ShuffleBuffer(PairStream(shards, seed=seed), size, seed=seed)
+    return ShuffleBuffer(open_pair_stream(shards, seed=seed), size, seed=seed)
 
 
 def _shard(key: str) -> str:
@@ -117,7 +117,7 @@ def test_workers_give_the_in_process_batches_and_resume_exactly_however_far_they
 
 def test_an_image_that_does_not_decode_is_left_out_and_reported(tmp_path):
     write_webdataset_shards(_pairs(12, broken={4}), tmp_path, pairs_per_shard=12)
-    plan = PairBatches(ShuffleBuffer(PairStream(tmp_path), 0, seed=0), 6)
+    plan = PairBatches(ShuffleBuffer(open_pair_stream(tmp_path), 0, seed=0), 6)
     batch = next(iter(pair_loader(plan, _collator(), num_workers=0, pin_memory=False)))
     ((key, reason),) = batch["invalid"]
     assert key == "pairs-00000.tar/000004" and "does not decode" in reason

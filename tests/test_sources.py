@@ -1,4 +1,4 @@
-"""`ivt_hf.data.sources`: one place that recognises a source, for `load_data` (fine-tuning data) and `PairStream`
+"""`ivt_hf.data.sources`: one place that recognises a source, for `load_data` (fine-tuning data) and `open_pair_stream`
 (pre-training pairs). Folders are made here, in `tmp_path`: recognition reads only which files a folder holds, so most
 folders hold empty marker files; the last test reads real data of each kind through both callers."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ivt_hf.data import BenchmarkFormatError, PairDataError, PairStream, load_data, write_webdataset_shards
+from ivt_hf.data import BenchmarkFormatError, PairDataError, load_data, open_pair_stream, write_webdataset_shards
 from ivt_hf.data.sources import FINE_TUNING_KINDS, PAIR_KINDS, Source, recognise_source
 
 
@@ -148,7 +148,7 @@ def test_a_source_of_no_kind_read_is_an_error_saying_what_it_is_and_what_is_expe
     assert str(raised.value).endswith(message)
 
 
-# ----- load_data and PairStream agree -----
+# ----- load_data and open_pair_stream agree -----
 
 
 def _jpeg(shade: int) -> bytes:
@@ -204,7 +204,7 @@ def _outcome_of_load_data(source) -> str:
 
 def _outcome_of_pair_stream(source) -> str:
     try:
-        stream = PairStream(source)
+        stream = open_pair_stream(source)
     except PairDataError as error:
         return error.reason
     captions = {pair["caption"] for pair in islice(iter(stream), 4)}

@@ -6,17 +6,18 @@
 - `prepared.py`: folders written by `ivt data prepare` (images embedded);
 - `hf_datasets.py`: data `datasets` already reads (a `save_to_disk` folder, a Hub id) in any column layout;
 - `sources.py`: `recognise_source`, what a source string names (benchmark, folder kind, Hub id), for `load_data`
-  and `PairStream` alike;
+  and `open_pair_stream` alike;
 - `loading.py`: `load_benchmark(name, root)`, and `load_data(source)` for anything a user has, the entry points;
-- `pairs.py`: `PairStream`, endless resumable streams of image-text pairs for pre-training (`ShardStream`,
-  `RowStream`), and `shuffle_buffer.py` over them;
+- `pairs.py`: `open_pair_stream`, endless resumable streams of image-text pairs for pre-training (`ShardStream`,
+  `RowStream`), and `shuffle_buffer.py` over them; `pair_writing.py`: `write_webdataset_shards`, the shards they read;
 - `synthpedes/`: the procedural benchmark that needs no download.
 """
 
 from .hf_datasets import ColumnMapping
 from .loading import load_benchmark, load_benchmark_with_report, load_data, load_data_with_report
 from .normalise import BenchmarkReport, SkippedRecord, normalise_benchmark, read_records
-from .pairs import PairDataError, PairStream, clean_caption, write_webdataset_shards
+from .pair_writing import write_webdataset_shards
+from .pairs import PairDataError, PairStream, clean_caption, open_pair_stream
 from .prepared import is_prepared, load_prepared
 from .schema import COLUMNS, benchmark_features, caption_view, format_counts_table, split_counts
 from .sources import Source, recognise_source
@@ -60,6 +61,7 @@ __all__ = [
     "load_data_with_report",
     "load_prepared",
     "normalise_benchmark",
+    "open_pair_stream",
     "read_records",
     "recognise_source",
     "split_counts",

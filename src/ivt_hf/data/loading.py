@@ -95,7 +95,7 @@ def load_data_with_report(
     """Any data, by what a user would type, in the common schema, with its `BenchmarkReport` (None when it was
     checked before: a prepared folder).
 
-    `source` is one of (told apart by `sources.recognise_source`, as for `PairStream`):
+    `source` is one of (told apart by `sources.recognise_source`, as for `open_pair_stream`):
     - a benchmark name (`cuhk-pedes`, `icfg-pedes`, `rstpreid`, `imagefolder` with `root`, `synthpedes`): as
       `load_benchmark`;
     - a folder: written by `ivt data prepare`, by `save_to_disk` (any columns: see `columns`), or an image folder

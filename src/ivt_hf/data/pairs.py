@@ -1,6 +1,6 @@
 """Endless, resumable, process-split streams of generic image-text pairs, for vision-language pre-training.
 
-`PairStream(source, rank=, world_size=, seed=)` yields `{"key", "image" (encoded bytes, not decoded), "caption"
+`open_pair_stream(source, rank=, world_size=, seed=)` yields `{"key", "image" (encoded bytes, not decoded), "caption"
 (as in the data; checked with `clean_caption`, which the caller applies with its own word limit), "epoch"}` for
 ever, from any image-text collection as `datasets` reads it:
 
@@ -11,8 +11,8 @@ ever, from any image-text collection as `datasets` reads it:
 - a local image folder with `metadata.jsonl` / `metadata.csv` (`datasets`' `imagefolder`) or a `save_to_disk` folder:
   read as a memory-mapped `datasets.Dataset`, each row a "shard".
 
-`sources.recognise_source` says which (as it does for `load_data`); `PairStream(...)` then makes a `ShardStream` for
-the shards or a `RowStream` for the rows, one interface: iteration, `state_dict()`, `load_state_dict()`, `epoch`,
+`sources.recognise_source` says which (as it does for `load_data`); `open_pair_stream(...)` then makes a `ShardStream`
+for the shards or a `RowStream` for the rows, one interface: iteration, `state_dict()`, `load_state_dict()`, `epoch`,
 `skipped`, `shards`, `num_shards`, `shards_for_epoch()`.
 
 Processes are split by shard: each epoch the sorted shard list is permuted with `random.Random(f"{seed}-{epoch}")`
@@ -31,15 +31,16 @@ shard and the key, or with `on_invalid="skip"` is skipped, logged and counted; s
 outside the shard's folder (`../x.jpg`, `/abs/x.jpg`) and a row naming an image file outside its folder (`paths.py`).
 A local tar shard is checked whole before it is read (`tar_defect`): one cut short or damaged, which `tarfile` would
 read up to the damage and then end in silence, raises naming the shard and the byte, or with skip gives its pairs
-before the damage and is counted (once an epoch) and logged. `write_webdataset_shards` writes shards of this layout
-(for converting data, and for tests).
+before the damage and is counted (once an epoch) and logged. `write_webdataset_shards` (`pair_writing.py`) writes
+shards of this layout (for converting data, and for tests).
+
+`PairStream`, the name this function had, still works and warns once: it is a function, named like a class.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import logging
 import os
 import random
@@ -47,11 +48,12 @@ import re
 import tarfile
 import threading
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..errors import IVTInputError, OutputExistsError
+from ..errors import IVTInputError
 from .hf_datasets import read_saved_dataset
 from .paths import PathOutsideRootError, escapes_as_member_name, resolve_under
 from .sources import PAIR_KINDS, Source, recognise_source
@@ -60,7 +62,7 @@ from .specs import BenchmarkFormatError
 if TYPE_CHECKING:
     import datasets
 
-__all__ = ["PairDataError", "PairStream", "RowStream", "ShardStream", "clean_caption", "write_webdataset_shards"]
+__all__ = ["PairDataError", "PairStream", "RowStream", "ShardStream", "clean_caption", "open_pair_stream"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +71,7 @@ DEFAULT_CAPTION_COLUMNS = ("txt", "text", "caption")
 # WebDataset fields that `datasets`' webdataset builder decodes to `str` (by their last extension); others stay bytes
 _TEXT_EXTENSIONS = ("txt", "text", "transcript")
 _HF_URL = re.compile(r"^hf://datasets/[^/]+/[^/@]+(?:@[^/]+)?/(?P<path>.+)$")
-_STATE_FORMAT = "ivt_hf.PairStream"
+_STATE_FORMAT = "ivt_hf.PairStream"  # the stream's first name, kept: checkpoints hold it
 _STATE_VERSION = 1
 _ON_INVALID = {"raise": "raise", "error": "raise", "skip": "skip"}  # `error`: the rest of the package's spelling
 _DOWNLOAD_COUNT_LOCK = threading.Lock()
@@ -117,108 +119,6 @@ def clean_caption(text: str, max_words: int = 50) -> str:
     if not words:
         raise IVTInputError(f"caption {text!r:.80} is empty once punctuation is removed")
     return " ".join(words[:max_words])
-
-
-# ----- writing shards -----
-
-
-def write_webdataset_shards(
-    pairs: Iterable[tuple[str, bytes, str]],
-    output_dir: str | os.PathLike,
-    pairs_per_shard: int,
-    prefix: str = "pairs",
-    *,
-    overwrite: bool = False,
-) -> list[Path]:
-    """Write `(key, jpeg bytes, caption)` pairs as WebDataset shards `{prefix}-00000.tar`, `{prefix}-00001.tar`, ...
-
-    Each pair becomes the members `KEY.jpg` (the bytes as given, not re-encoded) and `KEY.txt` (the caption, UTF-8),
-    `pairs_per_shard` pairs a shard (the last one may hold fewer). Keys must be unique and may not contain `.` (a
-    WebDataset key ends at the first dot of a member's name), nor start with `/` or hold `..`. Each shard is written
-    under a temporary name and renamed when complete, so an interrupted run leaves no truncated `.tar` behind.
-
-    Returns the paths of the shards written, in order (none for no pairs).
-
-    Raises:
-        FileExistsError: `output_dir` already holds `.tar` files (at any depth) and `overwrite` is False; with
-            `overwrite=True` they are deleted first, so that the folder, read as a `PairStream` source, holds
-            exactly the new shards.
-        ValueError: a bad key, empty image bytes, a caption that is not a string, or `pairs_per_shard` < 1.
-    """
-    if not isinstance(pairs_per_shard, int) or pairs_per_shard < 1:
-        raise IVTInputError(f"pairs_per_shard should be a positive integer, got {pairs_per_shard!r}")
-    if not prefix or "/" in prefix or "." in prefix:
-        raise IVTInputError(f"prefix should be a file name without '/' or '.', got {prefix!r}")
-    output = Path(output_dir)
-    existing = sorted(output.rglob("*.tar")) if output.is_dir() else []
-    if existing and not overwrite:
-        shown = ", ".join(str(path.relative_to(output)) for path in existing[:3])
-        shown += ", ..." if len(existing) > 3 else ""
-        raise OutputExistsError(
-            f"{output}: already holds {len(existing)} .tar file(s) ({shown}); write to an empty folder, or pass "
-            "overwrite=True to delete them first"
-        )
-    output.mkdir(parents=True, exist_ok=True)
-    for path in existing:
-        path.unlink()
-
-    written: list[Path] = []
-    seen: set[str] = set()
-    tar: tarfile.TarFile | None = None
-    partial: Path | None = None
-    in_shard = 0
-    try:
-        for number, pair in enumerate(pairs):
-            key, image, caption = _checked_pair_to_write(pair, number, seen)
-            if tar is None:
-                final = output / f"{prefix}-{len(written):05d}.tar"
-                partial = final.with_name(f".{final.name}.partial")
-                tar = tarfile.open(partial, "w", format=tarfile.PAX_FORMAT)
-                written.append(final)
-            _add_member(tar, f"{key}.jpg", image)
-            _add_member(tar, f"{key}.txt", caption.encode("utf-8"))
-            in_shard += 1
-            if in_shard == pairs_per_shard:
-                tar.close()
-                os.replace(partial, written[-1])
-                tar, in_shard = None, 0
-        if tar is not None:
-            tar.close()
-            os.replace(partial, written[-1])
-            tar = None
-    finally:
-        if tar is not None:  # an error mid-shard: no truncated shard is left under a .tar name
-            tar.close()
-            partial.unlink(missing_ok=True)
-            written.pop()
-    return written
-
-
-def _checked_pair_to_write(pair: Any, number: int, seen: set[str]) -> tuple[str, bytes, str]:
-    try:
-        key, image, caption = pair
-    except (TypeError, ValueError):
-        raise IVTInputError(f"pair {number} should be (key, image bytes, caption), found {pair!r:.80}") from None
-    if not isinstance(key, str) or not key or "." in key or key.startswith("/") or ".." in key.split("/"):
-        raise IVTInputError(
-            f"pair {number}: key {key!r} should be a non-empty string without '.', a leading '/' or '..'"
-        )
-    if key in seen:
-        raise IVTInputError(f"pair {number}: key {key!r} is used twice (keys name samples and must be unique)")
-    seen.add(key)
-    if not isinstance(image, (bytes, bytearray, memoryview)) or not len(image):
-        raise IVTInputError(f"pair {number} (key {key!r}): the image should be non-empty encoded bytes")
-    if not isinstance(caption, str):
-        raise IVTInputError(
-            f"pair {number} (key {key!r}): the caption should be a string, found {type(caption).__name__}"
-        )
-    return key, bytes(image), caption
-
-
-def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mode, info.mtime = len(data), 0o644, 0  # mtime 0: the same pairs give the same bytes
-    tar.addfile(info, io.BytesIO(data))
 
 
 # ----- checking a tar file whole -----
@@ -444,14 +344,14 @@ class _PairStreamBase:
         the one that stream would have yielded next. A running iterator of this stream stops.
 
         Raises:
-            PairDataError: the state is not a `PairStream` state, or was made with another number of shards (or
+            PairDataError: the state is not a pair stream's state, or was made with another number of shards (or
                 other shard names), world size, rank, seed or kind of source.
         """
         if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
-            raise PairDataError("is not a PairStream state (from PairStream.state_dict())", where="the state")
+            raise PairDataError("is not a pair stream's state (from its state_dict())", where="the state")
         if state.get("version") != _STATE_VERSION:
             raise PairDataError(
-                f"has version {state.get('version')!r}; this PairStream reads version {_STATE_VERSION}",
+                f"has version {state.get('version')!r}; this stream reads version {_STATE_VERSION}",
                 where="the state",
             )
         expected = self._settings()
@@ -502,7 +402,7 @@ class _PairStreamBase:
 
     def _check_current(self, generation: int) -> None:
         if self._generation != generation:
-            raise RuntimeError("this PairStream iterator was replaced by a newer one (iter() or load_state_dict())")
+            raise RuntimeError("this pair stream's iterator was replaced by a newer one (iter() or load_state_dict())")
 
     def _accept(
         self, image: Any, caption: Any, key: str, where: str, generation: int, advance: dict, refused: str | None = None
@@ -633,7 +533,7 @@ class _Shard(NamedTuple):
 
 class ShardStream(_PairStreamBase):
     """Pairs from WebDataset `.tar` or `.parquet` shards, in a local folder or a Hub dataset repo, STREAMED shard by
-    shard; each process reads its own shards. Made by `PairStream`, which documents it."""
+    shard; each process reads its own shards. Made by `open_pair_stream`, which documents it."""
 
     def __init__(self, source: str | os.PathLike, found: Source, **settings: Any):
         super().__init__(source, **settings)
@@ -761,7 +661,7 @@ class ShardStream(_PairStreamBase):
 class RowStream(_PairStreamBase):
     """Pairs from the rows of a map-style source (an image folder with `metadata.jsonl` / `metadata.csv`, a
     `save_to_disk` folder), read as a memory-mapped `datasets.Dataset`: each row is a "shard" of `num_shards`, permuted
-    and split between processes the same way. Made by `PairStream`, which documents it."""
+    and split between processes the same way. Made by `open_pair_stream`, which documents it."""
 
     _state_route = "rows"
     unit = "rows"
@@ -844,7 +744,7 @@ _STREAM_OF_KIND = {
 }
 
 
-def PairStream(
+def open_pair_stream(
     source: str | os.PathLike,
     *,
     rank: int = 0,
@@ -914,6 +814,24 @@ def PairStream(
         "on_invalid": on_invalid,
     }
     return _STREAM_OF_KIND[found.kind](source, found, **settings)
+
+
+_warned_of_old_name = False
+
+
+def PairStream(*args: Any, **kwargs: Any) -> ShardStream | RowStream:
+    """`open_pair_stream` under the name it had before: scripts that call `ivt_hf.data.PairStream(...)` keep
+    working, and are told once per process (a `FutureWarning`, shown by default) to use the new name."""
+    global _warned_of_old_name
+    if not _warned_of_old_name:
+        _warned_of_old_name = True
+        warnings.warn(
+            "ivt_hf.data.PairStream is now ivt_hf.data.open_pair_stream (a function, not a class); the old name "
+            "will be removed",
+            FutureWarning,
+            stacklevel=2,
+        )
+    return open_pair_stream(*args, **kwargs)
 
 
 def _image_bytes(value: Any, columns: tuple[str, ...], base: Path | None) -> bytes:

@@ -1,6 +1,6 @@
-"""A deterministic, exactly resumable example shuffle over a `PairStream`.
+"""A deterministic, exactly resumable example shuffle over a pair stream (`open_pair_stream`).
 
-A `PairStream` reads each shard from start to end, so without a buffer a batch holds consecutive pairs of one shard:
+A pair stream reads each shard from start to end, so without a buffer a batch holds consecutive pairs of one shard:
 web-crawled shards are written in crawl order (the same site, the same photographer, near-duplicates), and ITC / ITM
 would draw their negatives from neighbours. `ShuffleBuffer` keeps `size` pairs; each pair it yields is drawn at random
 from them, and its place is refilled from the stream before the next draw (the WebDataset / tf.data buffer).
@@ -31,8 +31,8 @@ class ShuffleBuffer:
     """Pairs of `stream` in a random order drawn from a buffer of `size` (1 or less: the stream's own order).
 
     Args:
-        stream: a `PairStream` (anything iterable with `state_dict()` / `load_state_dict()` that yields dicts with
-            `key`, `image` (bytes), `caption` and `epoch`).
+        stream: a pair stream from `open_pair_stream` (anything iterable with `state_dict()` / `load_state_dict()`
+            that yields dicts with `key`, `image` (bytes), `caption` and `epoch`).
         size: pairs kept in the buffer.
         seed: with the stream's rank, seeds the draws.
     """

@@ -1,5 +1,5 @@
 """What a source names, recognised in one place: for `load_data` (fine-tuning data, `loading.py`) and for
-`PairStream` (pre-training pairs, `pairs.py`).
+`open_pair_stream` (pre-training pairs, `pairs.py`).
 
 A source is a benchmark name, a folder, or a Hub dataset id. A folder is recognised by what it holds, in this order:
 
@@ -48,7 +48,7 @@ DESCRIPTIONS: dict[SourceKind, str] = {
 }
 FOLDER_KINDS: tuple[SourceKind, ...] = (*TOP_FILES, *SHARD_SUFFIXES)
 FINE_TUNING_KINDS: tuple[SourceKind, ...] = ("benchmark", "saved", "imagefolder", "hub")  # what `load_data` reads
-PAIR_KINDS: tuple[SourceKind, ...] = ("saved", "imagefolder", "webdataset", "parquet", "hub")  # what `PairStream` reads
+PAIR_KINDS: tuple[SourceKind, ...] = ("saved", "imagefolder", "webdataset", "parquet", "hub")  # `open_pair_stream`'s
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def _folder_kind(folder: Path) -> Source | None:
 
 def recognise_source(source: str | os.PathLike, *, accepts: Collection[SourceKind] = FINE_TUNING_KINDS) -> Source:
     """What `source` names, as one of the kinds `accepts` lists (`FINE_TUNING_KINDS` for `load_data`, `PAIR_KINDS`
-    for `PairStream`).
+    for `open_pair_stream`).
 
     A benchmark name is one only where `accepts` holds `benchmark`; elsewhere it is a path or a Hub id like any other
     string. A folder's kind does not depend on `accepts`: a folder of a kind the caller does not read is an error that

@@ -7,7 +7,7 @@
 - `batching.py` (dataset, keyed batches, the MLA collator), `sampler.py` (P x K identities), `text_levels.py` (word /
   phrase / sentence texts), `transforms.py` (augmentation);
 - `losses.py` (CMPM, pure functions) and `distributed.py` (gathers with and without gradient);
-- `pretraining/`: `ivt pretrain`, the authors' first stage (ITC + ITM + MLM on `ivt_hf.data.PairStream`, an
+- `pretraining/`: `ivt pretrain`, the authors' first stage (ITC + ITM + MLM on `ivt_hf.data.open_pair_stream`, an
   accelerate loop with exact resume: `arguments.py`, `collator.py`, `loop.py`), and `masking.py` (its whole-word
   masking).
 """

@@ -1,6 +1,6 @@
 """Pre-training batches: pairs from the stream, shuffled, numbered, then decoded and masked in DataLoader workers.
 
-    PairStream (this process's shards) -> ShuffleBuffer -> PairBatches (main process: numbered batches of raw pairs,
+    pair stream (this process's shards) -> ShuffleBuffer -> PairBatches (main process: numbered batches of raw pairs,
     and the resume state after each) -> DataLoader workers: PairCollator (decode, augment, tokenise, mask) -> loop
 
 Only encoded bytes cross to the workers, and every random draw of a worker (augmentation, masks) is a pure function of

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from transformers import get_scheduler
 
-from ...data.pairs import PairDataError, PairStream
+from ...data.pairs import PairDataError, open_pair_stream
 from ...data.shuffle_buffer import ShuffleBuffer
 from ...errors import InputNotFoundError, IVTInputError
 from ...hub.folder import register_for_remote_code, save_model_folder
@@ -219,7 +219,7 @@ class PretrainingRun:
         seed_everything(args.seed + self.rank)  # each process its own dropout and ITM negatives
         self.processor = IVTProcessor.from_config(model.config)
         register_for_remote_code(model, self.processor)
-        self.stream = PairStream(
+        self.stream = open_pair_stream(
             args.train_data,
             rank=self.rank,
             world_size=self.world_size,
