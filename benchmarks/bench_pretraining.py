@@ -69,11 +69,11 @@ def throughput_worker(preset: str, precision: str, batch: int, steps: int, threa
     import torch
 
     from ivt_hf.model import IVTConfig, IVTForPreTraining
-    from ivt_hf.training import MODEL_PRESETS, build_optimizer
+    from ivt_hf.training import build_optimizer
 
     torch.set_num_threads(threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    config = IVTConfig(**MODEL_PRESETS[preset])
+    config = IVTConfig.from_preset(preset)
     model = IVTForPreTraining(config).to(device).train()
     optimizer = build_optimizer(model, "adamw_torch", lr=1e-4, weight_decay=0.02)
     scaler = torch.amp.GradScaler(device) if precision == "fp16" else None
@@ -231,10 +231,9 @@ def run_flops(args) -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
     from ivt_hf.model import IVTConfig, IVTForPreTraining
-    from ivt_hf.training import MODEL_PRESETS
 
     torch.manual_seed(0)
-    config = IVTConfig(**MODEL_PRESETS["base"])
+    config = IVTConfig.from_preset("base")
     model = IVTForPreTraining(config).train()
     batch = 2
     ids = torch.randint(1000, 20000, (batch, 50))
@@ -369,12 +368,12 @@ def temperature_worker(variant: str, steps: int, batch: int, seed: int) -> dict:
     from PIL import Image
 
     from ivt_hf.model import IVTConfig, IVTForPreTraining, IVTProcessor
-    from ivt_hf.training import MODEL_PRESETS, build_optimizer
+    from ivt_hf.training import build_optimizer
     from ivt_hf.training.pretraining import learning_rate_schedule, parse_pretraining_args
 
     torch.set_num_threads(1)
     torch.manual_seed(seed)
-    config = IVTConfig(**MODEL_PRESETS["tiny"])
+    config = IVTConfig.from_preset("tiny")
     model = IVTForPreTraining(config).train()
     low, high = config.itc_temperature_range
     if variant != "log":  # the raw temperature as its own parameter; the model's log_temperature left unused

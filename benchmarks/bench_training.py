@@ -47,11 +47,11 @@ def worker(name: str, steps: int, threads: int) -> dict:
     import torch
 
     from ivt_hf import IVTConfig, IVTModel
-    from ivt_hf.training import MODEL_PRESETS, build_optimizer, cmpm_loss
+    from ivt_hf.training import build_optimizer, cmpm_loss
 
     torch.set_num_threads(threads)
     setting = SETTINGS[name]
-    config = IVTConfig(**(MODEL_PRESETS[setting["preset"]] | setting["overrides"]))
+    config = IVTConfig.from_preset(setting["preset"], **setting["overrides"])
     model = IVTModel(config).train()
     if setting["attn"]:
         model.set_attn_implementation(setting["attn"])

@@ -297,14 +297,14 @@ def build(name: str, data, device):
     from torch.utils.data import DataLoader
 
     from ivt_hf import IVTConfig, IVTModel, IVTProcessor
-    from ivt_hf.training import MODEL_PRESETS, build_optimizer
+    from ivt_hf.training import build_optimizer
     from ivt_hf.training.batching import KeyedBatchSampler, MLACollator, TrainImageDataset
     from ivt_hf.training.sampler import IdentityBatchSampler
     from ivt_hf.training.transforms import TrainTransform
 
     s = settings(name)
     torch.manual_seed(s["seed"])
-    config = IVTConfig(**(MODEL_PRESETS["tiny"] | {key: s[key] for key in MODEL_KEYS}))
+    config = IVTConfig.from_preset("tiny", **{key: s[key] for key in MODEL_KEYS})
     model = IVTModel(config).to(device)
     model.set_attn_implementation(s["attn"])  # "eager" is faster than "sdpa" for these short sequences on CPU
     modify_model(model, s)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import torch
 
 from ivt_hf import IVTConfig, IVTModel
-from ivt_hf.training import MODEL_PRESETS
 
 
 def mean_off_diagonal(similarity: torch.Tensor) -> float:
@@ -27,7 +26,7 @@ def main() -> None:
     input_ids[:, 0] = 101  # [CLS]
     print(f"{'initializer_range':>18} {'image-image cos':>16} {'text-text cos':>14}")
     for initializer_range in (0.02, 0.05, 0.1):
-        model = IVTModel(IVTConfig(**MODEL_PRESETS["tiny"], initializer_range=initializer_range)).eval()
+        model = IVTModel(IVTConfig.from_preset("tiny", initializer_range=initializer_range)).eval()
         with torch.no_grad():
             images = torch.nn.functional.normalize(model.get_image_features(pixel_values), dim=-1)
             texts = torch.nn.functional.normalize(model.get_text_features(input_ids), dim=-1)
@@ -40,7 +39,7 @@ def main() -> None:
     print(f"\n{'text LayerNorm gain':>19} {'text-text cos':>14}   (initializer_range 0.05, 3 blocks)")
     for gain in (1.0, 0.3, 0.1):
         torch.manual_seed(0)
-        config = IVTConfig(**(MODEL_PRESETS["tiny"] | dict(num_hidden_layers=3)), initializer_range=0.05)
+        config = IVTConfig.from_preset("tiny", num_hidden_layers=3, initializer_range=0.05)
         model = IVTModel(config).eval()
         with torch.no_grad():
             model.text_embeddings.layer_norm.weight.fill_(gain)

@@ -56,14 +56,7 @@ def gallery(tmp_path_factory):
         (root / "gallery").mkdir(exist_ok=True)
         Image.fromarray(pixels).save(root / "gallery" / f"person_{number:02d}.png")
     torch.manual_seed(0)
-    config = IVTConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        image_size=(64, 32),
-    )
+    config = IVTConfig.from_preset("micro", patch_stride=16)
     save_model_folder(IVTModel(config), IVTProcessor.from_config(config), root / "model")
     model, processor = IVTModel.from_pretrained(root / "model"), IVTProcessor.from_pretrained(root / "model")
     build_index(model, processor, root / "gallery", root / "index", progress=False)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.commands import save_tiny_model_folder
 
 from ivt_hf.cli import build_parser, main
 
@@ -38,18 +39,7 @@ def _make_bad_files(tmp: Path) -> None:
     (tmp / "broken.pth").write_bytes(b"not a checkpoint")
     import torch
 
-    from ivt_hf import IVTConfig, IVTModel, IVTProcessor
-    from ivt_hf.hub import save_model_folder
-
-    config = IVTConfig(
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        image_size=(64, 32),
-    )
-    save_model_folder(IVTModel(config), IVTProcessor.from_config(config), tmp / "model")
+    save_tiny_model_folder(tmp / "model")
     (tmp / "unreadable_images").mkdir()
     (tmp / "unreadable_images" / "a.jpg").write_bytes(b"not a jpeg")
     for name, manifest, embeddings in [
@@ -477,7 +467,7 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
                 "--model_preset",
                 "huge",
             ],
-            "--model_preset must be one of ['base', 'tiny']",
+            "--model_preset must be one of ['base', 'micro', 'tiny']",
         ),
         "unknown flag": (["demo", "--max_step", "3"], "unrecognized arguments: --max_step"),
     }

@@ -25,14 +25,7 @@ NUM_IMAGES, CHUNK = 23, 4  # 6 chunks, the last one short
 
 def _model(folder: Path, seed: int) -> Path:
     torch.manual_seed(seed)
-    config = IVTConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        image_size=(64, 32),
-    )
+    config = IVTConfig.from_preset("micro", patch_stride=16)
     save_model_folder(IVTModel(config), IVTProcessor.from_config(config), folder)
     return folder
 

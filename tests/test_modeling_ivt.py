@@ -1,4 +1,5 @@
-"""IVTModel: reference sizes, attention back-ends, gradient checkpointing, gradients, BMM token dropping, bad input."""
+"""IVTModel: reference sizes, presets, attention back-ends, gradient checkpointing, gradients, BMM token dropping, bad
+input."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import pytest
 import torch
 
 from ivt_hf import IVTConfig, IVTModel
+from ivt_hf.errors import IVTInputError
+from ivt_hf.model.configuration_ivt import PRESETS
 from ivt_hf.model.modeling_ivt import drop_tokens
 
 
@@ -51,6 +54,59 @@ def test_default_config_is_reference_vit_b16():
 def test_config_validation(overrides, message):
     with pytest.raises(ValueError, match=message):
         IVTConfig(**overrides)
+
+
+# what tests/conftest.py's tiny_config_kwargs() built by hand before the `micro` preset replaced it
+TESTS_TINY_CONFIG = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    vocab_size=30522,
+    max_position_embeddings=64,
+    image_size=(64, 32),
+    patch_size=16,
+    patch_stride=12,
+    drop_path_rate=0.0,
+    text_embedding_dropout=0.0,
+)
+
+
+def test_micro_preset_is_the_tests_old_tiny_config(tiny_config):
+    assert dict(PRESETS["micro"]) == TESTS_TINY_CONFIG
+    assert tiny_config.to_dict() == IVTConfig(**TESTS_TINY_CONFIG).to_dict()
+
+
+OVERRIDDEN = {"num_hidden_layers": 1, "image_size": (32, 16), "hidden_act": "relu"}
+
+
+@pytest.mark.parametrize("name", ["base", "micro", "tiny"])
+def test_every_preset_is_a_working_config_and_overrides_win(name):
+    """Each preset builds a model (on the meta device: no memory) with its own settings; an override replaces the
+    preset's value (or the default) and leaves the rest, and cannot change the preset for the next caller."""
+    assert sorted(PRESETS) == ["base", "micro", "tiny"]
+    config = IVTConfig.from_preset(name)
+    for key, value in PRESETS[name].items():
+        assert getattr(config, key) == (list(value) if isinstance(value, tuple) else value), key
+    with torch.device("meta"):
+        model = IVTModel(config)
+    assert model.text_embeddings.word_embeddings.weight.shape == (config.vocab_size, config.hidden_size)
+    overridden = IVTConfig.from_preset(name, **OVERRIDDEN)
+    assert (overridden.num_hidden_layers, overridden.image_size, overridden.hidden_act) == (1, [32, 16], "relu")
+    unchanged = {key: value for key, value in config.to_dict().items() if key not in OVERRIDDEN}
+    assert {key: value for key, value in overridden.to_dict().items() if key not in OVERRIDDEN} == unchanged
+    assert IVTConfig.from_preset(name).to_dict() == config.to_dict()
+    with pytest.raises(TypeError):
+        PRESETS[name]["hidden_size"] = 8  # read-only: one caller cannot change a preset for the others
+
+
+def test_an_unknown_preset_or_bad_override_is_one_error_naming_it():
+    with pytest.raises(IVTInputError, match=r"^unknown IVTConfig preset 'huge'; the presets are base, micro, tiny$"):
+        IVTConfig.from_preset("huge")
+    with pytest.raises(IVTInputError, match=r"^unknown IVTConfig preset None; the presets are base, micro, tiny$"):
+        IVTConfig.from_preset(None)
+    with pytest.raises(IVTInputError, match=r"hidden_size \(32\) must be divisible by num_attention_heads \(3\)"):
+        IVTConfig.from_preset("micro", num_attention_heads=3)
 
 
 def test_forward_shapes_and_cosine_logits(tiny_config):
@@ -124,7 +180,7 @@ def test_sdpa_equals_eager(tiny_config):
 @pytest.mark.compat
 def test_gradient_checkpointing_keeps_outputs_and_gradients(tiny_config):
     pixel_values, input_ids, attention_mask = _inputs(tiny_config)
-    config = IVTConfig(**tiny_config_with(tiny_config, token_drop_ratio=0.0))
+    config = IVTConfig.from_preset("micro", token_drop_ratio=0.0)
     torch.manual_seed(0)
     model = IVTModel(config).train()
     results = []
@@ -144,10 +200,6 @@ def test_gradient_checkpointing_keeps_outputs_and_gradients(tiny_config):
     assert model.is_gradient_checkpointing
     for plain, checkpointed in zip(results[0], results[1]):
         torch.testing.assert_close(plain, checkpointed)
-
-
-def tiny_config_with(config, **overrides):
-    return config.to_dict() | overrides
 
 
 def test_every_parameter_gets_a_gradient(tiny_config):
@@ -174,7 +226,7 @@ def test_image_pass_uses_only_vision_ffn_and_text_pass_only_text_ffn(tiny_config
 
 
 def test_bmm_drops_tokens_only_in_training(tiny_config):
-    config = IVTConfig(**tiny_config_with(tiny_config, token_drop_ratio=0.5))
+    config = IVTConfig.from_preset("micro", token_drop_ratio=0.5)
     model = IVTModel(config)
     pixel_values, input_ids, attention_mask = _inputs(config, seq=20)
     full_length = 1 + config.num_patches

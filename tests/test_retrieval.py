@@ -225,9 +225,7 @@ def crafted_setting(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("crafted")
     torch.manual_seed(0)
-    config = IVTConfig(
-        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, image_size=(64, 32)
-    )
+    config = IVTConfig.from_preset("micro", num_hidden_layers=1, patch_stride=16)
     save_model_folder(IVTModel(config).eval(), IVTProcessor.from_config(config), root / "model")
     (root / "gallery").mkdir()
     for number, colour in enumerate([(200, 0, 0), (0, 200, 0), (0, 0, 200)]):

@@ -120,7 +120,7 @@ def test_architecture_flags_may_restate_a_saved_model_but_not_change_it(tiny_con
     from ivt_hf.training import ModelArguments, build_model
 
     IVTModel(tiny_config).save_pretrained(tmp_path / "encoder")
-    pretraining_config = IVTConfig(**{**tiny_config.to_dict(), "fusion_num_hidden_layers": 1})
+    pretraining_config = IVTConfig.from_preset("micro", fusion_num_hidden_layers=1)
     IVTForPreTraining(pretraining_config).save_pretrained(tmp_path / "pre")
     same = {"num_hidden_layers": 2, "patch_stride": 12, "image_height": 64, "image_width": 32}
     for folder in ("encoder", "pre"):
@@ -150,9 +150,9 @@ def test_architecture_flags_may_restate_a_saved_model_but_not_change_it(tiny_con
 def test_the_cpu_fine_tuning_recipe_starts_from_a_pretraining_folder(tmp_path):
     """`finetune-cpu.json` states no architecture: it fine-tunes any saved model, a pre-training output included."""
     from ivt_hf.model import IVTForPreTraining, IVTModel
-    from ivt_hf.training import MODEL_PRESETS, build_model
+    from ivt_hf.training import build_model
 
-    IVTForPreTraining(IVTConfig(**MODEL_PRESETS["tiny"])).save_pretrained(tmp_path / "pre")
+    IVTForPreTraining(IVTConfig.from_preset("tiny")).save_pretrained(tmp_path / "pre")
     model_args, _, training_args = parse_args(
         [
             str(ROOT / "src/ivt_hf/recipes/finetune-cpu.json"),
@@ -163,8 +163,22 @@ def test_the_cpu_fine_tuning_recipe_starts_from_a_pretraining_folder(tmp_path):
         ]
     )
     model = build_model(IVTModel, model_args)
-    assert model.config.num_hidden_layers == MODEL_PRESETS["tiny"]["num_hidden_layers"]
+    assert model.config.num_hidden_layers == 4  # the tiny preset's
     assert training_args.use_cpu and training_args.max_steps > 0
+
+
+def test_the_model_preset_flag_builds_the_named_preset_with_the_flags_on_top():
+    """`--model_preset` goes through `IVTConfig.from_preset`: every preset is a choice, the flags override it, and an
+    unknown name is one error naming the flag and the choices."""
+    from ivt_hf import IVTModel
+    from ivt_hf.training import ModelArguments, build_model
+
+    model_args = ModelArguments(model_preset="micro", patch_stride=16, image_height=48, image_width=32)
+    model = build_model(IVTModel, model_args)
+    expected = IVTConfig.from_preset("micro", patch_stride=16, image_size=(48, 32))
+    assert model.config.to_dict() == expected.to_dict()
+    with pytest.raises(ValueError, match=r"^--model_preset must be one of \['base', 'micro', 'tiny'\], got 'huge'$"):
+        build_model(IVTModel, ModelArguments(model_preset="huge"))
 
 
 def test_both_stages_build_their_model_with_one_function(tmp_path):

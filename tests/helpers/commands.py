@@ -24,14 +24,13 @@ def error_lines(err: str) -> list[str]:
 
 
 def save_tiny_model_folder(folder: Path) -> Path:
-    """A `from_pretrained` folder of a random one-block tiny IVT (conftest's config at patch stride 16, seed 0) and its
+    """A `from_pretrained` folder of a random one-block tiny IVT (the `micro` preset at patch stride 16, seed 0) and its
     processor."""
     import torch
-    from conftest import tiny_config_kwargs
 
     from ivt_hf import IVTConfig, IVTModel, IVTProcessor
     from ivt_hf.hub import save_model_folder
 
     torch.manual_seed(0)
-    config = IVTConfig(**tiny_config_kwargs(num_hidden_layers=1, patch_stride=16))
+    config = IVTConfig.from_preset("micro", num_hidden_layers=1, patch_stride=16)
     return save_model_folder(IVTModel(config), IVTProcessor.from_config(config), folder)

@@ -5,15 +5,65 @@ transformer encodes both images and text: attention and LayerNorms are shared, e
 block. The defaults reproduce the reference model at 384x128 with patch stride 16 (the RSTPReid setting); CUHK-PEDES
 and ICFG-PEDES use `patch_stride=12`.
 
-This file imports only transformers so that it can be copied next to saved weights and loaded with
-`trust_remote_code=True` in a Python that has not installed `ivt_hf`.
+The named architectures live here too (`PRESETS`, `IVTConfig.from_preset`), beside the class they configure, as
+open_clip keeps its model configs with its models: the `--model_preset` flag, the benchmarks and the tests all start
+from them.
+
+This file imports only transformers (and the standard library) so that it can be copied next to saved weights and
+loaded with `trust_remote_code=True` in a Python that has not installed `ivt_hf`.
 """
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from transformers import PretrainedConfig
 
 TOKEN_DROP_MODES = ("batch", "per_sample")
+
+# The named architectures: the settings each changes from `IVTConfig`'s defaults. Read-only views, so that a caller
+# who edits one cannot change it for every later caller; `IVTConfig.from_preset` copies before it overrides.
+PRESETS = MappingProxyType(
+    {
+        # the reference ViT-B/16 model at 384x128, stride 16: the defaults; the recipes' choice
+        "base": MappingProxyType({}),
+        # sized for CPU runs (the demo, the CPU recipes, the benchmarks)
+        "tiny": MappingProxyType(
+            dict(
+                hidden_size=128,
+                num_hidden_layers=4,
+                num_attention_heads=4,
+                intermediate_size=256,
+                image_size=(128, 64),
+                patch_size=16,
+                patch_stride=16,
+                max_position_embeddings=128,
+                drop_path_rate=0.0,
+                text_embedding_dropout=0.0,  # dropout costs much on CPU at these sizes; the synthetic data needs none
+                fusion_num_hidden_layers=2,  # pre-training's fusion encoder (unused by the retrieval model)
+                fusion_hidden_dropout=0.0,
+                fusion_attention_dropout=0.0,
+            )
+        ),
+        # the authors' fixture model's width (hidden 32, 2 layers, 2 heads) at 64x32: a forward in milliseconds on a
+        # CPU, for the tests
+        "micro": MappingProxyType(
+            dict(
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                intermediate_size=64,
+                vocab_size=30522,
+                max_position_embeddings=64,
+                image_size=(64, 32),
+                patch_size=16,
+                patch_stride=12,
+                drop_path_rate=0.0,
+                text_embedding_dropout=0.0,
+            )
+        ),
+    }
+)
 
 
 class IVTInputError(ValueError):
@@ -143,6 +193,15 @@ class IVTConfig(PretrainedConfig):
         super().__init__(pad_token_id=pad_token_id, **kwargs)
         self.validate_ivt()
 
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> IVTConfig:
+        """The config of the named architecture in `PRESETS` (`base`, `tiny`, `micro`) with `overrides` replacing its
+        settings: the one way every caller builds a preset, so a preset is spelt out once. An unknown name is one
+        `IVTInputError` that lists the known ones."""
+        if not isinstance(name, str) or name not in PRESETS:
+            raise IVTInputError(f"unknown IVTConfig preset {name!r}; the presets are {', '.join(sorted(PRESETS))}")
+        return cls(**(dict(PRESETS[name]) | overrides))
+
     @property
     def grid_size(self) -> tuple[int, int]:
         """Patch grid (n_y, n_x): `(H - patch) // stride + 1` along each side, tokens flattened row-major."""
@@ -226,4 +285,4 @@ class IVTConfig(PretrainedConfig):
             raise IVTInputError(f"IVTConfig.pad_token_id {pad_token_id} is outside the vocabulary of {self.vocab_size}")
 
 
-__all__ = ["IVTConfig", "IVTInputError"]
+__all__ = ["PRESETS", "IVTConfig", "IVTInputError"]

@@ -1,6 +1,6 @@
 """Training IVT with the HF `Trainer` (MLA batches, BMM inside the model, the CMPM loss, retrieval validation).
 
-- `arguments.py`: model / data / training arguments of both stages, recipes, presets; `models.py`: the one model
+- `arguments.py`: model / data / training arguments of both stages, recipes; `models.py`: the one model
   builder of both stages;
 - `train.py`: build model, data and trainer; `main(argv)` behind `ivt train` and `scripts/train.py`;
 - `trainer.py`: `IVTTrainer`; `optim.py`: the optimiser of both stages;
@@ -13,7 +13,6 @@
 """
 
 from .arguments import (
-    MODEL_PRESETS,
     DataArguments,
     IVTTrainingArguments,
     ModelArguments,
@@ -28,7 +27,6 @@ from .train import build_trainer, load_training_data, main, prepare_training, sa
 from .trainer import IVTTrainer
 
 __all__ = [
-    "MODEL_PRESETS",
     "DataArguments",
     "IVTTrainer",
     "IVTTrainingArguments",

@@ -1,7 +1,7 @@
 """What a training run is told, in both stages: the model (`ModelArguments`, one class for fine-tuning and
 pre-training), the data and the `TrainingArguments` with IVT's knobs (`StageArguments`, the knobs both stages share;
 `IVTTrainingArguments`, fine-tuning's own; pre-training's are in `training/pretraining/arguments.py`), from flags or a
-recipe JSON (`ivt_hf/recipes/`), and the architecture presets."""
+recipe JSON (`ivt_hf/recipes/`). The architecture presets live with the model (`IVTConfig.from_preset`)."""
 
 from __future__ import annotations
 
@@ -18,26 +18,6 @@ from ..errors import InputNotFoundError, IVTInputError
 from .optim import check_optimizer_settings, check_schedule
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
-
-# Architecture presets. "base" is the reference ViT-B/16 model; "tiny" is sized for CPU runs (demo, tests).
-MODEL_PRESETS: dict[str, dict[str, Any]] = {
-    "base": {},
-    "tiny": dict(
-        hidden_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        intermediate_size=256,
-        image_size=(128, 64),
-        patch_size=16,
-        patch_stride=16,
-        max_position_embeddings=128,
-        drop_path_rate=0.0,
-        text_embedding_dropout=0.0,  # dropout costs much on CPU at these sizes; the synthetic data needs none
-        fusion_num_hidden_layers=2,  # pre-training's fusion encoder (unused by the retrieval model)
-        fusion_hidden_dropout=0.0,
-        fusion_attention_dropout=0.0,
-    ),
-}
 
 
 @dataclass
@@ -149,7 +129,8 @@ class ModelArguments:
     backbones, or a saved folder; and the architecture settings that may differ from the preset."""
 
     model_preset: str = field(
-        default="tiny", metadata={"help": "tiny (CPU) or base (ViT-B/16, the reference; the recipes' choice)."}
+        default="tiny",
+        metadata={"help": "tiny (CPU), base (ViT-B/16, the reference; the recipes' choice) or micro (tests)."},
     )
     config_path: str | None = field(default=None, metadata={"help": "an IVTConfig JSON (overrides the preset)."})
     model_name_or_path: str | None = field(
@@ -290,7 +271,6 @@ def recipe_arguments(
 
 
 __all__ = [
-    "MODEL_PRESETS",
     "RECIPES",
     "DataArguments",
     "StageArguments",

@@ -6,9 +6,9 @@ A model comes from, in this order of precedence:
   (`conversion.encoder_from_pretraining`: fusion encoder and heads dropped, the position grid resized to a new stride
   or image size); pre-training from a retrieval model's folder starts the fusion encoder and heads afresh. Settings
   equal to the saved architecture are accepted (a recipe may state them); a real change is refused;
-- `--config_path`, an `IVTConfig` JSON, or `--model_preset` (`MODEL_PRESETS`), with the architecture flags on top,
-  then optionally `--vit_checkpoint` / `--bert_checkpoint` (public backbones; in pre-training BERT's layers 0-5 and
-  MLM head also start the fusion encoder and its head).
+- `--config_path`, an `IVTConfig` JSON, or `--model_preset` (`IVTConfig.from_preset`), with the architecture flags
+  on top, then optionally `--vit_checkpoint` / `--bert_checkpoint` (public backbones; in pre-training BERT's layers
+  0-5 and MLM head also start the fusion encoder and its head).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from ..conversion.backbones import BackboneLayoutError, load_backbones, read_bac
 from ..conversion.pretraining import encoder_from_pretraining, is_pretraining_folder
 from ..errors import InputNotFoundError, IVTInputError
 from ..hub.folder import check_weights
-from ..model.configuration_ivt import IVTConfig
+from ..model.configuration_ivt import PRESETS, IVTConfig
 from ..model.modeling_ivt import IVTForPreTraining, IVTModel
-from .arguments import MODEL_PRESETS, ModelArguments
+from .arguments import ModelArguments
 
 ARCHITECTURE = ("patch_stride", "image_size", "num_hidden_layers")
 
@@ -67,9 +67,9 @@ def _new_config(model_args: ModelArguments, overrides: dict[str, Any]) -> IVTCon
             setattr(config, key, list(value) if key == "image_size" else value)
         config.validate_ivt()
         return config
-    if model_args.model_preset not in MODEL_PRESETS:
-        raise IVTInputError(f"--model_preset must be one of {sorted(MODEL_PRESETS)}, got {model_args.model_preset!r}")
-    return IVTConfig(**(MODEL_PRESETS[model_args.model_preset] | overrides))
+    if model_args.model_preset not in PRESETS:  # the flag's own message: it names --model_preset
+        raise IVTInputError(f"--model_preset must be one of {sorted(PRESETS)}, got {model_args.model_preset!r}")
+    return IVTConfig.from_preset(model_args.model_preset, **overrides)
 
 
 def _read_config_file(path: str) -> IVTConfig:
