@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import ivt_hf.search.faiss_cache as faiss_cache_module
 import ivt_hf.search.index as index_module
 from ivt_hf.search import FaissSettings, GalleryIndex, build_faiss_index
 
@@ -70,13 +71,13 @@ IVF = FaissSettings("ivf", nlist=16, nprobe=4)
 def builds(monkeypatch) -> list[FaissSettings]:
     """Every FAISS index trained from here on (the settings of each call of `build_faiss_index`)."""
     calls: list[FaissSettings] = []
-    real = index_module.build_faiss_index
+    real = faiss_cache_module.build_faiss_index
 
     def counting(embeddings, settings=FaissSettings(), seed=0):
         calls.append(settings)
         return real(embeddings, settings, seed)
 
-    monkeypatch.setattr(index_module, "build_faiss_index", counting)
+    monkeypatch.setattr(faiss_cache_module, "build_faiss_index", counting)
     return calls
 
 
@@ -146,7 +147,7 @@ def test_a_changed_gallery_builds_a_new_faiss_index(saved, builds):
 def _rewrite_payload(path: Path, payload: bytes) -> None:
     """A cache file with a valid header (size and sha256 of `payload`) around bytes that are not a FAISS index."""
     raw = path.read_bytes()
-    magic, size = index_module.FAISS_CACHE_MAGIC, index_module.FAISS_CACHE_HEADER_BYTES
+    magic, size = faiss_cache_module.FAISS_CACHE_MAGIC, faiss_cache_module.FAISS_CACHE_HEADER_BYTES
     header = json.loads(raw[len(magic) : size].decode())
     header.update(payload_bytes=len(payload), payload_sha256=hashlib.sha256(payload).hexdigest())
     path.write_bytes((magic + json.dumps(header).encode()).ljust(size, b" ") + payload)

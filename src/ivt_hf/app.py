@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import IVTInputError
-from .search.index import FaissSettings, GalleryIndex, GalleryIndexError
+from .search.faiss_cache import FaissSettings
+from .search.index import GalleryIndex, GalleryIndexError
 
 EXAMPLE_QUERIES = (
     "a woman in a red coat carrying a black backpack",

@@ -33,7 +33,7 @@ def run_app(args: argparse.Namespace) -> int:
             f"`hf upload YOUR-NAME/SPACE {folder} --repo-type space`"
         )
         return 0
-    from ..search.index import FaissSettings
+    from ..search.faiss_cache import FaissSettings
 
     if not args.max_upload_mb > 0:
         raise CommandError(f"--max_upload_mb must be above 0, got {args.max_upload_mb}")

@@ -41,7 +41,8 @@ def run_index_build(args: argparse.Namespace) -> int:
 def run_search(args: argparse.Namespace) -> int:
     from ..evaluation.pictures import RetrievalRow, draw_retrieval
     from ..hub.folder import load_model_and_processor
-    from ..search.index import FaissSettings, GalleryIndex
+    from ..search.faiss_cache import FaissSettings
+    from ..search.index import GalleryIndex
 
     index = GalleryIndex.load(args.index)
     model_dir = args.model or index.manifest.get("model")

@@ -1,17 +1,15 @@
 """Search over your own images: `GalleryIndex` (build, save, load, search; safetensors + JSON, never pickle), and
 `build_index` for galleries of any size (several processes, resumable); FAISS indexes for large galleries,
-cached beside the index (`cached_faiss_index`)."""
+cached beside the index (`faiss_cache.py`: `FaissSettings`, `cached_faiss_index`)."""
 
 from .building import BuildReport, build_index
+from .faiss_cache import FaissSettings, build_faiss_index, cached_faiss_index
 from .index import (
-    FaissSettings,
     GalleryIndex,
     GalleryIndexError,
     IndexNotFoundError,
     ModelMismatchError,
     SearchHit,
-    build_faiss_index,
-    cached_faiss_index,
     find_images,
     model_fingerprint,
 )

@@ -1,16 +1,13 @@
 """A searchable gallery of your own images: embeddings saved as safetensors + a JSON manifest (never pickle),
 searched with exact cosine similarity, or with a FAISS inner-product index (the `faiss` extra) for large galleries.
-A FAISS index is trained once and kept in the index folder's `faiss/` (FAISS's own format behind a JSON header that
-names the build settings and the sha256 of the embeddings and of the FAISS bytes), then read by the next search."""
+A FAISS index is trained once and kept in the index folder's `faiss/`, then read by the next search
+(`faiss_cache.py`)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import uuid
-import warnings
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,15 +20,12 @@ from tqdm.auto import tqdm
 from ..errors import InputNotFoundError, IVTInputError
 from ..evaluation.encoding import encode_images, encode_texts, model_fingerprint
 from ..model.image_processing_ivt import to_rgb_uint8
+from .faiss_cache import FaissSettings, cached_faiss_index, embeddings_digest
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 INDEX_EMBEDDINGS = "embeddings.safetensors"
 INDEX_MANIFEST = "manifest.json"
 INDEX_FORMAT_VERSION = 1
-FAISS_CACHE_DIR = "faiss"  # trained FAISS indexes, beside the embeddings: `faiss/KIND-SETTINGS.faiss`
-FAISS_CACHE_MAGIC = b"IVT-FAISS-CACHE\n"
-FAISS_CACHE_HEADER_BYTES = 4096  # magic + a JSON header padded with spaces; the FAISS bytes follow
-FAISS_CACHE_VERSION = 1
 
 logger = logging.getLogger(__name__)
 
@@ -106,239 +100,6 @@ class SearchHit:
     path: str
     score: float
     rank: int
-
-
-@dataclass(frozen=True)
-class FaissSettings:
-    """Which FAISS index to search with (inner product over normalised vectors, so scores are cosines).
-
-    - `flat`: exact, every vector compared (the same ranking as the built-in exact search).
-    - `ivf`: an inverted file: vectors are grouped under `nlist` k-means centroids (default ~4 x sqrt(gallery) from a
-      sample of the gallery) and a query scans the `nprobe` nearest groups. Approximate: more `nprobe`, more recall
-      and more time.
-    - `hnsw`: a navigable small-world graph with `hnsw_m` links per vector, searched with `ef_search` candidates.
-      Approximate; slower to build than `ivf`, no training.
-    """
-
-    kind: str = "flat"
-    nlist: int | None = None
-    nprobe: int = 32
-    hnsw_m: int = 32
-    ef_search: int = 128
-    ef_construction: int = 80
-    train_sample: int | None = None  # vectors the IVF centroids are trained on (default 50 per centroid)
-
-    def __post_init__(self):
-        if self.kind not in ("flat", "ivf", "hnsw"):
-            raise IVTInputError(f"FAISS index kind must be flat, ivf or hnsw, got {self.kind!r}")
-        for name in ("nprobe", "hnsw_m", "ef_search", "ef_construction", "nlist", "train_sample"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise IVTInputError(f"{name} must be >= 1, got {value}")
-
-    def ivf_nlist(self, count: int) -> int:
-        """Centroids of an IVF index over `count` vectors: `nlist`, or about 4 x sqrt(count)."""
-        return self.nlist or max(1, min(count // 39, int(4 * count**0.5)))  # FAISS wants >= 39 points/centroid
-
-    def build_key(self, count: int, seed: int = 0) -> dict[str, Any]:
-        """The settings that shape the built index over `count` vectors, and only those: the search-time knobs
-        (`nprobe`, `ef_search`) are left out, so changing them reuses a built (or cached) index."""
-        if self.kind == "hnsw":
-            return {"kind": "hnsw", "hnsw_m": self.hnsw_m, "ef_construction": self.ef_construction}
-        if self.kind == "ivf":
-            nlist = self.ivf_nlist(count)
-            return {"kind": "ivf", "nlist": nlist, "train_sample": self.train_sample or 50 * nlist, "seed": seed}
-        return {"kind": "flat"}
-
-    def apply_search_knobs(self, index) -> None:
-        """Set `nprobe` (ivf, at most its nlist) or `efSearch` (hnsw) on a built or loaded index."""
-        if self.kind == "ivf":
-            index.nprobe = min(self.nprobe, index.nlist)
-        elif self.kind == "hnsw":
-            index.hnsw.efSearch = self.ef_search
-
-
-def _import_faiss():
-    try:
-        import faiss
-    except ImportError as error:
-        raise ImportError("FAISS search needs faiss-cpu: pip install 'ivt_hf[faiss]'") from error
-    return faiss
-
-
-def build_faiss_index(embeddings: torch.Tensor, settings: FaissSettings = FaissSettings(), seed: int = 0):
-    """A FAISS inner-product index over `(n, dim)` normalised float32 `embeddings`, as `settings` say."""
-    faiss = _import_faiss()
-    vectors = embeddings.float().contiguous().numpy()
-    count, dim = vectors.shape
-    key = settings.build_key(count, seed)
-    if settings.kind == "flat":
-        index = faiss.IndexFlatIP(dim)
-    elif settings.kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = settings.ef_construction
-    else:
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, key["nlist"], faiss.METRIC_INNER_PRODUCT)
-        rng = torch.Generator().manual_seed(seed)
-        sample = torch.randperm(count, generator=rng)[: key["train_sample"]].sort().values.numpy()
-        index.cp.seed = seed
-        index.train(vectors[sample])
-    index.add(vectors)
-    settings.apply_search_knobs(index)
-    return index
-
-
-def embeddings_digest(embeddings: torch.Tensor) -> str:
-    """sha256 of `(n, dim)` float32 embeddings (shape and bytes): which gallery a cached FAISS index was built from."""
-    vectors = embeddings.float().contiguous().numpy()
-    digest = hashlib.sha256(f"float32{tuple(vectors.shape)}".encode())
-    digest.update(memoryview(vectors).cast("B"))
-    return digest.hexdigest()
-
-
-def faiss_cache_path(directory: str | Path, key: dict[str, Any]) -> Path:
-    """Where the FAISS index of an index folder is kept for these build settings: one file per settings; a changed
-    gallery replaces it (its header records which embeddings it was built from)."""
-    settings = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    return Path(directory) / FAISS_CACHE_DIR / f"{key['kind']}-{settings}.faiss"
-
-
-def _cache_header(key: dict[str, Any], embeddings_sha256: str, count: int, dim: int) -> dict[str, Any]:
-    return {
-        "format_version": FAISS_CACHE_VERSION,
-        "key": key,
-        "embeddings_sha256": embeddings_sha256,
-        "ntotal": count,
-        "dim": dim,
-    }
-
-
-def save_faiss_cache(index, path: str | Path, header: dict[str, Any]) -> Path:
-    """Write `index` to `path` with `header`, atomically: into a temporary file beside it, renamed into place when
-    complete, so a concurrent reader sees the old file or the new one, never half of one. The header records the
-    sha256 of the FAISS bytes (written by `faiss.write_index`; nothing is pickled)."""
-    faiss = _import_faiss()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    digest, written = hashlib.sha256(), 0
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(b"\0" * FAISS_CACHE_HEADER_BYTES)  # filled in once the payload's hash is known
-
-            def write(chunk: bytes) -> None:
-                nonlocal written
-                handle.write(chunk)
-                digest.update(chunk)
-                written += len(chunk)
-
-            faiss.write_index(index, faiss.PyCallbackIOWriter(write))
-            full = {
-                **header,
-                "payload_bytes": written,
-                "payload_sha256": digest.hexdigest(),
-                "faiss_version": faiss.__version__,
-            }
-            encoded = FAISS_CACHE_MAGIC + json.dumps(full).encode()
-            if len(encoded) > FAISS_CACHE_HEADER_BYTES:
-                raise GalleryIndexError(f"FAISS cache header too long for {path} ({len(encoded)} bytes)")
-            handle.seek(0)
-            handle.write(encoded.ljust(FAISS_CACHE_HEADER_BYTES, b" "))
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
-
-
-def _read_cache_header(handle) -> dict[str, Any] | None:
-    raw = handle.read(FAISS_CACHE_HEADER_BYTES)
-    if len(raw) < FAISS_CACHE_HEADER_BYTES or not raw.startswith(FAISS_CACHE_MAGIC):
-        return None
-    try:
-        header = json.loads(raw[len(FAISS_CACHE_MAGIC) :].decode())
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return header if isinstance(header, dict) else None
-
-
-def load_faiss_cache(path: str | Path, header: dict[str, Any]):
-    """The FAISS index in `path` if it was built with `header`'s settings from `header`'s embeddings and its bytes
-    are intact, else None: missing or stale (another gallery) quietly, corrupt or foreign with a warning naming the
-    file. The bytes are checked against the recorded sha256 before FAISS reads them (`faiss.read_index`), and the
-    index read must have the recorded size, dimension, kind and metric; nothing is ever unpickled.
-
-    A bad file is rebuilt rather than an error: it is derived data that the embeddings always reproduce, and
-    refusing to search an intact index over a cache file would stop the user for nothing they can fix but deleting
-    it; the warning says which file and why, so the rebuild is never silent."""
-    faiss = _import_faiss()
-    path = Path(path)
-    if not path.is_file():
-        return None
-
-    def unusable(why: str) -> None:
-        warnings.warn(f"ignoring the cached FAISS index {path}: {why}; building it again", stacklevel=3)
-
-    with open(path, "rb") as handle:
-        found = _read_cache_header(handle)
-        if found is None:
-            return unusable("not an ivt_hf FAISS cache file (no valid header)")
-        if any(found.get(name) != value for name, value in header.items()):
-            logger.info("the cached FAISS index %s was built for another gallery or settings: building again", path)
-            return None
-        size = path.stat().st_size - FAISS_CACHE_HEADER_BYTES
-        if not isinstance(found.get("payload_bytes"), int) or size != found["payload_bytes"]:
-            return unusable(f"{size} bytes of index data where the header records {found.get('payload_bytes')}")
-        digest = hashlib.sha256()
-        while chunk := handle.read(16 * 2**20):
-            digest.update(chunk)
-        if digest.hexdigest() != found.get("payload_sha256"):
-            return unusable("its bytes do not match the sha256 in its header (corrupt)")
-        handle.seek(FAISS_CACHE_HEADER_BYTES)
-        try:
-            index = faiss.read_index(faiss.PyCallbackIOReader(handle.read))
-        except RuntimeError as error:
-            return unusable(f"FAISS cannot read it ({str(error).splitlines()[-1]})")
-    kinds = {"flat": faiss.IndexFlatIP, "ivf": faiss.IndexIVFFlat, "hnsw": faiss.IndexHNSWFlat}
-    if (
-        not isinstance(index, kinds[header["key"]["kind"]])
-        or index.ntotal != header["ntotal"]
-        or index.d != header["dim"]
-        or index.metric_type != faiss.METRIC_INNER_PRODUCT
-    ):
-        return unusable(f"it holds a {type(index).__name__} of {index.ntotal} x {index.d}, not the recorded index")
-    return index
-
-
-def cached_faiss_index(
-    embeddings: torch.Tensor,
-    settings: FaissSettings,
-    directory: str | Path | None,
-    *,
-    seed: int = 0,
-    embeddings_sha256: str | None = None,
-):
-    """`(index, source)`: the FAISS index over `embeddings` as `settings` say, read from the cache under
-    `directory/faiss/` when one was built there from the same embeddings with the same build settings (`source`
-    "cache"), else built (`source` "built") and saved there for the next search. The search-time knobs are applied
-    either way. `directory` None, or a folder that cannot be written (a warning says so), builds without caching."""
-    count, dim = embeddings.shape
-    key = settings.build_key(count, seed)
-    if directory is None:
-        return build_faiss_index(embeddings, settings, seed), "built"
-    path = faiss_cache_path(directory, key)
-    header = _cache_header(key, embeddings_sha256 or embeddings_digest(embeddings), count, dim)
-    index = load_faiss_cache(path, header)
-    if index is not None:
-        settings.apply_search_knobs(index)
-        return index, "cache"
-    index = build_faiss_index(embeddings, settings, seed)
-    try:
-        save_faiss_cache(index, path, header)
-    except OSError as error:  # a read-only index folder: search anyway, rebuilt next time
-        warnings.warn(
-            f"cannot save the FAISS index to {path} ({error}); it will be built again next time", stacklevel=2
-        )
-    return index, "built"
 
 
 def encode_image_files(
@@ -652,7 +413,6 @@ class GalleryIndex:
 
 
 __all__ = [
-    "FaissSettings",
     "GalleryIndex",
     "encode_image_files",
     "index_manifest",
@@ -660,13 +420,7 @@ __all__ = [
     "IndexNotFoundError",
     "ModelMismatchError",
     "SearchHit",
-    "build_faiss_index",
-    "cached_faiss_index",
-    "embeddings_digest",
-    "faiss_cache_path",
     "find_images",
-    "load_faiss_cache",
     "model_fingerprint",
     "resolve_under_root",
-    "save_faiss_cache",
 ]
