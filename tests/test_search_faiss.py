@@ -241,14 +241,7 @@ def test_ivt_search_twice_trains_the_faiss_index_once(tmp_path, builds, capsys):
     for number in range(80):
         Image.fromarray(rng.integers(0, 255, (64, 32, 3), dtype=np.uint8)).save(tmp_path / "images" / f"{number}.png")
     torch.manual_seed(0)
-    config = IVTConfig(
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        image_size=(64, 32),
-    )
+    config = IVTConfig.from_preset("micro", num_hidden_layers=1, patch_stride=16)
     save_model_folder(IVTModel(config), IVTProcessor.from_config(config), tmp_path / "model")
     model, processor = IVTModel.from_pretrained(tmp_path / "model"), IVTProcessor.from_pretrained(tmp_path / "model")
     build_index(model, processor, tmp_path / "images", tmp_path / "index", progress=False)
