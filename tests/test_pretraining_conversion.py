@@ -454,7 +454,7 @@ def test_encoder_from_pretraining_at_the_same_stride_is_exact(pretrained_default
 
 
 def test_encoder_from_pretraining_resizes_the_grid_from_stride_16_to_12(pretrained_default, caplog):
-    with caplog.at_level(logging.INFO, logger="ivt_hf.conversion.pretraining"):
+    with caplog.at_level(logging.INFO, logger="ivt_hf.conversion.pretraining_transfer"):
         model, report = encoder_from_pretraining(pretrained_default, patch_stride=12, token_drop_ratio=0.1)
     assert model.config.patch_stride == 12 and model.config.grid_size == (31, 10)
     assert model.config.token_drop_ratio == 0.1

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..conversion.backbones import BackboneLayoutError, load_backbones, read_backbone
-from ..conversion.pretraining import encoder_from_pretraining, is_pretraining_folder
+from ..conversion.pretraining_transfer import encoder_from_pretraining, is_pretraining_folder
 from ..errors import InputNotFoundError, IVTInputError
 from ..hub.folder import check_weights
 from ..model.configuration_ivt import PRESETS, IVTConfig
