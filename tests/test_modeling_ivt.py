@@ -8,7 +8,7 @@ import copy
 import pytest
 import torch
 
-from ivt_hf import IVTConfig, IVTModel
+from ivt_hf import IVTConfig, IVTModel, IVTOutput
 from ivt_hf.errors import IVTInputError
 from ivt_hf.model.configuration_ivt import PRESETS
 from ivt_hf.model.modeling_ivt import drop_tokens
@@ -121,6 +121,40 @@ def test_forward_shapes_and_cosine_logits(tiny_config):
     torch.testing.assert_close(model.get_image_features(pixel_values), output.image_embeds)
     torch.testing.assert_close(model.get_text_features(input_ids, attention_mask), output.text_embeds)
     assert output.image_last_hidden_state.shape == (2, 1 + tiny_config.num_patches, 32)
+
+
+def test_return_dict_false_gives_the_fields_as_a_tuple_in_order(tiny_config):
+    """`return_dict=False`, or `config.return_dict` False, gives the output's fields that are not None as a tuple in
+    `IVTOutput`'s order (transformers' `can_return_tuple`); `return_dict=True` wins over the config. A fourth
+    positional argument, once `return_dict`, is refused rather than taken for another parameter."""
+    model = IVTModel(tiny_config).eval()
+    pixel_values, input_ids, attention_mask = _inputs(tiny_config)
+    inputs = {"pixel_values": pixel_values, "input_ids": input_ids, "attention_mask": attention_mask}
+    with torch.no_grad():
+        output = model(**inputs)
+        as_tuple = model(**inputs, return_dict=False)
+        images_only = model(pixel_values=pixel_values, return_dict=False)
+        model.config.return_dict = False
+        by_config = model(**inputs)
+        overridden = model(**inputs, return_dict=True)
+    fields = [
+        "logits_per_text",
+        "logits_per_image",
+        "text_embeds",
+        "image_embeds",
+        "text_last_hidden_state",
+        "image_last_hidden_state",
+    ]
+    assert list(output.keys()) == fields
+    for got in (as_tuple, by_config):
+        assert type(got) is tuple and len(got) == len(fields)
+        assert all(torch.equal(value, output[name]) for value, name in zip(got, fields))
+    assert type(overridden) is IVTOutput and torch.equal(overridden.text_embeds, output.text_embeds)
+    assert type(images_only) is tuple and len(images_only) == 2  # the text fields and logits are None: left out
+    assert torch.equal(images_only[0], output.image_embeds)
+    assert torch.equal(images_only[1], output.image_last_hidden_state)
+    with pytest.raises(TypeError):
+        model(pixel_values, input_ids, attention_mask, False)
 
 
 def test_padding_does_not_change_text_embedding(tiny_config):

@@ -130,6 +130,35 @@ def test_forward_losses_equal_their_pieces_recomputed_by_hand():
     assert out.mlm_logits.shape == (int(positions.sum()), 120)
 
 
+def test_return_dict_false_gives_the_losses_and_outputs_as_a_tuple_in_order():
+    """`return_dict=False`, or `config.return_dict` False, gives `IVTForPreTrainingOutput`'s fields that are not None
+    as a tuple in its order (transformers' `can_return_tuple`): without MLM inputs `loss_mlm` and `mlm_logits` are
+    left out. An eighth positional argument, once `return_dict`, is refused."""
+    model = IVTForPreTraining(_config()).eval()
+    pixels, ids, mask, masked, labels = _batch()
+    fields = ["loss", "loss_itc", "loss_itm", "loss_mlm", "image_embeds", "text_embeds", "itm_logits", "mlm_logits"]
+    fields.append("temperature")
+
+    def run(*args, **kwargs):
+        torch.manual_seed(0)  # the same hard negatives in every call
+        with torch.no_grad():
+            return model(*args, **kwargs)
+
+    output = run(pixels, ids, mask, masked, labels)
+    assert list(output.keys()) == fields
+    as_tuple = run(pixels, ids, mask, masked, labels, return_dict=False)
+    assert type(as_tuple) is tuple and len(as_tuple) == len(fields)
+    assert all(torch.equal(value, output[name]) for value, name in zip(as_tuple, fields))
+    without_mlm = run(pixels, ids, mask, return_dict=False)
+    assert len(without_mlm) == len(fields) - 2  # loss_mlm and mlm_logits are None
+    model.config.return_dict = False
+    by_config = run(pixels, ids, mask, masked, labels)
+    assert type(by_config) is tuple and all(torch.equal(a, b) for a, b in zip(by_config, as_tuple))
+    assert type(run(pixels, ids, mask, return_dict=True)).__name__ == "IVTForPreTrainingOutput"
+    with pytest.raises(TypeError):
+        run(pixels, ids, mask, masked, labels, None, False)
+
+
 def test_the_authors_itc_uses_raw_vectors_and_an_unclamped_temperature():
     torch.manual_seed(0)
     model = IVTForPreTraining(_config(itc_normalize=False, itc_temperature=0.5, itc_temperature_range=None)).eval()

@@ -46,7 +46,7 @@ from transformers.conversion_mapping import register_checkpoint_conversion_mappi
 from transformers.core_model_loading import ConversionOps, WeightConverter, WeightRenaming
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, can_return_tuple
 
 from .configuration_ivt import IVTConfig, IVTInputError
 
@@ -484,12 +484,13 @@ class IVTModel(IVTPreTrainedModel):
             embeds.append(self.get_text_features(input_ids[group, :longest], attention_mask[group, :longest]))
         return torch.cat(embeds)[torch.argsort(order)]
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        return_dict: bool | None = None,
+        *,
         text_length_buckets: int | None = None,
         **kwargs,
     ) -> IVTOutput | tuple:
@@ -503,6 +504,8 @@ class IVTModel(IVTPreTrainedModel):
                 longest text, so that short texts (MLA's word and phrase levels) are not padded to the longest
                 sentence. Same embeddings at less cost; `text_last_hidden_state` is then None, and BMM's `"batch"`
                 mode draws its positions per group.
+            return_dict: (keyword, read by transformers' `can_return_tuple`) False, or `config.return_dict` False,
+                returns the output's fields that are not None as a tuple, in `IVTOutput`'s order.
         Returns:
             [`IVTOutput`]; the logits are filled when both modalities are given.
         """
@@ -534,8 +537,7 @@ class IVTModel(IVTPreTrainedModel):
             text_last_hidden_state=text_states,
             image_last_hidden_state=image_states,
         )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        return output if return_dict else output.to_tuple()
+        return output
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -845,6 +847,7 @@ class IVTForPreTraining(IVTPreTrainedModel):
         """Fusion-encoder states `(batch, text_seq, hidden)` of texts attending to their images."""
         return self.fusion(text_states, attention_mask, image_states)
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -853,7 +856,6 @@ class IVTForPreTraining(IVTPreTrainedModel):
         mlm_input_ids: torch.LongTensor | None = None,
         mlm_labels: torch.LongTensor | None = None,
         itc_gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        return_dict: bool | None = None,
         **kwargs,
     ) -> IVTForPreTrainingOutput | tuple:
         """The pre-training losses of a batch of (image, caption) pairs; pair i's partner is row i.
@@ -865,6 +867,8 @@ class IVTForPreTraining(IVTPreTrainedModel):
             itc_gather: with several processes, a function that concatenates a tensor's rows from all processes
                 with gradients (`ivt_hf.training.distributed.all_gather_with_grad`): every process then computes
                 the ITC of the global batch (global negatives). ITM negatives are drawn from the local batch.
+            return_dict: (keyword, read by transformers' `can_return_tuple`) False, or `config.return_dict` False,
+                returns the output's fields that are not None as a tuple, in `IVTForPreTrainingOutput`'s order.
         """
         batch_size = pixel_values.shape[0]
         if input_ids.shape[0] != batch_size:
@@ -935,8 +939,7 @@ class IVTForPreTraining(IVTPreTrainedModel):
             mlm_logits=mlm_logits,
             temperature=temperature.detach(),
         )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        return output if return_dict else output.to_tuple()
+        return output
 
 
 # `from_pretrained` of a folder saved before `log_temperature` (its `temperature` converted, not reset to the config's
