@@ -33,20 +33,40 @@ def test_tokenisation_matches_bert_base_uncased():
     assert "token_type_ids" not in encoded
 
 
-def test_tokenize_pads_like_the_tokenizer_in_every_mode():
-    """`tokenize` tokenises once and pads itself in the common case; it must equal the tokenizer's own padding."""
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("return_tensors", ["pt", "np", None])
+@pytest.mark.parametrize("padding", [True, "longest", "max_length"])
+def test_tokenize_pads_like_the_tokenizer_in_every_mode(padding, return_tensors, side):
+    """`tokenize` tokenises once and lets the tokenizer pad: the ids and masks equal, value and type, those of one
+    `tokenizer(..., padding, truncation, max_length)` call, in every padding mode, tensor type and padding side,
+    also for a batch with a text cut to `max_length` (then padded to it)."""
     processor = IVTProcessor()
+    processor.tokenizer.padding_side = side
     texts = ["a man in a red coat", "hi", "The woman, wearing a black-and-white striped shirt, carries a bag.", "x y"]
-    expected = processor.tokenizer(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
-    got = processor.tokenize(texts, max_length=64)
-    assert set(got) == {"input_ids", "attention_mask"}
-    for key in got:
-        assert torch.equal(got[key], expected[key]) and got[key].dtype == expected[key].dtype
-    fixed = processor.tokenize(texts, max_length=32, padding="max_length")
-    assert fixed["input_ids"].shape == (4, 32)
-    assert torch.equal(fixed["input_ids"][:, : got["input_ids"].shape[1]], got["input_ids"])
-    as_lists = processor.tokenize(texts, max_length=64, return_tensors=None)["input_ids"]
-    assert as_lists[1] == [101, 7632, 102] + [0] * (got["input_ids"].shape[1] - 3)
+    for batch, max_length in ((texts, 32), (texts + ["word " * 40], 24)):
+        expected = processor.tokenizer(
+            batch,
+            padding=padding,
+            truncation=True,
+            max_length=max_length,
+            return_token_type_ids=False,
+            return_tensors=return_tensors,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the cut text's warning: test_long_text_is_truncated_with_a_warning
+            got = processor.tokenize(batch, max_length=max_length, padding=padding, return_tensors=return_tensors)
+        assert set(got) == {"input_ids", "attention_mask"}
+        for key in got:
+            assert type(got[key]) is type(expected[key])
+            if return_tensors is None:
+                assert got[key] == expected[key]
+            else:
+                assert got[key].dtype == expected[key].dtype and got[key].tolist() == expected[key].tolist()
+    shortest = processor.tokenize(texts, max_length=32, padding=padding, return_tensors=None)["input_ids"][1]
+    width = 32 if padding == "max_length" else 19  # the third text: [CLS] + 17 tokens + [SEP]
+    assert shortest == (
+        [101, 7632, 102] + [0] * (width - 3) if side == "right" else [0] * (width - 3) + [101, 7632, 102]
+    )
 
 
 def test_long_text_is_truncated_with_a_warning():

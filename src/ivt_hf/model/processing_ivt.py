@@ -13,7 +13,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from transformers import BatchEncoding, BertTokenizer, ProcessorMixin
+from transformers import BertTokenizer, ProcessorMixin
 from transformers.feature_extraction_utils import BatchFeature
 
 from .configuration_ivt import IVTInputError
@@ -72,36 +72,28 @@ class IVTProcessor(ProcessorMixin):
         return cls(image_processor=image_processor, tokenizer=tokenizer)
 
     def tokenize(self, text, max_length: int | None = None, padding: bool | str = True, return_tensors="pt"):
-        """Tokenise validated text; longer than `max_length` tokens is cut with a warning that names the texts.
+        """Tokenise validated text, padded by the tokenizer; longer than `max_length` tokens is cut with a warning
+        that names the texts.
 
-        The texts are tokenised once; the common case (right padding to the longest text, PyTorch tensors, nothing
-        cut) pads those ids directly, the same tensors a second `tokenizer(..., padding=True)` call would give.
+        One tokenizer call does it when nothing is too long: lists first (a text too long would not fit a tensor
+        padded to `max_length`), their lengths read from the attention mask, then the tokenizer's own conversion to
+        tensors. A batch with a text too long is tokenised again with truncation, after the warning.
         """
         texts = validate_texts(text)
         max_length = max_length or min(self.tokenizer.model_max_length, DEFAULT_MAX_LENGTH)
-        ids = self.tokenizer(texts, add_special_tokens=True, return_attention_mask=False, return_token_type_ids=False)[
-            "input_ids"
-        ]
-        lengths = [len(sequence) for sequence in ids]
+        pad_to = max_length if padding == "max_length" else None  # else the tokenizer warns that it ignores it
+        encoded = self.tokenizer(
+            texts, padding=padding, max_length=pad_to, return_attention_mask=True, return_token_type_ids=False
+        )
+        lengths = [sum(row) for row in encoded["attention_mask"]]
         too_long = [index for index, length in enumerate(lengths) if length > max_length]
-        if too_long:
-            warnings.warn(
-                f"{len(too_long)} text(s) longer than {max_length} tokens were truncated (indices {too_long[:10]}, "
-                f"longest {max(lengths)} tokens)",
-                stacklevel=2,
-            )
-        elif padding in (True, "longest") and return_tensors == "pt" and self.tokenizer.padding_side == "right":
-            import numpy as np
-            import torch
-
-            input_ids = np.full((len(ids), max(lengths)), self.tokenizer.pad_token_id, dtype=np.int64)
-            attention_mask = np.zeros((len(ids), max(lengths)), dtype=np.int64)
-            for row, sequence in enumerate(ids):
-                input_ids[row, : len(sequence)] = sequence
-                attention_mask[row, : len(sequence)] = 1
-            return BatchEncoding(
-                {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attention_mask)}
-            )
+        if not too_long:
+            return encoded.convert_to_tensors(return_tensors)
+        warnings.warn(
+            f"{len(too_long)} text(s) longer than {max_length} tokens were truncated (indices {too_long[:10]}, "
+            f"longest {max(lengths)} tokens)",
+            stacklevel=2,
+        )
         return self.tokenizer(
             texts,
             padding=padding,
