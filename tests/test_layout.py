@@ -7,6 +7,7 @@ that goes the wrong way is caught as well as a module-level one.
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -116,6 +117,21 @@ def test_no_part_imports_a_part_above_it():
 def test_no_import_circles():
     cycle = find_cycle(GRAPH)
     assert cycle is None, " -> ".join(cycle)
+
+
+def _listed_parts(lines: list[str], pattern: str) -> list[str]:
+    """The parts a layer list names, in its order: `model/`, `errors.py`, `__main__.py` give model, errors, __main__."""
+    found = (re.match(pattern, line) for line in lines)
+    return [match.group(1).removesuffix("/").removesuffix(".py") for match in found if match]
+
+
+def test_the_layer_lists_of_the_docs_name_every_part_in_order():
+    """The package docstring and docs/design.md's "Package layout" list every part of LAYERS, in its order, so that a
+    reader learns the layering from either (they had left out errors / atomic / outputs / app / __main__)."""
+    docstring = ast.get_docstring(ast.parse((PACKAGE_ROOT / "__init__.py").read_text())).splitlines()
+    assert _listed_parts(docstring, r"^    (\S+)\s") == list(LAYERS)
+    design = (PACKAGE_ROOT.parents[1] / "docs" / "design.md").read_text().split("## Package layout\n", 1)[1]
+    assert _listed_parts(design.split("\n## ", 1)[0].splitlines(), r"^\d+\. `([^`]+)`") == list(LAYERS)
 
 
 def test_the_checks_can_fail():

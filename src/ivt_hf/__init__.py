@@ -4,18 +4,25 @@ Importing the package registers `IVTConfig`, `IVTModel`, `IVTForPreTraining`, `I
 with the transformers Auto classes, so `AutoModel.from_pretrained(folder)`, `AutoModelForPreTraining.from_pretrained`
 and `AutoProcessor.from_pretrained(folder)` work.
 
-The package by role (a part imports only the parts listed before it):
-    model/       the four modules that travel with the weights
+The package by role (a part imports only the parts listed before it; tests/test_layout.py checks it):
+    model/       the four modules that travel with the weights: config (with its presets), model, image and text
+                 processors
     errors.py    the package's error types (bad input the user can fix; the CLI's exit code 2)
-    data/        benchmark specs, the one schema, the one normaliser, loaders; SynthPEDES; image-text pair streams
+    atomic.py    state files written whole or not at all (temporary file, fsync, rename)
+    outputs.py   output folders: staged and renamed into place with a marker; only ivt_hf's own are replaced
+    data/        benchmark specs, the one schema, the one normaliser, loaders; SynthPEDES; image-text pair
+                 streams for pre-training (pairs.py) and the WebDataset shards they read (pair_writing.py)
     evaluation/  metrics, encoding, split evaluation, evaluation records, pictures
-    search/      the gallery index of your own images
-    hub/         folder saving, model cards, pushing
-    conversion/  the authors' checkpoints and public backbones into IVT; fine-tuning from pre-training
+    search/      the gallery index of your own images (index.py, building.py) and its FAISS indexes (faiss_cache.py)
+    hub/         folder saving, model cards, pushing; the search page as a Hugging Face Space (space.py)
+    conversion/  the authors' checkpoints and public backbones into IVT; the encoder of a pre-training model, to
+                 fine-tune from (pretraining_transfer.py)
     training/    trainer, train entry point, batching, text levels, transforms, losses, distributed helpers;
-                 pre-training (ivt pretrain) and whole-word masking
+                 pre-training (pretraining/: `ivt pretrain`) and its whole-word masking (masking.py)
     demo.py      `ivt demo`
-    cli/         the `ivt` command (also `python -m ivt_hf`)
+    app.py       `ivt app`: the search page in the browser (Gradio)
+    cli/         the `ivt` command
+    __main__.py  `python -m ivt_hf`, the same command
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -1,9 +1,9 @@
 """The one check of the converters: does a state dict of converted tensors fit the model it is meant for?
 
-The authors' checkpoints (`original_checkpoint.py`), the encoder of a pre-training model (`pretraining.py`) and the
-public backbones (`backbones.py`) all end in the same three questions before `load_state_dict`: a tensor the model
-has no place for, a tensor of the model that nothing fills, a shape that differs. Each is an error naming the key, so
-that a wrong file never turns into a `load_state_dict` traceback or a silently random weight.
+The authors' checkpoints (`original_checkpoint.py`), the encoder of a pre-training model (`pretraining_transfer.py`)
+and the public backbones (`backbones.py`) all end in the same three questions before `load_state_dict`: a tensor the
+model has no place for, a tensor of the model that nothing fills, a shape that differs. Each is an error naming the
+key, so that a wrong file never turns into a `load_state_dict` traceback or a silently random weight.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 `main(argv)` is `ivt pretrain` and `scripts/pretrain.py`.
 
-- `arguments.py`: `PretrainingArguments` (flags or a recipe JSON) and the presets;
+- `arguments.py`: `PretrainingArguments` (flags or a recipe JSON);
 - `collator.py`: the data path (stream -> shuffle buffer -> numbered batches -> DataLoader workers that decode,
   augment, tokenise and mask), exactly resumable;
 - `loop.py`: the accelerate loop, checkpoints (no pickle) and exact resume.
