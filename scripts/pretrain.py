@@ -1,5 +1,5 @@
 """Pre-train IVT on image-text pairs (ITC + ITM + MLM, the authors' first stage): the same entry point as
-`ivt pretrain` (`ivt_hf.training.pretraining.main`).
+`ivt pretrain` (`ivt_hf.training.pretraining.pretrain`).
 
 Your own WebDataset shards (KEY.jpg + KEY.txt per pair), on one CPU or GPU:
     python scripts/pretrain.py --train_data /data/pairs --output_dir runs/pretrain --model_preset tiny --max_steps 200

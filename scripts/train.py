@@ -1,4 +1,4 @@
-"""Train IVT (MLA + BMM + CMPM) on a benchmark: the same entry point as `ivt train` (`ivt_hf.training.main`).
+"""Train IVT (MLA + BMM + CMPM) on a benchmark: the same entry point as `ivt train` (`train_from_arguments`).
 
 One process (CPU or one GPU):
     python scripts/train.py --dataset_name synthpedes --data_root .cache/synth --output_dir runs/tiny \

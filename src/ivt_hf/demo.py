@@ -17,8 +17,7 @@ import functools
 import json
 import statistics
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from transformers import TrainerCallback
 
 from .errors import IVTInputError
 from .training.arguments import RECIPES
+from .training.stage import random_states_restored
 
 DEMO_RECIPE = RECIPES / "synthpedes-cpu.json"
 DEFAULT_SPLIT_IDS = {"train": 1000, "validation": 100, "test": 200}  # people per split
@@ -414,9 +414,9 @@ def measure_step_seconds(trainer, num_steps: int = 6, *, clock: Callable[[], flo
     model = trainer.model
     was_training = model.training
     seconds = []
-    with _random_states_restored():
+    with random_states_restored():
         model.train()
-        batches = iter(trainer._identity_batch_loader())  # the run's P x K batches, before accelerate shards them
+        batches = iter(trainer.probe_batches())  # the run's P x K batches, before accelerate shards them
         try:
             for _ in range(num_steps + 1):
                 start = clock()
@@ -433,37 +433,17 @@ def measure_step_seconds(trainer, num_steps: int = 6, *, clock: Callable[[], flo
 
 
 def _forward_and_backward(trainer, model, inputs: dict[str, Any]) -> None:
-    """One training step but the optimizer's: the loss of `IVTTrainer` (its `_loss_terms`: `compute_loss` would add
+    """One training step but the optimizer's: the loss of `IVTTrainer` (its `loss_terms`: `compute_loss` would add
     the probe's losses to the logged ones) under the run's autocast, backward, clipping."""
     import torch
 
     with trainer.accelerator.autocast():
-        terms, _ = trainer._loss_terms(model, inputs)
+        terms, _ = trainer.loss_terms(model, inputs)
     (terms.image_to_text + terms.text_to_image).backward()
     if trainer.args.max_grad_norm:
         torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.args.max_grad_norm)
     if torch.cuda.is_available():
         torch.cuda.synchronize()  # the step's kernels have run when the clock is read
-
-
-@contextmanager
-def _random_states_restored() -> Iterator[None]:
-    """The states of torch (CPU and every GPU), Python's `random` and numpy's global generators, as they were."""
-    import random
-
-    import numpy as np
-    import torch
-
-    states = (torch.get_rng_state(), random.getstate(), np.random.get_state())
-    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-    try:
-        yield
-    finally:
-        torch.set_rng_state(states[0])
-        random.setstate(states[1])
-        np.random.set_state(states[2])
-        if cuda_states is not None:
-            torch.cuda.set_rng_state_all(cuda_states)
 
 
 def _evaluate_on_test(trainer, test_split, output_dir: Path):

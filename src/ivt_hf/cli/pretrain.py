@@ -1,5 +1,5 @@
 """`ivt pretrain [RECIPE.json] [--flag value ...]`: vision-language pre-training (ITC + ITM + MLM) on image-text pairs
-(`ivt_hf.training.pretraining.main`); every flag of `PretrainingArguments` (`ivt pretrain --help` lists them)."""
+(`ivt_hf.training.pretraining.pretrain`); every flag of `PretrainingArguments` (`ivt pretrain --help` lists them)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`ivt train [RECIPE.json] [--flag value ...]`: the train entry point (`ivt_hf.training.main`); every flag of
+"""`ivt train [RECIPE.json] [--flag value ...]`: `train_from_arguments` (training/train.py); every flag of
 `ModelArguments`, `DataArguments` and `IVTTrainingArguments` (`ivt train --help` lists them)."""
 
 from __future__ import annotations

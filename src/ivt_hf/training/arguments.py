@@ -5,16 +5,15 @@ recipe JSON (`ivt_hf/recipes/`). The architecture presets live with the model (`
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from transformers import HfArgumentParser, TrainingArguments
 
-from ..errors import InputNotFoundError, IVTInputError
+from ..errors import IVTInputError
+from . import stage
 from .optim import check_optimizer_settings, check_schedule
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -232,34 +231,15 @@ ARGUMENT_CLASSES = (ModelArguments, DataArguments, IVTTrainingArguments)
 
 
 def read_recipe(path: str | Path, known: set[str] | None = None) -> dict[str, Any]:
-    """A recipe: one JSON object of settings, named as the flags are (`ivt_hf/recipes/*.json`); keys starting with
-    `_` are notes. `known`: the setting names allowed (default: those of `ivt train`)."""
-    path = Path(path)
-    try:
-        recipe = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputNotFoundError(f"recipe not found: {path}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise IVTInputError(f"recipe {path} is not valid JSON: {error}") from None
-    if not isinstance(recipe, dict):
-        raise IVTInputError(f"recipe {path} must hold one JSON object of settings")
-    recipe = {key: value for key, value in recipe.items() if not key.startswith("_")}
+    """A recipe (`stage.read_recipe`); `known`: the setting names allowed (default: those of `ivt train`)."""
     if known is None:
         known = {name for cls in ARGUMENT_CLASSES for name in cls.__dataclass_fields__}
-    unknown = sorted(set(recipe) - known)
-    if unknown:
-        raise IVTInputError(f"recipe {path}: unknown setting(s) {', '.join(unknown)}")
-    return recipe
+    return stage.read_recipe(path, known)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, IVTTrainingArguments]:
-    """Command-line flags, or one recipe JSON file followed by flags that override it."""
-    parser = HfArgumentParser(ARGUMENT_CLASSES)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0].endswith(".json"):
-        parser.set_defaults(**read_recipe(argv[0]))  # typed values as they are: the flags after it override them
-        argv = argv[1:]
-    return parser.parse_args_into_dataclasses(args=argv)
+    """Command-line flags, or one recipe JSON file followed by flags that override it (`stage.parse_stage_args`)."""
+    return stage.parse_stage_args(ARGUMENT_CLASSES, argv)
 
 
 def recipe_arguments(

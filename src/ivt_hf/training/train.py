@@ -1,5 +1,6 @@
-"""Training IVT: build the model, the data and the trainer from the arguments, train, save. `main(argv)` is `ivt train`
-and `scripts/train.py`; the launch commands are in `scripts/train.py`'s docstring."""
+"""Training IVT: build the model, the data and the trainer from the arguments, train, save. `train_from_arguments`
+is `ivt train` and `scripts/train.py` (`cli/train.py` parses the flags); the launch commands are in `scripts/train.py`'s
+docstring."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from transformers import TrainerCallback, set_seed
+from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..data.hf_datasets import ColumnMapping
@@ -21,18 +22,16 @@ from ..hub.folder import register_for_remote_code
 from ..model.modeling_ivt import IVTModel
 from ..model.processing_ivt import IVTProcessor
 from ..outputs import RunFolder, writing_run_dir
-from .arguments import DataArguments, IVTTrainingArguments, ModelArguments, parse_args
+from .arguments import DataArguments, IVTTrainingArguments, ModelArguments
 from .batching import MLACollator, TrainImageDataset
 from .models import build_model
+from .stage import means_latest, refuse_fp16_on_cpu, seed_process, train_transform
 from .trainer import IVTTrainer
-from .transforms import TrainTransform, reference_padding
 
 if TYPE_CHECKING:
     import datasets
 
 logger = logging.getLogger(__name__)
-
-LATEST = ("latest", "true", "True")  # --resume_from_checkpoint values that mean the newest checkpoint in output_dir
 
 
 def load_training_data(data_args: DataArguments, image_size: tuple[int, int]):
@@ -66,12 +65,8 @@ def prepare_training(
 ) -> tuple[IVTTrainer, datasets.DatasetDict]:
     """Model, processor, data, collator and trainer, ready for `trainer.train()`; also returns the whole benchmark
     (test split included) for evaluation after training."""
-    if training_args.fp16 and training_args.device.type == "cpu":
-        raise IVTInputError(
-            "--fp16 needs a GPU (accelerate applies no fp16 autocast or loss scaling on a CPU, so the "
-            "run would silently train in float32); on a CPU use --bf16"
-        )
-    set_seed(training_args.seed)  # before the model exists: its random initialisation must follow the seed
+    refuse_fp16_on_cpu(training_args.fp16, training_args.device.type == "cpu")
+    seed_process(training_args.seed)  # before the model exists: its random initialisation must follow the seed
     model = build_model(IVTModel, model_args)
     processor = IVTProcessor.from_config(model.config)
     register_for_remote_code(model, processor)  # checkpoints carry auto_map + modules
@@ -84,15 +79,9 @@ def prepare_training(
             f"{data_args.dataset_name} has no validation split; set --eval_strategy no (the test split is never used "
             "for model selection)"
         )
-    transform = TrainTransform(
-        image_size=tuple(model.config.image_size),
-        padding=reference_padding(model.config.image_size),
-        erase_p=training_args.random_erasing,
-        interpolation=training_args.train_interpolation,
-    )
     collator = MLACollator(
         processor,
-        transform,
+        train_transform(model.config.image_size, training_args),
         seed=training_args.seed,
         multi_level=training_args.multi_level_alignment,
         max_length=data_args.max_text_length or model.config.max_position_embeddings,
@@ -162,7 +151,7 @@ def claiming_output_dir(training_args: IVTTrainingArguments) -> Iterator[RunFold
         overwrite_flag="--overwrite_output_dir",
         resume_flag="--resume_from_checkpoint latest",
     ) as folder:
-        if resume in LATEST and not any(output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*")):
+        if means_latest(resume) and not any(output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*")):
             raise InputNotFoundError(f"--resume_from_checkpoint {resume}: no checkpoint in {output_dir}")
         yield folder
 
@@ -197,7 +186,7 @@ def _train_in(trainer: IVTTrainer, folder: RunFolder | None) -> dict[str, float]
     if folder is not None:
         trainer.add_callback(_ClaimCheckpoints(folder))
     resume = training_args.resume_from_checkpoint
-    if resume in LATEST:
+    if means_latest(resume):
         resume = True
     result = trainer.train(resume_from_checkpoint=resume)
     if folder is not None:
@@ -211,17 +200,10 @@ def _train_in(trainer: IVTTrainer, folder: RunFolder | None) -> dict[str, float]
     return metrics
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
-    model_args, data_args, training_args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO if training_args.process_index == 0 else logging.WARNING)
-    return train_from_arguments(model_args, data_args, training_args)
-
-
 __all__ = [
     "build_trainer",
     "claiming_output_dir",
     "load_training_data",
-    "main",
     "prepare_training",
     "run_training",
     "save_final_model",

@@ -12,14 +12,13 @@ import math
 
 from torch.utils.data import DataLoader
 from transformers import Trainer, TrainerCallback
-from transformers.trainer_utils import enable_full_determinism, set_seed
 
 from ..errors import IVTInputError
 from ..evaluation.split_evaluation import evaluate_split
 from .batching import KeyedBatchSampler
 from .losses import cmpm_loss_terms, gather_embeddings_and_labels
-from .optim import build_optimizer
 from .sampler import IdentityBatchSampler
+from .stage import seed_process, stage_optimizer
 
 
 class SamplerEpochCallback(TrainerCallback):
@@ -53,20 +52,21 @@ class IVTTrainer(Trainer):
         # every process from rank 0's weights anyway); from here on dropout, drop-path and BMM's token drops should
         # differ between processes, so each process continues from seed + rank. (A resumed run restores each
         # process's own saved state instead.)
-        seed = self.args.seed + self.args.process_index
-        enable_full_determinism(seed) if self.args.full_determinism else set_seed(seed)
+        seed_process(self.args.seed, self.args.process_index, full_determinism=self.args.full_determinism)
         self._sampler_epoch = SamplerEpochCallback()
         self.add_callback(self._sampler_epoch)
         self._loss_term_sums = {"loss_image_to_text": 0.0, "loss_text_to_image": 0.0}
         self._loss_term_count = 0
 
     def get_train_dataloader(self) -> DataLoader:
-        loader = self._identity_batch_loader()
+        loader = self.probe_batches()
         self._sampler_epoch.sampler = loader.batch_sampler
         return self.accelerator.prepare(loader)
 
-    def _identity_batch_loader(self) -> DataLoader:
-        """P x K identity batches with keyed augmentation, before accelerate shards them across processes."""
+    def probe_batches(self) -> DataLoader:
+        """A new loader of the run's P x K identity batches with keyed augmentation, before accelerate shards them
+        across processes: the training loader's own, and what `ivt demo` times a step on without touching the run's
+        sampler."""
         args = self.args
         if args.per_device_train_batch_size % args.images_per_id:
             raise IVTInputError(
@@ -98,8 +98,9 @@ class IVTTrainer(Trainer):
         )
         return loader
 
-    def _loss_terms(self, model, inputs):
-        """CMPM's two terms over the batch's 3B pairs (over every process's with `gather_loss`), and the outputs."""
+    def loss_terms(self, model, inputs):
+        """CMPM's two terms over the batch's 3B pairs (over every process's with `gather_loss`), and the outputs;
+        unlike `compute_loss`, adds nothing to the logged losses."""
         labels = inputs["labels"]
         # one forward for both modalities, so that DDP sees every parameter used in this step
         outputs = model(
@@ -114,7 +115,7 @@ class IVTTrainer(Trainer):
         return cmpm_loss_terms(image_embeds, text_embeds, labels), outputs
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        terms, outputs = self._loss_terms(model, inputs)
+        terms, outputs = self.loss_terms(model, inputs)
         if model.training:
             self._loss_term_sums["loss_image_to_text"] += float(terms.image_to_text.detach())
             self._loss_term_sums["loss_text_to_image"] += float(terms.text_to_image.detach())
@@ -133,18 +134,8 @@ class IVTTrainer(Trainer):
     def create_optimizer(self, model=None):
         """SGD (momentum 0.9) or AdamW per `args.optim`; biases get `lr * bias_lr_multiplier`; weight decay on all
         parameters, as the reference."""
-        if self.optimizer is not None:
-            return self.optimizer
-        args = self.args
-        self.optimizer = build_optimizer(
-            self.model if model is None else model,
-            str(getattr(args.optim, "value", args.optim)),
-            lr=args.learning_rate,
-            weight_decay=args.weight_decay,
-            bias_lr_multiplier=args.bias_lr_multiplier,
-            betas=(args.adam_beta1, args.adam_beta2),
-            eps=args.adam_epsilon,
-        )
+        if self.optimizer is None:
+            self.optimizer = stage_optimizer(self.model if model is None else model, self.args, decay_all=True)
         return self.optimizer
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
@@ -171,4 +162,4 @@ class IVTTrainer(Trainer):
         return metrics
 
 
-__all__ = ["IVTTrainer", "SamplerEpochCallback", "build_optimizer"]
+__all__ = ["IVTTrainer", "SamplerEpochCallback"]

@@ -1,6 +1,6 @@
 """Vision-language pre-training of IVT (the authors' first stage): ITC + ITM + MLM on a stream of image-text pairs.
 
-`main(argv)` is `ivt pretrain` and `scripts/pretrain.py`.
+`pretrain(model_args, args)` is `ivt pretrain` and `scripts/pretrain.py` (`cli/pretrain.py` parses the flags).
 
 - `arguments.py`: `PretrainingArguments` (flags or a recipe JSON);
 - `collator.py`: the data path (stream -> shuffle buffer -> numbered batches -> DataLoader workers that decode,
@@ -9,7 +9,6 @@
 """
 
 from .arguments import (
-    PRETRAINING_RECIPE,
     PretrainingArguments,
     parse_pretraining_args,
     read_pretraining_recipe,
@@ -22,13 +21,11 @@ from .loop import (
     find_checkpoint,
     itc_settings,
     learning_rate_schedule,
-    main,
     pretrain,
 )
 
 __all__ = [
     "CHECKPOINT_PREFIX",
-    "PRETRAINING_RECIPE",
     "PairBatches",
     "PairCollator",
     "PretrainingArguments",
@@ -37,7 +34,6 @@ __all__ = [
     "itc_settings",
     "learning_rate_schedule",
     "find_checkpoint",
-    "main",
     "pair_loader",
     "parse_pretraining_args",
     "pretrain",

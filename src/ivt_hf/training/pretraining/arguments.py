@@ -3,17 +3,13 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transformers import HfArgumentParser
-
 from ...errors import IVTInputError
-from ..arguments import RECIPES, ModelArguments, StageArguments, at_least, read_recipe
-
-PRETRAINING_RECIPE = RECIPES / "pretrain-ivt.json"
+from ..arguments import ModelArguments, StageArguments, at_least, read_recipe
+from ..stage import parse_stage_args
 
 
 @dataclass
@@ -126,17 +122,11 @@ def read_pretraining_recipe(path: str | Path) -> dict[str, Any]:
 
 
 def parse_pretraining_args(argv: list[str] | None = None) -> tuple[ModelArguments, PretrainingArguments]:
-    """Command-line flags, or one recipe JSON file followed by flags that override it."""
-    parser = HfArgumentParser(ARGUMENT_CLASSES, prog="ivt pretrain")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0].endswith(".json"):
-        parser.set_defaults(**read_pretraining_recipe(argv[0]))  # typed values as they are; flags after override
-        argv = argv[1:]
-    return tuple(parser.parse_args_into_dataclasses(args=argv))
+    """Command-line flags, or one recipe JSON file followed by flags that override it (`stage.parse_stage_args`)."""
+    return parse_stage_args(ARGUMENT_CLASSES, argv, prog="ivt pretrain")
 
 
 __all__ = [
-    "PRETRAINING_RECIPE",
     "PretrainingArguments",
     "parse_pretraining_args",
     "read_pretraining_recipe",

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import shutil
 import sys
 import time
@@ -24,7 +23,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from transformers import get_scheduler
 
@@ -39,9 +37,16 @@ from ..arguments import ModelArguments
 from ..distributed import all_gather_with_grad
 from ..masking import MaskingRules
 from ..models import build_model
-from ..optim import build_optimizer
-from ..transforms import TrainTransform, reference_padding
-from .arguments import PretrainingArguments, parse_pretraining_args
+from ..stage import (
+    means_latest,
+    refuse_fp16_on_cpu,
+    rng_state,
+    seed_process,
+    set_rng_state,
+    stage_optimizer,
+    train_transform,
+)
+from .arguments import PretrainingArguments
 from .collator import PairBatches, PairCollator, pair_loader
 
 logger = logging.getLogger(__name__)
@@ -81,51 +86,6 @@ def learning_rate_schedule(optimizer: torch.optim.Optimizer, args: PretrainingAr
 # --------------------------------------------------------------------------------------------------------- checkpoints
 
 
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed)
-
-
-def _rng_state() -> dict[str, torch.Tensor]:
-    """Every random-number state of this process as tensors (safe to load with weights_only=True)."""
-    python_state = random.getstate()
-    numpy_state = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "python": torch.tensor(python_state[1], dtype=torch.int64),
-        "python_gauss": torch.tensor(
-            [python_state[0], python_state[2] if python_state[2] is not None else -1.0], dtype=torch.float64
-        ),
-        "numpy": torch.from_numpy(numpy_state[1].astype(np.int64)),
-        "numpy_pos": torch.tensor([numpy_state[2], numpy_state[3]], dtype=torch.int64),
-        "numpy_gauss": torch.tensor([numpy_state[4]], dtype=torch.float64),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def _set_rng_state(state: dict[str, torch.Tensor]) -> None:
-    torch.set_rng_state(state["torch"])
-    version, gauss = state["python_gauss"].tolist()
-    random.setstate(
-        (int(version), tuple(int(item) for item in state["python"].tolist()), None if gauss == -1.0 else gauss)
-    )
-    position, has_gauss = state["numpy_pos"].tolist()
-    np.random.set_state(
-        (
-            "MT19937",
-            state["numpy"].numpy().astype(np.uint32),
-            int(position),
-            int(has_gauss),
-            float(state["numpy_gauss"]),
-        )
-    )
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-
-
 def _step_of(checkpoint: Path) -> int | None:
     """STEP of a `checkpoint-STEP` folder, None for another name."""
     step = checkpoint.name[len(CHECKPOINT_PREFIX) :]
@@ -134,7 +94,7 @@ def _step_of(checkpoint: Path) -> int | None:
 
 def find_checkpoint(output_dir: Path, resume: str) -> Path:
     """`'latest'` -> the newest `checkpoint-STEP` in `output_dir` that is complete; else the folder given."""
-    if resume in ("latest", "true", "True"):
+    if means_latest(resume):
         candidates = sorted(
             (path for path in output_dir.glob(f"{CHECKPOINT_PREFIX}*") if (path / "state.json").is_file()),
             key=lambda path: int(path.name[len(CHECKPOINT_PREFIX) :]),
@@ -174,8 +134,7 @@ class PretrainingRun:
 
         self.model_args, self.args = model_args, args
         use_cpu = args.use_cpu or not torch.cuda.is_available()
-        if args.mixed_precision == "fp16" and use_cpu:
-            raise IVTInputError("--fp16 needs a GPU (accelerate has no fp16 autocast on a CPU); on a CPU use --bf16")
+        refuse_fp16_on_cpu(args.mixed_precision == "fp16", use_cpu)
         self.accelerator = Accelerator(
             mixed_precision=args.mixed_precision,
             gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -214,9 +173,9 @@ class PretrainingRun:
             find_checkpoint(self.output_dir, args.resume_from_checkpoint) if args.resume_from_checkpoint else None
         )
 
-        seed_everything(args.seed)  # one initialisation in every process
+        seed_process(args.seed)  # one initialisation in every process
         model = build_model(IVTForPreTraining, model_args, **itc_settings(args))
-        seed_everything(args.seed + self.rank)  # each process its own dropout and ITM negatives
+        seed_process(args.seed, self.rank)  # each process its own dropout and ITM negatives
         self.processor = IVTProcessor.from_config(model.config)
         register_for_remote_code(model, self.processor)
         self.stream = open_pair_stream(
@@ -233,12 +192,7 @@ class PretrainingRun:
         image_size = tuple(model.config.image_size)
         self.collator = PairCollator(
             self.processor.tokenizer,
-            TrainTransform(
-                image_size=image_size,
-                padding=reference_padding(image_size),
-                erase_p=args.random_erasing,
-                interpolation=args.train_interpolation,
-            ),
+            train_transform(image_size, args),
             seed=args.seed,
             rank=self.rank,
             max_text_tokens=args.max_text_tokens,
@@ -250,14 +204,7 @@ class PretrainingRun:
                 max_span_words=args.mlm_max_span_words,
             ),
         )
-        optimizer = build_optimizer(
-            model,
-            str(getattr(args.optim, "value", args.optim)),
-            lr=args.learning_rate,
-            weight_decay=args.weight_decay,
-            bias_lr_multiplier=args.bias_lr_multiplier,
-            decay_all=False,  # no decay on biases, norms and the ITC temperature
-        )
+        optimizer = stage_optimizer(model, args, decay_all=False)  # no decay on biases, norms, the ITC temperature
         self.scheduler = learning_rate_schedule(optimizer, args)  # stepped by hand, once per optimizer step
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.step = 0
@@ -278,7 +225,7 @@ class PretrainingRun:
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir(parents=True)
         self.accelerator.wait_for_everyone()
-        torch.save(_rng_state(), partial / f"rng_rank{self.rank}.pt")
+        torch.save(rng_state(), partial / f"rng_rank{self.rank}.pt")
         ShuffleBuffer.save(self.resume_state, partial, f"shuffle_rank{self.rank}")
         progress = {"next_batch": self.next_batch, "images_skipped": self.images_skipped}
         (partial / f"progress_rank{self.rank}.json").write_text(json.dumps(progress))
@@ -343,7 +290,7 @@ class PretrainingRun:
         self.shuffled.load_state_dict(ShuffleBuffer.read(folder, f"shuffle_rank{self.rank}"))
         progress = json.loads((folder / f"progress_rank{self.rank}.json").read_text())
         self.next_batch, self.images_skipped = progress["next_batch"], progress["images_skipped"]
-        _set_rng_state(torch.load(folder / f"rng_rank{self.rank}.pt", weights_only=True))
+        set_rng_state(torch.load(folder / f"rng_rank{self.rank}.pt", weights_only=True))
         self.step = state["step"]
         for name in ("log.jsonl", f"pair_keys_rank{self.rank}.jsonl"):  # drop what the interrupted run did later
             path = self.output_dir / name
@@ -502,12 +449,6 @@ def pretrain(model_args: ModelArguments, args: PretrainingArguments) -> Pretrain
     return PretrainingRun(model_args, args).run()
 
 
-def main(argv: list[str] | None = None) -> PretrainingResult:
-    model_args, args = parse_pretraining_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    return pretrain(model_args, args)
-
-
 __all__ = [
     "CHECKPOINT_PREFIX",
     "PretrainingResult",
@@ -515,6 +456,5 @@ __all__ = [
     "itc_settings",
     "learning_rate_schedule",
     "find_checkpoint",
-    "main",
     "pretrain",
 ]
