@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 
 import pytest
@@ -26,18 +25,16 @@ def run_cli(argv: list[str]) -> int:
 
 @pytest.fixture(scope="module")
 def fixture_folder(tmp_path_factory):
-    """The 12-identity unit-test fixture; also times it (the design promises well under a second)."""
+    """The 12-identity unit-test fixture (its generation time is `benchmarks/bench_data.py`'s to measure: a test
+    must not depend on an idle machine)."""
     folder = tmp_path_factory.mktemp("synth") / "cuhk"
-    start = time.perf_counter()
     synth_plan = synth.generate(folder, split_ids=FIXTURE_IDS, image_size=FIXTURE_SIZE, seed=7, progress=False)
-    seconds = time.perf_counter() - start
-    return folder, synth_plan, seconds
+    return folder, synth_plan, None
 
 
-def test_fixture_generates_in_well_under_a_second(fixture_folder):
-    _, synth_plan, seconds = fixture_folder
+def test_fixture_has_twelve_people_with_two_to_four_images_each(fixture_folder):
+    _, synth_plan, _ = fixture_folder
     assert len(synth_plan.identities) == 12 and 24 <= len(synth_plan.images) <= 48
-    assert seconds < 1.0, f"12 identities took {seconds:.2f} s"
 
 
 def test_same_seed_gives_byte_identical_files(tmp_path, fixture_folder):
