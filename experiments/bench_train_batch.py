@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from demo_recipe_sweep import read_raw  # noqa: E402
 
 from ivt_hf import IVTProcessor  # noqa: E402
-from ivt_hf.training.batching import MLACollator, TrainImageDataset  # noqa: E402
+from ivt_hf.training.finetuning.batching import MLACollator, TrainImageDataset  # noqa: E402
 from ivt_hf.training.transforms import TrainTransform, _as_generator, _randint  # noqa: E402
 
 

@@ -298,8 +298,8 @@ def build(name: str, data, device):
 
     from ivt_hf import IVTConfig, IVTModel, IVTProcessor
     from ivt_hf.training import build_optimizer
-    from ivt_hf.training.batching import KeyedBatchSampler, MLACollator, TrainImageDataset
-    from ivt_hf.training.sampler import IdentityBatchSampler
+    from ivt_hf.training.finetuning.batching import KeyedBatchSampler, MLACollator, TrainImageDataset
+    from ivt_hf.training.finetuning.sampler import IdentityBatchSampler
     from ivt_hf.training.transforms import TrainTransform
 
     s = settings(name)
@@ -372,7 +372,7 @@ def one_pair_collator(collator):
     mixes granularities, but a step of B images costs about a third, so a batch can hold three times the people."""
     import random
 
-    from ivt_hf.training.text_levels import sentence_level
+    from ivt_hf.training.finetuning.text_levels import sentence_level
 
     class OnePairCollator(type(collator)):
         views_per_image = 1

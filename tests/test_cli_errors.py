@@ -803,7 +803,7 @@ def test_max_steps_has_one_meaning_in_both_stages(tmp_path, capsys):
     """-1 (the default) trains by epochs, as transformers' TrainingArguments; 0 and other negative values are refused
     by both stages, and pre-training, whose stream has no epochs, refuses -1 too. Both flag helps say so."""
     from ivt_hf.errors import IVTInputError
-    from ivt_hf.training.arguments import parse_args
+    from ivt_hf.training.finetuning.arguments import parse_args
     from ivt_hf.training.pretraining import parse_pretraining_args
 
     common = ["--output_dir", str(tmp_path / "out"), "--use_cpu", "true", "--report_to", "none"]

@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 
 from ivt_hf import IVTProcessor
-from ivt_hf.training.batching import KeyedBatchSampler, MLACollator, TrainImageDataset
-from ivt_hf.training.text_levels import phrase_candidates, word_candidates
+from ivt_hf.training.finetuning.batching import KeyedBatchSampler, MLACollator, TrainImageDataset
+from ivt_hf.training.finetuning.text_levels import phrase_candidates, word_candidates
 from ivt_hf.training.transforms import TrainTransform
 
 CAPTIONS = [
@@ -147,7 +147,7 @@ def test_set_epoch_reaches_the_keyed_sampler_through_accelerates_shard_wrapper()
     from accelerate.data_loader import BatchSamplerShard, prepare_data_loader
     from torch.utils.data import DataLoader
 
-    from ivt_hf.training.sampler import IdentityBatchSampler
+    from ivt_hf.training.finetuning.sampler import IdentityBatchSampler
 
     person_ids = [pid for pid in range(12) for _ in range(2)]
     identities = IdentityBatchSampler(

@@ -18,7 +18,7 @@ import pytest
 import torch
 from helpers.launchers import free_port
 
-from ivt_hf.training.losses import cmpm_loss
+from ivt_hf.training.finetuning.losses import cmpm_loss
 
 WORKER = Path(__file__).parent / "helpers" / "gather_loss_worker.py"
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ivt_hf.training.losses import cmpm_loss, cmpm_loss_global, cmpm_loss_terms, gather_embeddings_and_labels
+from ivt_hf.training.finetuning.losses import cmpm_loss, cmpm_loss_global, cmpm_loss_terms, gather_embeddings_and_labels
 
 FIXTURE = Path(__file__).parent / "fixtures" / "cmpm_reference.safetensors"
 

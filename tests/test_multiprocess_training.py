@@ -15,7 +15,7 @@ import torch
 from helpers.launchers import ENV, descendants, kill_hard, launcher, process_is_running, wait_for_files
 from safetensors.torch import load_file
 
-from ivt_hf.training.sampler import IdentityBatchSampler
+from ivt_hf.training.finetuning.sampler import IdentityBatchSampler
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = ROOT / "tests" / "helpers" / "epoch_worker.py"

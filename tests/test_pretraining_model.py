@@ -18,7 +18,7 @@ from ivt_hf import IVTConfig, IVTModel, IVTProcessor
 from ivt_hf.hub import save_model_folder
 from ivt_hf.model.modeling_ivt import IVTForPreTraining, image_text_contrastive_loss, sample_hard_negatives
 from ivt_hf.model.processing_ivt import default_tokenizer
-from ivt_hf.training.masking import IGNORE_INDEX, MaskingRules, whole_word_mask, word_spans
+from ivt_hf.training.pretraining.masking import IGNORE_INDEX, MaskingRules, whole_word_mask, word_spans
 
 
 def _config(**overrides) -> IVTConfig:

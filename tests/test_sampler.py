@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from ivt_hf.training.sampler import IdentityBatchSampler, IdentityIndexSampler
+from ivt_hf.training.finetuning.sampler import IdentityBatchSampler, IdentityIndexSampler
 
 
 def _person_ids(seed: int = 0, identities: int = 40) -> list[int]:

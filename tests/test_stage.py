@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from ivt_hf.errors import IVTInputError
-from ivt_hf.training.arguments import IVTTrainingArguments, ModelArguments
+from ivt_hf.training.arguments import ModelArguments
+from ivt_hf.training.finetuning.arguments import IVTTrainingArguments
 from ivt_hf.training.pretraining.arguments import PretrainingArguments, parse_pretraining_args
 from ivt_hf.training.stage import (
     means_latest,

@@ -7,7 +7,12 @@ import random
 
 import pytest
 
-from ivt_hf.training.text_levels import phrase_candidates, sample_text_levels, sentence_level, word_candidates
+from ivt_hf.training.finetuning.text_levels import (
+    phrase_candidates,
+    sample_text_levels,
+    sentence_level,
+    word_candidates,
+)
 
 # caption -> (phrase candidates, word candidates), in order
 CASES = {

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from ivt_hf import IVTConfig
 from ivt_hf.training import build_trainer, parse_args
-from ivt_hf.training.losses import cmpm_loss
+from ivt_hf.training.finetuning.losses import cmpm_loss
 
 ROOT = Path(__file__).parents[1]
 TRAIN_SCRIPT = ROOT / "scripts" / "train.py"

@@ -17,8 +17,8 @@ The package by role (a part imports only the parts listed before it; tests/test_
     hub/         folder saving, model cards, pushing; the search page as a Hugging Face Space (space.py)
     conversion/  the authors' checkpoints and public backbones into IVT; the encoder of a pre-training model, to
                  fine-tune from (pretraining_transfer.py)
-    training/    trainer, train entry point, batching, text levels, transforms, losses, distributed helpers;
-                 pre-training (pretraining/: `ivt pretrain`) and its whole-word masking (masking.py)
+    training/    fine-tuning (finetuning/: `ivt train`, trainer, batching, text levels, losses) and pre-training
+                 (pretraining/: `ivt pretrain`, whole-word masking) on a shared floor (stage.py, transforms, optim)
     demo.py      `ivt demo`
     app.py       `ivt app`: the search page in the browser (Gradio)
     cli/         the `ivt` command

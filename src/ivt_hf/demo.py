@@ -289,8 +289,8 @@ def _prepare(output_dir: Path, split_ids: dict[str, int], seed: int, settings: d
     into `output_dir/data`) and the trainer. Returns the trainer and the whole benchmark."""
     import torch
 
-    from .training.arguments import recipe_arguments
-    from .training.train import prepare_training
+    from .training.finetuning.arguments import recipe_arguments
+    from .training.finetuning.train import prepare_training
 
     settings = {
         "use_cpu": not torch.cuda.is_available(),  # a GPU, when there is one, runs the long schedule in the budget
@@ -500,7 +500,7 @@ def _save_and_reload(trainer, model_dir: Path, record, training_facts: dict[str,
     from transformers import AutoModel, AutoProcessor
 
     from .hub.card import save_model_card
-    from .training.train import save_final_model
+    from .training.finetuning.train import save_final_model
 
     _section("4/5 saving and reloading")
     save_final_model(trainer, model_dir)

@@ -26,7 +26,7 @@ import torch
 from transformers import TrainerCallback
 
 from ivt_hf.training import parse_args, prepare_training
-from ivt_hf.training.train import run_training
+from ivt_hf.training.finetuning.train import run_training
 
 
 class Probe(TrainerCallback):

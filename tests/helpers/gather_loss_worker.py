@@ -51,7 +51,7 @@ def build_problem() -> tuple[TwoTower, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def run_scenario(gather: bool, split: tuple[int, int]) -> dict:
-    from ivt_hf.training.losses import cmpm_loss, cmpm_loss_global
+    from ivt_hf.training.finetuning.losses import cmpm_loss, cmpm_loss_global
 
     model, image_features, text_features, labels = build_problem()
     ddp_model = DistributedDataParallel(model)  # CPU module: no device_ids; averages gradients over ranks

@@ -1,4 +1,4 @@
-"""`ivt train [RECIPE.json] [--flag value ...]`: `train_from_arguments` (training/train.py); every flag of
+"""`ivt train [RECIPE.json] [--flag value ...]`: `train_from_arguments` (training/finetuning/train.py); every flag of
 `ModelArguments`, `DataArguments` and `IVTTrainingArguments` (`ivt train --help` lists them)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from . import arguments_are_input
 
 def run_train(args: argparse.Namespace) -> int:
     from ..atomic import refusals_naming
-    from ..training.arguments import parse_args
-    from ..training.train import train_from_arguments
+    from ..training.finetuning.arguments import parse_args
+    from ..training.finetuning.train import train_from_arguments
 
     with arguments_are_input():  # a ValueError of TrainingArguments / HfArgumentParser here is bad input
         model_args, data_args, training_args = parse_args(args.extra)

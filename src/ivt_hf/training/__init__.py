@@ -1,32 +1,23 @@
-"""Training IVT with the HF `Trainer` (MLA batches, BMM inside the model, the CMPM loss, retrieval validation).
+"""Training IVT, in two stages on one floor.
 
-- `arguments.py`: model / data / training arguments of both stages, recipes; `models.py`: the one model
-  builder of both stages;
-- `train.py`: build model, data and trainer; `train_from_arguments` behind `ivt train` and `scripts/train.py`;
-- `trainer.py`: `IVTTrainer`; `optim.py`: the optimiser of both stages; `stage.py`: the floor both stages stand on
-  (flags and recipe, seeding, the fp16 refusal, the resume words, the optimiser and transform from the arguments,
-  random-number states);
-- `batching.py` (dataset, keyed batches, the MLA collator), `sampler.py` (P x K identities), `text_levels.py` (word /
-  phrase / sentence texts), `transforms.py` (augmentation);
-- `losses.py` (CMPM, pure functions) and `distributed.py` (gathers with and without gradient);
+- `finetuning/`: `ivt train` with the HF `Trainer` (MLA batches, BMM inside the model, the CMPM loss, retrieval
+  validation): `arguments.py`, `train.py`, `trainer.py` (`IVTTrainer`), `batching.py`, `sampler.py`, `text_levels.py`,
+  `losses.py`;
 - `pretraining/`: `ivt pretrain`, the authors' first stage (ITC + ITM + MLM on `ivt_hf.data.open_pair_stream`, an
-  accelerate loop with exact resume: `arguments.py`, `collator.py`, `loop.py`), and `masking.py` (its whole-word
-  masking).
+  accelerate loop with exact resume): `arguments.py`, `collator.py`, `loop.py`, `masking.py` (whole-word masking);
+- what both stages share: `stage.py` (flags and recipe, seeding, the fp16 refusal, the resume words, the optimiser and
+  transform from the arguments, random-number states), `arguments.py` (`ModelArguments`, `StageArguments`),
+  `models.py` (the one model builder), `optim.py` (the optimiser), `transforms.py` (augmentation), `distributed.py`
+  (gathers with and without gradient).
 """
 
-from .arguments import (
-    DataArguments,
-    IVTTrainingArguments,
-    ModelArguments,
-    StageArguments,
-    parse_args,
-    recipe_arguments,
-)
-from .losses import cmpm_loss, cmpm_loss_terms
+from .arguments import ModelArguments, StageArguments
+from .finetuning.arguments import DataArguments, IVTTrainingArguments, parse_args, recipe_arguments
+from .finetuning.losses import cmpm_loss, cmpm_loss_terms
+from .finetuning.train import build_trainer, load_training_data, prepare_training, save_final_model
+from .finetuning.trainer import IVTTrainer
 from .models import build_model
 from .optim import build_optimizer
-from .train import build_trainer, load_training_data, prepare_training, save_final_model
-from .trainer import IVTTrainer
 
 __all__ = [
     "DataArguments",

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import IVTInputError
-from ..arguments import ModelArguments, StageArguments, at_least, read_recipe
-from ..stage import parse_stage_args
+from ..arguments import ModelArguments, StageArguments, at_least
+from ..stage import parse_stage_args, read_recipe
 
 
 @dataclass

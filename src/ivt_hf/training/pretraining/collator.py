@@ -26,8 +26,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from ...data.pairs import PairDataError, clean_caption
 from ...data.shuffle_buffer import ShuffleBuffer
-from ..masking import IGNORE_INDEX, MaskingRules, whole_word_mask
 from ..transforms import TrainTransform
+from .masking import IGNORE_INDEX, MaskingRules, whole_word_mask
 
 # (batch number, position in the batch, pair from the stream)
 PlannedPair = tuple[int, int, dict[str, Any]]

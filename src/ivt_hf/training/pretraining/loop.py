@@ -35,7 +35,6 @@ from ...model.processing_ivt import IVTProcessor
 from ...outputs import RunFolder, writing_run_dir
 from ..arguments import ModelArguments
 from ..distributed import all_gather_with_grad
-from ..masking import MaskingRules
 from ..models import build_model
 from ..stage import (
     means_latest,
@@ -48,6 +47,7 @@ from ..stage import (
 )
 from .arguments import PretrainingArguments
 from .collator import PairBatches, PairCollator, pair_loader
+from .masking import MaskingRules
 
 logger = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..errors import IVTInputError
+from ...errors import IVTInputError
+from ..transforms import TrainTransform
 from .text_levels import sample_text_levels, sentence_level
-from .transforms import TrainTransform
 
 
 class KeyedBatchSampler(Sampler[list[tuple[int, tuple[int, int, int]]]]):

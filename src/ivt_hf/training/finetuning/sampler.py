@@ -39,8 +39,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
-from ..errors import IVTInputError
-from .distributed import get_rank, get_world_size
+from ...errors import IVTInputError
+from ..distributed import get_rank, get_world_size
 
 __all__ = ["IdentityBatchSampler", "IdentityIndexSampler"]
 

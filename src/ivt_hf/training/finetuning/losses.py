@@ -27,8 +27,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from ..errors import IVTInputError
-from .distributed import all_gather_no_grad, all_gather_with_grad
+from ...errors import IVTInputError
+from ..distributed import all_gather_no_grad, all_gather_with_grad
 
 __all__ = ["CMPMLossTerms", "cmpm_loss", "cmpm_loss_global", "cmpm_loss_terms", "gather_embeddings_and_labels"]
 

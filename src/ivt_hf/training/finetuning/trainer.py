@@ -13,12 +13,12 @@ import math
 from torch.utils.data import DataLoader
 from transformers import Trainer, TrainerCallback
 
-from ..errors import IVTInputError
-from ..evaluation.split_evaluation import evaluate_split
+from ...errors import IVTInputError
+from ...evaluation.split_evaluation import evaluate_split
+from ..stage import seed_process, stage_optimizer
 from .batching import KeyedBatchSampler
 from .losses import cmpm_loss_terms, gather_embeddings_and_labels
 from .sampler import IdentityBatchSampler
-from .stage import seed_process, stage_optimizer
 
 
 class SamplerEpochCallback(TrainerCallback):

@@ -13,7 +13,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..errors import IVTInputError
+from ...errors import IVTInputError
 
 IGNORE_INDEX = -100
 

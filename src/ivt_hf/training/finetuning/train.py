@@ -14,18 +14,18 @@ from typing import TYPE_CHECKING
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from ..data.hf_datasets import ColumnMapping
-from ..data.loading import load_benchmark, load_data
-from ..data.specs import BENCHMARK_NAMES, SYNTHPEDES
-from ..errors import InputNotFoundError, IVTInputError
-from ..hub.folder import register_for_remote_code
-from ..model.modeling_ivt import IVTModel
-from ..model.processing_ivt import IVTProcessor
-from ..outputs import RunFolder, writing_run_dir
+from ...data.hf_datasets import ColumnMapping
+from ...data.loading import load_benchmark, load_data
+from ...data.specs import BENCHMARK_NAMES, SYNTHPEDES
+from ...errors import InputNotFoundError, IVTInputError
+from ...hub.folder import register_for_remote_code
+from ...model.modeling_ivt import IVTModel
+from ...model.processing_ivt import IVTProcessor
+from ...outputs import RunFolder, writing_run_dir
+from ..models import build_model
+from ..stage import means_latest, refuse_fp16_on_cpu, seed_process, train_transform
 from .arguments import DataArguments, IVTTrainingArguments, ModelArguments
 from .batching import MLACollator, TrainImageDataset
-from .models import build_model
-from .stage import means_latest, refuse_fp16_on_cpu, seed_process, train_transform
 from .trainer import IVTTrainer
 
 if TYPE_CHECKING:
