@@ -29,16 +29,16 @@ def fixture_folder(tmp_path_factory):
     must not depend on an idle machine)."""
     folder = tmp_path_factory.mktemp("synth") / "cuhk"
     synth_plan = synth.generate(folder, split_ids=FIXTURE_IDS, image_size=FIXTURE_SIZE, seed=7, progress=False)
-    return folder, synth_plan, None
+    return folder, synth_plan
 
 
 def test_fixture_has_twelve_people_with_two_to_four_images_each(fixture_folder):
-    _, synth_plan, _ = fixture_folder
+    _, synth_plan = fixture_folder
     assert len(synth_plan.identities) == 12 and 24 <= len(synth_plan.images) <= 48
 
 
 def test_same_seed_gives_byte_identical_files(tmp_path, fixture_folder):
-    folder, _, _ = fixture_folder
+    folder, _ = fixture_folder
     again = tmp_path / "again"
     synth.generate(again, split_ids=FIXTURE_IDS, image_size=FIXTURE_SIZE, seed=7, progress=False)
     for name in ("reid_raw.json", synth.META_FILE):
@@ -129,7 +129,7 @@ def test_captions_mention_what_they_say():
 
 
 def test_meta_records_attributes_and_mentions(fixture_folder):
-    folder, synth_plan, _ = fixture_folder
+    folder, synth_plan = fixture_folder
     meta = synth.read_meta(folder)
     assert meta["attribute_keys"] == list(synth.ATTRIBUTE_KEYS)
     assert synth.SynthConfig.from_json(meta["config"]) == synth_plan.config
@@ -143,7 +143,7 @@ def test_meta_records_attributes_and_mentions(fixture_folder):
 
 
 def test_render_is_deterministic_and_sized(fixture_folder):
-    _, synth_plan, _ = fixture_folder
+    _, synth_plan = fixture_folder
     image = synth_plan.images[0]
     first = synth.render_image(image.identity, image.nuisance, (384, 128))
     second = synth.render_image(image.identity, image.nuisance, (384, 128))
@@ -253,7 +253,7 @@ def test_oracle_scores_agreement_on_mentioned_attributes_only():
 
 
 def test_baselines_rebuild_attributes_from_a_loaded_dataset(fixture_folder):
-    folder, synth_plan, _ = fixture_folder
+    folder, synth_plan = fixture_folder
     dataset = load_benchmark("synthpedes", folder)
     test = dataset["test"].select(list(range(len(dataset["test"])))[::-1])  # any row order
     inputs = synth.baseline_inputs(test)
