@@ -1,4 +1,4 @@
-"""Worker for tests/test_multiprocess_training.py: `ivt train` (`run_training`: resume, final save, results) under a
+"""Worker for tests/training/test_multiprocess_training.py: `ivt train` (`run_training`: resume, final save, results) under a
 real launcher, recording every batch.
 
     torchrun --nproc_per_node 2 epoch_worker.py OUT TRAIN_FLAGS...

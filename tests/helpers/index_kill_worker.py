@@ -1,5 +1,5 @@
 """`ivt index build` in a process that dies hard (`os._exit`, as a kill would) when it starts encoding its
-`--die_at` -th chunk: run under torchrun by `tests/test_index_building.py` to leave a half-finished build."""
+`--die_at` -th chunk: run under torchrun by `tests/search/test_index_building.py` to leave a half-finished build."""
 
 import os
 import sys

@@ -1,5 +1,5 @@
 """The model and batch of the gathered-ITC comparison, shared by `itc_gather_worker.py` (two processes) and
-`tests/test_multiprocess_pretraining.py` (one process over the whole batch)."""
+`tests/training/test_multiprocess_pretraining.py` (one process over the whole batch)."""
 
 import torch
 

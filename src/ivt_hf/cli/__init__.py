@@ -42,7 +42,7 @@ COMMAND_MODULES = (
     "ivt_hf.cli.app",
 )
 # encoding precisions of `ivt evaluate` / `ivt index build`: `ivt_hf.evaluation.encoding.DTYPES`, spelled here so
-# that `ivt --help` does not import torch (tests/test_cli.py checks that the two agree)
+# that `ivt --help` does not import torch (tests/cli/test_cli.py checks that the two agree)
 DTYPE_CHOICES = ("float32", "bfloat16", "float16", "int8")
 # commands whose remaining arguments are parsed by the command itself (they hand them to HfArgumentParser)
 PASS_THROUGH = {"train", "pretrain"}

@@ -18,7 +18,7 @@ which is exactly the gradient one process computes over the concatenated batch. 
 averaging and do NOT rescale the loss by the world size. If gradients are instead summed across processes (for
 example a manual ``all_reduce(SUM)`` without dividing), divide them by the world size.
 
-`tests/test_distributed_loss.py` proves this with two real gloo processes.
+`tests/training/test_distributed_loss.py` proves this with two real gloo processes.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ All functions here are pure functions of tensors. `cmpm_loss` is the reference's
 gradient convention under DDP). `IVTTrainer` does not call `cmpm_loss_global`: it gathers with
 `gather_embeddings_and_labels` and calls `cmpm_loss_terms` to log both directions. `cmpm_loss_global` stays as the
 one-call global loss for a training loop of one's own (as `cmpm_loss` is the per-process one), and it is the function
-`tests/test_distributed_loss.py` proves the gradient convention on, with two real processes.
+`tests/training/test_distributed_loss.py` proves the gradient convention on, with two real processes.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from ivt_hf.cli import main
 from ivt_hf.hub import save_model_folder
 from ivt_hf.search import GalleryIndex, ModelMismatchError
 
-HELPER = Path(__file__).parent / "helpers" / "index_kill_worker.py"
+HELPER = Path(__file__).parents[1] / "helpers" / "index_kill_worker.py"
 NUM_IMAGES, CHUNK = 23, 4  # 6 chunks, the last one short
 
 

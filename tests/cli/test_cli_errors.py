@@ -32,7 +32,7 @@ from helpers.tmpfs import FILLER, fill, free
 from ivt_hf.cli import main
 from ivt_hf.model.processing_ivt import PACKAGED_VOCAB
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 TOKEN = "hf_testtoken123"  # fake; only the local server knows it
 
@@ -43,7 +43,7 @@ def _errors(err: str) -> list[str]:
 
 
 def _load_local_hub():
-    spec = importlib.util.spec_from_file_location("local_hub", Path(__file__).parent / "helpers" / "local_hub.py")
+    spec = importlib.util.spec_from_file_location("local_hub", Path(__file__).parents[1] / "helpers" / "local_hub.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules["local_hub"] = module  # dataclasses look their module up by name
     spec.loader.exec_module(module)

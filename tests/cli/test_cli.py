@@ -14,7 +14,7 @@ from helpers.commands import save_tiny_model_folder
 
 from ivt_hf.cli import build_parser, main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -49,7 +49,7 @@ def _make_bad_files(tmp: Path) -> None:
         (tmp / name).mkdir()
         (tmp / name / "manifest.json").write_text(json.dumps(manifest))
         (tmp / name / "embeddings.safetensors").write_bytes(embeddings or b"")
-    state = torch.load(Path(__file__).parent / "fixtures" / "ivt_tiny_s16.pth", weights_only=True)
+    state = torch.load(Path(__file__).parents[1] / "fixtures" / "ivt_tiny_s16.pth", weights_only=True)
     state["state_dict"].pop("encoder_vl.embeddings.position_embeddings.weight")
     torch.save(state, tmp / "no_positions.pth")
     _make_bad_datasets(tmp)

@@ -131,7 +131,7 @@ def test_convert_script_writes_a_loadable_folder(fixtures_dir, tmp_path, referen
 
     from transformers import AutoModel, AutoProcessor
 
-    script = Path(__file__).parents[1] / "scripts" / "convert_ivt_original_checkpoint.py"
+    script = Path(__file__).parents[2] / "scripts" / "convert_ivt_original_checkpoint.py"
     result = subprocess.run(
         [
             sys.executable,

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from ivt_hf.training.finetuning.sampler import IdentityBatchSampler
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WORKER = ROOT / "tests" / "helpers" / "epoch_worker.py"
 TRAIN_SCRIPT = ROOT / "scripts" / "train.py"
 SPLIT_IDS = {"train": 24, "validation": 6, "test": 6}

@@ -20,7 +20,7 @@ from helpers.launchers import free_port
 
 from ivt_hf.training.finetuning.losses import cmpm_loss
 
-WORKER = Path(__file__).parent / "helpers" / "gather_loss_worker.py"
+WORKER = Path(__file__).parents[1] / "helpers" / "gather_loss_worker.py"
 
 
 def _load_worker():

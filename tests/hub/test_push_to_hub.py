@@ -34,7 +34,7 @@ from ivt_hf.hub import model_card_for_folder, read_folder_facts, save_model_card
 
 TOKEN = "hf_testtoken123"  # fake; only the local server knows it
 REPO_ID = "ivt-tests/ivt-tiny-pushed"
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 SCRIPT = ROOT / "scripts" / "push_to_hub.py"
 DEMO_PROVENANCE = "Random initialisation, never trained: a fixture of the push test, not a model of anything."
 
@@ -47,7 +47,7 @@ def _load_module(name: str, path: Path):
     return module
 
 
-local_hub = _load_module("local_hub", Path(__file__).parent / "helpers" / "local_hub.py")
+local_hub = _load_module("local_hub", Path(__file__).parents[1] / "helpers" / "local_hub.py")
 
 
 @pytest.fixture

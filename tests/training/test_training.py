@@ -21,7 +21,7 @@ from ivt_hf import IVTConfig
 from ivt_hf.training import build_trainer, parse_args
 from ivt_hf.training.finetuning.losses import cmpm_loss
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 TRAIN_SCRIPT = ROOT / "scripts" / "train.py"
 SMALL = ["--synth_train_ids", "24", "--synth_validation_ids", "6", "--synth_test_ids", "6"]
 TINY_MODEL = ["--model_preset", "tiny", "--image_height", "64", "--image_width", "32"]

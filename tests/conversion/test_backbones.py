@@ -100,7 +100,7 @@ def _load_local_hub():
 
     if "local_hub" in sys.modules:  # loaded by another test module already
         return sys.modules["local_hub"]
-    spec = importlib.util.spec_from_file_location("local_hub", Path(__file__).parent / "helpers" / "local_hub.py")
+    spec = importlib.util.spec_from_file_location("local_hub", Path(__file__).parents[1] / "helpers" / "local_hub.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules["local_hub"] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)

@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 
 from ivt_hf.data.pair_writing import write_webdataset_shards
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HANG_WORKER = ROOT / "tests" / "helpers" / "pretrain_hang_worker.py"
 ITC_WORKER = ROOT / "tests" / "helpers" / "itc_gather_worker.py"
 NUM_PAIRS, PAIRS_PER_SHARD, BATCH, BUFFER = 96, 12, 8, 16  # 8 shards: 4 per process, 6 steps per epoch

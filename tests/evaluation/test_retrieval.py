@@ -89,7 +89,7 @@ def test_index_round_trip_and_search_finds_the_right_person(trained, gallery_fol
     chance = 1 / len(set(truth))
     print(f"index round trip: top-1 is the right person for {top1:.1%} of {len(captions)} captions")
     # measured: 7.2% for 1% chance after the fixture's 400 steps; the majority test with a longer-trained model is
-    # tests/test_slow_search.py (pytest -m slow)
+    # tests/search/test_slow_search.py (pytest -m slow)
     assert top1 > 4 * chance, top1
     # exact search equals brute force over the stored embeddings
     queries = encode_texts(model, processor, captions[:7], progress=False)

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from ivt_hf.training.finetuning.losses import cmpm_loss, cmpm_loss_global, cmpm_loss_terms, gather_embeddings_and_labels
 
-FIXTURE = Path(__file__).parent / "fixtures" / "cmpm_reference.safetensors"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "cmpm_reference.safetensors"
 
 
 def _oracle_cmpm(image: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, epsilon: float = 1e-8) -> float:
