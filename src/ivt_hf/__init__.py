@@ -1,8 +1,9 @@
 """ivt_hf: IVT text-based person retrieval (Shu et al. 2022) as a Hugging Face transformers model.
 
-Importing the package registers `IVTConfig`, `IVTModel`, `IVTForPreTraining`, `IVTImageProcessor` and `IVTProcessor`
-with the transformers Auto classes, so `AutoModel.from_pretrained(folder)`, `AutoModelForPreTraining.from_pretrained`
-and `AutoProcessor.from_pretrained(folder)` work.
+Importing the package registers `IVTConfig`, `IVTModel`, `IVTForPreTraining`, `IVTForZeroShotImageClassification`,
+`IVTImageProcessor` and `IVTProcessor` with the transformers Auto classes, so `AutoModel.from_pretrained(folder)`,
+`AutoModelForPreTraining.from_pretrained`, `AutoProcessor.from_pretrained(folder)` and the transformers pipelines
+`zero-shot-image-classification` and `image-feature-extraction` (docs/pipelines.md) work.
 
 The package by role (a part imports only the parts listed before it; tests/test_layout.py checks it):
     model/       the four modules that travel with the weights: config (with its presets), model, image and text
@@ -30,6 +31,7 @@ from importlib.metadata import PackageNotFoundError, version
 from .model import (
     IVTConfig,
     IVTForPreTraining,
+    IVTForZeroShotImageClassification,
     IVTImageProcessor,
     IVTModel,
     IVTOutput,
@@ -65,6 +67,7 @@ def __getattr__(name: str):
 __all__ = [
     "IVTConfig",
     "IVTForPreTraining",
+    "IVTForZeroShotImageClassification",
     "IVTImageProcessor",
     "IVTModel",
     "IVTOutput",

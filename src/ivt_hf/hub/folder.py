@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import InputNotFoundError, IVTInputError
 from ..model.configuration_ivt import IVTConfig
 from ..model.image_processing_ivt import IVTImageProcessor
-from ..model.modeling_ivt import IVTForPreTraining, IVTModel
+from ..model.modeling_ivt import IVTForPreTraining, IVTForZeroShotImageClassification, IVTModel
 from ..model.processing_ivt import IVTProcessor
 
 
@@ -20,15 +20,21 @@ def register_for_remote_code(
     """Make `save_pretrained` write `auto_map` entries and copy the self-contained modules beside the weights.
 
     An `IVTForPreTraining` folder maps `AutoModelForPreTraining` to the whole model and `AutoModel` to its encoder
-    (`IVTModel`, which loads the `ivt.*` weights of the folder)."""
+    (`IVTModel`, which loads the `ivt.*` weights of the folder). Every folder maps
+    `AutoModelForZeroShotImageClassification`, which `pipeline("zero-shot-image-classification")` loads (and which
+    refuses a pre-training folder with a clear error)."""
     IVTConfig.register_for_auto_class()
     IVTModel.register_for_auto_class("AutoModel")
     IVTForPreTraining.register_for_auto_class("AutoModelForPreTraining")
+    IVTForZeroShotImageClassification.register_for_auto_class("AutoModelForZeroShotImageClassification")
     IVTImageProcessor.register_for_auto_class("AutoImageProcessor")
     IVTProcessor.register_for_auto_class("AutoProcessor")
-    if isinstance(model, IVTForPreTraining):  # save_pretrained adds only the saved class's own entry
+    if model is not None:  # save_pretrained adds only the saved class's own entry
         auto_map = dict(getattr(model.config, "auto_map", None) or {})
-        model.config.auto_map = auto_map | {"AutoModel": "modeling_ivt.IVTModel"}
+        model.config.auto_map = auto_map | {
+            "AutoModel": "modeling_ivt.IVTModel",
+            "AutoModelForZeroShotImageClassification": "modeling_ivt.IVTForZeroShotImageClassification",
+        }
 
 
 def save_model_folder(model: IVTModel | IVTForPreTraining, processor: IVTProcessor, output_dir: str | Path) -> Path:

@@ -2,19 +2,35 @@
 
 These four modules are self-contained (they import only torch, transformers, numpy, PIL and each other), because
 `save_model_folder` copies them beside the weights for `trust_remote_code=True`. Importing this package registers
-them with the transformers Auto classes.
+them with the transformers Auto classes (the pipelines' among them: docs/pipelines.md).
 """
 
-from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForPreTraining, AutoProcessor
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForPreTraining,
+    AutoModelForZeroShotImageClassification,
+    AutoProcessor,
+)
 
 from .configuration_ivt import IVTConfig
 from .image_processing_ivt import IVTImageProcessor
-from .modeling_ivt import IVTForPreTraining, IVTForPreTrainingOutput, IVTModel, IVTOutput, IVTPreTrainedModel
+from .modeling_ivt import (
+    IVTForPreTraining,
+    IVTForPreTrainingOutput,
+    IVTForZeroShotImageClassification,
+    IVTModel,
+    IVTOutput,
+    IVTPreTrainedModel,
+)
 from .processing_ivt import IVTProcessor
 
 AutoConfig.register("ivt", IVTConfig, exist_ok=True)
 AutoModel.register(IVTConfig, IVTModel, exist_ok=True)
 AutoModelForPreTraining.register(IVTConfig, IVTForPreTraining, exist_ok=True)
+# pipeline('zero-shot-image-classification') loads this Auto class; pipeline('image-feature-extraction') loads AutoModel
+AutoModelForZeroShotImageClassification.register(IVTConfig, IVTForZeroShotImageClassification, exist_ok=True)
 AutoImageProcessor.register(IVTConfig, image_processor_classes={"pil": IVTImageProcessor}, exist_ok=True)
 AutoProcessor.register(IVTConfig, IVTProcessor, exist_ok=True)
 
@@ -22,6 +38,7 @@ __all__ = [
     "IVTConfig",
     "IVTForPreTraining",
     "IVTForPreTrainingOutput",
+    "IVTForZeroShotImageClassification",
     "IVTImageProcessor",
     "IVTModel",
     "IVTOutput",

@@ -3,8 +3,8 @@
 Re-implemented from the description of Shu et al. 2022, "See Finer, See More: Implicit Modality Alignment for
 Text-based Person Retrieval" (arXiv 2208.08608) and its public code's behaviour (no code taken from it). Reads top to
 bottom: the retrieval half (output, embeddings (image, text), token dropping (BMM), attention, feed-forward, layer,
-encoder, pre-trained base, `IVTModel`), then the pre-training half (output, losses, fusion encoder, MLM head,
-`IVTForPreTraining`).
+encoder, pre-trained base, `IVTModel`, `IVTForZeroShotImageClassification`), then the pre-training half (output,
+losses, fusion encoder, MLM head, `IVTForPreTraining`).
 
 `IVTModel`: an image and a text pass run separately through the SAME blocks: attention and LayerNorms are shared,
 each block has a vision and a text feed-forward. The embedding of a modality is the final-LayerNorm CLS token;
@@ -540,6 +540,57 @@ class IVTModel(IVTPreTrainedModel):
         return output
 
 
+def projection_logits(projecting: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """CMPM's projections `(len(projecting), len(target))`: each raw row of `projecting` onto every L2-normalised row
+    of `target`, i.e. `|projecting_i| * cos(projecting_i, target_j)`. The fine-tuning loss takes its softmax along a
+    row, so the projecting vector's length is the inverse temperature IVT learnt (it has no other)."""
+    return projecting @ nn.functional.normalize(target, dim=-1).t()
+
+
+class IVTForZeroShotImageClassification(IVTModel):
+    """`IVTModel` for transformers' `zero-shot-image-classification` pipeline, which loads it as
+    `AutoModelForZeroShotImageClassification`.
+
+    The same weights, embeddings and state-dict keys as `IVTModel` (a saved `IVTModel` folder loads into it and back);
+    only the logits differ. The pipeline reports `softmax(logits_per_image)` over the candidate labels, as it does for
+    CLIP, whose logits are cosines times a learnt scale (`logit_scale.exp()`, 100). IVT has no such scale: its
+    fine-tuning loss (CMPM) takes the softmax of `projection_logits(image_embeds, text_embeds)`, the cosines times
+    the image embedding's own length. Those are `logits_per_image` here, so the pipeline's scores are the distribution
+    over texts the model was trained to produce. Plain cosines (`IVTModel`'s logits, within [-1, 1]) rank the labels
+    the same way but would give nearly uniform scores. `logits_per_text` is CMPM's other direction
+    (`projection_logits(text_embeds, image_embeds)`), not the transpose.
+
+    A pre-training folder (`IVTForPreTraining`) is refused with an `IVTInputError`: its image-text scores are cosines
+    over a temperature that only the whole pre-training model holds, so CMPM's scale would give it probabilities it
+    was never trained for. Its encoder's image embeddings remain one `image-feature-extraction` pipeline away.
+    """
+
+    def __init__(self, config: IVTConfig):
+        if "IVTForPreTraining" in (getattr(config, "architectures", None) or ()):
+            raise IVTInputError(
+                f"{getattr(config, 'name_or_path', '') or 'this config'} holds a pre-training model "
+                "(IVTForPreTraining), which zero-shot image classification does not take: its scores need the "
+                "pre-training temperature. Fine-tune it first (ivt train --model_name_or_path FOLDER) and classify "
+                "with that model, or take its image embeddings with pipeline('image-feature-extraction')"
+            )
+        super().__init__(config)
+
+    @can_return_tuple
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs,
+    ) -> IVTOutput | tuple:
+        """`IVTModel.forward`, with CMPM's `projection_logits` as the logits when both modalities are given."""
+        output = super().forward(pixel_values, input_ids, attention_mask, return_dict=True, **kwargs)
+        if output.image_embeds is not None and output.text_embeds is not None:
+            output.logits_per_image = projection_logits(output.image_embeds, output.text_embeds)
+            output.logits_per_text = projection_logits(output.text_embeds, output.image_embeds)
+        return output
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Pre-training (the authors' first stage; the module docstring describes the model and its three losses)
 # --------------------------------------------------------------------------------------------------------------------
@@ -955,10 +1006,12 @@ register_checkpoint_conversion_mapping(
 __all__ = [
     "IVTForPreTraining",
     "IVTForPreTrainingOutput",
+    "IVTForZeroShotImageClassification",
     "IVTModel",
     "IVTOutput",
     "IVTPreTrainedModel",
     "exact_log",
     "image_text_contrastive_loss",
+    "projection_logits",
     "sample_hard_negatives",
 ]
