@@ -10,6 +10,7 @@ import ast
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,36 @@ def test_importing_the_root_loads_only_the_model_part_and_old_names_still_resolv
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def long_functions(root: Path, limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """`path:line name (N lines)` of every function or method under `root` longer than `limit` lines, counted from
+    the `def` line through its last line (decorators not counted), nested functions included."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > limit:
+                    found.append(f"{path.relative_to(root.parent)}:{node.lineno} {node.name} ({length} lines)")
+    return found
+
+
+def test_no_function_is_over_80_lines():
+    """The house rule (docs/design.md, style): a function reads in one screen; a longer one is split into named
+    pieces."""
+    assert long_functions(PACKAGE_ROOT) == []
+
+
+def test_the_function_length_check_counts_from_def_to_last_line(tmp_path):
+    """80 lines (the def line and 79 more) pass; 81 fail, a decorated method as well as a function."""
+    package = tmp_path / "package"
+    package.mkdir()
+    body = "".join(f"    value_{index} = {index}\n" for index in range(79))
+    method_body = textwrap.indent(body, "    ") + "        return 0\n"
+    source = f"def fits():\n{body}\n\nclass Holder:\n    @staticmethod\n    def too_long():\n{method_body}"
+    (package / "module.py").write_text(source)
+    assert long_functions(package) == ["package/module.py:85 too_long (81 lines)"]

@@ -210,25 +210,39 @@ def convert_original_checkpoint(
             dropped.append(key)
         else:
             unknown.append(key)
-    if unknown:
-        raise CheckpointConversionError(
-            f"{path}: {len(unknown)} unexpected keys that are neither IVT encoder weights nor known unused heads: "
-            f"{first_keys(sorted(unknown))}"
-        )
+    _refuse_unknown_keys(unknown, path, "IVT encoder weights nor known unused heads")
     config = config_from_reference_state_dict(encoder_state, image_size, num_attention_heads, **config_overrides)
     model = IVTModel(config)
     converted = {reference_to_hf_key(name): tensor for name, tensor in encoder_state.items()}
+    _check_converted_fits(converted, model, path, tensors="encoder tensors")
+    report = ConversionReport(config=config, dropped_keys=sorted(dropped), source_format=source_format)
+    return _load_converted(model, converted, path, report)
+
+
+def _refuse_unknown_keys(unknown: list[str], path: str | Path, known: str) -> None:
+    """One error naming the first keys that are neither `known`: never a key silently ignored."""
+    if unknown:
+        raise CheckpointConversionError(
+            f"{path}: {len(unknown)} unexpected keys that are neither {known}: {first_keys(sorted(unknown))}"
+        )
+
+
+def _check_converted_fits(converted: dict[str, torch.Tensor], model: torch.nn.Module, path: str | Path, **options):
+    """`check_state_fits` of the converted tensors against the model of the config inferred from them."""
     check_state_fits(
         converted,
         model.state_dict(),
         CheckpointConversionError,
         origin=str(path),
-        tensors="encoder tensors",
         shape_note=" (inferred config)",
+        **options,
     )
+
+
+def _load_converted(model, converted: dict[str, torch.Tensor], path: str | Path, report: ConversionReport):
+    """Load the checked tensors (strict), put the model in eval mode and log the report: both converters' end."""
     model.load_state_dict(converted, strict=True)
     model.eval()
-    report = ConversionReport(config=config, dropped_keys=sorted(dropped), source_format=source_format)
     logger.info("converted %s\n%s", path, report.summary())
     return model, report
 
@@ -254,11 +268,7 @@ def _pretraining_tensors(
             dropped.append(key)  # the fusion BERT's own embeddings are not used in fusion mode
         else:
             unknown.append(key)
-    if unknown:
-        raise CheckpointConversionError(
-            f"{path}: {len(unknown)} unexpected keys that are neither IVT pre-training weights nor known unused "
-            f"tensors: {first_keys(sorted(unknown))}"
-        )
+    _refuse_unknown_keys(unknown, path, "IVT pre-training weights nor known unused tensors")
 
     # the MLM decoder: its weight is tied to the fusion BERT's word embeddings, its bias to `predictions.bias`
     word_embeddings = state.get(REFERENCE_FUSION_WORD_EMBEDDINGS)
@@ -318,19 +328,11 @@ def convert_original_pretraining_checkpoint(
             "it with the fine-tuning conversion (convert_original_checkpoint, or `ivt convert` without --pretraining)"
         )
     encoder_state, converted, dropped = _pretraining_tensors(state, path)
-    fusion_layers = {int(match.group(1)) for key in state if (match := REFERENCE_FUSION_LAYER_KEY.match(key))}
-    if not fusion_layers:
-        raise CheckpointConversionError(
-            f"{path}: the checkpoint has encoder_fusion.* keys but no fusion encoder layers "
-            "(encoder_fusion.bert.encoder.layer.{i}.*)"
-        )
-    temperature = converted.get("log_temperature")  # still the authors' `temp` itself
-    if temperature is None or temperature.numel() != 1 or not float(temperature) > 0:
-        found = "missing" if temperature is None else f"shape {tuple(temperature.shape)}, value {temperature.tolist()}"
-        raise CheckpointConversionError(f"{path}: temp must be one positive number (the ITC temperature); {found}")
+    fusion_num_hidden_layers = _count_fusion_layers(state, path)
+    temperature = _reference_temperature(converted, path)
     converted["log_temperature"] = exact_log(temperature.reshape(()).float())
     pretraining_config = {
-        "fusion_num_hidden_layers": max(fusion_layers) + 1,
+        "fusion_num_hidden_layers": fusion_num_hidden_layers,
         "fusion_layer_norm_eps": 1e-12,
         "tie_word_embeddings": False,
         "itc_normalize": False,
@@ -341,35 +343,46 @@ def convert_original_pretraining_checkpoint(
         encoder_state, image_size, num_attention_heads, **(pretraining_config | config_overrides)
     )
     model = IVTForPreTraining(config)
-
-    def source(name: str) -> str:
-        reference = hf_to_reference_pretraining_key(name)
-        if name == MLM_DECODER_WEIGHT:
-            reference = f"{REFERENCE_MLM_DECODER_WEIGHT} (or {REFERENCE_FUSION_WORD_EMBEDDINGS})"
-        return f"{name} (from {reference})" if reference else name
-
     # an extra tensor is e.g. an MLM decoder whose config says it is tied
-    check_state_fits(
-        converted,
-        model.state_dict(),
-        CheckpointConversionError,
-        origin=str(path),
-        describe=source,
-        shape_note=" (inferred config)",
-    )
+    _check_converted_fits(converted, model, path, describe=_with_reference_name)
     word_embeddings_key = "ivt.text_embeddings.word_embeddings.weight"
     if config.tie_word_embeddings and not torch.equal(converted[MLM_DECODER_WEIGHT], converted[word_embeddings_key]):
         raise CheckpointConversionError(
             f"{path}: tie_word_embeddings=True would make the MLM decoder the shared encoder's word embeddings, but "
             f"the checkpoint's decoder ({REFERENCE_MLM_DECODER_WEIGHT}) differs from them; keep the default False"
         )
-    model.load_state_dict(converted, strict=True)
-    model.eval()
     report = ConversionReport(
         config=config, dropped_keys=sorted(dropped), source_format=source_format, architecture="IVTForPreTraining"
     )
-    logger.info("converted %s\n%s", path, report.summary())
-    return model, report
+    return _load_converted(model, converted, path, report)
+
+
+def _count_fusion_layers(state: dict[str, torch.Tensor], path: str | Path) -> int:
+    """The fusion encoder's depth, from its highest `encoder_fusion.bert.encoder.layer.{i}` key."""
+    fusion_layers = {int(match.group(1)) for key in state if (match := REFERENCE_FUSION_LAYER_KEY.match(key))}
+    if not fusion_layers:
+        raise CheckpointConversionError(
+            f"{path}: the checkpoint has encoder_fusion.* keys but no fusion encoder layers "
+            "(encoder_fusion.bert.encoder.layer.{i}.*)"
+        )
+    return max(fusion_layers) + 1
+
+
+def _reference_temperature(converted: dict[str, torch.Tensor], path: str | Path) -> torch.Tensor:
+    """The authors' `temp` (still stored as `log_temperature` by the key map): one positive number, or an error."""
+    temperature = converted.get("log_temperature")
+    if temperature is None or temperature.numel() != 1 or not float(temperature) > 0:
+        found = "missing" if temperature is None else f"shape {tuple(temperature.shape)}, value {temperature.tolist()}"
+        raise CheckpointConversionError(f"{path}: temp must be one positive number (the ITC temperature); {found}")
+    return temperature
+
+
+def _with_reference_name(name: str) -> str:
+    """An `IVTForPreTraining` key as an error names it: with the reference key it comes from."""
+    reference = hf_to_reference_pretraining_key(name)
+    if name == MLM_DECODER_WEIGHT:
+        reference = f"{REFERENCE_MLM_DECODER_WEIGHT} (or {REFERENCE_FUSION_WORD_EMBEDDINGS})"
+    return f"{name} (from {reference})" if reference else name
 
 
 def convert_to_folder(

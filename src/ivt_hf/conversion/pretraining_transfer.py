@@ -130,36 +130,15 @@ def encoder_from_pretraining(
             than the two grid embeddings (e.g. `hidden_size` or `patch_size`).
     """
     pretraining = _load_pretraining(model_or_path)
-    unknown = sorted(key for key in config_overrides if not hasattr(pretraining.config, key))
-    if unknown:
-        raise PretrainingTransferError(f"not IVTConfig fields: {', '.join(unknown)}")
-    overrides = dict(config_overrides)
-    if patch_stride is not None:
-        overrides["patch_stride"] = patch_stride
-    if image_size is not None:
-        overrides["image_size"] = list(image_size)
-    config_dict = {key: value for key, value in pretraining.config.to_dict().items() if key not in _NOT_INHERITED}
-    config = IVTConfig.from_dict(config_dict | overrides)
-    config._attn_implementation = pretraining.config._attn_implementation
-
+    config = _encoder_config(pretraining.config, patch_stride, image_size, config_overrides)
     source = pretraining.ivt.state_dict()
     reference = next(iter(source.values()))
     model = IVTModel(config).to(dtype=reference.dtype)
-    target = model.state_dict()
-    old_grid, new_grid = tuple(pretraining.config.grid_size), tuple(config.grid_size)
     report = PretrainingTransferReport(config=config)
-    new_state: dict[str, torch.Tensor] = {}
-    for key, tensor in source.items():
-        if key in GRID_EMBEDDINGS and old_grid != new_grid:
-            resized = resize_position_embedding(tensor.detach().float().cpu(), new_grid, source_grid=old_grid)
-            new_state[key] = resized.to(tensor.dtype)
-            report.resized[key] = (old_grid, new_grid)
-        else:
-            new_state[key] = tensor
-            report.copied.append(key)
+    new_state = _fit_to_grid(source, tuple(pretraining.config.grid_size), tuple(config.grid_size), report)
     check_state_fits(
         new_state,
-        target,
+        model.state_dict(),
         PretrainingTransferError,
         origin="the pre-training model",
         tensors="encoder tensors",
@@ -177,6 +156,53 @@ def encoder_from_pretraining(
         "mlm_head",
         "temperature",
     ]
+    _log_transfer(report)
+    return model, report
+
+
+def _encoder_config(
+    pretraining_config: IVTConfig,
+    patch_stride: int | None,
+    image_size: tuple[int, int] | None,
+    config_overrides: dict,
+) -> IVTConfig:
+    """The new encoder's config: the pre-training one (less what describes the saved pre-training model) with the
+    new grid and `config_overrides`, which must all be `IVTConfig` fields."""
+    unknown = sorted(key for key in config_overrides if not hasattr(pretraining_config, key))
+    if unknown:
+        raise PretrainingTransferError(f"not IVTConfig fields: {', '.join(unknown)}")
+    overrides = dict(config_overrides)
+    if patch_stride is not None:
+        overrides["patch_stride"] = patch_stride
+    if image_size is not None:
+        overrides["image_size"] = list(image_size)
+    config_dict = {key: value for key, value in pretraining_config.to_dict().items() if key not in _NOT_INHERITED}
+    config = IVTConfig.from_dict(config_dict | overrides)
+    config._attn_implementation = pretraining_config._attn_implementation
+    return config
+
+
+def _fit_to_grid(
+    source: dict[str, torch.Tensor],
+    old_grid: tuple[int, int],
+    new_grid: tuple[int, int],
+    report: PretrainingTransferReport,
+) -> dict[str, torch.Tensor]:
+    """The encoder tensors for the new grid: the grid embeddings resized when the grid changes, the rest as they are
+    (the same tensors); each key is recorded in `report` as resized or copied."""
+    new_state: dict[str, torch.Tensor] = {}
+    for key, tensor in source.items():
+        if key in GRID_EMBEDDINGS and old_grid != new_grid:
+            resized = resize_position_embedding(tensor.detach().float().cpu(), new_grid, source_grid=old_grid)
+            new_state[key] = resized.to(tensor.dtype)
+            report.resized[key] = (old_grid, new_grid)
+        else:
+            new_state[key] = tensor
+            report.copied.append(key)
+    return new_state
+
+
+def _log_transfer(report: PretrainingTransferReport) -> None:
     logger.info("encoder from pre-training: dropped the %s", ", ".join(report.dropped_modules))
     for key, (old, new) in report.resized.items():
         logger.info(
@@ -185,7 +211,6 @@ def encoder_from_pretraining(
             *old,
             *new,
         )
-    return model, report
 
 
 __all__ = [

@@ -98,36 +98,52 @@ def retrieval_metrics(
         ValueError: on a non-2-D or non-float `similarity`, mismatched sizes, NaN or infinite scores, a query without
             gallery positive (unless skipped), or bad options.
     """
-    if protocol not in PROTOCOLS:
-        raise IVTInputError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-    if on_missing_positive not in MISSING_POSITIVE_POLICIES:
-        raise IVTInputError(
-            f"on_missing_positive must be one of {MISSING_POSITIVE_POLICIES}, got {on_missing_positive!r}"
-        )
+    _check_choice("protocol", protocol, PROTOCOLS)
+    _check_choice("on_missing_positive", on_missing_positive, MISSING_POSITIVE_POLICIES)
     ks = _check_ks(ks)
     similarity = _as_similarity(similarity)
     num_queries, num_gallery = similarity.shape
     query_pids = _as_pids(query_pids, "query_pids", num_queries, "similarity.shape[0] (queries)")
     gallery_pids = _as_pids(gallery_pids, "gallery_pids", num_gallery, "similarity.shape[1] (gallery)")
     if official_every_second_gallery_row:
-        if num_queries != num_gallery:
-            raise IVTInputError(
-                "official_every_second_gallery_row needs a square similarity whose column i is the image of caption "
-                f"row i, got shape {tuple(similarity.shape)}"
-            )
-        similarity, gallery_pids = similarity[:, ::2], gallery_pids[::2]  # (queries, ceil(queries / 2)): a view
+        similarity, gallery_pids = _every_second_gallery_row(similarity, gallery_pids)
 
-    query_rows, positive_starts, num_positives, gallery_order = _group_positives(
-        query_pids, gallery_pids, on_missing_positive
+    positives = _group_positives(query_pids, gallery_pids, on_missing_positive)
+    chunk_size = _positive_int_or_default(
+        "chunk_size", chunk_size, max(1, _DEFAULT_SCORES_PER_CHUNK // similarity.shape[1])
     )
-    if chunk_size is None:
-        chunk_size = max(1, _DEFAULT_SCORES_PER_CHUNK // similarity.shape[1])
-    elif not isinstance(chunk_size, int) or chunk_size < 1:
-        raise IVTInputError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
-    if num_workers is None:
-        num_workers = torch.get_num_threads() if similarity.device.type == "cpu" else 1
-    elif not isinstance(num_workers, int) or num_workers < 1:
-        raise IVTInputError(f"num_workers must be a positive int or None, got {num_workers!r}")
+    on_cpu = similarity.device.type == "cpu"
+    num_workers = _positive_int_or_default("num_workers", num_workers, torch.get_num_threads() if on_cpu else 1)
+    chunk_scores = _score_in_chunks(similarity, positives, protocol, ks, chunk_size, num_workers)
+    return {
+        name: 100.0 * torch.cat([scores[name] for scores in chunk_scores]).mean().item() for name in chunk_scores[0]
+    }
+
+
+def _every_second_gallery_row(
+    similarity: torch.Tensor, gallery_pids: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference's gallery (`official_every_second_gallery_row`): columns and ids 0, 2, 4, ... of a square
+    similarity whose column i is the image of caption row i; `(queries, ceil(queries / 2))`, a view."""
+    if similarity.shape[0] != similarity.shape[1]:
+        raise IVTInputError(
+            "official_every_second_gallery_row needs a square similarity whose column i is the image of caption "
+            f"row i, got shape {tuple(similarity.shape)}"
+        )
+    return similarity[:, ::2], gallery_pids[::2]
+
+
+def _score_in_chunks(
+    similarity: torch.Tensor,
+    positives: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    protocol: str,
+    ks: tuple[int, ...],
+    chunk_size: int,
+    num_workers: int,
+) -> list[dict[str, torch.Tensor]]:
+    """Per-query scores (`_per_query_scores`) of every chunk of `chunk_size` query rows, in order, computed on
+    `num_workers` threads. `positives` is `_group_positives`'s answer; a failing chunk cancels the ones not started."""
+    query_rows, positive_starts, num_positives, gallery_order = positives
 
     def score_chunk(start: int) -> dict[str, torch.Tensor]:
         rows = slice(start, start + chunk_size)
@@ -140,14 +156,11 @@ def retrieval_metrics(
     with ThreadPoolExecutor(max_workers=min(num_workers, len(starts))) as executor:
         futures = [executor.submit(score_chunk, start) for start in starts]
         try:
-            chunk_scores = [future.result() for future in futures]
+            return [future.result() for future in futures]
         except BaseException:
             for future in futures:
                 future.cancel()
             raise
-    return {
-        name: 100.0 * torch.cat([scores[name] for scores in chunk_scores]).mean().item() for name in chunk_scores[0]
-    }
 
 
 def load_metric(**kwargs: Any) -> evaluate.EvaluationModule:
@@ -327,6 +340,20 @@ def _as_tensor(values: Any) -> torch.Tensor:
     with warnings.catch_warnings():  # read-only arrays: we never write into the shared buffer
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         return torch.from_numpy(array)
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise IVTInputError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def _positive_int_or_default(name: str, value: Any, default: int) -> int:
+    """`value`, a positive int, or `default` when it is None."""
+    if value is None:
+        return default
+    if not isinstance(value, int) or value < 1:
+        raise IVTInputError(f"{name} must be a positive int or None, got {value!r}")
+    return value
 
 
 def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:

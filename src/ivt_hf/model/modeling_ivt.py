@@ -669,6 +669,25 @@ def sample_hard_negatives(
     return negative_text, negative_image
 
 
+def _check_pretraining_inputs(
+    pixel_values: torch.Tensor,
+    input_ids: torch.LongTensor,
+    mlm_input_ids: torch.LongTensor | None,
+    mlm_labels: torch.LongTensor | None,
+) -> None:
+    """Pre-training takes pairs (as many captions as images) and both MLM inputs or neither, of the captions' shape."""
+    batch_size = pixel_values.shape[0]
+    if input_ids.shape[0] != batch_size:
+        raise IVTInputError(f"{batch_size} images but {input_ids.shape[0]} captions: pre-training takes pairs")
+    if (mlm_input_ids is None) != (mlm_labels is None):
+        raise IVTInputError("give both mlm_input_ids and mlm_labels, or neither")
+    if mlm_input_ids is not None and (mlm_input_ids.shape != input_ids.shape or mlm_labels.shape != input_ids.shape):
+        raise IVTInputError(
+            f"mlm_input_ids {tuple(mlm_input_ids.shape)} and mlm_labels {tuple(mlm_labels.shape)} must have the "
+            f"shape of input_ids {tuple(input_ids.shape)}"
+        )
+
+
 class IVTFusionSelfAttention(IVTAttentionBase):
     """BERT's attention core: separate query, key and value projections; keys and values from `context` (the image
     tokens) in cross-attention, from the text itself otherwise."""
@@ -921,65 +940,25 @@ class IVTForPreTraining(IVTPreTrainedModel):
             return_dict: (keyword, read by transformers' `can_return_tuple`) False, or `config.return_dict` False,
                 returns the output's fields that are not None as a tuple, in `IVTForPreTrainingOutput`'s order.
         """
-        batch_size = pixel_values.shape[0]
-        if input_ids.shape[0] != batch_size:
-            raise IVTInputError(f"{batch_size} images but {input_ids.shape[0]} captions: pre-training takes pairs")
-        if (mlm_input_ids is None) != (mlm_labels is None):
-            raise IVTInputError("give both mlm_input_ids and mlm_labels, or neither")
-        if mlm_input_ids is not None and (
-            mlm_input_ids.shape != input_ids.shape or mlm_labels.shape != input_ids.shape
-        ):
-            raise IVTInputError(
-                f"mlm_input_ids {tuple(mlm_input_ids.shape)} and mlm_labels {tuple(mlm_labels.shape)} must have the "
-                f"shape of input_ids {tuple(input_ids.shape)}"
-            )
+        _check_pretraining_inputs(pixel_values, input_ids, mlm_input_ids, mlm_labels)
         image_states = self.ivt.image_hidden_states(pixel_values, token_drop=False)
         text_states = self.ivt.text_hidden_states(input_ids, attention_mask, token_drop=False)
         image_embeds, text_embeds = image_states[:, 0], text_states[:, 0]
 
-        # ITC
         self.clamp_temperature_()
         temperature = self.current_temperature()
-        image_features, text_features = image_embeds, text_embeds
-        if self.config.itc_normalize:
-            image_features = nn.functional.normalize(image_features, dim=-1)
-            text_features = nn.functional.normalize(text_features, dim=-1)
-        if itc_gather is not None:  # one collective for both modalities
-            dim = image_features.shape[1]
-            both = itc_gather(torch.cat([image_features, text_features], dim=1))
-            loss_itc = image_text_contrastive_loss(both[:, :dim], both[:, dim:], temperature)
-        else:
-            loss_itc = image_text_contrastive_loss(image_features, text_features, temperature)
-
-        # ITM: the B positives, then (image, hard negative text) and (hard negative image, text)
-        with torch.no_grad():
+        image_features, text_features = self._itc_features(image_embeds, text_embeds)
+        loss_itc = self._itc_loss(image_features, text_features, temperature, itc_gather)
+        with torch.no_grad():  # the ITM's hard negatives are drawn from the local ITC similarities
             similarity = image_features @ text_features.t() / temperature
-        negative_text, negative_image = sample_hard_negatives(similarity)
         mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
-        fused = self.fuse(
-            torch.cat([text_states, text_states[negative_text], text_states]),
-            torch.cat([mask, mask[negative_text], mask]),
-            torch.cat([image_states, image_states, image_states[negative_image]]),
-        )
-        itm_logits = self.itm_head(fused[:, 0])
-        itm_labels = torch.zeros(3 * batch_size, dtype=torch.long, device=itm_logits.device)
-        itm_labels[:batch_size] = 1
-        loss_itm = nn.functional.cross_entropy(itm_logits, itm_labels)
-
-        # MLM: the masked captions through the shared encoder (text mode), the fusion encoder, the head
+        loss_itm, itm_logits = self._itm_loss(image_states, text_states, mask, similarity)
         loss_mlm = mlm_logits = None
         if mlm_input_ids is not None:
-            masked_states = self.ivt.text_hidden_states(mlm_input_ids, attention_mask, token_drop=False)
-            fused_masked = self.fuse(masked_states, attention_mask, image_states)
-            selected = mlm_labels != -100
-            mlm_logits = self.mlm_head(fused_masked[selected])
-            if mlm_logits.shape[0]:
-                loss_mlm = nn.functional.cross_entropy(mlm_logits, mlm_labels[selected])
-            else:  # no token masked in this batch: a zero that keeps the head in the graph
-                loss_mlm = mlm_logits.sum() * 0.0
+            loss_mlm, mlm_logits = self._mlm_loss(mlm_input_ids, mlm_labels, attention_mask, image_states)
 
         loss = loss_itc + loss_itm + (loss_mlm if loss_mlm is not None else 0.0)
-        output = IVTForPreTrainingOutput(
+        return IVTForPreTrainingOutput(
             loss=loss,
             loss_itc=loss_itc,
             loss_itm=loss_itm,
@@ -990,7 +969,61 @@ class IVTForPreTraining(IVTPreTrainedModel):
             mlm_logits=mlm_logits,
             temperature=temperature.detach(),
         )
-        return output
+
+    def _itc_features(self, image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The vectors the ITC compares `(batch, hidden)`: the CLS embeddings, L2-normalised if `itc_normalize`."""
+        if not self.config.itc_normalize:
+            return image_embeds, text_embeds
+        return nn.functional.normalize(image_embeds, dim=-1), nn.functional.normalize(text_embeds, dim=-1)
+
+    def _itc_loss(
+        self,
+        image_features: torch.Tensor,
+        text_features: torch.Tensor,
+        temperature: torch.Tensor,
+        itc_gather: Callable[[torch.Tensor], torch.Tensor] | None,
+    ) -> torch.Tensor:
+        """ITC of the local batch, or of the global one when `itc_gather` is given (one collective for both
+        modalities: the two feature matrices travel side by side)."""
+        if itc_gather is None:
+            return image_text_contrastive_loss(image_features, text_features, temperature)
+        dim = image_features.shape[1]
+        both = itc_gather(torch.cat([image_features, text_features], dim=1))  # (global batch, 2 * dim)
+        return image_text_contrastive_loss(both[:, :dim], both[:, dim:], temperature)
+
+    def _itm_loss(
+        self, image_states: torch.Tensor, text_states: torch.Tensor, mask: torch.Tensor, similarity: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """ITM loss and logits `(3 * batch, 2)`: the B positives, then (image, hard negative text) and (hard negative
+        image, text), the negatives drawn from `similarity` `(batch, batch)` by `sample_hard_negatives`."""
+        batch_size = image_states.shape[0]
+        negative_text, negative_image = sample_hard_negatives(similarity)
+        fused = self.fuse(
+            torch.cat([text_states, text_states[negative_text], text_states]),
+            torch.cat([mask, mask[negative_text], mask]),
+            torch.cat([image_states, image_states, image_states[negative_image]]),
+        )
+        itm_logits = self.itm_head(fused[:, 0])
+        itm_labels = torch.zeros(3 * batch_size, dtype=torch.long, device=itm_logits.device)
+        itm_labels[:batch_size] = 1
+        return nn.functional.cross_entropy(itm_logits, itm_labels), itm_logits
+
+    def _mlm_loss(
+        self,
+        mlm_input_ids: torch.LongTensor,
+        mlm_labels: torch.LongTensor,
+        attention_mask: torch.Tensor | None,
+        image_states: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """MLM loss and logits `(num_masked, vocab_size)`: the masked captions through the shared encoder (text
+        mode), the fusion encoder (attending to the images) and the head, at the positions whose label is not -100."""
+        masked_states = self.ivt.text_hidden_states(mlm_input_ids, attention_mask, token_drop=False)
+        fused_masked = self.fuse(masked_states, attention_mask, image_states)
+        selected = mlm_labels != -100
+        mlm_logits = self.mlm_head(fused_masked[selected])
+        if not mlm_logits.shape[0]:  # no token masked in this batch: a zero that keeps the head in the graph
+            return mlm_logits.sum() * 0.0, mlm_logits
+        return nn.functional.cross_entropy(mlm_logits, mlm_labels[selected]), mlm_logits
 
 
 # `from_pretrained` of a folder saved before `log_temperature` (its `temperature` converted, not reset to the config's

@@ -97,17 +97,7 @@ def build_index(
     start = time.perf_counter()
     root, output_dir = Path(images), Path(output_dir)
     paths = find_images(root)
-    fingerprint = model_fingerprint(model)
-    plan = {
-        "format_version": INDEX_FORMAT_VERSION,
-        "root": str(root.resolve()),
-        "model_fingerprint": fingerprint,
-        "images": hashlib.sha256("\n".join(str(path.relative_to(root)) for path in paths).encode()).hexdigest(),
-        "num_images": len(paths),
-        "chunk_size": chunk_size,
-        "on_invalid": on_invalid,
-        "dtype": dtype,
-    }
+    plan = _build_plan(root, paths, model_fingerprint(model), chunk_size=chunk_size, on_invalid=on_invalid, dtype=dtype)
     chunk_dir = output_dir / CHUNKS
     if state.is_main_process:
         _start_or_resume(output_dir, plan, overwrite)
@@ -117,23 +107,18 @@ def build_index(
     num_chunks = (len(paths) + chunk_size - 1) // chunk_size
     mine = range(state.process_index, num_chunks, state.num_processes)
     done_before = {chunk for chunk in range(num_chunks) if (chunk_dir / f"{chunk:06d}.json").is_file()}
-    bar = tqdm(
-        total=len(mine),
-        desc=f"encoding image chunks (process {state.process_index})",
-        unit="chunk",
-        disable=not progress or not state.is_main_process,
-    )
-    for chunk in mine:
-        if chunk not in done_before:
-            chunk_paths = paths[chunk * chunk_size : (chunk + 1) * chunk_size]
-            embeddings, readable, skipped = encode_image_files(
-                model, processor, chunk_paths, on_invalid=on_invalid, batch_size=batch_size, progress=False
-            )
-            stored = [str(path.relative_to(root)) for path in readable]
-            atomic_save_tensors(chunk_dir / f"{chunk:06d}.safetensors", {"embeddings": embeddings})
-            atomic_write_json(chunk_dir / f"{chunk:06d}.json", {"paths": stored, "skipped": skipped}, indent=None)
-        bar.update(1)
-    bar.close()
+    description = f"encoding image chunks (process {state.process_index})"
+    with tqdm(
+        total=len(mine), desc=description, unit="chunk", disable=not progress or not state.is_main_process
+    ) as bar:
+        for chunk in mine:
+            if chunk not in done_before:
+                chunk_paths = paths[chunk * chunk_size : (chunk + 1) * chunk_size]
+                embeddings, readable, skipped = encode_image_files(
+                    model, processor, chunk_paths, on_invalid=on_invalid, batch_size=batch_size, progress=False
+                )
+                _write_chunk(chunk_dir, chunk, root, embeddings, readable, skipped)
+            bar.update(1)
     state.wait_for_everyone()
 
     report = BuildReport(
@@ -144,23 +129,54 @@ def build_index(
         process_index=state.process_index,
     )
     if state.is_main_process:
-        index = _join_chunks(
-            chunk_dir, num_chunks, plan, model_name_or_path or getattr(model.config, "_name_or_path", "") or None
-        )
-        if len(index) == 0:
-            first = f" (first: {index.skipped[0]['path']}: {index.skipped[0]['error']})" if index.skipped else ""
-            raise GalleryIndexError(f"none of the {len(paths)} images could be read, nothing to index{first}")
-        # the finished index replaces the unfinished build (plan + chunks) all at once, with the output marker
-        with writing_output_dir(
-            output_dir, overwrite=True, command="ivt index build", ours=_is_unfinished_build
-        ) as staging:
-            index.save(staging)
+        model_name = model_name_or_path or getattr(model.config, "_name_or_path", "") or None
+        _save_joined_index(output_dir, num_chunks, plan, model_name)
     state.wait_for_everyone()
     index_manifest = json.loads((output_dir / INDEX_MANIFEST).read_text())
     report.images = index_manifest["num_images"]
     report.skipped = index_manifest["skipped"]
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _build_plan(
+    root: Path, paths: list[Path], fingerprint: str, *, chunk_size: int, on_invalid: str, dtype: str
+) -> dict:
+    """What a build is of (written as `build.json`): a run resumes only the chunks of the very same plan, i.e. the
+    same images (their relative paths, hashed), the same model, chunk size, `on_invalid` and `dtype`."""
+    return {
+        "format_version": INDEX_FORMAT_VERSION,
+        "root": str(root.resolve()),
+        "model_fingerprint": fingerprint,
+        "images": hashlib.sha256("\n".join(str(path.relative_to(root)) for path in paths).encode()).hexdigest(),
+        "num_images": len(paths),
+        "chunk_size": chunk_size,
+        "on_invalid": on_invalid,
+        "dtype": dtype,
+    }
+
+
+def _write_chunk(
+    chunk_dir: Path, chunk: int, root: Path, embeddings: torch.Tensor, readable: list[Path], skipped: list[dict]
+) -> None:
+    """Chunk `chunk`'s embeddings, then its JSON (paths relative to `root`, the skipped images), each renamed into
+    place: the JSON, written last, says the chunk is complete."""
+    stored = [str(path.relative_to(root)) for path in readable]
+    atomic_save_tensors(chunk_dir / f"{chunk:06d}.safetensors", {"embeddings": embeddings})
+    atomic_write_json(chunk_dir / f"{chunk:06d}.json", {"paths": stored, "skipped": skipped}, indent=None)
+
+
+def _save_joined_index(output_dir: Path, num_chunks: int, plan: dict, model_name: str | None) -> None:
+    """Join the chunks into the index, which replaces the unfinished build (plan + chunks) all at once, with the
+    output marker. An index of no image is an error naming the first unreadable one."""
+    index = _join_chunks(output_dir / CHUNKS, num_chunks, plan, model_name)
+    if len(index) == 0:
+        first = f" (first: {index.skipped[0]['path']}: {index.skipped[0]['error']})" if index.skipped else ""
+        raise GalleryIndexError(f"none of the {plan['num_images']} images could be read, nothing to index{first}")
+    with writing_output_dir(
+        output_dir, overwrite=True, command="ivt index build", ours=_is_unfinished_build
+    ) as staging:
+        index.save(staging)
 
 
 def _is_unfinished_build(folder: Path) -> bool:
