@@ -20,7 +20,8 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 @dataclass
 class StageArguments(TrainingArguments):
     """`TrainingArguments` plus the knobs both stages (fine-tuning and pre-training) add: the optimiser's bias rate,
-    the image augmentation, and `overwrite_output_dir` (which transformers 5 no longer has)."""
+    the image augmentation, `overwrite_output_dir` (which transformers 5 no longer has) and GradCache's chunk size
+    (`ivt_hf.training.gradcache`; activation checkpointing is `TrainingArguments`' own `--gradient_checkpointing`)."""
 
     bias_lr_multiplier: float = field(default=2.0, metadata={"help": "bias learning rate = lr x this (reference: 2)."})
     random_erasing: float = field(default=0.5, metadata={"help": "probability of random erasing per view."})
@@ -30,6 +31,15 @@ class StageArguments(TrainingArguments):
     overwrite_output_dir: bool = field(
         default=False,
         metadata={"help": "start again in a non-empty --output_dir that an earlier run wrote (never anyone else's)."},
+    )
+
+    grad_cache_chunk: int = field(
+        default=0,
+        metadata={
+            "help": "GradCache: encode the batch in chunks of this many pairs (rows of the loss; under MLA an image "
+            "gives 3), so CMPM / ITC see the whole batch while memory holds one chunk's activations; 0 = off. "
+            "With --gradient_checkpointing, the paper's 112-image batch on one device (benchmarks/README.md)."
+        },
     )
 
     def __post_init__(self):
@@ -60,6 +70,7 @@ class StageArguments(TrainingArguments):
             if steps is not None and not (math.isfinite(steps) and steps > 0):
                 raise IVTInputError(f"{flag} must be above 0 (steps, or below 1 a fraction of the run), got {steps}")
         at_least("--dataloader_num_workers", self.dataloader_num_workers, 0)
+        at_least("--grad_cache_chunk", self.grad_cache_chunk, 0)
 
 
 def at_least(flag: str, value: int | float | None, minimum: int | float) -> None:

@@ -9,12 +9,15 @@ split, so that `load_best_model_at_end` selects on validation).
 from __future__ import annotations
 
 import math
+from functools import partial
 
+import torch
 from torch.utils.data import DataLoader
 from transformers import Trainer, TrainerCallback
 
 from ...errors import IVTInputError
 from ...evaluation.split_evaluation import evaluate_split
+from ..gradcache import ChunkOutput, GradCache
 from ..stage import seed_process, stage_optimizer
 from .batching import KeyedBatchSampler
 from .losses import cmpm_loss_terms, gather_embeddings_and_labels
@@ -109,19 +112,65 @@ class IVTTrainer(Trainer):
             attention_mask=inputs["attention_mask"],
             text_length_buckets=self.args.text_length_buckets,
         )
-        image_embeds, text_embeds = outputs.image_embeds, outputs.text_embeds
+        return self._cmpm_terms(outputs.image_embeds, outputs.text_embeds, labels), outputs
+
+    def _cmpm_terms(self, image_embeds: torch.Tensor, text_embeds: torch.Tensor, labels: torch.Tensor):
+        """CMPM over these pairs, or over every process's with `gather_loss`."""
         if self.args.gather_loss:
             image_embeds, text_embeds, labels = gather_embeddings_and_labels(image_embeds, text_embeds, labels)
-        return cmpm_loss_terms(image_embeds, text_embeds, labels), outputs
+        return cmpm_loss_terms(image_embeds, text_embeds, labels)
+
+    def _record_terms(self, image_to_text: torch.Tensor, text_to_image: torch.Tensor) -> None:
+        self._loss_term_sums["loss_image_to_text"] += float(image_to_text.detach())
+        self._loss_term_sums["loss_text_to_image"] += float(text_to_image.detach())
+        self._loss_term_count += 1
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         terms, outputs = self.loss_terms(model, inputs)
         if model.training:
-            self._loss_term_sums["loss_image_to_text"] += float(terms.image_to_text.detach())
-            self._loss_term_sums["loss_text_to_image"] += float(terms.text_to_image.detach())
-            self._loss_term_count += 1
+            self._record_terms(terms.image_to_text, terms.text_to_image)
         loss = terms.image_to_text + terms.text_to_image
         return (loss, outputs) if return_outputs else loss
+
+    def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
+        """The Trainer's step, or with `--grad_cache_chunk N` a GradCache step (`ivt_hf.training.gradcache`): CMPM
+        over all 3B pairs (over every process's with `gather_loss`) while the graph holds N pairs at a time."""
+        if not self.args.grad_cache_chunk:
+            return super().training_step(model, inputs, num_items_in_batch)
+        if self.args.n_gpu > 1:
+            raise IVTInputError(
+                "--grad_cache_chunk does not work with torch.nn.DataParallel (several GPUs in one process); launch "
+                "one process per GPU (torchrun or accelerate launch)"
+            )
+        model.train()
+        if callable(getattr(self.optimizer, "train", None)):
+            self.optimizer.train()
+        inputs = self._prepare_inputs(inputs)
+        scale = 1.0 / self.current_gradient_accumulation_steps  # as the Trainer divides its loss (not GA-scaled)
+        grad_cache = GradCache(
+            self.args.grad_cache_chunk,
+            backward=lambda surrogate: self.accelerator.backward(surrogate * scale),
+            no_sync=partial(self.accelerator.no_sync, model),
+        )
+        unwrapped = self.accelerator.unwrap_model(model)  # the pass without a graph needs no DDP hooks
+
+        def encode_chunk(rows: slice, with_graph: bool) -> ChunkOutput:
+            outputs = (model if with_graph else unwrapped)(
+                pixel_values=inputs["pixel_values"][rows],
+                input_ids=inputs["input_ids"][rows],
+                attention_mask=inputs["attention_mask"][rows],
+                text_length_buckets=self.args.text_length_buckets,
+            )
+            return ChunkOutput((outputs.image_embeds, outputs.text_embeds))
+
+        def batch_loss(image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> dict[str, torch.Tensor]:
+            terms = self._cmpm_terms(image_embeds, text_embeds, inputs["labels"])
+            return {"loss_image_to_text": terms.image_to_text, "loss_text_to_image": terms.text_to_image}
+
+        with self.compute_loss_context_manager():
+            step = grad_cache.step(inputs["labels"].shape[0], encode_chunk, batch_loss)
+        self._record_terms(step.batch_terms["loss_image_to_text"], step.batch_terms["loss_text_to_image"])
+        return step.loss * scale
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._loss_term_count:

@@ -20,6 +20,7 @@ import sys
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,12 @@ from ...data.pairs import PairDataError, open_pair_stream
 from ...data.shuffle_buffer import ShuffleBuffer
 from ...errors import InputNotFoundError, IVTInputError
 from ...hub.folder import register_for_remote_code, save_model_folder
-from ...model.modeling_ivt import OLD_TEMPERATURE_KEY, IVTForPreTraining
+from ...model.modeling_ivt import OLD_TEMPERATURE_KEY, IVTForPreTraining, IVTForPreTrainingOutput
 from ...model.processing_ivt import IVTProcessor
 from ...outputs import RunFolder, writing_run_dir
 from ..arguments import ModelArguments
 from ..distributed import all_gather_with_grad
+from ..gradcache import ChunkOutput, GradCache
 from ..models import build_model
 from ..stage import (
     means_latest,
@@ -66,6 +68,18 @@ def itc_settings(args: PretrainingArguments) -> dict[str, Any]:
     if not args.itc_clamp_temperature:
         settings["itc_temperature_range"] = None
     return settings
+
+
+def activation_checkpointing(model: IVTForPreTraining, args: PretrainingArguments) -> None:
+    """`--gradient_checkpointing` (`--activation_checkpointing`) with its kwargs, as the `Trainer` turns it on for
+    fine-tuning: every encoder and fusion layer recomputes its activations in the backward instead of keeping them."""
+    if not args.activation_checkpointing:
+        return
+    kwargs = dict(args.activation_checkpointing_kwargs or {})
+    every_n_layers, offload = kwargs.pop("every_n_layers", 1), kwargs.pop("offload", False)
+    model.activation_checkpointing_enable(
+        activation_checkpointing_kwargs=kwargs or None, every_n_layers=every_n_layers, offload=offload
+    )
 
 
 def learning_rate_schedule(optimizer: torch.optim.Optimizer, args: PretrainingArguments):
@@ -175,6 +189,7 @@ class PretrainingRun:
 
         seed_process(args.seed)  # one initialisation in every process
         model = build_model(IVTForPreTraining, model_args, **itc_settings(args))
+        activation_checkpointing(model, args)
         seed_process(args.seed, self.rank)  # each process its own dropout and ITM negatives
         self.processor = IVTProcessor.from_config(model.config)
         register_for_remote_code(model, self.processor)
@@ -388,9 +403,20 @@ class PretrainingRun:
         inputs = {name: batch[name].to(accelerator.device) for name in names}
         itc_gather = all_gather_with_grad if self.args.gather_itc and self.world_size > 1 else None
         with accelerator.accumulate(model):
-            with accelerator.autocast():
-                output = model(**inputs, itc_gather=itc_gather)
-            accelerator.backward(output.loss)
+            if self.args.grad_cache_chunk:
+                grad_cache = GradCache(
+                    self.args.grad_cache_chunk,
+                    backward=accelerator.backward,
+                    no_sync=partial(accelerator.no_sync, model),
+                )
+                with accelerator.autocast():
+                    output = cached_pretraining_step(
+                        model, accelerator.unwrap_model(model), inputs, grad_cache, itc_gather
+                    )
+            else:
+                with accelerator.autocast():
+                    output = model(**inputs, itc_gather=itc_gather)
+                accelerator.backward(output.loss)
             if accelerator.sync_gradients and self.args.max_grad_norm > 0:
                 accelerator.clip_grad_norm_(model.parameters(), self.args.max_grad_norm)
             self.optimizer.step()
@@ -445,6 +471,55 @@ class PretrainingRun:
         self.accelerator.wait_for_everyone()
 
 
+def cached_pretraining_step(
+    model: torch.nn.Module,
+    unwrapped: IVTForPreTraining,
+    inputs: dict[str, torch.Tensor],
+    grad_cache: GradCache,
+    itc_gather=None,
+) -> IVTForPreTrainingOutput:
+    """One pre-training forward and backward as a GradCache step (`--grad_cache_chunk`, `ivt_hf.training.gradcache`).
+
+    ITC sees the whole batch (all processes' with `itc_gather`) through the cached CLS embeddings; its gradient for
+    the temperature goes in with the last chunk. MLM is per pair, so each chunk computes its own, weighted by its share
+    of the batch's masked tokens: the sum is the full batch's mean, exactly. ITM draws its hard negatives within the
+    chunk (as the authors' code draws them within one GPU's batch), weighted by the chunk's share of the pairs.
+    `model` is what runs with a graph (DDP's wrapper under several processes), `unwrapped` the model itself.
+    Returns the losses (detached) in an `IVTForPreTrainingOutput`."""
+    batch_size = inputs["pixel_values"].shape[0]
+    masked = inputs["mlm_labels"] != -100
+    total_masked = max(int(masked.sum()), 1)
+    chunk_terms = {"loss_itm": [], "loss_mlm": []}
+    unwrapped.clamp_temperature_()
+
+    def encode_chunk(rows: slice, with_graph: bool) -> ChunkOutput:
+        if not with_graph:  # the encoder passes only, drawing what the forward draws before its embeddings
+            image = unwrapped.ivt.image_hidden_states(inputs["pixel_values"][rows], token_drop=False)[:, 0]
+            text = unwrapped.ivt.text_hidden_states(
+                inputs["input_ids"][rows], inputs["attention_mask"][rows], token_drop=False
+            )[:, 0]
+            return ChunkOutput((image, text))
+        output = model(**{name: tensor[rows] for name, tensor in inputs.items()})  # its own ITC is left unused
+        itm = output.loss_itm * ((rows.stop - rows.start) / batch_size)
+        mlm = output.loss_mlm * (int(masked[rows].sum()) / total_masked)
+        chunk_terms["loss_itm"].append(itm.detach())
+        chunk_terms["loss_mlm"].append(mlm.detach())
+        return ChunkOutput((output.image_embeds, output.text_embeds), itm + mlm)
+
+    def batch_loss(image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = unwrapped._itc_features(image_embeds, text_embeds)
+        return {"loss_itc": unwrapped._itc_loss(*features, unwrapped.current_temperature(), itc_gather)}
+
+    step = grad_cache.step(batch_size, encode_chunk, batch_loss, parameters=[unwrapped.log_temperature])
+    return IVTForPreTrainingOutput(
+        loss=step.loss,
+        loss_itc=step.batch_terms["loss_itc"],
+        loss_itm=torch.stack(chunk_terms["loss_itm"]).sum(),
+        loss_mlm=torch.stack(chunk_terms["loss_mlm"]).sum(),
+        temperature=unwrapped.current_temperature().detach(),
+    )
+
+
 def pretrain(model_args: ModelArguments, args: PretrainingArguments) -> PretrainingResult:
     return PretrainingRun(model_args, args).run()
 
@@ -453,6 +528,8 @@ __all__ = [
     "CHECKPOINT_PREFIX",
     "PretrainingResult",
     "PretrainingRun",
+    "activation_checkpointing",
+    "cached_pretraining_step",
     "itc_settings",
     "learning_rate_schedule",
     "find_checkpoint",
