@@ -27,6 +27,7 @@ LAYERS = (
     "evaluation",
     "search",
     "hub",
+    "onnx",
     "conversion",
     "training",
     "demo",

@@ -16,6 +16,8 @@ The package by role (a part imports only the parts listed before it; tests/test_
     evaluation/  metrics, encoding, split evaluation, evaluation records, pictures
     search/      the gallery index of your own images (index.py, building.py) and its FAISS indexes (faiss_cache.py)
     hub/         folder saving, model cards, pushing; the search page as a Hugging Face Space (space.py)
+    onnx/        `ivt export onnx` (optimum's exporter, IVT's ONNX configurations) and the onnxruntime encoder of
+                 `--runtime onnx`, which imports no torch
     conversion/  the authors' checkpoints and public backbones into IVT; the encoder of a pre-training model, to
                  fine-tune from (pretraining_transfer.py)
     training/    fine-tuning (finetuning/: `ivt train`, trainer, batching, text levels, losses) and pre-training
@@ -28,16 +30,18 @@ The package by role (a part imports only the parts listed before it; tests/test_
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .model import (
-    IVTConfig,
-    IVTForPreTraining,
-    IVTForZeroShotImageClassification,
-    IVTImageProcessor,
-    IVTModel,
-    IVTOutput,
-    IVTPreTrainedModel,
-    IVTProcessor,
-)
+from .model import IVTConfig, IVTImageProcessor, IVTProcessor
+
+try:
+    from .model import (
+        IVTForPreTraining,
+        IVTForZeroShotImageClassification,
+        IVTModel,
+        IVTOutput,
+        IVTPreTrainedModel,
+    )
+except ImportError:  # no torch: the config and processors only, for the ONNX runtime (`ivt_hf.onnx.runtime`)
+    pass
 
 try:
     __version__ = version("ivt_hf")  # written once, in pyproject.toml

@@ -1,6 +1,7 @@
 """The `ivt` command (also `python -m ivt_hf`): one entry point, one flag style, one error guard.
 
-    ivt demo | train | evaluate | index build | search | data prepare|stats|synth | convert | push | app
+    ivt demo | train | evaluate | index build | search | data prepare|stats|synth | convert | push | app |
+        export onnx
 
 Each command lives in a small module of this package with a `register(subparsers)` function; heavy imports (torch,
 transformers, datasets) stay inside the handlers so that `ivt --help` stays fast. Flags are spelled with underscores,
@@ -40,6 +41,7 @@ COMMAND_MODULES = (
     "ivt_hf.cli.convert",
     "ivt_hf.cli.push",
     "ivt_hf.cli.app",
+    "ivt_hf.cli.export",
 )
 # encoding precisions of `ivt evaluate` / `ivt index build`: `ivt_hf.evaluation.encoding.DTYPES`, spelled here so
 # that `ivt --help` does not import torch (tests/cli/test_cli.py checks that the two agree)

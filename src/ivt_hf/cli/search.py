@@ -10,14 +10,19 @@ import argparse
 from pathlib import Path
 
 from . import DTYPE_CHOICES, CommandError, flag
+from .export import add_runtime_argument
 from .parsers import picture_path, positive_int
 
 
 def run_index_build(args: argparse.Namespace) -> int:
-    from ..hub.folder import load_model_and_processor
     from ..search.building import build_index
+    from .export import load_for_runtime
 
-    model, processor = load_model_and_processor(args.model)
+    model, processor = load_for_runtime(args.model, args.runtime)
+    if args.runtime == "onnx":  # an export's precision is fixed: refuse another --dtype before anything is written
+        from ..evaluation.encoding import prepare_for_inference
+
+        prepare_for_inference(model, args.dtype)
     model_name = str(Path(args.model).resolve()) if Path(args.model).is_dir() else args.model  # folder or repo id
     report = build_index(
         model,
@@ -40,15 +45,15 @@ def run_index_build(args: argparse.Namespace) -> int:
 
 def run_search(args: argparse.Namespace) -> int:
     from ..evaluation.pictures import RetrievalRow, draw_retrieval
-    from ..hub.folder import load_model_and_processor
     from ..search.faiss_cache import FaissSettings
     from ..search.index import GalleryIndex
+    from .export import load_for_runtime
 
     index = GalleryIndex.load(args.index)
     model_dir = args.model or index.manifest.get("model")
     if not model_dir:
         raise CommandError("the index does not name its model; pass --model")
-    model, processor = load_model_and_processor(model_dir)
+    model, processor = load_for_runtime(model_dir, args.runtime)
     if args.faiss == "ivf" and args.nlist is not None and args.nlist > len(index):
         raise CommandError(f"--nlist {args.nlist} is more centroids than the gallery has images ({len(index)})")
     faiss = None
@@ -93,6 +98,7 @@ def register(subparsers) -> None:
         default="float32",
         help="encoding precision: bfloat16, float16 (GPU), int8 (CPU)",
     )
+    add_runtime_argument(build)
     build.set_defaults(handler=run_index_build)
 
     search = subparsers.add_parser("search", help="find the images that best match a description")
@@ -117,4 +123,5 @@ def register(subparsers) -> None:
     search.add_argument(*flag("--hnsw_m"), dest="hnsw_m", type=positive_int, default=32, help="hnsw: links per vector")
     search.add_argument(*flag("--ef_search"), dest="ef_search", type=positive_int, default=128, help="hnsw: candidates")
     search.add_argument("--show", type=picture_path, help="write a picture of the results (PNG)")
+    add_runtime_argument(search)
     search.set_defaults(handler=run_search)

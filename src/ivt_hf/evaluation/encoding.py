@@ -56,6 +56,13 @@ def prepare_for_inference(model, dtype: str = "float32"):
     """
     if dtype not in DTYPES:
         raise IVTInputError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if _is_onnx(model):
+        if dtype != "float32":
+            raise IVTInputError(
+                f"--dtype {dtype} is for the PyTorch runtime: an ONNX folder's precision is chosen when it is exported "
+                f"(ivt export onnx --dtype; this one is {model.dtype})"
+            )
+        return model
     device = next(model.parameters()).device
     if dtype == "float32":
         return model.eval()
@@ -77,6 +84,12 @@ def prepare_for_inference(model, dtype: str = "float32"):
         prepared = copy.deepcopy(model).to(getattr(torch, dtype)).eval()
     prepared._ivt_fingerprint = fingerprint
     return prepared
+
+
+def _is_onnx(model) -> bool:
+    """Whether `model` is an exported folder's onnxruntime encoder (`ivt_hf.onnx.runtime.IVTOnnxEncoder`, which this
+    part may not import: it sits above), which encodes batch by batch itself, into normalised numpy arrays."""
+    return getattr(model, "runtime", "torch") == "onnx"
 
 
 @torch.no_grad()
@@ -106,6 +119,9 @@ def encode_images(
 ) -> torch.Tensor:
     """`(len(images), hidden)` L2-normalised float32 image embeddings. `images`: anything the processor accepts, or a
     `datasets.Dataset` with an `image` column (decoded batch by batch)."""
+    if _is_onnx(model):
+        kwargs = {"batch_size": batch_size, "progress": progress, "description": description}
+        return torch.from_numpy(model.encode_images(images, processor, **kwargs))
     device = next(model.parameters()).device
 
     def embed_batch(start: int, stop: int) -> torch.Tensor:
@@ -129,6 +145,9 @@ def encode_texts(
     description: str = "encoding captions",
 ) -> torch.Tensor:
     """`(len(texts), hidden)` L2-normalised float32 text embeddings."""
+    if _is_onnx(model):
+        kwargs = {"batch_size": batch_size, "max_length": max_length, "progress": progress, "description": description}
+        return torch.from_numpy(model.encode_texts(texts, processor, **kwargs))
     device = next(model.parameters()).device
     texts = list(texts)
 

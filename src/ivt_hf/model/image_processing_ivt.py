@@ -21,12 +21,16 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from transformers.image_processing_backends import PilBackend
 from transformers.image_utils import PILImageResampling
 
 from .configuration_ivt import IVTInputError
+
+try:
+    import torch
+except ImportError:  # the ONNX runtime runs without torch (`ivt_hf.onnx.runtime`, a Space exported for it)
+    torch = None
 
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
@@ -110,7 +114,7 @@ def to_rgb_uint8(image, name: str = "image") -> np.ndarray:
             raise IVTInputError(f"{name}: cannot decode image bytes ({len(image)} bytes): {error}") from error
     elif isinstance(image, Image.Image):
         image = _pil_to_rgb(image)
-    elif isinstance(image, torch.Tensor):
+    elif torch is not None and isinstance(image, torch.Tensor):
         image = _array_to_rgb(image.detach().cpu().numpy(), name)
     elif isinstance(image, np.ndarray):
         image = _array_to_rgb(image, name)
@@ -141,7 +145,7 @@ class IVTImageProcessor(PilBackend):
 
     def preprocess(self, images, *args, **kwargs):
         """Accepts one image or a list; each item may be PIL, numpy, torch, a path or encoded bytes."""
-        if isinstance(images, torch.Tensor) and images.dim() == 4:
+        if torch is not None and isinstance(images, torch.Tensor) and images.dim() == 4:
             images = list(images)
         elif isinstance(images, np.ndarray) and images.ndim == 4:
             images = list(images)
