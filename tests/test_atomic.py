@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 
 import pytest
 from helpers.tmpfs import fill
@@ -17,8 +18,11 @@ from ivt_hf.atomic import (
     atomic_write_json,
     atomic_write_text,
     disk_error,
+    read_json_object,
     refusals_naming,
 )
+from ivt_hf.errors import IVTInputError
+from ivt_hf.search import GalleryIndexError
 
 
 def test_a_state_file_survives_the_full_disk_that_stops_its_rewrite(small_tmpfs):
@@ -135,3 +139,20 @@ def test_torch_saving_into_a_folder_it_may_not_write_is_a_permission_refusal(tmp
         refused = _refusal_of(lambda: torch.save({"a": torch.ones(2)}, read_only / "x.pt"))
     assert type(refused) is RuntimeError
     assert (type(disk_error(refused)), disk_error(refused).errno) == (PermissionError, errno.EACCES)
+
+
+def test_read_json_object_names_the_file_and_what_it_should_hold(tmp_path):
+    """The one reader of JSON state and settings files: a JSON object back; for a file that is not JSON, or not one
+    object, one error of the caller's type naming the file as the caller names it; a missing file stays an OSError."""
+    good, broken, listed = tmp_path / "good.json", tmp_path / "broken.json", tmp_path / "listed.json"
+    good.write_text('{"chunks": 2}')
+    broken.write_text('{"chunks": ')
+    listed.write_text("[1, 2]")
+    assert read_json_object(good) == {"chunks": 2}
+    with pytest.raises(IVTInputError, match=rf"^{re.escape(str(broken))} is not valid JSON: Expecting value: line 1"):
+        read_json_object(broken)
+    with pytest.raises(GalleryIndexError) as not_an_object:
+        read_json_object(listed, GalleryIndexError, name="the plan", holds="one plan", advice="; start again")
+    assert str(not_an_object.value) == "the plan must hold one plan, found list; start again"
+    with pytest.raises(FileNotFoundError):
+        read_json_object(tmp_path / "missing.json")

@@ -28,6 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from .errors import IVTInputError
+
 # the errnos FAISS and torch's writer report only in words: os.strerror's wording -> the number
 _STRERRORS = {
     os.strerror(number).lower(): number
@@ -191,6 +193,28 @@ def atomic_write_json(path: str | os.PathLike, value: Any, indent: int | None = 
     return atomic_write_text(path, json.dumps(value, indent=indent))
 
 
+def read_json_object(
+    path: str | os.PathLike,
+    error: type[Exception] = IVTInputError,
+    *,
+    name: str | None = None,
+    holds: str = "a JSON object",
+    advice: str = "",
+) -> dict[str, Any]:
+    """The JSON object in `path`: a state file a run wrote (cut short by an older version, or edited by hand) or a
+    file a user handed over. One `error` naming the file (as `name`, default the path) when it is not valid JSON or
+    does not hold one object (`holds` says what it should hold, `advice` ends the message). A missing or refused file
+    stays the caller's `OSError` (the `ivt` guard reports a refusal as the machine's, exit 3)."""
+    name = str(path) if name is None else name
+    try:
+        value = json.loads(Path(path).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as problem:
+        raise error(f"{name} is not valid JSON: {problem}{advice}") from None
+    if not isinstance(value, dict):
+        raise error(f"{name} must hold {holds}, found {type(value).__name__}{advice}")
+    return value
+
+
 def atomic_save_tensors(path: str | os.PathLike, tensors: dict[str, Any]) -> Path:
     """`atomic_write` of torch tensors as safetensors (`safetensors.torch.save`: the bytes are made in memory first,
     then written by `atomic_write`, so a refused write is an `OSError` naming `path`)."""
@@ -208,5 +232,6 @@ __all__ = [
     "atomic_write_text",
     "disk_error",
     "naming",
+    "read_json_object",
     "refusals_naming",
 ]

@@ -507,6 +507,21 @@ def test_is_pretraining_folder_reads_only_config_json_from_the_hub(monkeypatch, 
     assert not is_pretraining_folder(tmp_path)  # a local folder without config.json
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[1, 2]", "config.json must hold a JSON object, found list"),
+        ('{"model_type": ', "config.json is not valid JSON"),
+    ],
+)
+def test_a_config_json_that_is_not_one_object_is_named_not_taken_for_another_model(tmp_path, text, message):
+    """`is_pretraining_folder` reads config.json with the package's one JSON reader: a list used to count as "not a
+    pre-training folder" without a word, so the folder went on to fail later, elsewhere."""
+    (tmp_path / "config.json").write_text(text)
+    with pytest.raises(PretrainingTransferError, match=rf"^{re.escape(str(tmp_path))}: {message}"):
+        is_pretraining_folder(tmp_path)
+
+
 def test_exact_log_gives_the_authors_temperature_back():
     """The model learns log(temperature); `exact_log` picks a float32 logarithm whose exp is the authors' `temp` bit
     for bit whenever one exists, and otherwise the closest (relative error below one float32 step of the log)."""

@@ -11,13 +11,13 @@ and both the resizing and the dropped pre-training modules are logged and report
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from ..atomic import read_json_object
 from ..errors import InputNotFoundError, IVTInputError
 from ..hub.folder import check_weights
 from ..model.configuration_ivt import IVTConfig
@@ -58,7 +58,8 @@ class PretrainingTransferReport:
 
 
 def _config_json(path_or_id: str | Path) -> dict | None:
-    """config.json of a local folder, or of a Hub repo (only that file is downloaded); None if it has none."""
+    """config.json of a local folder, or of a Hub repo (only that file is downloaded); None if it has none, an error
+    naming it when it is not one JSON object."""
     path = Path(path_or_id).expanduser()
     if path.is_dir():
         config_path = path / "config.json"
@@ -74,11 +75,7 @@ def _config_json(path_or_id: str | Path) -> dict | None:
             config_path = Path(hf_hub_download(str(path_or_id), "config.json"))
         except EntryNotFoundError:
             return None
-    try:
-        loaded = json.loads(config_path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise PretrainingTransferError(f"{path_or_id}: config.json is not valid JSON ({error})") from None
-    return loaded if isinstance(loaded, dict) else None
+    return read_json_object(config_path, PretrainingTransferError, name=f"{path_or_id}: config.json")
 
 
 def is_pretraining_folder(path_or_id: str | Path) -> bool:

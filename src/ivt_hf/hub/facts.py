@@ -8,11 +8,11 @@ Files beside the weights:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..atomic import read_json_object
 from ..errors import IVTInputError
 from ..evaluation.record import EvaluationRecord, InvalidEvaluationRecordError
 from ..model.configuration_ivt import IVTConfig
@@ -52,14 +52,12 @@ class FolderFacts:
         ]
 
 
-def _read_json_object(path: Path) -> dict[str, Any]:
+def _read_facts(path: Path) -> dict[str, Any]:
+    """A fact file's JSON object (`read_json_object`); a file that cannot be read is bad input too."""
     try:
-        value = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        return read_json_object(path, holds="a JSON object of facts")
+    except OSError as error:
         raise IVTInputError(f"{path} is unreadable: {error}") from None
-    if not isinstance(value, dict):
-        raise IVTInputError(f"{path} must hold a JSON object of facts")
-    return value
 
 
 def read_folder_facts(model_dir: str | Path) -> FolderFacts:
@@ -77,13 +75,13 @@ def read_folder_facts(model_dir: str | Path) -> FolderFacts:
             facts.skipped[path.name] = str(error).removeprefix(f"{path}: ")
     training_path = model_dir / TRAINING_FACTS_FILE
     if training_path.is_file():
-        training = _read_json_object(training_path)
+        training = _read_facts(training_path)
         # folders of ivt_hf 0.1 kept the provenance among the training facts
         facts.provenance = training.pop("provenance", None)
         facts.training = training
     card_path = model_dir / CARD_FACTS_FILE
     if card_path.is_file():
-        card = _read_json_object(card_path)
+        card = _read_facts(card_path)
         facts.has_card_facts = True
         facts.title = card.get("title")
         facts.provenance = card.get("provenance") or facts.provenance

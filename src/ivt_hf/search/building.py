@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..atomic import atomic_save_tensors, atomic_write_json
+from ..atomic import atomic_save_tensors, atomic_write_json, read_json_object
 from ..errors import IVTInputError, OutputExistsError
 from ..evaluation.encoding import prepare_for_inference
 from ..outputs import check_output_dir, is_package_output, output_lock, writing_output_dir
@@ -214,15 +214,9 @@ def _start_or_resume(output_dir: Path, plan: dict, overwrite: bool) -> None:
 
 
 def _read_json(path: Path, what: str, advice: str) -> dict:
-    """The JSON object in `path`, one of this package's state files; one error naming it when it cannot be read
-    (a file cut short by an older version, or edited by hand)."""
-    try:
-        value = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise GalleryIndexError(f"{path} ({what}) is not readable JSON: {error}; {advice}") from None
-    if not isinstance(value, dict):
-        raise GalleryIndexError(f"{path} ({what}) must hold a JSON object, found {type(value).__name__}; {advice}")
-    return value
+    """The JSON object in `path`, one of the build's state files (`read_json_object`), an error naming it and `what`
+    it is otherwise."""
+    return read_json_object(path, GalleryIndexError, name=f"{path} ({what})", advice=f"; {advice}")
 
 
 def _join_chunks(chunk_dir: Path, num_chunks: int, plan: dict, model_name: str | None) -> GalleryIndex:

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ..atomic import read_json_object
 from ..errors import InputNotFoundError, IVTInputError
 from ..evaluation.encoding import encode_images, encode_texts, model_fingerprint
 from ..model.image_processing_ivt import to_rgb_uint8
@@ -303,12 +304,7 @@ class GalleryIndex:
         for path in (manifest_path, embeddings_path):
             if not path.is_file():
                 raise IndexNotFoundError(f"not a gallery index folder: {path} is missing")
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise GalleryIndexError(f"{manifest_path} is not valid JSON: {error}") from error
-        if not isinstance(manifest, dict):
-            raise GalleryIndexError(f"{manifest_path} must hold a JSON object, found {type(manifest).__name__}")
+        manifest = read_json_object(manifest_path, GalleryIndexError)
         if manifest.get("format_version") != INDEX_FORMAT_VERSION:
             raise GalleryIndexError(f"{manifest_path}: unsupported index format {manifest.get('format_version')!r}")
         paths = manifest.pop("paths", None)

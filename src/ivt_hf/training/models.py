@@ -13,10 +13,10 @@ A model comes from, in this order of precedence:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from ..atomic import read_json_object
 from ..conversion.backbones import BackboneLayoutError, load_backbones, read_backbone
 from ..conversion.pretraining_transfer import encoder_from_pretraining, is_pretraining_folder
 from ..errors import InputNotFoundError, IVTInputError
@@ -78,14 +78,9 @@ def _read_config_file(path: str) -> IVTConfig:
     config_path = Path(path)
     if not config_path.is_file():
         raise InputNotFoundError(f"--config_path {path}: no such file (an IVTConfig JSON)")
-    try:
-        settings = json.loads(config_path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise IVTInputError(f"--config_path {path} is not valid JSON: {error}") from None
-    if not isinstance(settings, dict):
-        raise IVTInputError(
-            f"--config_path {path} must hold one JSON object of IVTConfig settings, found {type(settings).__name__}"
-        )
+    settings = read_json_object(
+        config_path, name=f"--config_path {path}", holds="one JSON object of IVTConfig settings"
+    )
     return IVTConfig(**settings)
 
 

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import sys
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..atomic import read_json_object
 from ..errors import InputNotFoundError, IVTInputError
 from .optim import build_optimizer
 from .transforms import TrainTransform, reference_padding
@@ -50,13 +50,9 @@ def read_recipe(path: str | Path, known: set[str]) -> dict[str, Any]:
     `_` are notes. `known`: the setting names allowed; another is refused by name, as a mistyped flag is."""
     path = Path(path)
     try:
-        recipe = json.loads(path.read_text())
+        recipe = read_json_object(path, name=f"recipe {path}", holds="one JSON object of settings")
     except FileNotFoundError:
         raise InputNotFoundError(f"recipe not found: {path}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise IVTInputError(f"recipe {path} is not valid JSON: {error}") from None
-    if not isinstance(recipe, dict):
-        raise IVTInputError(f"recipe {path} must hold one JSON object of settings")
     recipe = {key: value for key, value in recipe.items() if not key.startswith("_")}
     unknown = sorted(set(recipe) - known)
     if unknown:
