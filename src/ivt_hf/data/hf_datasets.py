@@ -24,6 +24,7 @@ from .normalise import (
     InvalidRecord,
     RecordCollector,
     build_split,
+    check_captions,
     check_decodable,
     check_images_per_identity,
 )
@@ -95,11 +96,7 @@ def _captions(value: Any, column: str) -> list[str]:
     if not isinstance(captions, list) or not captions:
         kind = "an empty list" if isinstance(captions, list) else f"{type(value).__name__} {value!r:.60}"
         raise InvalidRecord(f"{column!r} should be a caption or a list of captions, found {kind}")
-    for position, caption in enumerate(captions):
-        if not isinstance(caption, str):
-            raise InvalidRecord(f"caption {position} should be a string, found {type(caption).__name__}")
-        if not caption.strip():
-            raise InvalidRecord(f"caption {position} is empty")
+    check_captions(captions)
     return [caption.strip() for caption in captions]
 
 

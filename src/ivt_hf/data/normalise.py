@@ -176,6 +176,15 @@ def _read_annotation(path: Path) -> list[Any]:
     return records
 
 
+def check_captions(captions: list) -> None:
+    """Every caption of a record is a string with some text; an `InvalidRecord` naming the first that is not."""
+    for position, caption in enumerate(captions):
+        if not isinstance(caption, str):
+            raise InvalidRecord(f"caption {position} should be a string, found {type(caption).__name__}")
+        if not caption.strip():
+            raise InvalidRecord(f"caption {position} is empty")
+
+
 def _field(record: dict, name: str, kind: type | tuple[type, ...], kind_name: str) -> Any:
     if name not in record:
         raise InvalidRecord(f"missing field {name!r} (fields: {', '.join(sorted(map(str, record)))})")
@@ -218,11 +227,7 @@ def _parse_record(record: Any, spec: BenchmarkSpec, root: Path, index: int) -> I
     captions = _field(record, "captions", list, "a list of strings")
     if not captions:
         raise InvalidRecord("no captions")
-    for position, caption in enumerate(captions):
-        if not isinstance(caption, str):
-            raise InvalidRecord(f"caption {position} should be a string, found {type(caption).__name__}")
-        if not caption.strip():
-            raise InvalidRecord(f"caption {position} is empty")
+    check_captions(captions)
     image_path, absolute_path = _resolve_image(root, spec, raw_path)
     return ImageRecord(
         record_index=index,

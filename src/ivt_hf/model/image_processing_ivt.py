@@ -93,25 +93,26 @@ def _array_to_rgb(array: np.ndarray, name: str) -> Image.Image:
     return _pil_to_rgb(Image.fromarray(np.ascontiguousarray(array), mode=mode))
 
 
+def _decode(source, name: str, what: str) -> Image.Image:
+    """The RGB image in a file or buffer, decoded whole now (not lazily, so a truncated file fails here); one error
+    naming `what` when it is not a readable image."""
+    try:
+        with Image.open(source) as opened:
+            opened.load()
+            return _pil_to_rgb(opened)
+    except _DECODE_ERRORS as error:
+        raise IVTInputError(f"{name}: cannot decode {what}: {error}") from error
+
+
 def to_rgb_uint8(image, name: str = "image") -> np.ndarray:
     """Decode / convert one image input to an `(H, W, 3)` uint8 array. `name` is used in error messages."""
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
         if not path.is_file():
             raise FileNotFoundError(f"{name}: image file not found: {path}")
-        try:
-            with Image.open(path) as opened:
-                opened.load()
-                image = _pil_to_rgb(opened)
-        except _DECODE_ERRORS as error:
-            raise IVTInputError(f"{name}: cannot decode image file {path}: {error}") from error
+        image = _decode(path, name, f"image file {path}")
     elif isinstance(image, (bytes, bytearray, memoryview)):
-        try:
-            with Image.open(io.BytesIO(bytes(image))) as opened:
-                opened.load()
-                image = _pil_to_rgb(opened)
-        except _DECODE_ERRORS as error:
-            raise IVTInputError(f"{name}: cannot decode image bytes ({len(image)} bytes): {error}") from error
+        image = _decode(io.BytesIO(bytes(image)), name, f"image bytes ({len(image)} bytes)")
     elif isinstance(image, Image.Image):
         image = _pil_to_rgb(image)
     elif torch is not None and isinstance(image, torch.Tensor):

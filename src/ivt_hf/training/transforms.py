@@ -105,7 +105,19 @@ def _randint(high_inclusive: int, generator: torch.Generator | None) -> int:
     return int(torch.randint(0, high_inclusive + 1, (), generator=generator).item())
 
 
-class EvalTransform:
+class _ResizeAndNormalise:
+    """What both transforms share: the output size, the resize filter and the normalisation, each checked here."""
+
+    def __init__(
+        self, image_size: Sequence[int], interpolation: str, mean: float | Sequence[float], std: float | Sequence[float]
+    ):
+        self.image_size = _check_image_size(image_size)
+        self.interpolation = _check_interpolation(interpolation)
+        self.mean = _per_channel(mean, "mean")
+        self.std = _per_channel(std, "std")
+
+
+class EvalTransform(_ResizeAndNormalise):
     """Validation-time preprocessing: resize (bilinear by default) -> tensor -> normalise.
 
     The model's image processor is the public preprocessing path; this class exists so that training-time
@@ -120,10 +132,7 @@ class EvalTransform:
         mean: float | Sequence[float] = 0.5,
         std: float | Sequence[float] = 0.5,
     ):
-        self.image_size = _check_image_size(image_size)
-        self.interpolation = _check_interpolation(interpolation)
-        self.mean = _per_channel(mean, "mean")
-        self.std = _per_channel(std, "std")
+        super().__init__(image_size, interpolation, mean, std)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         """PIL image of any mode -> float32 (3, H, W)."""
@@ -131,7 +140,7 @@ class EvalTransform:
         return to_normalized_tensor(np.asarray(resized), self.mean, self.std)
 
 
-class TrainTransform:
+class TrainTransform(_ResizeAndNormalise):
     """One augmented training view (`docs/design.md`, "Recipe"); call it three times per image for the three MLA views.
 
     Args:
@@ -159,10 +168,7 @@ class TrainTransform:
         interpolation: str = "bicubic",
         erase_attempts: int = 10,
     ):
-        self.image_size = _check_image_size(image_size)
-        self.interpolation = _check_interpolation(interpolation)
-        self.mean = _per_channel(mean, "mean")
-        self.std = _per_channel(std, "std")
+        super().__init__(image_size, interpolation, mean, std)
         if padding < 0:
             raise IVTInputError(f"padding must be >= 0, got {padding}")
         for name, probability in (("flip_p", flip_p), ("erase_p", erase_p)):
