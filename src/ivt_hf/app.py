@@ -314,14 +314,15 @@ def load_page(
     cache_root: str | os.PathLike | None = None,
     cache_max_files: int = CACHE_MAX_FILES,
     cache_max_mb: float = CACHE_MAX_MB,
+    runtime: str = "torch",
 ) -> SearchPage:
     """Model (a folder or a Hub id) and index (a folder, or built now from `images` with a progress bar); the
     page's working folder is made under `cache_root` and bounded by `cache_max_files` / `cache_max_mb`."""
-    from .hub.folder import load_model_and_processor
+    from .onnx.runtime import load_for_runtime
 
     if (index is None) == (images is None):
         raise IVTInputError("give the index (--index) or a folder of images to index now (--images), one of them")
-    loaded_model, processor = load_model_and_processor(model)
+    loaded_model, processor = load_for_runtime(model, runtime)  # `runtime`: torch, or onnx (an export)
     if index is not None:
         gallery = GalleryIndex.load(index)
     else:
@@ -403,6 +404,7 @@ def serve(
     max_upload_mb: float = MAX_UPLOAD_MB,
     cache_max_files: int = CACHE_MAX_FILES,
     cache_max_mb: float = CACHE_MAX_MB,
+    runtime: str = "torch",
 ):
     """Load, lay out and launch the page; returns the Blocks (with `block=False` it returns at once: `close()` it).
 
@@ -426,6 +428,7 @@ def serve(
         cache_root=get_upload_folder(),
         cache_max_files=cache_max_files,
         cache_max_mb=cache_max_mb,
+        runtime=runtime,
     )
     with _gradio_temp_dir(page.cache_dir):
         blocks = build_page(page, title)

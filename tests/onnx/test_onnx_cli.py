@@ -178,3 +178,46 @@ def test_a_damaged_onnx_file_is_one_error_naming_it(exported, tmp_path, damage, 
     argv = f"index build --runtime onnx --model {folder} --images {exported / 'images'}".split()
     line = expect_one_error([*argv, "--output_dir", str(tmp_path / "index")], capsys, str(target), *needles)
     assert "Traceback" not in line
+
+
+def test_evaluate_gives_the_same_metrics_through_onnx(exported, tmp_path, capsys):
+    """`ivt evaluate --runtime onnx` on a folder of your own data: the PyTorch folder's metrics, to 1e-4 points."""
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = []
+    for index, image in enumerate(sorted((exported / "images").glob("*.png"))[:12]):
+        shutil.copy(image, data / image.name)
+        caption = f"a person in a {['red', 'blue', 'green'][index % 3]} coat number {index}"
+        rows.append({"file_name": image.name, "person_id": index // 2, "caption": caption, "split": "test"})
+    (data / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    metrics = {}
+    for runtime, model in (("torch", "model"), ("onnx", "onnx")):
+        output = tmp_path / f"eval-{runtime}.json"
+        argv = f"evaluate --runtime {runtime} --model {exported / model} --dataset_name {data} --output {output}"
+        code, _, err = run_cli(argv.split(), capsys)
+        assert code == 0, err
+        metrics[runtime] = json.loads(output.read_text())["metrics"]
+    assert metrics["torch"].keys() == metrics["onnx"].keys()
+    assert all(abs(metrics["torch"][key] - metrics["onnx"][key]) < 1e-4 for key in metrics["torch"]), metrics
+
+
+def test_the_search_page_runs_on_an_onnx_folder(exported, tmp_path, capsys):
+    """`ivt app --runtime onnx`'s page (`load_page`, no browser): the same results as on the PyTorch folder, for a
+    description and for an example crop; a Space export is refused in one line (its search still needs torch)."""
+    from ivt_hf.app import load_page
+
+    argv = f"index build --model {exported / 'model'} --images {exported / 'images'} --output_dir {tmp_path / 'i'}"
+    assert run_cli(argv.split(), capsys)[0] == 0
+    pages = {
+        runtime: load_page(str(exported / model), tmp_path / "i", cache_root=tmp_path / runtime, runtime=runtime)
+        for runtime, model in (("torch", "model"), ("onnx", "onnx"))
+    }
+    crop = str(exported / "images" / "03.png")
+    found = {
+        runtime: ([caption for _, caption in page.search_text(QUERIES[0], 5)[0]], page.search_image(crop, 5)[0])
+        for runtime, page in pages.items()
+    }
+    assert len(found["torch"][0]) == 5 and found["torch"][0] == found["onnx"][0]
+    assert [caption for _, caption in found["torch"][1]] == [caption for _, caption in found["onnx"][1]]
+    space = f"app --runtime onnx --model {exported / 'onnx'} --index {tmp_path / 'i'} --export_space {tmp_path / 's'}"
+    expect_one_error(space.split(), capsys, "--export_space does not take --runtime onnx")

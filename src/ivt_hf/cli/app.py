@@ -11,6 +11,7 @@ import argparse
 import importlib.util
 
 from . import CommandError, flag
+from .export import add_runtime_argument
 from .parsers import positive_float, positive_int
 
 
@@ -25,6 +26,11 @@ def run_app(args: argparse.Namespace) -> int:
     if args.export_space:
         if args.index is None:
             raise CommandError("--export_space needs --index (a folder written by `ivt index build`)")
+        if args.runtime == "onnx":  # its search code still needs torch: such a Space would install torch anyway
+            raise CommandError(
+                "--export_space does not take --runtime onnx yet: the Space's search (ivt_hf.search) still needs "
+                "torch; export it with the PyTorch model folder"
+            )
         folder = export_space(
             args.export_space, args.model, args.index, title=args.title, package=args.package, overwrite=args.overwrite
         )
@@ -51,6 +57,7 @@ def run_app(args: argparse.Namespace) -> int:
         title=args.title,
         faiss=faiss,
         max_upload_mb=args.max_upload_mb,
+        runtime=args.runtime,
     )
     return 0
 
@@ -93,4 +100,5 @@ def register(subparsers) -> None:
         "source tree, shipped in the Space's wheels/ folder)",
     )
     app.add_argument("--overwrite", action="store_true", help="replace a non-empty --export_space folder")
+    add_runtime_argument(app)
     app.set_defaults(handler=run_app)

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..data.specs import SYNTHPEDES
 from . import DTYPE_CHOICES, CommandError, flag
 from .data import add_source_arguments, load_source, source_name
+from .export import add_runtime_argument
 from .parsers import picture_path, positive_int
 
 
@@ -22,8 +23,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ..evaluation.pictures import draw_retrieval, rows_from_evaluation
     from ..evaluation.record import EvaluationRecord
     from ..evaluation.split_evaluation import evaluate_split
-    from ..hub.folder import load_model_and_processor
     from ..outputs import check_output_file, writing_output_file
+    from .export import load_for_runtime
 
     name = source_name(args)
     output = _record_path(args, name)
@@ -34,7 +35,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     from ..evaluation.encoding import prepare_for_inference
 
-    model, processor = load_model_and_processor(args.model)
+    model, processor = load_for_runtime(args.model, args.runtime, threads=args.threads)
     model = prepare_for_inference(model, args.dtype)
     data, report = load_source(args)
     if report is not None:
@@ -59,7 +60,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         split=args.split,
         protocol=args.protocol,
         metrics=evaluation.metrics,
-        facts={"model": str(args.model), "root": str(args.root or name), "dtype": args.dtype, **evaluation.facts},
+        facts={"model": str(args.model), "root": str(args.root or name), "dtype": args.dtype}
+        | ({"runtime": "onnx"} if args.runtime == "onnx" else {})
+        | evaluation.facts,
         baselines=synthpedes_baselines(image_split, split=args.split) if name == SYNTHPEDES else None,
     )
     print(
@@ -127,4 +130,5 @@ def register(subparsers) -> None:
         "--overwrite", action="store_true", help="replace an --output (or --show) file that ivt_hf wrote"
     )
     evaluate.add_argument(*flag("--num_show"), type=positive_int, default=4)
+    add_runtime_argument(evaluate)
     evaluate.set_defaults(handler=run_evaluate)

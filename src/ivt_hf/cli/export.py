@@ -2,24 +2,22 @@
 
 ivt export onnx --model MODEL --output_dir OUT [--dtype fp32|int8|fp16]
 
-Also the one helper that `ivt index build`, `ivt search`, `ivt evaluate` and `ivt app` load their model with
-(`load_for_runtime`), so that `--runtime onnx` means the same everywhere.
+Also `--runtime`, which `ivt index build`, `ivt search`, `ivt evaluate` and `ivt app` take, and the one loader
+behind it (`ivt_hf.onnx.runtime.load_for_runtime`), so that `--runtime onnx` means the same everywhere.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from . import CommandError, flag
-
-RUNTIMES = ("torch", "onnx")
+from . import flag
 
 
 def add_runtime_argument(parser: argparse.ArgumentParser) -> None:
     """`--runtime torch|onnx`: which runtime encodes (`--model` is then a PyTorch folder or an ONNX export)."""
     parser.add_argument(
         "--runtime",
-        choices=RUNTIMES,
+        choices=("torch", "onnx"),  # `ivt_hf.onnx.runtime.RUNTIMES`, spelled here so that `ivt --help` stays light
         default="torch",
         help="torch (a model folder or Hub id), or onnx (a folder written by `ivt export onnx`; pip install "
         "'ivt_hf[onnx]')",
@@ -27,19 +25,10 @@ def add_runtime_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def load_for_runtime(model: str, runtime: str, *, threads: int | None = None):
-    """(model, processor) of `model` for `runtime`; a folder of the other kind is one error line saying which
-    runtime it needs."""
-    from ..onnx.runtime import is_onnx_folder
+    """(model, processor) of `model` for `runtime` (`ivt_hf.onnx.runtime.load_for_runtime`)."""
+    from ..onnx.runtime import load_for_runtime as load
 
-    if runtime == "onnx":
-        from ..onnx.runtime import load_onnx_model_and_processor
-
-        return load_onnx_model_and_processor(model, threads=threads)
-    if is_onnx_folder(model):
-        raise CommandError(f"{model} is an ONNX export (ivt export onnx): pass --runtime onnx to use it")
-    from ..hub.folder import load_model_and_processor
-
-    return load_model_and_processor(model)
+    return load(model, runtime, threads=threads)
 
 
 def run_export_onnx(args: argparse.Namespace) -> int:

@@ -270,8 +270,28 @@ def load_onnx_model_and_processor(folder: str | os.PathLike, *, threads: int | N
     return encoder, processor
 
 
+RUNTIMES = ("torch", "onnx")
+
+
+def load_for_runtime(name_or_path: str | os.PathLike, runtime: str = "torch", *, threads: int | None = None):
+    """(model, processor) for `runtime`: an IVT model folder or Hub id for `torch` (`ivt_hf.hub.folder.
+    load_model_and_processor`), an export folder for `onnx`; a folder of the other kind is one `OnnxFolderError`
+    saying which runtime it needs. What `--runtime` means in every command and on the page."""
+    if runtime not in RUNTIMES:
+        raise IVTInputError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if runtime == "onnx":
+        return load_onnx_model_and_processor(name_or_path, threads=threads)
+    if is_onnx_folder(name_or_path):
+        raise OnnxFolderError(f"{name_or_path} is an ONNX export (ivt export onnx): pass --runtime onnx to use it")
+    from ..hub.folder import load_model_and_processor
+
+    return load_model_and_processor(name_or_path)
+
+
 __all__ = [
     "EXPORT_DTYPES",
+    "RUNTIMES",
+    "load_for_runtime",
     "IMAGE_FILE",
     "IVTOnnxEncoder",
     "MissingExtraError",
