@@ -93,8 +93,10 @@ def recall_at_1(model_dir: Path, data_root: Path, work: Path, threads: int) -> d
     from ivt_hf.data import load_benchmark
     from ivt_hf.evaluation.split_evaluation import evaluate_split
 
-    folder = next((path for path in data_root.iterdir() if (path / "synthpedes_meta.json").is_file()), data_root)
-    test = load_benchmark("synthpedes", folder)["test"]
+    found = [path for path in [data_root, *data_root.iterdir()] if (path / "synthpedes_meta.json").is_file()]
+    if len(found) != 1:
+        raise SystemExit(f"--data_root must hold one SynthPEDES folder, found {[str(path) for path in found]}")
+    test = load_benchmark("synthpedes", found[0])["test"]
     runtimes = exported(model_dir, work, threads)
     return {name: evaluate_split(*runtimes[name], test, progress=False).metrics["R1"] for name in RUNTIMES}
 
