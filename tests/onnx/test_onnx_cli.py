@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -221,3 +222,15 @@ def test_the_search_page_runs_on_an_onnx_folder(exported, tmp_path, capsys):
     assert [caption for _, caption in found["torch"][1]] == [caption for _, caption in found["onnx"][1]]
     space = f"app --runtime onnx --model {exported / 'onnx'} --index {tmp_path / 'i'} --export_space {tmp_path / 's'}"
     expect_one_error(space.split(), capsys, "--export_space does not take --runtime onnx")
+
+
+@pytest.mark.slow
+def test_optimum_cli_cannot_make_the_folder(exported, tmp_path):
+    """What the README says of `optimum-cli export onnx`: even with the model's code trusted, optimum's CLI stops at
+    IVT's model type (it exports the types its TasksManager knows; a package has no hook to add one)."""
+    command = [str(Path(sys.executable).parent / "optimum-cli"), "export", "onnx", "--model", str(exported / "model")]
+    command += ["--task", "feature-extraction", "--trust-remote-code", str(tmp_path / "out")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0
+    assert "Trying to export a ivt model, that is a custom or unsupported architecture" in result.stderr
+    assert not list(tmp_path.rglob("*.onnx"))

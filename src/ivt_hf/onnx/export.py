@@ -101,7 +101,10 @@ def export_onnx(
         if dtype != "fp32":
             _convert(staging, dtype)
         processor.save_pretrained(staging)  # the processor the model was loaded with, whatever optimum copied
-        files = write_manifest(staging, fingerprint=fingerprint, dtype=dtype, source=name, config=exported.model.config)
+        source = str(Path(name).resolve()) if Path(name).is_dir() else name  # a folder, or a Hub repo id
+        files = write_manifest(
+            staging, fingerprint=fingerprint, dtype=dtype, source=source, config=exported.model.config
+        )
     return ExportReport(Path(output_dir), dtype, fingerprint, max_diff, files)
 
 
