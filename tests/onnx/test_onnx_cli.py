@@ -234,3 +234,30 @@ def test_optimum_cli_cannot_make_the_folder(exported, tmp_path):
     assert result.returncode != 0
     assert "Trying to export a ivt model, that is a custom or unsupported architecture" in result.stderr
     assert not list(tmp_path.rglob("*.onnx"))
+
+
+def test_a_hub_repo_id_exports_like_its_folder(exported, tmp_path):
+    """`--model ORG/NAME`: the repo is downloaded (a Hub-protocol server on 127.0.0.1, `tests/helpers/local_hub.py`)
+    and exported like the folder it was pushed from: the same fingerprint and the same image encoder bytes."""
+    import importlib.util
+    import os
+
+    spec = importlib.util.spec_from_file_location("local_hub", Path(__file__).parents[1] / "helpers" / "local_hub.py")
+    local_hub = importlib.util.module_from_spec(spec)
+    sys.modules["local_hub"] = local_hub  # dataclasses look their module up by name
+    spec.loader.exec_module(local_hub)
+    files = {path.name: path.read_bytes() for path in (exported / "model").iterdir() if path.is_file()}
+    with local_hub.LocalHub(token="hf_test") as hub:
+        hub.seed_repo("someone/ivt-tiny", files)
+        env = os.environ | {"HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(tmp_path / "home")}
+        command = [sys.executable, "-m", "ivt_hf", "export", "onnx", "--model", "someone/ivt-tiny"]
+        result = subprocess.run(
+            [*command, "--output_dir", str(tmp_path / "onnx")], env=env, capture_output=True, text=True, timeout=600
+        )
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest, local = (
+        json.loads((folder / "ivt_onnx.json").read_text()) for folder in (tmp_path / "onnx", exported / "onnx")
+    )
+    assert manifest["model"] == "someone/ivt-tiny"
+    assert manifest["model_fingerprint"] == local["model_fingerprint"]
+    assert manifest["files"]["image_encoder.onnx"] == local["files"]["image_encoder.onnx"]
