@@ -8,6 +8,7 @@ the batch, ITM and MLM per chunk), two real processes under DDP with gathered lo
 
 from __future__ import annotations
 
+import logging
 import subprocess
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from ivt_hf.errors import IVTInputError
 from ivt_hf.model.modeling_ivt import IVTForPreTraining
 from ivt_hf.training import gradcache
 from ivt_hf.training.finetuning.arguments import IVTTrainingArguments
+from ivt_hf.training.finetuning.losses import cmpm_loss, cmpm_loss_terms
 from ivt_hf.training.finetuning.trainer import IVTTrainer
 from ivt_hf.training.gradcache import ChunkRandomness, GradCache, chunk_slices
 from ivt_hf.training.pretraining.loop import cached_pretraining_step
@@ -76,7 +78,6 @@ def _trainer(model: IVTModel, tmp_path: Path, chunk: int, **settings) -> IVTTrai
 
 def _cached_step(model: IVTModel, batch: dict[str, torch.Tensor], chunk: int) -> torch.Tensor:
     """A GradCache CMPM step as the trainer runs it, without a trainer."""
-    from ivt_hf.training.finetuning.losses import cmpm_loss_terms
 
     def encode_chunk(rows, with_graph):
         outputs = model(**{name: batch[name][rows] for name in ("pixel_values", "input_ids", "attention_mask")})
@@ -135,7 +136,7 @@ def test_the_trainers_cached_step_equals_its_plain_step(tmp_path, accumulation):
 
 
 @pytest.mark.parametrize("mode", ["batch", "per_sample"])
-def test_the_cached_step_reproduces_dropout_drop_path_and_bmm(mode):
+def test_the_cached_step_reproduces_dropout_drop_path_and_bmm(mode, caplog, monkeypatch):
     """Dropout, drop-path and BMM on: the cached step's gradients equal, within 1e-5, those of one graph over the
     whole batch whose chunks drew the same masks; and the masks matter (another draw moves the gradients by far
     more), so the second encoding reproduces the first's."""
@@ -143,8 +144,11 @@ def test_the_cached_step_reproduces_dropout_drop_path_and_bmm(mode):
     batch = _batch()
     lengths = []
     hook = model.encoder.register_forward_pre_hook(lambda module, args: lengths.append(args[0].shape[1]))
+    monkeypatch.setattr(gradcache, "_warned", False)
     torch.manual_seed(11)
-    loss = _cached_step(model, batch, chunk=5)
+    with caplog.at_level(logging.WARNING, logger=gradcache.__name__):
+        loss = _cached_step(model, batch, chunk=5)
+    assert not caplog.records  # its check found both encodings of every chunk equal
     cached = _grads(model)
     hook.remove()
     assert len(lengths) == 12  # 3 chunks x (image, text) x (no graph, graph)
@@ -179,6 +183,26 @@ def test_a_wrong_chunk_gradient_fails_the_equivalence(monkeypatch):
     torch.manual_seed(11)
     _cached_step(model, batch, chunk=5)
     assert _largest_difference(_grads(model), full_batch) > 1e-3
+
+
+def test_a_second_encoding_that_is_not_the_first_is_said(caplog, monkeypatch):
+    """A model that draws otherwise in its two passes (here: scaled in the second) gets one warning a process."""
+    monkeypatch.setattr(gradcache, "_warned", False)
+    model, batch = _model(**STILL), _batch()
+
+    def encode_chunk(rows, with_graph):
+        outputs = model(**{name: batch[name][rows] for name in ("pixel_values", "input_ids", "attention_mask")})
+        return gradcache.ChunkOutput((outputs.image_embeds * (1.5 if with_graph else 1.0), outputs.text_embeds))
+
+    def batch_loss(image, text):
+        return {"loss": cmpm_loss(image, text, batch["labels"])}
+
+    with caplog.at_level(logging.WARNING, logger=gradcache.__name__):
+        GradCache(5).step(12, encode_chunk, batch_loss)
+        GradCache(5).step(12, encode_chunk, batch_loss)
+    assert [record.getMessage()[:60] for record in caplog.records] == [
+        "GradCache: a chunk's second encoding differs from its first "
+    ]
 
 
 def _pretraining(dtype=torch.float64, **overrides) -> tuple[IVTForPreTraining, dict[str, torch.Tensor]]:

@@ -33,6 +33,7 @@ with two real processes (`tests/training/test_gradcache.py`).
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import NamedTuple
 
@@ -40,6 +41,8 @@ import torch
 
 from ..errors import IVTInputError
 from .stage import random_states_restored
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "CachedStep",
@@ -120,6 +123,25 @@ def representation_gradients(
     return detached, tuple(gradients[: len(leaves)]), tuple(gradients[len(leaves) :])
 
 
+_warned = False
+
+
+def _check_reproduced(encoded: Sequence[torch.Tensor], cached: Sequence[torch.Tensor]) -> None:
+    """Warn (once per process) when a chunk's second encoding is not its first: then the gradient is not the full
+    batch's. Equal up to rounding when the masks are reproduced; far apart when they are not (a model drawing its
+    random numbers otherwise in the two passes, e.g. in an order that differs with and without a graph)."""
+    global _warned
+    for second, first in zip(encoded, cached, strict=True):
+        second = second.detach().to(first.dtype)
+        if not _warned and (second - first).abs().max() > 1e-2 * first.abs().max().clamp(min=1e-6):
+            _warned = True
+            logger.warning(
+                "GradCache: a chunk's second encoding differs from its first (largest difference %.3g): its random "
+                "masks were not reproduced, so the gradient is not the full batch's",
+                float((second - first).abs().max()),
+            )
+
+
 def _at_least_float32(tensor: torch.Tensor) -> torch.dtype:
     return torch.promote_types(tensor.dtype, torch.float32)
 
@@ -183,12 +205,12 @@ class GradCache:
         representations = tuple(torch.cat(parts) for parts in zip(*cached, strict=True))
         del cached
         terms, gradients, parameter_gradients = representation_gradients(batch_loss, representations, parameters)
-        del representations
         chunk_losses = []
         for index, chunk in enumerate(slices):
             last = index == len(slices) - 1
             with self.no_sync() if not last else contextlib.nullcontext(), randomness.stream(index):
                 output = encode_chunk(chunk, True)
+                _check_reproduced(output.representations, [whole[chunk] for whole in representations])
                 surrogate = _surrogate(output.representations, [gradient[chunk] for gradient in gradients])
                 if output.loss is not None:
                     surrogate = surrogate + output.loss
