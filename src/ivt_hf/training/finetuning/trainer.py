@@ -1,8 +1,9 @@
 """`IVTTrainer`: the HF `Trainer` with IVT's batches, loss, optimizer and retrieval validation.
 
 It overrides little: the training data loader (P x K identity batches with keyed augmentation), `compute_loss` (one
-forward of both modalities, CMPM over the 3B pairs, optionally over all processes), the optimizer's parameter groups
-(the reference's doubled bias learning rate) and `evaluate` (R@K / mAP / mINP on the validation split, never the test
+forward of both modalities, CMPM over the 3B pairs, optionally over all processes), `training_step` only with
+`--grad_cache_chunk` (a GradCache step: `ivt_hf.training.gradcache`), the optimizer's parameter groups (the
+reference's doubled bias learning rate) and `evaluate` (R@K / mAP / mINP on the validation split, never the test
 split, so that `load_best_model_at_end` selects on validation).
 """
 
