@@ -192,6 +192,19 @@ def _shown(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(Path(path).name, caption) for path, caption in items]
 
 
+def test_the_upload_limit_has_one_default_and_one_check():
+    """`max_upload_mb` (`serve`, `load_page`, `ivt app --max_upload_mb`): None is `MAX_UPLOAD_MB`; 0, a negative
+    number, nan or inf is refused in one line by `upload_limit_bytes`, before anything loads (inf used to reach
+    `int()` and overflow, with a traceback, after the model had loaded)."""
+    from ivt_hf.app import MAX_UPLOAD_MB, load_page, upload_limit_bytes
+    from ivt_hf.errors import IVTInputError
+
+    assert upload_limit_bytes(None) == int(MAX_UPLOAD_MB * 2**20) and upload_limit_bytes(0.5) == 2**19
+    for bad in (0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(IVTInputError, match=f"^--max_upload_mb must be a finite number above 0, got {bad}$"):
+            load_page("no-such-model", max_upload_mb=bad)
+
+
 def test_page_logic_checks_every_input_and_refuses_another_models_index(gallery):
     from ivt_hf.app import SearchPage
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import math
 import os
 import shutil
 import tempfile
@@ -303,13 +304,22 @@ def build_page(page: SearchPage, title: str = "IVT person search"):
     return blocks
 
 
+def upload_limit_bytes(max_upload_mb: float | None) -> int:
+    """The one check of the upload limit (`--max_upload_mb`; None: `MAX_UPLOAD_MB`), in bytes: a finite number of MB
+    above 0, refused in one line before anything loads."""
+    limit = MAX_UPLOAD_MB if max_upload_mb is None else max_upload_mb
+    if not (math.isfinite(limit) and limit > 0):
+        raise IVTInputError(f"--max_upload_mb must be a finite number above 0, got {limit}")
+    return int(limit * 2**20)
+
+
 def load_page(
     model: str,
     index: str | os.PathLike | None = None,
     images: str | os.PathLike | None = None,
     examples: tuple[str, ...] | None = None,
     faiss: FaissSettings | None = None,
-    max_upload_mb: float = MAX_UPLOAD_MB,
+    max_upload_mb: float | None = None,
     *,
     cache_root: str | os.PathLike | None = None,
     cache_max_files: int = CACHE_MAX_FILES,
@@ -317,9 +327,11 @@ def load_page(
     runtime: str = "torch",
 ) -> SearchPage:
     """Model (a folder or a Hub id) and index (a folder, or built now from `images` with a progress bar); the
-    page's working folder is made under `cache_root` and bounded by `cache_max_files` / `cache_max_mb`."""
+    page's working folder is made under `cache_root` and bounded by `cache_max_files` / `cache_max_mb`; uploads over
+    `max_upload_mb` (None: `MAX_UPLOAD_MB`) are refused."""
     from .onnx.runtime import load_for_runtime
 
+    max_upload_bytes = upload_limit_bytes(max_upload_mb)
     if (index is None) == (images is None):
         raise IVTInputError("give the index (--index) or a folder of images to index now (--images), one of them")
     loaded_model, processor = load_for_runtime(model, runtime)  # `runtime`: torch, or onnx (an export)
@@ -328,8 +340,6 @@ def load_page(
     else:
         gallery = GalleryIndex.build(loaded_model, processor, images, on_invalid="skip", model_name_or_path=model)
     model_dir = Path(model) if Path(model).is_dir() else None
-    if not max_upload_mb > 0:
-        raise IVTInputError(f"the upload limit (--max_upload_mb) must be above 0, got {max_upload_mb}")
     return SearchPage(
         gallery,
         loaded_model,
@@ -337,7 +347,7 @@ def load_page(
         describe_model(model, model_dir),
         examples=tuple(examples) if examples else EXAMPLE_QUERIES,
         faiss=faiss,
-        max_upload_bytes=int(max_upload_mb * 2**20),
+        max_upload_bytes=max_upload_bytes,
         cache_root=cache_root,
         cache_max_files=cache_max_files,
         cache_max_bytes=int(cache_max_mb * 2**20),
@@ -401,7 +411,7 @@ def serve(
     title: str = "IVT person search",
     block: bool = True,
     faiss: FaissSettings | None = None,
-    max_upload_mb: float = MAX_UPLOAD_MB,
+    max_upload_mb: float | None = None,
     cache_max_files: int = CACHE_MAX_FILES,
     cache_max_mb: float = CACHE_MAX_MB,
     runtime: str = "torch",
@@ -410,9 +420,10 @@ def serve(
 
     A port already in use is a `PortInUseError`, found before anything is loaded. No `allowed_paths`: the server
     serves its own files, uploads and the copies of the results it handed out, and nothing of the gallery's folder;
-    uploads over `max_upload_mb` are refused by the server (and by the page). Uploads and result copies live in the
-    page's working folder under Gradio's upload folder (GRADIO_TEMP_DIR), at most `cache_max_files` files and
-    `cache_max_mb` MB of them, the least recently used evicted (`SearchPage.trim_cache`)."""
+    uploads over `max_upload_mb` (None: `MAX_UPLOAD_MB`) are refused by the server (and by the page). Uploads and
+    result copies live in the page's working folder under Gradio's upload folder (GRADIO_TEMP_DIR), at most
+    `cache_max_files` files and `cache_max_mb` MB of them, the least recently used evicted (`SearchPage.trim_cache`)."""
+    upload_limit_bytes(max_upload_mb)  # a bad limit: one line before gradio and the model load
     os.environ.update(OFFLINE_ENVIRONMENT)  # before gradio is imported: no analytics, no version check
     import gradio as gr
     from gradio.utils import get_upload_folder

@@ -716,7 +716,7 @@ HOSTILE = {
     ),
     "app: --max_upload_mb inf": (
         ["app", "--model", "{model}", "--index", "{index}", "--max_upload_mb", "inf"],
-        "argument --max_upload_mb/--max-upload-mb: must be a finite number above 0, got inf",
+        "--max_upload_mb must be a finite number above 0, got inf",
     ),
     "demo: --max_steps 0": (["demo", "--max_steps", "0", "--output_dir", "{out}"], "must be >= 1, got 0"),
     "demo: --time_budget_minutes nan": (

@@ -12,13 +12,13 @@ import importlib.util
 
 from . import CommandError, flag
 from .export import add_runtime_argument
-from .parsers import positive_float, positive_int
+from .parsers import positive_int
 
 
 def run_app(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("gradio") is None:
         raise CommandError('ivt app needs Gradio, in the app extra: pip install -e ".[app]"')
-    from ..app import check_port, serve
+    from ..app import check_port, serve, upload_limit_bytes
     from ..hub.space import export_space
 
     if not 1 <= args.port <= 65535:
@@ -41,9 +41,8 @@ def run_app(args: argparse.Namespace) -> int:
         return 0
     from ..search.faiss_cache import FaissSettings
 
-    if not args.max_upload_mb > 0:
-        raise CommandError(f"--max_upload_mb must be above 0, got {args.max_upload_mb}")
     faiss = None if args.faiss is None else FaissSettings(args.faiss, nprobe=args.nprobe, ef_search=args.ef_search)
+    upload_limit_bytes(args.max_upload_mb)  # a bad limit: one error line before anything starts (serve checks again)
     check_port(args.host, args.port)  # a port in use: one error line before the model loads (serve checks again)
     print(f"IVT search page on http://{args.host}:{args.port} (Ctrl+C stops it)")
     serve(
@@ -88,9 +87,8 @@ def register(subparsers) -> None:
     app.add_argument(
         *flag("--max_upload_mb"),
         dest="max_upload_mb",
-        type=positive_float,
-        default=10.0,
-        help="largest example-crop upload the page accepts (default 10)",
+        type=float,
+        help="largest example-crop upload the page accepts, in MB (default: ivt_hf.app.MAX_UPLOAD_MB)",
     )
     app.add_argument(*flag("--ef_search"), dest="ef_search", type=positive_int, default=128, help="hnsw: candidates")
     app.add_argument(*flag("--export_space"), dest="export_space", help="write a Space folder here instead of serving")
