@@ -307,7 +307,7 @@ def run_itc(args) -> None:
                 "-m",
                 "ivt_hf",
                 "pretrain",
-                "--train_data",
+                "--dataset_name",
                 str(root / "shards"),
                 "--output_dir",
                 str(output),
@@ -386,10 +386,10 @@ def temperature_worker(variant: str, steps: int, batch: int, seed: int) -> dict:
             model.current_temperature = lambda: model.raw_temperature
             model.clamp_temperature_ = lambda: model.raw_temperature.data.clamp_(low, high)
     recipe = Path(__file__).resolve().parents[1] / "src/ivt_hf/recipes/pretrain-ivt.json"
-    _, args = parse_pretraining_args(
+    _, _, args = parse_pretraining_args(
         [
             str(recipe),
-            "--train_data",
+            "--dataset_name",
             "unused",
             "--output_dir",
             "unused",

@@ -186,7 +186,7 @@ def main() -> None:
                 [
                     *ivt,
                     "pretrain",
-                    "--train_data",
+                    "--dataset_name",
                     str(out / "pairs"),
                     "--output_dir",
                     str(pretrained),

@@ -2,10 +2,10 @@
 `ivt pretrain` (`ivt_hf.training.pretraining.pretrain`).
 
 Your own WebDataset shards (KEY.jpg + KEY.txt per pair), on one CPU or GPU:
-    python scripts/pretrain.py --train_data /data/pairs --output_dir runs/pretrain --model_preset tiny --max_steps 200
+    python scripts/pretrain.py --dataset_name /data/pairs --output_dir runs/pretrain --model_preset tiny --max_steps 200
 The authors' settings, on 8 GPUs (their fine-tuning then starts from runs/pretrain):
     accelerate launch --multi_gpu --num_processes 8 scripts/pretrain.py src/ivt_hf/recipes/pretrain-ivt.json \
-        --train_data /data/cc3m-shards --output_dir runs/pretrain
+        --dataset_name /data/cc3m-shards --output_dir runs/pretrain
 Several nodes: `accelerate launch --num_machines N --machine_rank R --main_process_ip HOST ...` or
 `torchrun --nnodes N ...`, the same arguments; --output_dir must be a folder every node sees (each process writes its
 stream position and random state into the checkpoints). Resume after an interruption with the same number of

@@ -69,13 +69,13 @@ def test_every_ivt_command_parses(command):
         recipe = extra[0]
         assert (ROOT / recipe).is_file(), recipe
         model_args, data_args, training_args = parse_args([str(ROOT / recipe), *extra[1:]])
-        if "--data_root" in extra:  # "# or: ... train RECIPE ..." stands for the same flags
-            assert data_args.data_root == extra[extra.index("--data_root") + 1]
+        if "--data_dir" in extra:  # "# or: ... train RECIPE ..." stands for the same flags
+            assert data_args.data_dir == extra[extra.index("--data_dir") + 1]
     elif args.command == "pretrain":
         recipe = extra[0]
         assert (ROOT / recipe).is_file(), recipe
-        _, pretraining_args = parse_pretraining_args([str(ROOT / recipe), *extra[1:]])
-        assert pretraining_args.train_data == extra[extra.index("--train_data") + 1]
+        _, data_args, _ = parse_pretraining_args([str(ROOT / recipe), *extra[1:]])
+        assert data_args.dataset_name == extra[extra.index("--dataset_name") + 1]
     else:
         assert extra == [], extra
 

@@ -294,7 +294,7 @@ def _prepare(output_dir: Path, split_ids: dict[str, int], seed: int, settings: d
 
     settings = {
         "use_cpu": not torch.cuda.is_available(),  # a GPU, when there is one, runs the long schedule in the budget
-        "data_root": str(output_dir / "data"),
+        "data_dir": str(output_dir / "data"),
         "output_dir": str(output_dir / "run"),
         "seed": seed,
         **{f"synth_{split}_ids": split_ids[split] for split in ("train", "validation", "test")},

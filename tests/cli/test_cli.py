@@ -13,6 +13,7 @@ import pytest
 from helpers.commands import save_tiny_model_folder
 
 from ivt_hf.cli import build_parser, main
+from ivt_hf.data import BENCHMARK_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,7 +30,7 @@ def _run(argv: list[str], capsys) -> tuple[int, str, str]:
 def _make_bad_files(tmp: Path) -> None:
     (tmp / "not_json.json").write_text("{nope")
     (tmp / "recipe_typo.json").write_text(json.dumps({"per_device_train_batchsize": 8}))
-    (tmp / "pretrain_typo.json").write_text(json.dumps({"train_data": "x", "mlm_probabilty": 0.2}))
+    (tmp / "pretrain_typo.json").write_text(json.dumps({"dataset_name": "x", "mlm_probabilty": 0.2}))
     (tmp / "empty").mkdir()
     (tmp / "bert").mkdir()
     (tmp / "bert" / "config.json").write_text(json.dumps({"model_type": "bert"}))
@@ -101,16 +102,16 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
     missing = str(tmp / "missing")
     return {
         "evaluate: no model folder": (
-            ["evaluate", "--model", missing, "--benchmark", "synthpedes", "--root", missing],
+            f"evaluate --model {missing} --dataset_name synthpedes --data_dir {missing}".split(),
             "model folder not found",
         ),
         "evaluate: another model type": (
-            ["evaluate", "--model", str(tmp / "bert"), "--benchmark", "synthpedes", "--root", missing],
+            ["evaluate", "--model", str(tmp / "bert"), "--dataset_name", "synthpedes", "--data_dir", missing],
             "bert",
         ),
         "evaluate: unknown benchmark": (
-            ["evaluate", "--model", missing, "--benchmark", "market", "--root", missing],
-            "invalid choice: 'market'",
+            f"evaluate --model {tmp / 'model'} --dataset_name market --data_dir {missing}".split(),
+            "market: no such folder, and not a Hub dataset id (ORG/NAME)",
         ),
         "index build: no model folder": (
             ["index", "build", "--model", missing, "--images", missing, "--output_dir", str(tmp / "out")],
@@ -165,7 +166,7 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
             "token_drop_mode must be one of",
         ),
         "data prepare: no benchmark folder": (
-            ["data", "prepare", "--benchmark", "rstpreid", "--root", missing, "--output_dir", str(tmp / "p")],
+            ["data", "prepare", "--dataset_name", "rstpreid", "--data_dir", missing, "--output_dir", str(tmp / "p")],
             "does not exist",
         ),
         "data prepare: no annotation file": (
@@ -217,7 +218,7 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
                 "train",
                 "--dataset_name",
                 "cuhk-pedse",
-                "--data_root",
+                "--data_dir",
                 missing,
                 "--output_dir",
                 str(tmp / "t"),
@@ -233,9 +234,9 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
                 "train",
                 "--dataset_name",
                 "rstpreid",
-                "--data_root",
+                "--data_dir",
                 missing,
-                "--dataset_config",
+                "--dataset_config_name",
                 "x",
                 "--output_dir",
                 str(tmp / "t"),
@@ -302,30 +303,25 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
             ["data", "prepare", "--dataset_name", str(tmp / "empty"), "--output_dir", str(tmp / "p")],
             "is neither a folder written by save_to_disk / ivt data prepare nor an image folder",
         ),
-        "data prepare: --root with --dataset_name": (
-            [
-                "data",
-                "prepare",
-                "--dataset_name",
-                str(tmp / "empty"),
-                "--root",
-                missing,
-                "--output_dir",
-                str(tmp / "p"),
-            ],
-            "--root goes with --benchmark",
+        "data prepare: --data_dir with a folder": (
+            f"data prepare --dataset_name {tmp / 'single'} --data_dir {missing} --output_dir {tmp / 'p'}".split(),
+            f"--data_dir goes with a benchmark name ({', '.join(BENCHMARK_NAMES)}), not with '{tmp / 'single'}': a "
+            "folder or a Hub id is itself --dataset_name",
         ),
-        "evaluate: a benchmark without --root": (
-            ["evaluate", "--model", str(tmp / "model"), "--benchmark", "rstpreid"],
-            "--benchmark rstpreid needs --root",
+        "evaluate: a benchmark without --data_dir": (
+            f"evaluate --model {tmp / 'model'} --dataset_name rstpreid".split(),
+            "--dataset_name rstpreid needs --data_dir: the folder of your copy",
         ),
-        "evaluate: no data named": (["evaluate", "--model", str(tmp / "model")], "give --benchmark NAME --root DIR"),
-        "train: wrong --data_root": (
+        "evaluate: no data named": (
+            f"evaluate --model {tmp / 'model'}".split(),
+            "give --dataset_name: a benchmark name (with --data_dir), a folder or a Hub id",
+        ),
+        "train: wrong --data_dir": (
             [
                 "train",
                 "--dataset_name",
                 "rstpreid",
-                "--data_root",
+                "--data_dir",
                 missing,
                 "--output_dir",
                 str(tmp / "t"),
@@ -341,7 +337,7 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
                 "train",
                 "--dataset_name",
                 "synthpedes",
-                "--data_root",
+                "--data_dir",
                 str(tmp / "bert"),
                 "--output_dir",
                 str(tmp / "t"),
@@ -420,7 +416,7 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "pretrain: a batch of one pair": (
             [
                 "pretrain",
-                "--train_data",
+                "--dataset_name",
                 str(tmp / "empty"),
                 "--output_dir",
                 str(tmp / "p"),
@@ -432,13 +428,13 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
             "ITM draws its negatives from the batch",
         ),
         "pretrain: no step count": (
-            ["pretrain", "--train_data", str(tmp / "empty"), "--output_dir", str(tmp / "p")],
+            ["pretrain", "--dataset_name", str(tmp / "empty"), "--output_dir", str(tmp / "p")],
             "--max_steps must be >= 1 (a stream has no length)",
         ),
         "pretrain: fp16 on a CPU": (
             [
                 "pretrain",
-                "--train_data",
+                "--dataset_name",
                 str(tmp / "empty"),
                 "--output_dir",
                 str(tmp / "p"),
@@ -458,7 +454,7 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "pretrain: unknown preset": (
             [
                 "pretrain",
-                "--train_data",
+                "--dataset_name",
                 str(tmp / "empty"),
                 "--output_dir",
                 str(tmp / "p"),
@@ -512,11 +508,104 @@ def test_one_flag_style_with_dashed_aliases():
 
     walk(parser)
     assert "--output_dir" in seen and "--batch_size" in seen and "--batch-size" in seen
-    argv = ["evaluate", "--model", "m", "--benchmark", "rstpreid", "--root", "r", "--batch-size", "8"]
+    argv = ["evaluate", "--model", "m", "--dataset_name", "rstpreid", "--data_dir", "r", "--batch-size", "8"]
     args = parser.parse_args(argv)
     assert args.batch_size == 8
     args = parser.parse_args(["index", "build", "--model", "m", "--images", "i", "--output", "o"])  # the old spelling
     assert args.output_dir == "o"
+
+
+# family -> (argv with the old spellings, the same with the vocabulary's, the one line each old spelling gives)
+OLD_AND_NEW_SPELLINGS = {
+    "evaluate": (
+        "evaluate --model m --benchmark rstpreid --root r --dataset-config c",
+        "evaluate --model m --dataset_name rstpreid --data_dir r --dataset_config_name c",
+        [
+            "--benchmark is now --dataset_name",
+            "--root is now --data_dir",
+            "--dataset-config is now --dataset_config_name",
+        ],
+    ),
+    "data prepare": (
+        "data prepare --benchmark cuhk-pedes --root r --on_invalid raise --output_dir o",
+        "data prepare --dataset_name cuhk-pedes --data_dir r --on_invalid error --output_dir o",
+        ["--benchmark is now --dataset_name", "--root is now --data_dir", "on_invalid 'raise' is now 'error'"],
+    ),
+    "data stats": ("data stats p --benchmark rstpreid", "data stats p --dataset_name rstpreid", ["--benchmark is now"]),
+    "data synth": (
+        "data synth --images_per_id 1 3 --output_dir o",
+        "data synth --images_per_id_range 1 3 --output_dir o",
+        ["--images_per_id is now --images_per_id_range"],
+    ),
+    "train": (
+        "--data_root r --dataset_config c --output_dir o --use_cpu true --report_to none",
+        "--data_dir r --dataset_config_name c --output_dir o --use_cpu true --report_to none",
+        ["--data_root is now --data_dir", "--dataset_config is now --dataset_config_name"],
+    ),
+    "pretrain": (
+        "--train_data pairs --on_invalid raise --output_dir o --max_steps 2 --use_cpu true",
+        "--dataset_name pairs --on_invalid error --output_dir o --max_steps 2 --use_cpu true",
+        ["--train_data is now --dataset_name", "on_invalid 'raise' is now 'error'"],
+    ),
+}
+
+
+def _parsed(family: str, argv: list[str]):
+    """What the command is told: its `DataArguments` (train, pretrain, evaluate, data prepare) or its flags."""
+    from ivt_hf.cli.data import source_arguments
+    from ivt_hf.training.finetuning.arguments import parse_args
+    from ivt_hf.training.pretraining import parse_pretraining_args
+
+    if family in ("train", "pretrain"):
+        return (parse_args if family == "train" else parse_pretraining_args)(argv)[1]
+    args = build_parser().parse_args(argv)
+    return source_arguments(args) if family in ("evaluate", "data prepare") else vars(args)
+
+
+@pytest.mark.parametrize("family", list(OLD_AND_NEW_SPELLINGS))
+def test_the_old_data_flags_still_work_and_each_says_its_new_name_in_one_line(family, caplog):
+    """One data vocabulary (`ivt_hf.data.arguments`): `--dataset_name`, `--dataset_config_name`, `--data_dir`,
+    `--on_invalid error|skip`, `--images_per_id_range`. The spellings users have (`--benchmark`, `--root`,
+    `--data_root`, `--train_data`, `--dataset_config`, `raise`, `ivt data synth --images_per_id MIN MAX`) are read as
+    the new ones, and each says so in one warning line; the new spellings say nothing."""
+    old, new, lines = OLD_AND_NEW_SPELLINGS[family]
+    caplog.set_level("WARNING", logger="ivt_hf.data.arguments")
+    from_new = _parsed(family, new.split())
+    assert caplog.messages == []
+    assert _parsed(family, old.split()) == from_new
+    assert len(caplog.messages) == len(lines)
+    assert all(message.startswith(line) and "\n" not in message for message, line in zip(caplog.messages, lines))
+
+
+def test_a_recipe_with_an_old_setting_name_still_trains_the_same(tmp_path, caplog):
+    """A recipe JSON written with `data_root` (or passed to `recipe_arguments`) is read as `data_dir`, with one line
+    naming the recipe; an old name beside its new one in the same recipe is refused (an override replaces either)."""
+    from ivt_hf.errors import IVTInputError
+    from ivt_hf.training.finetuning.arguments import parse_args, recipe_arguments
+
+    recipe = tmp_path / "old.json"
+    recipe.write_text(json.dumps({"dataset_name": "synthpedes", "data_root": "d", "output_dir": str(tmp_path)}))
+    caplog.set_level("WARNING", logger="ivt_hf.data.arguments")
+    data_args = parse_args([str(recipe), "--use_cpu", "true", "--report_to", "none"])[1]
+    assert (data_args.dataset_name, data_args.data_dir) == ("synthpedes", "d")
+    assert caplog.messages == [f"{recipe}: data_root is now data_dir (the old spelling still works, for now)"]
+    assert recipe_arguments({"output_dir": str(tmp_path)}, data_root="e")[1].data_dir == "e"
+    with pytest.raises(IVTInputError, match="give data_dir once \\(data_root is its old name\\)"):
+        recipe_arguments({"output_dir": str(tmp_path), "data_dir": "d", "data_root": "e"})
+
+
+def test_images_per_id_range_sets_the_generators_range(tmp_path, capsys, caplog):
+    """`ivt data synth --images_per_id_range MIN MAX` (the old `--images_per_id MIN MAX` too, with one line) is the
+    range the generator draws each identity's image count from; `images_per_id` stays K of the P x K sampler."""
+    caplog.set_level("WARNING", logger="ivt_hf.data.arguments")
+    for flag_name in ("--images_per_id_range", "--images_per_id"):
+        folder = tmp_path / flag_name.strip("-")
+        argv = f"data synth --num_ids 4 --image_size 32 16 {flag_name} 3 3 --output_dir {folder}".split()
+        assert main(argv) == 0
+        meta = json.loads((folder / "synthpedes_meta.json").read_text())
+        assert meta["config"]["images_per_id"] == [3, 3]
+        assert "4 identities, 12 images" in capsys.readouterr().out
+    assert caplog.messages == ["--images_per_id is now --images_per_id_range (the old spelling still works, for now)"]
 
 
 def test_scripts_and_python_dash_m_run_the_same_command(tmp_path):

@@ -295,7 +295,7 @@ def test_a_repo_the_hub_does_not_have_is_still_bad_input(tmp_path, hub, capsys):
         (
             "pretrain",
             [
-                "--train_data",
+                "--dataset_name",
                 "DATA",
                 "--output_dir",
                 "OUT",
@@ -633,7 +633,7 @@ def hostile(gallery, tmp_path_factory) -> dict[str, str]:
 
 CHECKPOINT = str(FIXTURES / "ivt_tiny_s16.pth")
 TRAIN = ["train", "--dataset_name", "{missing}", "--output_dir", "{out}", "--use_cpu", "true", "--report_to", "none"]
-PRETRAIN = ["pretrain", "--train_data", "{missing}", "--output_dir", "{out}", "--max_steps", "2", "--use_cpu", "true"]
+PRETRAIN = ["pretrain", "--dataset_name", "{missing}", "--output_dir", "{out}", "--max_steps", "2", "--use_cpu", "true"]
 # name -> (argv, the text the one error line holds); every row exits 2. Before: a traceback, a run that went ahead
 # (exit 0: a pickle loaded, a negative weight decay trained, an empty vocabulary written), or another message.
 HOSTILE = {
@@ -679,24 +679,24 @@ HOSTILE = {
         "pytorch_model.bin: the weights are a pickle, which ivt_hf never loads",
     ),
     "evaluate: --batch_size 0": (
-        ["evaluate", "--model", "{model}", "--benchmark", "synthpedes", "--batch_size", "0"],
+        ["evaluate", "--model", "{model}", "--dataset_name", "synthpedes", "--batch_size", "0"],
         "argument --batch_size/--batch-size: must be >= 1, got 0",
     ),
     "evaluate: --max_queries 0": (
-        ["evaluate", "--model", "{model}", "--benchmark", "synthpedes", "--max_queries", "0"],
+        ["evaluate", "--model", "{model}", "--dataset_name", "synthpedes", "--max_queries", "0"],
         "argument --max_queries/--max-queries: must be >= 1, got 0",
     ),
     "evaluate: --threads -1": (
-        ["evaluate", "--model", "{model}", "--benchmark", "synthpedes", "--threads", "-1"],
+        ["evaluate", "--model", "{model}", "--dataset_name", "synthpedes", "--threads", "-1"],
         "argument --threads: must be >= 1, got -1",
     ),
     "evaluate: --num_show 0": (
-        ["evaluate", "--model", "{model}", "--benchmark", "synthpedes", "--num_show", "0"],
+        ["evaluate", "--model", "{model}", "--dataset_name", "synthpedes", "--num_show", "0"],
         "argument --num_show/--num-show: must be >= 1, got 0",
     ),
     "data prepare: --min_images_per_id 0": (
         ["data", "prepare", "--dataset_name", "{missing}", "--output_dir", "{out}", "--min_images_per_id", "0"],
-        "argument --min_images_per_id/--min-images-per-id: must be >= 1, got 0",
+        "--min_images_per_id must be >= 1, got 0",
     ),
     "data synth: --seed -1": (
         ["data", "synth", "--num_ids", "5", "--seed", "-1", "--output_dir", "{out}"],
@@ -810,8 +810,8 @@ def test_max_steps_has_one_meaning_in_both_stages(tmp_path, capsys):
     assert parse_args([*common])[2].max_steps == -1  # by epochs
     assert parse_args([*common, "--max_steps", "-1"])[2].max_steps == -1
     assert parse_args([*common, "--max_steps", "3"])[2].max_steps == 3
-    pretrain = [*common, "--train_data", str(tmp_path)]
-    assert parse_pretraining_args([*pretrain, "--max_steps", "3"])[1].max_steps == 3
+    pretrain = [*common, "--dataset_name", str(tmp_path)]
+    assert parse_pretraining_args([*pretrain, "--max_steps", "3"])[2].max_steps == 3
     for steps in ("0", "-2"):
         with pytest.raises(IVTInputError, match=rf"--max_steps must be >= 1, or -1 \(the default\) .*, got {steps}$"):
             parse_args([*common, "--max_steps", steps])

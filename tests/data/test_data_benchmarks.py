@@ -335,11 +335,11 @@ def test_prepare_output_is_self_contained(tmp_path, capsys):
     originals = {f"imgs/{path}": np.asarray(Image.open(raw / "imgs" / path)) for _, _, path, _ in CUHK_IMAGES}
     expected = load_benchmark("cuhk-pedes", raw)
     assert run_cli(["data", "stats", str(raw)]) == 2  # a raw copy needs its benchmark name
-    assert "add --benchmark NAME" in capsys.readouterr().err
-    assert run_cli(["data", "stats", str(raw), "--benchmark", "cuhk-pedes"]) == 0
+    assert "add --dataset_name NAME" in capsys.readouterr().err
+    assert run_cli(["data", "stats", str(raw), "--dataset_name", "cuhk-pedes"]) == 0
     assert capsys.readouterr().out.splitlines()[2].split() == ["train", "3", "4", "9"]
 
-    assert run_cli(["data", "prepare", "--benchmark", "cuhk-pedes", "--root", str(raw), "--output", str(output)]) == 0
+    assert run_cli(f"data prepare --dataset_name cuhk-pedes --data_dir {raw} --output {output}".split()) == 0
     assert "wrote 9 images" in capsys.readouterr().out
     shutil.rmtree(raw)  # the prepared folder must not need the raw copy any more
 
@@ -359,9 +359,7 @@ def test_prepare_output_is_self_contained(tmp_path, capsys):
     assert table[4].split() == ["test", "2", "3", "7"]
 
     # an existing output is not overwritten by accident; the wrong benchmark name is refused
-    assert (
-        run_cli(["data", "prepare", "--benchmark", "cuhk-pedes", "--root", str(tmp_path), "--output", str(output)]) == 2
-    )
+    assert run_cli(f"data prepare --dataset_name cuhk-pedes --data_dir {tmp_path} --output {output}".split()) == 2
     with pytest.raises(BenchmarkFormatError, match="holds cuhk-pedes, not 'rstpreid'"):
         load_benchmark("rstpreid", output)
 
@@ -369,7 +367,7 @@ def test_prepare_output_is_self_contained(tmp_path, capsys):
 def test_prepare_with_skip_prints_the_report(tmp_path, capsys):
     raw = make_copy(tmp_path / "raw", "cuhk-pedes")
     index, path, _ = corrupt(raw, "missing_image")
-    argv = ["data", "prepare", "--benchmark", "cuhk-pedes", "--root", str(raw), "--output", str(tmp_path / "out")]
+    argv = f"data prepare --dataset_name cuhk-pedes --data_dir {raw} --output {tmp_path / 'out'}".split()
     assert run_cli(argv) == 2
     assert f"record {index} (image {path!r}): image file not found" in capsys.readouterr().err
     assert run_cli([*argv, "--on-invalid", "skip"]) == 0

@@ -149,7 +149,7 @@ def test_prepare_stats_and_training_take_an_image_folder(jsonl_folder, tmp_path,
     ]
     datasets = [
         ["--dataset_name", str(jsonl_folder)],
-        ["--dataset_name", "imagefolder", "--data_root", str(jsonl_folder)],
+        ["--dataset_name", "imagefolder", "--data_dir", str(jsonl_folder)],
         ["--dataset_name", str(tmp_path / "prepared")],
     ]
     for dataset in datasets:
@@ -281,7 +281,7 @@ common = ["--dataset_name", "people-org/street-crops", "--image_column", "img", 
           "--person_id_column", "pid"]
 codes = {}
 codes["prepare main"] = main(["data", "prepare", *common, "--output_dir", f"{out}/main"])
-codes["prepare small@v2"] = main(["data", "prepare", *common, "--dataset_config", "small", "--revision", "v2",
+codes["prepare small@v2"] = main(["data", "prepare", *common, "--dataset_config_name", "small", "--revision", "v2",
                                   "--output_dir", f"{out}/small-v2"])
 codes["evaluate"] = main(["evaluate", "--model", model, *common, "--split", "test", "--output", f"{out}/eval.json"])
 codes["train"] = main(["train", *common, "--output_dir", f"{out}/run", "--model_name_or_path", model,
@@ -289,7 +289,8 @@ codes["train"] = main(["train", *common, "--output_dir", f"{out}/run", "--model_
                        "--eval_strategy", "no", "--use_cpu", "true", "--report_to", "none", "--save_strategy", "no"])
 codes["missing repo"] = main(["data", "prepare", "--dataset_name", "people-org/no-such", "--output_dir", f"{out}/x"])
 codes["missing revision"] = main(["data", "prepare", *common, "--revision", "v9", "--output_dir", f"{out}/y"])
-codes["missing config"] = main(["data", "prepare", *common, "--dataset_config", "huge", "--output_dir", f"{out}/z"])
+codes["missing config"] = main(["data", "prepare", *common, "--dataset_config_name", "huge",
+                               "--output_dir", f"{out}/z"])
 summary = {name: list(load_prepared(f"{out}/{name}")["train"]["captions"]) for name in ("main", "small-v2")}
 print(json.dumps({"codes": codes, "captions": summary}))
 """
@@ -417,7 +418,7 @@ def test_evaluation_only_data_prepares_reads_back_and_evaluates(tmp_path, tiny_c
     datasets.DatasetDict({"train": people.select([]), "test": people}).save_to_disk(str(saved))
     mapping = ["--image_column", "img", "--caption_column", "text", "--person_id_column", "pid"]
 
-    sources = {"cuhk": ["--benchmark", "cuhk-pedes", "--root", str(cuhk)], "saved": ["--dataset_name", str(saved)]}
+    sources = {"cuhk": f"--dataset_name cuhk-pedes --data_dir {cuhk}".split(), "saved": ["--dataset_name", str(saved)]}
     for name, source in sources.items():
         prepared = tmp_path / f"prepared-{name}"
         columns = mapping if name == "saved" else []

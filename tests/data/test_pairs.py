@@ -275,6 +275,20 @@ def test_the_state_names_its_settings_and_a_state_of_other_settings_is_refused(s
     assert stream.state_dict() == state
 
 
+def test_on_invalid_is_error_or_skip_and_raise_is_its_old_spelling(shards, caplog, no_network):
+    """The pair streams take `on_invalid` in the words of every reader, `error` (the default) or `skip`, checked by
+    the one check (`ivt_hf.data.arguments.check_on_invalid`); pre-training's old `raise` is read as `error`, with one
+    line naming it, and anything else is refused with the same message as a benchmark reader's."""
+    folder, _ = shards
+    caplog.set_level("WARNING", logger="ivt_hf.data.arguments")
+    assert open_pair_stream(folder).on_invalid == "error"
+    assert caplog.messages == []
+    assert open_pair_stream(folder, on_invalid="raise").on_invalid == "error"
+    assert caplog.messages == ["on_invalid 'raise' is now 'error' (the old spelling still works, for now)"]
+    with pytest.raises(ValueError, match="^on_invalid must be 'error' or 'skip', got 'ignore'$"):
+        open_pair_stream(folder, on_invalid="ignore")
+
+
 def test_fewer_shards_than_processes_is_refused(shards):
     folder, _ = shards
     with pytest.raises(PairDataError, match="has 6 shards for 8 processes.*write more, smaller shards"):
@@ -750,7 +764,7 @@ def test_a_hub_dataset_of_tar_shards_is_streamed_through_the_hub_protocol(tmp_pa
                 "-m",
                 "ivt_hf",
                 "pretrain",
-                "--train_data",
+                "--dataset_name",
                 "people-org/pairs",
                 "--output_dir",
                 str(tmp_path / "pretrain"),

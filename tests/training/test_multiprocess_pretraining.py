@@ -54,7 +54,7 @@ def _pairs(count: int = NUM_PAIRS, broken: set[int] = frozenset()):
 def _flags(shards: Path, output_dir: Path, *extra: str) -> list[str]:
     return [
         "pretrain",
-        "--train_data",
+        "--dataset_name",
         str(shards),
         "--output_dir",
         str(output_dir),
@@ -222,7 +222,7 @@ def test_fine_tuning_starts_from_exactly_the_pretrained_shared_weights(reference
         str(reference_run["output"]),
         "--dataset_name",
         "synthpedes",
-        "--data_root",
+        "--data_dir",
         str(tmp_path / "synth"),
         "--synth_train_ids",
         "8",
@@ -327,8 +327,8 @@ def test_images_that_do_not_decode_are_skipped_counted_and_logged_or_one_error_l
     trained = [key for record in _pair_records_of(tmp_path / "skip", 0) for _, key in record["pairs"]]
     assert broken_key not in trained and len(trained) == 4 * BATCH - 1
 
-    flags[flags.index("--on_invalid") + 1] = "raise"
-    flags[flags.index("--output_dir") + 1] = str(tmp_path / "raise")
+    flags[flags.index("--on_invalid") + 1] = "error"
+    flags[flags.index("--output_dir") + 1] = str(tmp_path / "error")
     raised = _run([sys.executable, "-m", "ivt_hf", *flags])
     errors = [line for line in raised.stderr.splitlines() if line.startswith("error:")]
     assert raised.returncode == 2 and len(errors) == 1 and "Traceback" not in raised.stderr

@@ -28,7 +28,7 @@ def _flags(data_root: Path, output_dir: Path, *extra: str) -> list[str]:
     return [
         "--dataset_name",
         "synthpedes",
-        "--data_root",
+        "--data_dir",
         str(data_root),
         "--output_dir",
         str(output_dir),
@@ -88,7 +88,7 @@ def _global_schedule(data_root: Path, epoch: int) -> list[list[int]]:
 
 @pytest.mark.parametrize("launcher_name", ["torchrun", pytest.param("accelerate", marks=pytest.mark.compat)])
 def test_every_epoch_is_a_new_epoch_from_an_empty_folder(tmp_path, launcher_name):
-    """Two processes, three epochs, an empty `--data_root`: SynthPEDES is generated once (the processes do not
+    """Two processes, three epochs, an empty `--data_dir`: SynthPEDES is generated once (the processes do not
     race); every epoch runs its own identity schedule (the one a single process computes for that epoch), its own
     augmentation keys and text picks, with disjoint identities across the processes at every step."""
     data_root = tmp_path / "empty"

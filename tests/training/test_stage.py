@@ -80,7 +80,6 @@ def test_both_stages_build_their_optimiser_from_their_flags(tmp_path):
     model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.LayerNorm(3))
     pretraining = PretrainingArguments(
         output_dir=str(tmp_path),
-        train_data="pairs",
         max_steps=1,
         per_device_train_batch_size=2,
         optim="adamw_torch",
@@ -115,9 +114,9 @@ def test_train_transform_takes_the_stage_flags(tmp_path):
 
 def test_a_recipe_is_checked_against_the_stage_it_is_for(tmp_path):
     recipe = tmp_path / "recipe.json"
-    recipe.write_text(json.dumps({"_note": "x", "train_data": "pairs", "max_steps": 3, "output_dir": str(tmp_path)}))
-    model_args, args = parse_pretraining_args([str(recipe), "--max_steps", "4", "--use_cpu", "true"])
-    assert isinstance(model_args, ModelArguments) and (args.train_data, args.max_steps) == ("pairs", 4)
+    recipe.write_text(json.dumps({"_note": "x", "dataset_name": "pairs", "max_steps": 3, "output_dir": str(tmp_path)}))
+    model_args, data_args, args = parse_pretraining_args([str(recipe), "--max_steps", "4", "--use_cpu", "true"])
+    assert isinstance(model_args, ModelArguments) and (data_args.dataset_name, args.max_steps) == ("pairs", 4)
     recipe.write_text(json.dumps({"images_per_id": 4}))  # fine-tuning's, not pre-training's
     with pytest.raises(IVTInputError, match="unknown setting\\(s\\) images_per_id"):
         parse_pretraining_args([str(recipe)])

@@ -31,7 +31,7 @@ def _common(data_root, output_dir, *extra):
     return [
         "--dataset_name",
         "synthpedes",
-        "--data_root",
+        "--data_dir",
         str(data_root),
         "--output_dir",
         str(output_dir),
@@ -253,7 +253,7 @@ def test_no_validation_split_means_no_model_selection_on_test(tmp_path):
     common = [
         "--dataset_name",
         "icfg-pedes",
-        "--data_root",
+        "--data_dir",
         str(root),
         "--output_dir",
         str(tmp_path / "o"),

@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..data.specs import SYNTHPEDES
+from ..data.specs import BENCHMARK_NAMES, SYNTHPEDES
 from . import DTYPE_CHOICES, CommandError, flag
-from .data import add_source_arguments, load_source, source_name
+from .data import add_source_arguments, source_arguments
 from .export import add_runtime_argument
 from .parsers import picture_path, positive_int
 
@@ -18,6 +18,7 @@ from .parsers import picture_path, positive_int
 def run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
+    from ..data.loading import load_from_arguments
     from ..data.normalise import emit_report
     from ..evaluation.floor_and_ceiling import synthpedes_baselines
     from ..evaluation.pictures import draw_retrieval, rows_from_evaluation
@@ -26,7 +27,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ..outputs import check_output_file, writing_output_file
     from .export import load_for_runtime
 
-    name = source_name(args)
+    data_args = source_arguments(args)
+    name = data_args.name
     output = _record_path(args, name)
     for path in (output, args.show):  # before the model and the data load
         if path:
@@ -37,7 +39,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     model, processor = load_for_runtime(args.model, args.runtime, threads=args.threads)
     model = prepare_for_inference(model, args.dtype)
-    data, report = load_source(args)
+    data, report = load_from_arguments(data_args)
     if report is not None:
         emit_report(report)
     with_images = [split for split, split_dataset in data.items() if len(split_dataset)]
@@ -60,7 +62,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         split=args.split,
         protocol=args.protocol,
         metrics=evaluation.metrics,
-        facts={"model": str(args.model), "root": str(args.root or name), "dtype": args.dtype}
+        facts={"model": str(args.model), "root": str(data_args.data_dir or name), "dtype": args.dtype}
         | ({"runtime": "onnx"} if args.runtime == "onnx" else {})
         | evaluation.facts,
         baselines=synthpedes_baselines(image_split, split=args.split) if name == SYNTHPEDES else None,
@@ -91,8 +93,8 @@ def _record_path(args: argparse.Namespace, name: str) -> Path:
     model)."""
     if args.output:
         return Path(args.output)
-    if args.benchmark:
-        data_tag = args.benchmark
+    if name in BENCHMARK_NAMES:
+        data_tag = name
     else:  # a folder by its name, a Hub id ORG/NAME as ORG--NAME
         data_tag = Path(name).name if Path(name).is_dir() else name.replace("/", "--")
     if Path(args.model).is_dir():

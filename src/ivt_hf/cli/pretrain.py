@@ -1,5 +1,6 @@
 """`ivt pretrain [RECIPE.json] [--flag value ...]`: vision-language pre-training (ITC + ITM + MLM) on image-text pairs
-(`ivt_hf.training.pretraining.pretrain`); every flag of `PretrainingArguments` (`ivt pretrain --help` lists them)."""
+(`ivt_hf.training.pretraining.pretrain`); every flag of `ModelArguments`, `DataArguments` and `PretrainingArguments`
+(`ivt pretrain --help` lists them)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ def run_pretrain(args: argparse.Namespace) -> int:
     from ..training.pretraining import parse_pretraining_args, pretrain
 
     with arguments_are_input():  # a ValueError of HfArgumentParser / PretrainingArguments here is bad input
-        model_args, pretraining_args = parse_pretraining_args(args.extra)
+        model_args, data_args, pretraining_args = parse_pretraining_args(args.extra)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with refusals_naming(pretraining_args.output_dir):  # a full disk's error names no file: name the run's folder
-        pretrain(model_args, pretraining_args)
+        pretrain(model_args, data_args, pretraining_args)
     return 0
 
 

@@ -1,5 +1,6 @@
-"""`load_benchmark`: any benchmark by name (a raw copy, a prepared folder, or SynthPEDES generated on first use), and
-`load_data`: that, or any data a user has (an image folder, a `save_to_disk` folder, a Hub dataset id)."""
+"""`load_benchmark`: any benchmark by name (a raw copy, a prepared folder, or SynthPEDES generated on first use),
+`load_data`: that, or any data a user has (an image folder, a `save_to_disk` folder, a Hub dataset id), and
+`load_from_arguments`: the data a command's `DataArguments` name (`ivt train`, `ivt evaluate`, `ivt data prepare`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ..errors import IVTInputError
+from .arguments import DataArguments
 from .hf_datasets import ColumnMapping, load_hub_dataset, load_saved_dataset
 from .normalise import BenchmarkReport, emit_report, normalise_benchmark
 from .prepared import is_prepared, load_prepared
@@ -123,6 +125,35 @@ def load_data_with_report(
     if found.kind == "imagefolder":
         return load_benchmark_with_report(IMAGEFOLDER, found.location, **checks)
     return load_hub_dataset(source, config=config, revision=revision, columns=columns, **checks)
+
+
+def load_from_arguments(
+    data_args: DataArguments, *, synth_image_size: tuple[int, int] | None = None, verify_images: bool = True
+) -> tuple[datasets.DatasetDict, BenchmarkReport | None]:
+    """The data `data_args` name (`--dataset_name`, `--data_dir`, ...), with its report (`load_data_with_report`):
+    the one loader of `ivt train`, `ivt evaluate` and `ivt data prepare`. `synth_image_size`: SynthPEDES is generated
+    (on first use) from the `--synth_*` settings at this size (training gives the model's input size); without it, a
+    SynthPEDES folder is read as it is, and the cache gets the generator's default configuration."""
+    synth = {}
+    if data_args.name == SYNTHPEDES and synth_image_size is not None:
+        splits = ("train", "validation", "test")
+        synth = {
+            "split_ids": {split: getattr(data_args, f"synth_{split}_ids") for split in splits},
+            "image_size": tuple(synth_image_size),
+            "seed": data_args.synth_seed,
+        }
+    minimum = data_args.min_images_per_id
+    return load_data_with_report(
+        data_args.name,
+        data_args.data_dir,
+        config=data_args.dataset_config_name,
+        revision=data_args.revision,
+        columns=ColumnMapping(data_args.image_column, data_args.caption_column, data_args.person_id_column),
+        on_invalid=data_args.on_invalid,
+        verify_images=verify_images,
+        min_images_per_id=None if minimum is None else {"train": minimum},
+        **synth,
+    )
 
 
 def load_data(source: str, root: str | os.PathLike | None = None, **kwargs: Any) -> datasets.DatasetDict:

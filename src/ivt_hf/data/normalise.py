@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import IVTInputError
+from .arguments import check_on_invalid
 from .paths import PathOutsideRootError, resolve_under
 from .schema import benchmark_features, format_counts_table, split_counts
 from .specs import (
@@ -257,10 +257,8 @@ class RecordCollector:
     """Applies the `on_invalid` policy: raise with the full location, or remember the record as skipped."""
 
     def __init__(self, annotation_file: Path, on_invalid: OnInvalid, report: BenchmarkReport):
-        if on_invalid not in ("error", "skip"):
-            raise IVTInputError(f"on_invalid must be 'error' or 'skip', got {on_invalid!r}")
         self.annotation_file = annotation_file
-        self.on_invalid = on_invalid
+        self.on_invalid = check_on_invalid(on_invalid)
         self.report = report
 
     def invalid(self, index: int, image_path: str | None, reason: str, cause: Exception | None = None) -> None:

@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import IVTInputError
+from .arguments import check_on_invalid
 from .hf_datasets import read_saved_dataset
 from .paths import PathOutsideRootError, escapes_as_member_name, resolve_under
 from .sources import PAIR_KINDS, Source, recognise_source
@@ -73,7 +74,6 @@ _TEXT_EXTENSIONS = ("txt", "text", "transcript")
 _HF_URL = re.compile(r"^hf://datasets/[^/]+/[^/@]+(?:@[^/]+)?/(?P<path>.+)$")
 _STATE_FORMAT = "ivt_hf.PairStream"  # the stream's first name, kept: checkpoints hold it
 _STATE_VERSION = 1
-_ON_INVALID = {"raise": "raise", "error": "raise", "skip": "skip"}  # `error`: the rest of the package's spelling
 _DOWNLOAD_COUNT_LOCK = threading.Lock()
 
 
@@ -253,13 +253,11 @@ class _PairStreamBase:
             raise IVTInputError(f"rank should be an integer in [0, {world_size}), got {rank!r}")
         if not isinstance(seed, int):
             raise IVTInputError(f"seed should be an integer, got {seed!r}")
-        if on_invalid not in _ON_INVALID:
-            raise IVTInputError(f"on_invalid should be 'raise' or 'skip', got {on_invalid!r}")
         if image_column is not None and image_column == caption_column:
             raise IVTInputError(f"image_column and caption_column are both {image_column!r}")
         self.source, self.rank, self.world_size, self.seed, self.split = source, rank, world_size, seed, split
         self.revision = revision
-        self.on_invalid = _ON_INVALID[on_invalid]
+        self.on_invalid = check_on_invalid(on_invalid)
         self._image_columns = (image_column,) if image_column else DEFAULT_IMAGE_COLUMNS
         self._caption_columns = (caption_column,) if caption_column else DEFAULT_CAPTION_COLUMNS
         self._where = str(source)  # the source, as messages name it
@@ -419,7 +417,7 @@ class _PairStreamBase:
                 "epoch": self.epoch,
             }
         except _InvalidPair as error:
-            if self.on_invalid == "raise":
+            if self.on_invalid == "error":
                 raise PairDataError(str(error), where=where, key=key) from None
             self._check_current(generation)
             self._position.update(advance)
@@ -610,7 +608,7 @@ class ShardStream(_PairStreamBase):
             name = self.shards[order[self._position["shard"]]]
             shard = self._shards[name]
             defect = self._format.defect(shard.location)
-            if defect is not None and self.on_invalid == "raise":
+            if defect is not None and self.on_invalid == "error":
                 raise PairDataError(f"{defect} (pass on_invalid='skip' to read the pairs before it)", where=shard.where)
             stream = self._open_shard(shard)
             if self._position["datasets_state"] is not None:
@@ -754,7 +752,7 @@ def open_pair_stream(
     revision: str | None = None,
     image_column: str | None = None,
     caption_column: str | None = None,
-    on_invalid: str = "raise",
+    on_invalid: str = "error",
 ) -> ShardStream | RowStream:
     """An endless stream of image-text pairs for one training process, split by shard, resumable exactly: a
     `ShardStream` for shards (streamed), a `RowStream` for a map-style source (`sources.recognise_source` says which).
@@ -773,7 +771,7 @@ def open_pair_stream(
         image_column, caption_column: the column (WebDataset: the member extension, e.g. `png`, `caption.txt`)
             holding the image and the caption; by default the first present of `jpg`, `jpeg`, `png`, `webp`,
             `image`, `img` and of `txt`, `text`, `caption`.
-        on_invalid: `"raise"` (a `PairDataError` naming the shard and key) or `"skip"` (skipped, logged as a warning
+        on_invalid: `"error"` (a `PairDataError` naming the shard and key) or `"skip"` (skipped, logged as a warning
             and counted in `skipped`) for a pair without an image or caption, whose caption is empty once cleaned,
             whose member names or image path lead outside its folder; and for a local tar shard cut short or damaged
             (named with the byte where; with skip, its pairs before the damage are read and the shard counts once).

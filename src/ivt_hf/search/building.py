@@ -28,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_save_tensors, atomic_write_json, read_json_object
+from ..data.arguments import check_on_invalid
 from ..errors import IVTInputError, OutputExistsError
 from ..evaluation.encoding import prepare_for_inference
 from ..outputs import check_output_dir, is_package_output, output_lock, writing_output_dir
@@ -89,8 +90,7 @@ def build_index(
     """
     from accelerate import PartialState
 
-    if on_invalid not in ("error", "skip"):
-        raise IVTInputError(f"on_invalid must be 'error' or 'skip', got {on_invalid!r}")
+    on_invalid = check_on_invalid(on_invalid)
     if chunk_size < 1 or batch_size < 1:
         raise IVTInputError(f"chunk_size and batch_size must be >= 1, got {chunk_size} and {batch_size}")
     state = PartialState(cpu=not torch.cuda.is_available())  # on CPU, accelerate joins a launch only when told

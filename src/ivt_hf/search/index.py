@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..atomic import read_json_object
+from ..data.arguments import check_on_invalid
 from ..errors import InputNotFoundError, IVTInputError
 from ..evaluation.encoding import encode_images, encode_texts, model_fingerprint
 from ..model.image_processing_ivt import to_rgb_uint8
@@ -119,8 +120,7 @@ def encode_image_files(
     An unreadable file stops with a `GalleryIndexError` naming it (`on_invalid="error"`), or is left out and listed
     in `skipped` with its error (`"skip"`), never silently.
     """
-    if on_invalid not in ("error", "skip"):
-        raise IVTInputError(f"on_invalid must be 'error' or 'skip', got {on_invalid!r}")
+    on_invalid = check_on_invalid(on_invalid)
     readable: list[Path] = []
     skipped: list[dict[str, str]] = []
     parts = []

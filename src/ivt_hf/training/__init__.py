@@ -14,7 +14,7 @@
 from .arguments import ModelArguments, StageArguments
 from .finetuning.arguments import DataArguments, IVTTrainingArguments, parse_args, recipe_arguments
 from .finetuning.losses import cmpm_loss, cmpm_loss_terms
-from .finetuning.train import build_trainer, load_training_data, prepare_training, save_final_model
+from .finetuning.train import build_trainer, prepare_training, save_final_model
 from .finetuning.trainer import IVTTrainer
 from .models import build_model
 from .optim import build_optimizer
@@ -30,7 +30,6 @@ __all__ = [
     "build_trainer",
     "cmpm_loss",
     "cmpm_loss_terms",
-    "load_training_data",
     "parse_args",
     "prepare_training",
     "recipe_arguments",

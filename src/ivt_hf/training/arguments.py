@@ -11,6 +11,7 @@ from pathlib import Path
 
 from transformers import TrainingArguments
 
+from ..data.arguments import at_least
 from ..errors import IVTInputError
 from .optim import check_optimizer_settings, check_schedule
 
@@ -32,7 +33,6 @@ class StageArguments(TrainingArguments):
         default=False,
         metadata={"help": "start again in a non-empty --output_dir that an earlier run wrote (never anyone else's)."},
     )
-
     grad_cache_chunk: int = field(
         default=0,
         metadata={
@@ -71,12 +71,6 @@ class StageArguments(TrainingArguments):
                 raise IVTInputError(f"{flag} must be above 0 (steps, or below 1 a fraction of the run), got {steps}")
         at_least("--dataloader_num_workers", self.dataloader_num_workers, 0)
         at_least("--grad_cache_chunk", self.grad_cache_chunk, 0)
-
-
-def at_least(flag: str, value: int | float | None, minimum: int | float) -> None:
-    """Raise `IVTInputError` unless `value` (None: not set) is a finite number >= `minimum`."""
-    if value is not None and not (math.isfinite(value) and value >= minimum):
-        raise IVTInputError(f"{flag} must be >= {minimum}, got {value}")
 
 
 @dataclass

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..atomic import read_json_object
+from ..data.arguments import DataArguments, add_renamed_flags, renamed_settings
 from ..errors import InputNotFoundError, IVTInputError
 from .optim import build_optimizer
 from .transforms import TrainTransform, reference_padding
@@ -37,6 +38,8 @@ def parse_stage_args(argument_classes: tuple, argv: list[str] | None = None, *, 
     from transformers import HfArgumentParser
 
     parser = HfArgumentParser(argument_classes, **({"prog": prog} if prog else {}))
+    if any(issubclass(cls, DataArguments) for cls in argument_classes):
+        add_renamed_flags(parser)  # --data_root, --train_data, ...: the old spellings work, and say so
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0].endswith(".json"):
         known = {name for cls in argument_classes for name in cls.__dataclass_fields__}
@@ -53,7 +56,7 @@ def read_recipe(path: str | Path, known: set[str]) -> dict[str, Any]:
         recipe = read_json_object(path, name=f"recipe {path}", holds="one JSON object of settings")
     except FileNotFoundError:
         raise InputNotFoundError(f"recipe not found: {path}") from None
-    recipe = {key: value for key, value in recipe.items() if not key.startswith("_")}
+    recipe = renamed_settings({key: value for key, value in recipe.items() if not key.startswith("_")}, str(path))
     unknown = sorted(set(recipe) - known)
     if unknown:
         raise IVTInputError(f"recipe {path}: unknown setting(s) {', '.join(unknown)}")

@@ -1,6 +1,6 @@
-"""What a fine-tuning run (`ivt train`) is told: `ModelArguments` (shared with pre-training), `DataArguments` and
-`IVTTrainingArguments` (`StageArguments` plus fine-tuning's own knobs), from flags or a recipe JSON
-(`ivt_hf/recipes/`)."""
+"""What a fine-tuning run (`ivt train`) is told: `ModelArguments` (shared with pre-training), `DataArguments` (the data
+vocabulary of every command, `ivt_hf.data.arguments`) and `IVTTrainingArguments` (`StageArguments` plus fine-tuning's
+own knobs), from flags or a recipe JSON (`ivt_hf/recipes/`)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 from transformers import HfArgumentParser
 
+from ...data.arguments import DataArguments, renamed_settings
 from ...errors import IVTInputError
 from .. import stage
 from ..arguments import ModelArguments, StageArguments, at_least
@@ -40,6 +41,9 @@ class IVTTrainingArguments(StageArguments):
         },
     )
     eval_max_queries: int | None = field(default=None, metadata={"help": "cap validation captions (speed)."})
+    max_text_length: int | None = field(
+        default=None, metadata={"help": "token limit, >= 2 ([CLS] and [SEP]; default: the text positions)."}
+    )
     remove_unused_columns: bool = field(default=False)
     ddp_find_unused_parameters: bool | None = field(default=False)
     max_steps: int = field(
@@ -66,52 +70,7 @@ class IVTTrainingArguments(StageArguments):
             ("--eval_max_queries", self.eval_max_queries),
         ):
             at_least(flag, value, 1)
-
-
-@dataclass
-class DataArguments:
-    dataset_name: str = field(
-        default="synthpedes",
-        metadata={
-            "help": "cuhk-pedes, icfg-pedes, rstpreid, imagefolder (with --data_root), synthpedes; a folder "
-            "(written by `ivt data prepare` or save_to_disk, or an image folder with metadata.jsonl / "
-            "metadata.csv); or a Hub dataset id ORG/NAME."
-        },
-    )
-    data_root: str | None = field(
-        default=None, metadata={"help": "raw benchmark folder; for synthpedes, where it is generated on first use."}
-    )
-    dataset_config: str | None = field(default=None, metadata={"help": "the Hub dataset's configuration."})
-    revision: str | None = field(default=None, metadata={"help": "the Hub dataset's branch, tag or commit."})
-    image_column: str | None = field(
-        default=None, metadata={"help": "image column of a datasets dataset (default: image)."}
-    )
-    caption_column: str | None = field(
-        default=None,
-        metadata={"help": "caption column, one string or a list per row (default: captions, else caption)."},
-    )
-    person_id_column: str | None = field(
-        default=None, metadata={"help": "person id column, integers (default: person_id)."}
-    )
-    min_images_per_id: int | None = field(
-        default=None,
-        metadata={
-            "help": "least images per identity in the train split of your own data (default 2: one image "
-            "has no positive image but itself); 1 accepts every identity."
-        },
-    )
-    synth_train_ids: int = field(default=1000)
-    synth_validation_ids: int = field(default=100)
-    synth_test_ids: int = field(default=200)
-    synth_seed: int = field(default=0)
-    max_text_length: int | None = field(
-        default=None, metadata={"help": "token limit, >= 2 ([CLS] and [SEP]; default: the text positions)."}
-    )
-
-    def __post_init__(self):
-        at_least("--min_images_per_id", self.min_images_per_id, 1)
         at_least("--max_text_length", self.max_text_length, 2)
-        at_least("--synth_seed", self.synth_seed, 0)
 
 
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, IVTTrainingArguments)
@@ -134,7 +93,8 @@ def recipe_arguments(
 ) -> tuple[ModelArguments, DataArguments, IVTTrainingArguments]:
     """The three argument objects of a recipe (a path or a dict of settings) with some settings replaced, in Python."""
     settings = read_recipe(recipe) if isinstance(recipe, (str, Path)) else dict(recipe)
-    return HfArgumentParser(ARGUMENT_CLASSES).parse_dict(settings | overrides)
+    settings = renamed_settings(settings, "recipe") | renamed_settings(overrides, "recipe_arguments")
+    return HfArgumentParser(ARGUMENT_CLASSES).parse_dict(settings)
 
 
 __all__ = [

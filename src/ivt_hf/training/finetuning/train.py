@@ -4,6 +4,7 @@ docstring."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Iterator
@@ -14,9 +15,9 @@ from typing import TYPE_CHECKING
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from ...data.hf_datasets import ColumnMapping
-from ...data.loading import load_benchmark, load_data
-from ...data.specs import BENCHMARK_NAMES, SYNTHPEDES
+from ...data.loading import load_from_arguments
+from ...data.normalise import emit_report
+from ...data.specs import SYNTHPEDES
 from ...errors import InputNotFoundError, IVTInputError
 from ...hub.folder import register_for_remote_code
 from ...model.modeling_ivt import IVTModel
@@ -34,32 +35,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def load_training_data(data_args: DataArguments, image_size: tuple[int, int]):
-    """The data's DatasetDict (`ivt_hf.data.load_data`). SynthPEDES is rendered at the model's input size."""
-    if data_args.dataset_name == SYNTHPEDES:
-        return load_benchmark(
-            SYNTHPEDES,
-            data_args.data_root,
-            split_ids={
-                "train": data_args.synth_train_ids,
-                "validation": data_args.synth_validation_ids,
-                "test": data_args.synth_test_ids,
-            },
-            image_size=tuple(image_size),
-            seed=data_args.synth_seed,
-        )
-    if data_args.dataset_name in BENCHMARK_NAMES and data_args.data_root is None:
-        raise IVTInputError(f"--data_root is required for {data_args.dataset_name}")
-    return load_data(
-        data_args.dataset_name,
-        data_args.data_root,
-        config=data_args.dataset_config,
-        revision=data_args.revision,
-        columns=ColumnMapping(data_args.image_column, data_args.caption_column, data_args.person_id_column),
-        min_images_per_id=None if data_args.min_images_per_id is None else {"train": data_args.min_images_per_id},
-    )
-
-
 def prepare_training(
     model_args: ModelArguments, data_args: DataArguments, training_args: IVTTrainingArguments
 ) -> tuple[IVTTrainer, datasets.DatasetDict]:
@@ -70,13 +45,17 @@ def prepare_training(
     model = build_model(IVTModel, model_args)
     processor = IVTProcessor.from_config(model.config)
     register_for_remote_code(model, processor)  # checkpoints carry auto_map + modules
-    data = load_training_data(data_args, tuple(model.config.image_size))
+    if data_args.dataset_name is None:  # `ivt train`'s default data: SynthPEDES, generated at the model's input size
+        data_args = dataclasses.replace(data_args, dataset_name=SYNTHPEDES)
+    data, report = load_from_arguments(data_args, synth_image_size=tuple(model.config.image_size))
+    if report is not None:
+        emit_report(report)
     if "train" not in data:
-        raise IVTInputError(f"{data_args.dataset_name} has no train split")
+        raise IVTInputError(f"{data_args.name} has no train split")
     eval_split = data.get("validation")
     if eval_split is None and training_args.eval_strategy != "no":
         raise IVTInputError(
-            f"{data_args.dataset_name} has no validation split; set --eval_strategy no (the test split is never used "
+            f"{data_args.name} has no validation split; set --eval_strategy no (the test split is never used "
             "for model selection)"
         )
     collator = MLACollator(
@@ -84,7 +63,7 @@ def prepare_training(
         train_transform(model.config.image_size, training_args),
         seed=training_args.seed,
         multi_level=training_args.multi_level_alignment,
-        max_length=data_args.max_text_length or model.config.max_position_embeddings,
+        max_length=training_args.max_text_length or model.config.max_position_embeddings,
     )
     trainer = IVTTrainer(
         model=model,
@@ -203,7 +182,6 @@ def _train_in(trainer: IVTTrainer, folder: RunFolder | None) -> dict[str, float]
 __all__ = [
     "build_trainer",
     "claiming_output_dir",
-    "load_training_data",
     "prepare_training",
     "run_training",
     "save_final_model",

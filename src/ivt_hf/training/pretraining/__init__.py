@@ -1,8 +1,9 @@
 """Vision-language pre-training of IVT (the authors' first stage): ITC + ITM + MLM on a stream of image-text pairs.
 
-`pretrain(model_args, args)` is `ivt pretrain` and `scripts/pretrain.py` (`cli/pretrain.py` parses the flags).
+`pretrain(model_args, data_args, args)` is `ivt pretrain` and `scripts/pretrain.py` (`cli/pretrain.py` parses the
+flags).
 
-- `arguments.py`: `PretrainingArguments` (flags or a recipe JSON);
+- `arguments.py`: `PretrainingArguments` (flags or a recipe JSON, beside the data's `DataArguments`);
 - `collator.py`: the data path (stream -> shuffle buffer -> numbered batches -> DataLoader workers that decode,
   augment, tokenise and mask), exactly resumable;
 - `loop.py`: the accelerate loop, checkpoints (no pickle) and exact resume.

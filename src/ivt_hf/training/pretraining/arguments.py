@@ -1,5 +1,7 @@
-"""What `ivt pretrain` is told: `ModelArguments` (the model, as in fine-tuning) and `PretrainingArguments` (the
-`TrainingArguments` with pre-training's own knobs), from flags or a recipe JSON followed by flags."""
+"""What `ivt pretrain` is told: `ModelArguments` (the model, as in fine-tuning), `DataArguments` (the pairs, in the
+data vocabulary of every command: `--dataset_name`, `--image_column`, `--caption_column`, `--revision`,
+`--on_invalid`) and `PretrainingArguments` (the `TrainingArguments` with pre-training's own knobs), from flags or a
+recipe JSON followed by flags."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...data.arguments import PAIR_FIELDS, DataArguments
 from ...errors import IVTInputError
 from ..arguments import ModelArguments, StageArguments, at_least
 from ..stage import parse_stage_args, read_recipe
@@ -20,13 +23,6 @@ class PretrainingArguments(StageArguments):
     save_steps, save_total_limit, logging_steps, resume_from_checkpoint, dataloader_num_workers, use_cpu) keeps its
     name and meaning here; its other fields (evaluation, hub, ...) are not used by pre-training."""
 
-    train_data: str | None = field(
-        default=None,
-        metadata={
-            "help": "(required) image-text pairs: a folder of WebDataset .tar shards (KEY.jpg + KEY.txt), an "
-            "image folder with metadata.jsonl, a save_to_disk folder, or a Hub dataset id ORG/NAME."
-        },
-    )
     itc_normalize: bool | None = field(
         default=None, metadata={"help": "ITC on L2-normalised CLS (default true); false = the authors' raw CLS."}
     )
@@ -58,22 +54,11 @@ class PretrainingArguments(StageArguments):
             "encoded images per process)."
         },
     )
-    image_column: str | None = field(default=None)
-    caption_column: str | None = field(default=None)
-    revision: str | None = field(default=None, metadata={"help": "branch, tag or commit of a Hub dataset."})
-    on_invalid: str = field(
-        default="raise",
-        metadata={
-            "help": "raise, or skip (count and log) broken pairs: no image, no caption, an image that does not decode."
-        },
-    )
     log_pair_keys: bool = field(
         default=False, metadata={"help": "write the pairs each process trained on (pair_keys_rank*.jsonl), to audit."}
     )
 
     def __post_init__(self):
-        if not self.train_data:
-            raise IVTInputError("--train_data is required: a folder of shards, an image folder or a Hub dataset id")
         if not self.output_dir:
             raise IVTInputError("--output_dir is required: the pre-training output (and its checkpoints)")
         if not self.use_cpu:
@@ -93,8 +78,6 @@ class PretrainingArguments(StageArguments):
             raise IVTInputError(f"--shuffle_buffer_size must be >= 0, got {self.shuffle_buffer_size}")
         if self.max_text_tokens < 2:
             raise IVTInputError(f"--max_text_tokens must be >= 2, got {self.max_text_tokens}")
-        if self.on_invalid not in ("raise", "skip"):
-            raise IVTInputError(f"--on_invalid must be raise or skip, got {self.on_invalid!r}")
         for flag, probability in (
             ("--mlm_probability", self.mlm_probability),
             ("--mlm_span_probability", self.mlm_span_probability),
@@ -113,7 +96,7 @@ class PretrainingArguments(StageArguments):
         return int(steps) if steps >= 1 else max(1, round(steps * self.max_steps))
 
 
-ARGUMENT_CLASSES = (ModelArguments, PretrainingArguments)
+ARGUMENT_CLASSES = (ModelArguments, DataArguments, PretrainingArguments)
 
 
 def read_pretraining_recipe(path: str | Path) -> dict[str, Any]:
@@ -121,13 +104,29 @@ def read_pretraining_recipe(path: str | Path) -> dict[str, Any]:
     return read_recipe(path, known={name for cls in ARGUMENT_CLASSES for name in cls.__dataclass_fields__})
 
 
-def parse_pretraining_args(argv: list[str] | None = None) -> tuple[ModelArguments, PretrainingArguments]:
-    """Command-line flags, or one recipe JSON file followed by flags that override it (`stage.parse_stage_args`)."""
-    return parse_stage_args(ARGUMENT_CLASSES, argv, prog="ivt pretrain")
+def parse_pretraining_args(
+    argv: list[str] | None = None,
+) -> tuple[ModelArguments, DataArguments, PretrainingArguments]:
+    """Command-line flags, or one recipe JSON file followed by flags that override it (`stage.parse_stage_args`);
+    the pairs must be named (`--dataset_name`), and data settings that pairs do not take are refused."""
+    model_args, data_args, args = parse_stage_args(ARGUMENT_CLASSES, argv, prog="ivt pretrain")
+    check_pair_data(data_args)
+    return model_args, data_args, args
+
+
+def check_pair_data(data_args: DataArguments) -> None:
+    """Pre-training reads image-text pairs: `--dataset_name` is required (a folder of shards, an image folder, a
+    save_to_disk folder or a Hub id), and the settings of person re-identification data are refused."""
+    if data_args.dataset_name is None:
+        raise IVTInputError(
+            "--dataset_name is required: a folder of shards, an image folder, a save_to_disk folder or a Hub dataset id"
+        )
+    data_args.refuse_unused(PAIR_FIELDS, "ivt pretrain (image-text pairs)")
 
 
 __all__ = [
     "PretrainingArguments",
+    "check_pair_data",
     "parse_pretraining_args",
     "read_pretraining_recipe",
 ]

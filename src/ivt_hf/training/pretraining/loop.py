@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from transformers import get_scheduler
 
+from ...data.arguments import DataArguments
 from ...data.pairs import PairDataError, open_pair_stream
 from ...data.shuffle_buffer import ShuffleBuffer
 from ...errors import InputNotFoundError, IVTInputError
@@ -142,11 +143,11 @@ class PretrainingResult:
 class PretrainingRun:
     """One pre-training run: `run()` trains to `max_steps`, saving and resuming as told."""
 
-    def __init__(self, model_args: ModelArguments, args: PretrainingArguments):
+    def __init__(self, model_args: ModelArguments, data_args: DataArguments, args: PretrainingArguments):
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs
 
-        self.model_args, self.args = model_args, args
+        self.model_args, self.data_args, self.args = model_args, data_args, args
         use_cpu = args.use_cpu or not torch.cuda.is_available()
         refuse_fp16_on_cpu(args.mixed_precision == "fp16", use_cpu)
         self.accelerator = Accelerator(
@@ -193,15 +194,16 @@ class PretrainingRun:
         seed_process(args.seed, self.rank)  # each process its own dropout and ITM negatives
         self.processor = IVTProcessor.from_config(model.config)
         register_for_remote_code(model, self.processor)
+        data_args = self.data_args
         self.stream = open_pair_stream(
-            args.train_data,
+            data_args.name,
             rank=self.rank,
             world_size=self.world_size,
             seed=args.seed,
-            revision=args.revision,
-            image_column=args.image_column,
-            caption_column=args.caption_column,
-            on_invalid=args.on_invalid,
+            revision=data_args.revision,
+            image_column=data_args.image_column,
+            caption_column=data_args.caption_column,
+            on_invalid=data_args.on_invalid,
         )
         self.shuffled = ShuffleBuffer(self.stream, args.shuffle_buffer_size, seed=args.seed)
         image_size = tuple(model.config.image_size)
@@ -258,6 +260,7 @@ class PretrainingRun:
                 "step": self.step,
                 "world_size": self.world_size,
                 "model_args": asdict(self.model_args),
+                "data_args": asdict(self.data_args),
                 "args": json.loads(self.args.to_json_string()),
             }
             (partial / "state.json").write_text(json.dumps(state, indent=1))  # written last: marks it complete
@@ -317,22 +320,22 @@ class PretrainingRun:
 
     # -- training
     def _next_batch(self, loader_iterator, batches: PairBatches) -> dict[str, Any]:
-        """The next batch to train on: pairs whose image does not decode raise (`--on_invalid raise`) or are left out,
+        """The next batch to train on: pairs whose image does not decode raise (`--on_invalid error`) or are left out,
         counted and logged (`skip`); a batch left with fewer than 2 pairs (ITM needs a negative) is passed over."""
         while True:
             batch = next(loader_iterator)
             self.resume_state = batches.state_after(batch["batch_number"])
             self.next_batch = batch["batch_number"] + 1
             for key, reason in batch["invalid"]:
-                if self.args.on_invalid == "raise":
+                if self.data_args.on_invalid == "error":
                     raise PairDataError(
                         f"{reason} (pass --on_invalid skip to leave such pairs out)",
-                        where=self.args.train_data,
+                        where=self.data_args.name,
                         key=key,
                     )
                 self.images_skipped += 1
                 logger.warning(
-                    "skipped a pair whose image does not decode: %s: sample %r: %s", self.args.train_data, key, reason
+                    "skipped a pair whose image does not decode: %s: sample %r: %s", self.data_args.name, key, reason
                 )
             if batch["pixel_values"].shape[0] >= 2:
                 return batch
@@ -520,8 +523,8 @@ def cached_pretraining_step(
     )
 
 
-def pretrain(model_args: ModelArguments, args: PretrainingArguments) -> PretrainingResult:
-    return PretrainingRun(model_args, args).run()
+def pretrain(model_args: ModelArguments, data_args: DataArguments, args: PretrainingArguments) -> PretrainingResult:
+    return PretrainingRun(model_args, data_args, args).run()
 
 
 __all__ = [
