@@ -566,7 +566,8 @@ print(describe_model("people-org/no-such-model", None))
 
 def test_the_facts_corner_reads_a_hub_models_fact_files(gallery, tmp_path):
     """A page (or Space) serving a Hub model shows the facts `ivt push` uploaded beside the weights."""
-    from test_backbones import TOKEN, _load_local_hub
+    from helpers.hub_access import TOKEN
+    from helpers.hub_access import load_local_hub as _load_local_hub
 
     files = {path.name: path.read_bytes() for path in (gallery / "model").iterdir() if path.is_file()}
     files["card_facts.json"] = json.dumps({"title": "IVT tiny, a test model", "provenance": "made by a test"}).encode()

@@ -8,6 +8,8 @@ import io
 
 import pytest
 import torch
+from helpers.hub_access import TOKEN
+from helpers.hub_access import load_local_hub as _load_local_hub
 from safetensors.torch import load as safetensors_load
 from safetensors.torch import load_file
 
@@ -89,22 +91,7 @@ def test_backbone_shape_mismatch_is_an_error(fixtures_dir):
 
 # ---- backbones from the Hub, folders and files --------------------------------------------------------------------
 
-TOKEN = "hf_backbonetesttoken123"
 local_hub = None  # the helper module, loaded by the `hub` fixture
-
-
-def _load_local_hub():
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    if "local_hub" in sys.modules:  # loaded by another test module already
-        return sys.modules["local_hub"]
-    spec = importlib.util.spec_from_file_location("local_hub", Path(__file__).parents[1] / "helpers" / "local_hub.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["local_hub"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def _safetensors_bytes(state: dict) -> bytes:

@@ -321,7 +321,8 @@ def test_a_hub_dataset_by_id_with_config_revision_and_column_mapping(tmp_path, t
     import subprocess
     import sys
 
-    from test_backbones import TOKEN, _load_local_hub
+    from helpers.hub_access import TOKEN
+    from helpers.hub_access import load_local_hub as _load_local_hub
 
     from ivt_hf import IVTModel, IVTProcessor
     from ivt_hf.hub import save_model_folder

@@ -729,7 +729,8 @@ def test_a_hub_dataset_of_tar_shards_is_streamed_through_the_hub_protocol(tmp_pa
     import sys
 
     import datasets
-    from test_backbones import TOKEN, _load_local_hub
+    from helpers.hub_access import TOKEN
+    from helpers.hub_access import load_local_hub as _load_local_hub
 
     pairs = _pairs(12, seed=5)
     paths = write_webdataset_shards(pairs, tmp_path / "shards", 3)  # 4 shards
