@@ -25,6 +25,7 @@ LAYERS = (
     "outputs",
     "data",
     "evaluation",
+    "footage",
     "search",
     "hub",
     "onnx",

@@ -14,6 +14,8 @@ The package by role (a part imports only the parts listed before it; tests/test_
     data/        benchmark specs, the one schema, the one normaliser, loaders; SynthPEDES; image-text pair
                  streams for pre-training (pairs.py) and the WebDataset shards they read (pair_writing.py)
     evaluation/  metrics, encoding, split evaluation, evaluation records, pictures
+    footage/     people found in videos and still frames (PyAV, a transformers detector or OpenCV's HOG), tracked over
+                 frames and cropped, for the gallery index
     search/      the gallery index of your own images (index.py, building.py) and its FAISS indexes (faiss_cache.py)
     hub/         folder saving, model cards, pushing; the search page as a Hugging Face Space (space.py)
     onnx/        `ivt export onnx` (optimum's exporter, IVT's ONNX configurations) and the onnxruntime encoder of

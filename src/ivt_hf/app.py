@@ -104,6 +104,8 @@ class SearchPage:
     cache_max_bytes: int = int(CACHE_MAX_MB * 2**20)
     _work_dir: tempfile.TemporaryDirectory | None = field(default=None, init=False, repr=False)
     _cache_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _result_paths: dict[str, str] = field(default_factory=dict, init=False, repr=False)  # result folder: index path
+    _positions: dict[str, int] | None = field(default=None, init=False, repr=False)  # index path: its position
 
     def __post_init__(self):
         self.index.check_model(self.model)  # an index made by another model: refused before anything is shown
@@ -143,6 +145,7 @@ class SearchPage:
         once per image and renamed into place (concurrent queries); its folder's time marks it recently used."""
         source = self.index.resolve(path)
         entry = self.cache_dir / f"result-{hashlib.sha256(path.encode()).hexdigest()[:20]}"
+        self._result_paths[entry.name] = path
         target = entry / Path(path).name
         if target.is_file():
             os.utime(entry)
@@ -182,13 +185,43 @@ class SearchPage:
         """(image file, caption: rank, score, file name) per hit, for the Gallery; then the working folder is
         trimmed, keeping these files and the search's `upload`. An entry that leads outside the gallery root (a
         link changed since the index was loaded) is not opened: `GalleryIndexError`, shown as the page's message."""
-        items = [
-            (str(self.result_file(hit.path)), f"{hit.rank}. {hit.score:.2f} {Path(hit.path).name}") for hit in hits
-        ]
+        items = [(str(self.result_file(hit.path)), f"{hit.rank}. {hit.score:.2f} {_hit_name(hit)}") for hit in hits]
         if upload is not None and Path(os.path.realpath(upload)).parent.parent == self.cache_dir.resolve():
             os.utime(Path(upload).parent)  # an upload searched again is recently used
         self.trim_cache(tuple(path for path, _ in items) + ((upload,) if upload is not None else ()))
         return items
+
+    def hit_paths(self, items: list[tuple[str, str]]) -> list[str | None]:
+        """The index paths of gallery items this page handed out (`_gallery`), in order: what the page keeps in its
+        state, so that a click on a result is looked up on the server, never from a path the browser sends."""
+        return [self._result_paths.get(Path(path).parent.name) for path, _ in items]
+
+    def footage_view(self, path: str | None) -> tuple[str | None, str, str]:
+        """(the whole frame with the person's box drawn, a line saying where and when, a player of the video that
+        starts at that moment) for the result `path`, from its footage record; (None, "", "") for an image indexed
+        as it is. The frame and the video are handed out from the page's working folder, like the results."""
+        from .footage.drawing import draw_box
+
+        if self._positions is None:
+            self._positions = {entry: number for number, entry in enumerate(self.index.paths)}
+        record = self.index.footage[self._positions[path]] if path in self._positions else None
+        if record is None:
+            return None, "", ""
+        try:
+            entry = self.cache_dir / f"frame-{hashlib.sha256(path.encode()).hexdigest()[:20]}"
+            frame = entry / "frame.jpg"
+            if frame.is_file():
+                os.utime(entry)
+            else:
+                entry.mkdir(exist_ok=True)
+                staging = entry / f".frame-{uuid.uuid4().hex}.jpg"
+                draw_box(self.index.resolve(record["frame_file"]), record["box"], staging, f"track {record['track']}")
+                os.replace(staging, frame)
+            video = self.result_file(record["video_file"]) if record["video_file"] else None
+        except GalleryIndexError as error:
+            return None, f"The frame cannot be shown: {error}", ""
+        self.trim_cache((frame,) + ((video,) if video else ()))
+        return str(frame), _footage_line(record), _player(video, record["time_s"]) if video else ""
 
     def check_upload(self, path: str | os.PathLike) -> None:
         """`IVTInputError` naming the file when an upload is over the byte or pixel limit (read from the image's
@@ -253,6 +286,40 @@ class SearchPage:
         return items, f"Top {len(hits)} of {len(self.index)} images nearest to the uploaded crop"
 
 
+def _hit_name(hit) -> str:
+    """How a result is named under its crop: the file name, or for footage the source's name and the time."""
+    record = hit.footage
+    if not record:
+        return Path(hit.path).name
+    when = f"{record['time_s']:.1f} s" if record["time_s"] is not None else f"frame {record['frame']}"
+    return f"{Path(record['source']).name} {when}"
+
+
+def _footage_line(record: dict[str, Any]) -> str:
+    """Markdown: where and when a result from footage was seen (the source's name in code, so it is never markup)."""
+    x0, y0, x1, y1 = record["box"]
+    when = f"**{record['time_s']:.2f} s**, " if record["time_s"] is not None else ""
+    name = Path(record["source"]).name.replace("`", "'")
+    return (
+        f"`{name}` at {when}frame {record['frame']}, track {record['track']}, box ({x0}, {y0}) to ({x1}, {y1}), "
+        f"score {record['score']:.2f}"
+    )
+
+
+def _player(video: Path, time_s: float | None) -> str:
+    """An HTML5 player of the page's copy of the video, starting at `time_s` (a media fragment, `#t=`: the server
+    answers range requests, so the browser seeks there before it plays)."""
+    from html import escape
+    from urllib.parse import quote
+
+    start = f"{time_s or 0.0:.3f}"
+    source = escape(f"gradio_api/file={quote(str(video))}#t={start}", quote=True)
+    return (
+        f'<video id="hit-player" src="{source}" data-start="{start}" controls muted playsinline preload="auto" '
+        'style="width: 100%; max-height: 480px"></video>'
+    )
+
+
 def _usage(item: os.DirEntry) -> tuple[int, str, int, int] | None:
     """(last use in ns, path, files, bytes) of one entry of the page's working folder (a file, or a folder of them:
     links counted, not followed); None when it went meanwhile (Gradio renames uploads into place)."""
@@ -298,10 +365,47 @@ def build_page(page: SearchPage, title: str = "IVT person search"):
         gallery = gr.Gallery(
             label="Results", columns=5, object_fit="contain", height="auto", elem_id="results", allow_preview=True
         )
-        for trigger in (button.click, query.submit):
-            trigger(page.search_text, inputs=[query, k], outputs=[gallery, status])
-        image_button.click(page.search_image, inputs=[upload, k], outputs=[gallery, status])
+        if not any(record is not None for record in page.index.footage):
+            for trigger in (button.click, query.submit):
+                trigger(page.search_text, inputs=[query, k], outputs=[gallery, status])
+            image_button.click(page.search_image, inputs=[upload, k], outputs=[gallery, status])
+        else:
+            _footage_panel(gr, page, (button, query, image_button), (query, k, upload), (gallery, status))
     return blocks
+
+
+def _footage_panel(gr, page: SearchPage, triggers, inputs, outputs) -> None:
+    """For an index of footage: a click on a result shows its whole frame with the box drawn, where and when it was
+    seen, and the video from that moment. The page keeps the shown results' index paths in its state
+    (`SearchPage.hit_paths`); a new search clears the panel."""
+    button, query_box, image_button = triggers
+    query, k, upload = inputs
+    hits = gr.State([])
+    with gr.Row(equal_height=False):
+        frame = gr.Image(label="Where it was seen", type="filepath", interactive=False, elem_id="hit-frame", scale=3)
+        with gr.Column(scale=2):
+            where = gr.Markdown(elem_id="hit-info")
+            player = gr.HTML(elem_id="hit-video")
+
+    def text_search(query_text, count):
+        items, message = page.search_text(query_text, count)
+        return items, message, page.hit_paths(items), None, "", ""
+
+    def image_search(picture, count):
+        items, message = page.search_image(picture, count)
+        return items, message, page.hit_paths(items), None, "", ""
+
+    def show(paths, event):
+        number = event.index if isinstance(event.index, int) else -1
+        return page.footage_view(paths[number] if 0 <= number < len(paths) else None)
+
+    show.__annotations__["event"] = gr.SelectData  # how Gradio knows to pass the click (a real type, not a string)
+
+    cleared = [*outputs, hits, frame, where, player]
+    for trigger in (button.click, query_box.submit):
+        trigger(text_search, inputs=[query, k], outputs=cleared)
+    image_button.click(image_search, inputs=[upload, k], outputs=cleared)
+    outputs[0].select(show, inputs=[hits], outputs=[frame, where, player])
 
 
 def upload_limit_bytes(max_upload_mb: float | None) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from . import DTYPE_CHOICES, CommandError, flag
 from .export import add_runtime_argument
+from .footage import add_footage_arguments, describe_footage, is_footage_build, run_footage_build
 from .parsers import picture_path, positive_int
 
 
@@ -18,12 +19,15 @@ def run_index_build(args: argparse.Namespace) -> int:
     from ..search.building import build_index
     from .export import load_for_runtime
 
+    footage = is_footage_build(args)  # before the model is loaded: one line for --images with --video
     model, processor = load_for_runtime(args.model, args.runtime)
     if args.runtime == "onnx":  # an export's precision is fixed: refuse another --dtype before anything is written
         from ..evaluation.encoding import prepare_for_inference
 
         prepare_for_inference(model, args.dtype)
     model_name = str(Path(args.model).resolve()) if Path(args.model).is_dir() else args.model  # folder or repo id
+    if footage:
+        return run_footage_build(args, model, processor, model_name)
     report = build_index(
         model,
         processor,
@@ -66,7 +70,8 @@ def run_search(args: argparse.Namespace) -> int:
     for query, hits in zip(args.queries, results):
         print(f"\n{query}")
         for hit in hits:
-            print(f"  {hit.rank:>2}. {hit.score:.3f}  {hit.path}")
+            where = describe_footage(hit.footage)  # source, time, frame, track, box of a crop of footage
+            print(f"  {hit.rank:>2}. {hit.score:.3f}  {hit.path}" + (f"  ({where})" if where else ""))
         rows.append(RetrievalRow(query, [index.resolve(hit.path) for hit in hits], None, [h.score for h in hits]))
     if args.show:
         draw_retrieval(rows, args.show, title=f"search over {len(index)} images")
@@ -79,7 +84,7 @@ def register(subparsers) -> None:
     index_commands = index.add_subparsers(dest="index_command", required=True, metavar="COMMAND")
     build = index_commands.add_parser("build", help="encode a folder of images into an index")
     build.add_argument("--model", required=True, help="a from_pretrained folder or a Hub repo id")
-    build.add_argument("--images", required=True, help="folder of images (searched recursively)")
+    build.add_argument("--images", help="folder of images (searched recursively); or --video / --frames")
     build.add_argument(*flag("--output_dir"), "--output", dest="output_dir", required=True, help="index folder")
     build.add_argument(*flag("--batch_size"), type=positive_int, default=64)
     build.add_argument(
@@ -99,6 +104,7 @@ def register(subparsers) -> None:
         help="encoding precision: bfloat16, float16 (GPU), int8 (CPU)",
     )
     add_runtime_argument(build)
+    add_footage_arguments(build)
     build.set_defaults(handler=run_index_build)
 
     search = subparsers.add_parser("search", help="find the images that best match a description")

@@ -55,6 +55,34 @@ def export_space(
     return Path(output_dir)
 
 
+def _copy_gallery(gallery: GalleryIndex, images: Path) -> tuple[list[str], list[dict | None]]:
+    """Copy the gallery's images, and for footage the whole frames and videos its records name, under `images`;
+    `(entries, footage records)` naming the copies. Each file is resolved under the gallery root (or a
+    `GalleryIndexError`: nothing else is copied) and lands under `images/` whatever the entry said."""
+    real_root = os.path.realpath(gallery.manifest["root"])
+
+    def copy(entry: str) -> str:
+        source = gallery.resolve(entry)
+        name = os.path.relpath(source, real_root)
+        if not (images / name).exists():  # frames and videos are shared by several records
+            (images / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, images / name)
+        return name
+
+    names = [copy(path) for path in gallery.paths]
+    footage = [
+        None
+        if record is None
+        else {
+            **record,
+            "frame_file": copy(record["frame_file"]),
+            "video_file": record["video_file"] and copy(record["video_file"]),
+        }
+        for record in gallery.footage
+    ]
+    return names, footage
+
+
 def _write_space(output_dir: Path, model: str, gallery: GalleryIndex, *, title: str, package: str | None) -> Path:
     """`export_space`'s files, written into `output_dir` (its staging folder)."""
     import gradio
@@ -66,15 +94,9 @@ def _write_space(output_dir: Path, model: str, gallery: GalleryIndex, *, title: 
     if Path(model).is_dir():
         shutil.copytree(model, output_dir / "model")  # its links checked by `export_space`
         model_ref = "model"
-    images = output_dir / "index" / "gallery"
-    real_root, names = os.path.realpath(gallery.manifest["root"]), []
-    for path in gallery.paths:
-        source = gallery.resolve(path)  # under the gallery root, or a GalleryIndexError: nothing else is copied
-        names.append(os.path.relpath(source, real_root))  # so the copy lands under images/, whatever the entry said
-        (images / names[-1]).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, images / names[-1])
+    names, footage = _copy_gallery(gallery, output_dir / "index" / "gallery")
     manifest = {**gallery.manifest, "root": "gallery", "model": model_ref}  # relative: resolved against index/
-    GalleryIndex(gallery.embeddings, names, manifest).save(output_dir / "index")
+    GalleryIndex(gallery.embeddings, names, manifest, footage=footage).save(output_dir / "index")
     (output_dir / "app.py").write_text(SPACE_APP.format(model=model_ref, title=title))
     if package is None:  # the wheel, by a path relative to the Space's root (where pip runs)
         package = f"./{WHEELS_DIR}/{package_wheel(output_dir / WHEELS_DIR).name}"

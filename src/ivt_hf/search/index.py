@@ -102,6 +102,7 @@ class SearchHit:
     path: str
     score: float
     rank: int
+    footage: dict[str, Any] | None = None  # where a crop of footage comes from (`ivt_hf.footage.FootageEntry`)
 
 
 def encode_image_files(
@@ -193,6 +194,52 @@ def _checked_gallery_root(directory: Path, root: Any, paths: list[str]) -> str:
     return root
 
 
+FOOTAGE_FIELDS = {"source", "frame", "time_s", "box", "track", "score", "frame_file", "video_file"}
+VIDEO_SUFFIXES = (".mp4", ".webm")  # the playable copies `ivt_hf.footage` writes
+
+
+def _checked_footage(manifest_path: Path, root: str, paths: list[str], footage: Any) -> list[dict[str, Any] | None]:
+    """The manifest's footage records (one per path; None for a plain image), every field of the type
+    `ivt_hf.footage.FootageEntry` writes and every file it names (the whole frame, the playable video) under the
+    gallery root, or a `GalleryIndexError` naming the manifest and the entry. An index without footage (every index
+    written before it existed) gives None for each path."""
+    if footage is None:
+        return [None] * len(paths)
+
+    def refuse(number: int, why: str) -> GalleryIndexError:
+        return GalleryIndexError(f"refusing {manifest_path}: footage record {number} ({paths[number]!r}) {why}")
+
+    if not isinstance(footage, list) or len(footage) != len(paths):
+        raise GalleryIndexError(f"refusing {manifest_path}: 'footage' must be a list of one record per path")
+    cache: dict[str, Any] = {}
+    for number, record in enumerate(footage):
+        if record is None:
+            continue
+        if not isinstance(record, dict) or set(record) != FOOTAGE_FIELDS:
+            raise refuse(number, f"must hold exactly {sorted(FOOTAGE_FIELDS)}")
+        box, time_s = record["box"], record["time_s"]
+        numbers_ok = (
+            isinstance(record["source"], str)
+            and all(isinstance(record[key], int) and record[key] >= 0 for key in ("frame", "track"))
+            and (time_s is None or (isinstance(time_s, (int, float)) and time_s >= 0))
+            and isinstance(record["score"], (int, float))
+            and isinstance(box, list)
+            and len(box) == 4
+            and all(isinstance(value, (int, float)) for value in box)
+        )
+        if not numbers_ok:
+            raise refuse(number, "has a field of the wrong type")
+        for key, suffixes in (("frame_file", IMAGE_EXTENSIONS), ("video_file", VIDEO_SUFFIXES)):
+            entry = record[key]
+            if entry is None and key == "video_file":
+                continue
+            if not isinstance(entry, str) or not entry.lower().endswith(suffixes):
+                raise refuse(number, f"names a {key} that is not a {'/'.join(suffixes)} file: {entry!r}")
+            if resolve_under_root(root, entry, cache=cache) is None:
+                raise refuse(number, f"names a {key} outside the gallery root {root}: {entry!r}")
+    return footage
+
+
 class GalleryIndex:
     """Normalised image embeddings + the image paths they came from, searchable by text.
 
@@ -210,12 +257,18 @@ class GalleryIndex:
         paths: Sequence[str],
         manifest: dict[str, Any] | None = None,
         directory: str | Path | None = None,
+        footage: Sequence[dict[str, Any] | None] | None = None,
     ):
         if embeddings.dim() != 2 or embeddings.shape[0] != len(paths):
             raise IVTInputError(f"embeddings {tuple(embeddings.shape)} do not match {len(paths)} paths")
+        if footage is not None and len(footage) != len(paths):
+            raise IVTInputError(f"{len(footage)} footage records do not match {len(paths)} paths")
         self.embeddings = embeddings.float().contiguous()
         self.paths = [str(path) for path in paths]
         self.manifest = dict(manifest or {})
+        # per entry: where a crop of footage comes from (source, frame, time_s, box, track, frame_file, video_file),
+        # None for an image that was indexed as it is; the manifest keeps them as "footage", beside "paths"
+        self.footage: list[dict[str, Any] | None] = list(footage) if footage is not None else [None] * len(paths)
         self.directory = Path(directory) if directory is not None else None  # where FAISS indexes are cached
         self._faiss_index = None
         self._faiss_key: dict[str, Any] | None = None  # the build settings of `_faiss_index`
@@ -291,6 +344,8 @@ class GalleryIndex:
         directory.mkdir(parents=True, exist_ok=True)
         save_file({"embeddings": self.embeddings}, str(directory / INDEX_EMBEDDINGS))
         manifest = {**self.manifest, "paths": self.paths}
+        if any(record is not None for record in self.footage):
+            manifest["footage"] = self.footage
         (directory / INDEX_MANIFEST).write_text(json.dumps(manifest, indent=1))
         self.directory = directory  # these embeddings are now the folder's: its FAISS cache is theirs
         return directory
@@ -311,6 +366,7 @@ class GalleryIndex:
         if not isinstance(paths, list) or not all(isinstance(path, str) for path in paths):
             raise GalleryIndexError(f"{manifest_path} has no 'paths' list of image paths")
         manifest["root"] = _checked_gallery_root(directory, manifest.get("root"), paths)  # before reading the rest
+        footage = _checked_footage(manifest_path, manifest["root"], paths, manifest.pop("footage", None))
         with open(embeddings_path, "rb"):  # a file the user may not read: PermissionError (exit 3), which
             pass  # safetensors would misreport as "No such file or directory"
         try:
@@ -324,7 +380,7 @@ class GalleryIndex:
                 f"{embeddings_path} holds {tuple(tensors['embeddings'].shape)} embeddings for "
                 f"{len(paths)} paths in {manifest_path}"
             )
-        return cls(tensors["embeddings"], paths, manifest, directory=directory)
+        return cls(tensors["embeddings"], paths, manifest, directory=directory, footage=footage)
 
     def _scores_and_indices(
         self, queries: torch.Tensor, k: int, use_faiss: bool, faiss: FaissSettings | None = None
@@ -365,7 +421,7 @@ class GalleryIndex:
         scores, indices = self._scores_and_indices(queries.float().contiguous(), k, use_faiss, faiss)
         return [
             [
-                SearchHit(self.paths[int(index)], float(score), rank + 1)
+                SearchHit(self.paths[int(index)], float(score), rank + 1, self.footage[int(index)])
                 for rank, (score, index) in enumerate(zip(row_s, row_i))
                 if int(index) >= 0
             ]
