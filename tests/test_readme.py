@@ -75,7 +75,7 @@ def test_every_ivt_command_parses(command):
         recipe = extra[0]
         assert (ROOT / recipe).is_file(), recipe
         _, data_args, _ = parse_pretraining_args([str(ROOT / recipe), *extra[1:]])
-        assert data_args.dataset_name == extra[extra.index("--dataset_name") + 1]
+        assert data_args.dataset_name == [extra[extra.index("--dataset_name") + 1]]  # pre-training's: a list
     else:
         assert extra == [], extra
 

@@ -83,34 +83,37 @@ SAVED = "a folder written by save_to_disk / ivt data prepare"
 IMAGEFOLDER = "an image folder with metadata.jsonl or metadata.csv"
 WEBDATASET, PARQUET = "a folder of WebDataset .tar shards (at any depth)", "a folder of .parquet files (at any depth)"
 NOT_FOUND = "no such folder, and not a Hub dataset id (ORG/NAME)"
-BENCHMARK = "a benchmark name (cuhk-pedes, icfg-pedes, rstpreid, imagefolder, synthpedes)"
+BENCHMARK = "a benchmark name (cuhk-pedes, icfg-pedes, rstpreid, ufine6926, ufine3c, imagefolder, synthpedes)"
+# the corpora (corpora.py): SYNTH-PEDES alone where fine-tuning data is read, all four as one entry for pairs
+SYNTH = "a SYNTH-PEDES folder (synthpedes_dataset.json or synthpedes-dataset.json and Part*/)"
+CORPORA = "a corpus folder as published (WebPerson, LUPerson-MLLM, MALS, SYNTH-PEDES: docs/corpora.md)"
 
 # name: (the source, made in tmp_path; what the caller reads; how the message ends)
 ERRORS = {
     "missing": (
         lambda tmp: tmp / "nowhere",
         FINE_TUNING_KINDS,
-        f"nowhere: {NOT_FOUND}; expected {BENCHMARK}, {SAVED} or {IMAGEFOLDER}",
+        f"nowhere: {NOT_FOUND}; expected {BENCHMARK}, {SAVED}, {IMAGEFOLDER} or {SYNTH}",
     ),
     "mistyped benchmark": (
         lambda tmp: "cuhk-pedse",
         FINE_TUNING_KINDS,
-        f"cuhk-pedse: {NOT_FOUND}; did you mean cuhk-pedes? expected {BENCHMARK}, {SAVED} or {IMAGEFOLDER}",
+        f"cuhk-pedse: {NOT_FOUND}; did you mean cuhk-pedes? expected {BENCHMARK}, {SAVED}, {IMAGEFOLDER} or {SYNTH}",
     ),
     "benchmark for pairs": (
         lambda tmp: "cuhk-pedes",
         PAIR_KINDS,
-        f"cuhk-pedes: {NOT_FOUND}; expected {SAVED}, {IMAGEFOLDER}, {WEBDATASET} or {PARQUET}",
+        f"cuhk-pedes: {NOT_FOUND}; expected {SAVED}, {IMAGEFOLDER}, {WEBDATASET}, {PARQUET} or {CORPORA}",
     ),
     "not ORG/NAME": (
         lambda tmp: "org/name/extra",
         FINE_TUNING_KINDS,
-        f"org/name/extra: {NOT_FOUND}; expected {BENCHMARK}, {SAVED} or {IMAGEFOLDER}",
+        f"org/name/extra: {NOT_FOUND}; expected {BENCHMARK}, {SAVED}, {IMAGEFOLDER} or {SYNTH}",
     ),
     "a Path is never a Hub id": (
         lambda tmp: tmp / "org" / "name",
         PAIR_KINDS,
-        f"org/name: {NOT_FOUND}; expected {SAVED}, {IMAGEFOLDER}, {WEBDATASET} or {PARQUET}",
+        f"org/name: {NOT_FOUND}; expected {SAVED}, {IMAGEFOLDER}, {WEBDATASET}, {PARQUET} or {CORPORA}",
     ),
     "a file": (
         lambda tmp: _touch(tmp, "a.tar") / "a.tar",
@@ -120,22 +123,23 @@ ERRORS = {
     "neither, fine-tuning": (
         lambda tmp: _touch(tmp / "empty"),
         FINE_TUNING_KINDS,
-        f"empty: is neither {SAVED} nor {IMAGEFOLDER}",
+        f"empty: is neither {SAVED} nor {IMAGEFOLDER} nor {SYNTH}",
     ),
     "neither, pairs": (
         lambda tmp: _touch(tmp / "images", "a.jpg"),
         PAIR_KINDS,
-        f"images: is neither {SAVED} nor {IMAGEFOLDER} nor {WEBDATASET} nor {PARQUET}",
+        f"images: is neither {SAVED} nor {IMAGEFOLDER} nor {WEBDATASET} nor {PARQUET} nor {CORPORA}",
     ),
     "shards for fine-tuning": (
         lambda tmp: _touch(tmp / "shards", "p.tar"),
         FINE_TUNING_KINDS,
-        f"shards: is {WEBDATASET}, not {SAVED} or {IMAGEFOLDER}",
+        f"shards: is {WEBDATASET}, not {SAVED}, {IMAGEFOLDER} or {SYNTH}",
     ),
     "not a path": (
         lambda tmp: 7,
         PAIR_KINDS,
-        f"7: should be {SAVED}, {IMAGEFOLDER}, {WEBDATASET}, {PARQUET} or a Hub dataset id (ORG/NAME), found int",
+        f"7: should be {SAVED}, {IMAGEFOLDER}, {WEBDATASET}, {PARQUET}, {CORPORA} or a Hub dataset id (ORG/NAME), "
+        "found int",
     ),
 }
 
@@ -227,11 +231,14 @@ def test_load_data_and_pair_stream_agree_on_what_a_folder_is(tmp_path, monkeypat
     }
     assert outcomes["imagefolder"] == ("read 4 images", "read 4 captions as rows")
     assert outcomes["saved"] == ("read 4 images", "read 4 captions as rows")
-    assert outcomes["webdataset"] == (f"is {WEBDATASET}, not {SAVED} or {IMAGEFOLDER}", "read 4 captions as webdataset")
+    assert outcomes["webdataset"] == (
+        f"is {WEBDATASET}, not {SAVED}, {IMAGEFOLDER} or {SYNTH}",
+        "read 4 captions as webdataset",
+    )
     # the same words for a folder that neither reads, the stream naming the shards it also reads
     assert outcomes[None] == (
-        f"is neither {SAVED} nor {IMAGEFOLDER}",
-        f"is neither {SAVED} nor {IMAGEFOLDER} nor {WEBDATASET} nor {PARQUET}",
+        f"is neither {SAVED} nor {IMAGEFOLDER} nor {SYNTH}",
+        f"is neither {SAVED} nor {IMAGEFOLDER} nor {WEBDATASET} nor {PARQUET} nor {CORPORA}",
     )
     for kind, folder in folders.items():
         for accepts in (FINE_TUNING_KINDS, PAIR_KINDS):

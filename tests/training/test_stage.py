@@ -116,7 +116,7 @@ def test_a_recipe_is_checked_against_the_stage_it_is_for(tmp_path):
     recipe = tmp_path / "recipe.json"
     recipe.write_text(json.dumps({"_note": "x", "dataset_name": "pairs", "max_steps": 3, "output_dir": str(tmp_path)}))
     model_args, data_args, args = parse_pretraining_args([str(recipe), "--max_steps", "4", "--use_cpu", "true"])
-    assert isinstance(model_args, ModelArguments) and (data_args.dataset_name, args.max_steps) == ("pairs", 4)
+    assert isinstance(model_args, ModelArguments) and (data_args.dataset_name, args.max_steps) == (["pairs"], 4)
     recipe.write_text(json.dumps({"images_per_id": 4}))  # fine-tuning's, not pre-training's
     with pytest.raises(IVTInputError, match="unknown setting\\(s\\) images_per_id"):
         parse_pretraining_args([str(recipe)])

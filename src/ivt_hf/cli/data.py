@@ -55,8 +55,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prepare.add_argument("--overwrite", action="store_true", help="replace an output folder that ivt_hf wrote")
     prepare.set_defaults(handler=run_prepare)
 
-    stats = commands.add_parser("stats", help="ids / images / captions per split")
-    stats.add_argument("path", help="a prepared folder, or a raw copy together with --dataset_name")
+    stats = commands.add_parser("stats", help="ids / images / captions per split; a corpus's pairs and cleaning")
+    stats.add_argument(
+        "path", help="a prepared folder, a raw copy together with --dataset_name, or a pre-training corpus folder"
+    )
     stats.add_argument(
         *flag("--dataset_name"), dest="dataset_name", choices=BENCHMARK_NAMES, help="read PATH as this raw benchmark"
     )
@@ -129,10 +131,18 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def run_stats(args: argparse.Namespace) -> int:
+    from ..data.corpora import read_corpus
     from ..data.loading import load_benchmark_with_report
     from ..data.prepared import is_prepared, load_prepared
     from ..data.schema import format_counts_table, split_counts
+    from ..data.sources import corpus_kind
 
+    corpus = None if args.dataset_name else corpus_kind(args.path)
+    if corpus is not None:  # a pre-training corpus as published: its pairs and what its cleaning did
+        _, report = read_corpus(corpus, args.path, on_invalid="skip")
+        first, *rest = report.format().splitlines()
+        print("\n".join([f"{first} ({args.path})", *rest]))
+        return 0
     if args.dataset_name is None and not is_prepared(args.path):
         raise CommandError(f"{args.path!r} is not a prepared folder; to read a raw copy, add --dataset_name NAME")
     if is_prepared(args.path):

@@ -1,6 +1,7 @@
-"""Benchmarks as Hugging Face `datasets`: CUHK-PEDES, ICFG-PEDES, RSTPReid, the procedural SynthPEDES and your own.
+"""Benchmarks as Hugging Face `datasets`: CUHK-PEDES, ICFG-PEDES, RSTPReid, UFine6926 / UFine3C, the procedural
+SynthPEDES and your own; and pre-training pairs, from shards, folders and the published person corpora.
 
-- `specs.py`: what tells the three raw layouts apart (one `BenchmarkSpec` each), the benchmark names, the errors;
+- `specs.py`: what tells the raw layouts apart (one `BenchmarkSpec` each), the benchmark names, the errors;
 - `schema.py`: the one image-level schema, its caption-level (query) view `caption_view`, split counts;
 - `normalise.py`: the one normaliser that reads a raw copy of any of the three, validating every record;
 - `prepared.py`: folders written by `ivt data prepare` (images embedded);
@@ -10,11 +11,15 @@
 - `loading.py`: `load_benchmark(name, root)`, and `load_data(source)` for anything a user has, the entry points;
 - `pairs.py`: `open_pair_stream`, endless resumable streams of image-text pairs for pre-training (`ShardStream`,
   `RowStream`), and `shuffle_buffer.py` over them; `pair_writing.py`: `write_webdataset_shards`, the shards they read;
+- `corpora.py`: `read_corpus`, the person-centric corpora as published (WebPerson, LUPerson-MLLM, MALS, SYNTH-PEDES),
+  their authors' caption cleaning counted; `mixture.py`: `open_pretraining_pairs`, several sources mixed by weight;
 - `synthpedes/`: the procedural benchmark that needs no download.
 """
 
+from .corpora import CorpusReport, read_corpus
 from .hf_datasets import ColumnMapping
 from .loading import load_benchmark, load_benchmark_with_report, load_data, load_data_with_report
+from .mixture import PairMixture, open_pretraining_pairs
 from .normalise import BenchmarkReport, SkippedRecord, normalise_benchmark, read_records
 from .pair_writing import write_webdataset_shards
 from .pairs import PairDataError, PairStream, clean_caption, open_pair_stream
@@ -26,6 +31,7 @@ from .specs import (
     BENCHMARKS,
     SPLITS,
     SYNTHPEDES,
+    UFINE_BENCHMARKS,
     BenchmarkFormatError,
     BenchmarkSpec,
     BenchmarkWarning,
@@ -39,12 +45,15 @@ __all__ = [
     "COLUMNS",
     "SPLITS",
     "SYNTHPEDES",
+    "UFINE_BENCHMARKS",
     "BenchmarkFormatError",
     "BenchmarkReport",
     "BenchmarkSpec",
     "BenchmarkWarning",
     "ColumnMapping",
+    "CorpusReport",
     "PairDataError",
+    "PairMixture",
     "PairStream",
     "SkippedRecord",
     "Source",
@@ -62,6 +71,8 @@ __all__ = [
     "load_prepared",
     "normalise_benchmark",
     "open_pair_stream",
+    "open_pretraining_pairs",
+    "read_corpus",
     "read_records",
     "recognise_source",
     "split_counts",

@@ -14,7 +14,7 @@ from .hf_datasets import ColumnMapping, load_hub_dataset, load_saved_dataset
 from .normalise import BenchmarkReport, emit_report, normalise_benchmark
 from .prepared import is_prepared, load_prepared
 from .sources import FINE_TUNING_KINDS, recognise_source
-from .specs import IMAGEFOLDER, SYNTHPEDES, OnInvalid, get_spec
+from .specs import IMAGEFOLDER, SYNTH_PEDES_SPEC, SYNTHPEDES, BenchmarkSpec, OnInvalid, get_spec
 from .synthpedes import read_synthpedes
 
 if TYPE_CHECKING:
@@ -42,9 +42,18 @@ def load_benchmark_with_report(
         raise IVTInputError(f"{name} needs `root`: the folder of your licensed copy (it cannot be downloaded)")
     if is_prepared(root):
         return load_prepared(root, expected_source=spec.name), None
+    return _normalise(
+        spec, root, on_invalid=on_invalid, verify_images=verify_images, min_images_per_id=min_images_per_id
+    )
+
+
+def _normalise(
+    spec: BenchmarkSpec, root: str | os.PathLike, *, min_images_per_id: dict[str, int] | None, **checks: Any
+) -> tuple[datasets.DatasetDict, BenchmarkReport]:
+    """A raw copy of `spec`'s layout, `min_images_per_id` replacing the spec's when given."""
     if min_images_per_id is not None:
         spec = dataclasses.replace(spec, min_images_per_id=min_images_per_id)
-    return normalise_benchmark(spec, root, on_invalid=on_invalid, verify_images=verify_images)
+    return normalise_benchmark(spec, root, **checks)
 
 
 def load_benchmark(
@@ -100,8 +109,8 @@ def load_data_with_report(
     `source` is one of (told apart by `sources.recognise_source`, as for `open_pair_stream`):
     - a benchmark name (`cuhk-pedes`, `icfg-pedes`, `rstpreid`, `imagefolder` with `root`, `synthpedes`): as
       `load_benchmark`;
-    - a folder: written by `ivt data prepare`, by `save_to_disk` (any columns: see `columns`), or an image folder
-      with `metadata.jsonl` / `metadata.csv`;
+    - a folder: written by `ivt data prepare`, by `save_to_disk` (any columns: see `columns`), an image folder
+      with `metadata.jsonl` / `metadata.csv`, or SYNTH-PEDES as published (its records all train);
     - a Hub dataset id, `ORG/NAME`: `datasets.load_dataset(source, config, revision=revision)`.
     A folder of WebDataset or parquet shards (pre-training pairs) is an error that says so.
     `columns` names the image, caption and person id columns of `datasets` data (`--image_column`, ...).
@@ -124,6 +133,8 @@ def load_data_with_report(
         return load_saved_dataset(found.location, columns=columns, **checks)
     if found.kind == "imagefolder":
         return load_benchmark_with_report(IMAGEFOLDER, found.location, **checks)
+    if found.kind == "synth_pedes":  # a corpus with identities: every record a training image
+        return _normalise(SYNTH_PEDES_SPEC, found.location, **checks)
     return load_hub_dataset(source, config=config, revision=revision, columns=columns, **checks)
 
 

@@ -112,6 +112,7 @@ class ImageRecord:
     original_person_id: int
     captions: list[str]
     image_bytes: bytes | None = None  # the encoded image, for rows of a `datasets` split that embed it
+    origin: str | None = None  # the record's own source (`BenchmarkSpec.source_field`: UFine3C's `source`)
 
 
 class InvalidRecord(Exception):
@@ -228,6 +229,7 @@ def _parse_record(record: Any, spec: BenchmarkSpec, root: Path, index: int) -> I
     if not captions:
         raise InvalidRecord("no captions")
     check_captions(captions)
+    origin = None if spec.source_field is None else _field(record, spec.source_field, str, "a string")
     image_path, absolute_path = _resolve_image(root, spec, raw_path)
     return ImageRecord(
         record_index=index,
@@ -237,6 +239,7 @@ def _parse_record(record: Any, spec: BenchmarkSpec, root: Path, index: int) -> I
         absolute_path=str(absolute_path),
         original_person_id=person_id,
         captions=[caption.strip() for caption in captions],
+        origin=origin,
     )
 
 
@@ -333,7 +336,8 @@ def read_records(
     per_split: dict[str, list[ImageRecord]] = {split: [] for split in spec.splits}
     for record in records:
         per_split[record.split].append(record)
-    if spec.default_split is not None:  # an image folder has the splits its rows name, no empty ones
+    # the splits the rows name, no empty ones (an image folder, UFine6926), unless the spec publishes its splits
+    if spec.default_split is not None or not spec.published:
         per_split = {split: rows for split, rows in per_split.items() if rows}
     return check_images_per_identity(per_split, collector, spec.min_images_per_id), report
 
@@ -383,7 +387,7 @@ def build_split(records: list[ImageRecord], split: str, source: str, description
         "original_person_id": [record.original_person_id for record in records],
         "captions": [record.captions for record in records],
         "split": [split] * len(records),
-        "source": [source] * len(records),
+        "source": [source if record.origin is None else f"{source}/{record.origin}" for record in records],
     }
     info = datasets.DatasetInfo(description=description, features=benchmark_features())
     return datasets.Dataset.from_dict(columns, info=info, split=split)

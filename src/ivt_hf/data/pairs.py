@@ -9,7 +9,11 @@ ever, from any image-text collection as `datasets` reads it:
   (`datasets.load_dataset("webdataset" | "parquet", data_files=[shard], streaming=True)`), so the collection never
   has to be on disk or in memory;
 - a local image folder with `metadata.jsonl` / `metadata.csv` (`datasets`' `imagefolder`) or a `save_to_disk` folder:
-  read as a memory-mapped `datasets.Dataset`, each row a "shard".
+  read as a memory-mapped `datasets.Dataset`, each row a "shard";
+- a person-centric corpus folder as published (WebPerson, LUPerson-MLLM, MALS, SYNTH-PEDES): its JSON read by
+  `corpora.read_corpus` into a `datasets.Dataset` of one row per caption, cleaned as its authors clean it and counted
+  (`cleaning`), then read as the rows above. WebPerson's Hub release (parquet with numbered caption columns) is
+  streamed as parquet, one pair per caption column (`parquet_columns`).
 
 `sources.recognise_source` says which (as it does for `load_data`); `open_pair_stream(...)` then makes a `ShardStream`
 for the shards or a `RowStream` for the rows, one interface: iteration, `state_dict()`, `load_state_dict()`, `epoch`,
@@ -55,10 +59,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import IVTInputError
 from .arguments import check_on_invalid
+from .corpora import DROPPED_EMPTY, STRIPPED_NEWLINE, CorpusReport, read_corpus
 from .hf_datasets import read_saved_dataset
 from .paths import PathOutsideRootError, escapes_as_member_name, resolve_under
-from .sources import PAIR_KINDS, Source, recognise_source
-from .specs import BenchmarkFormatError
+from .sources import CORPUS_KINDS, PAIR_KINDS, Source, recognise_source
+from .specs import BenchmarkFormatError, describe_record
 
 if TYPE_CHECKING:
     import datasets
@@ -74,6 +79,8 @@ _TEXT_EXTENSIONS = ("txt", "text", "transcript")
 _HF_URL = re.compile(r"^hf://datasets/[^/]+/[^/@]+(?:@[^/]+)?/(?P<path>.+)$")
 _STATE_FORMAT = "ivt_hf.PairStream"  # the stream's first name, kept: checkpoints hold it
 _STATE_VERSION = 1
+DROPPED = "dropped by the corpus's cleaning"  # `_ShardFormat.parts`' refusal that is no error: counted, not skipped
+CORPUS_COLUMNS = ("key", "attributes")  # what a corpus's rows carry besides image and caption (`corpora.py`)
 _DOWNLOAD_COUNT_LOCK = threading.Lock()
 
 
@@ -403,10 +410,19 @@ class _PairStreamBase:
             raise RuntimeError("this pair stream's iterator was replaced by a newer one (iter() or load_state_dict())")
 
     def _accept(
-        self, image: Any, caption: Any, key: str, where: str, generation: int, advance: dict, refused: str | None = None
+        self,
+        image: Any,
+        caption: Any,
+        key: str,
+        where: str,
+        generation: int,
+        advance: dict,
+        refused: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> dict[str, Any] | None:
         """The pair (position advanced), None for a skipped one (position advanced, counted), or an error. `refused`:
-        why the sample is invalid whatever it holds (a member name leading outside its shard's folder)."""
+        why the sample is invalid whatever it holds (a member name leading outside its shard's folder); `extra`: more
+        fields the pair carries (MALS's `attributes`)."""
         try:
             if refused is not None:
                 raise _InvalidPair(refused)
@@ -415,6 +431,7 @@ class _PairStreamBase:
                 "image": _image_bytes(image, self._image_columns, self._base),
                 "caption": _caption_text(caption, self._caption_columns),
                 "epoch": self.epoch,
+                **(extra or {}),
             }
         except _InvalidPair as error:
             if self.on_invalid == "error":
@@ -505,20 +522,115 @@ class _WebDatasetShards(_ShardFormat):
 
 
 class _ParquetShards(_ShardFormat):
-    """`.parquet` shards: the image and caption columns are found in the first shard opened."""
+    """`.parquet` shards: the image and caption columns are read from the first shard's schema (`parquet_columns`).
+    A row with several numbered caption columns (`caption1`, `caption2`: WebPerson's Hub release) gives one pair per
+    caption, keyed `SHARD/row N#K`, cleaned as WebPerson's authors clean theirs: the literal "/n" stripped, counted in
+    `cleaning` over the pairs this process read."""
 
     name = "parquet"
-    columns: tuple[str, str] | None = None  # (image, caption), set by the first `open`
+    columns: tuple[str, tuple[str, ...]] | None = None  # (image, captions), set by the first `open`
+    cleaning: CorpusReport | None = None
 
     def open(self, location: str, where: str) -> datasets.IterableDataset:
         if self.columns is None:
-            names = list(_stream_one_file("parquet", location).features or {})
-            image = _find_column(names, self.image_columns, "image", where)
-            self.columns = (image, _find_column(names, self.caption_columns, "caption", where))
-        return _undecoded(_stream_one_file("parquet", location, columns=list(self.columns)), self.columns[0])
+            features = _stream_one_file("parquet", location).features or {}
+            self.columns = parquet_columns(features, self.image_columns, self.caption_columns, where)
+            if len(self.columns[1]) > 1:
+                columns = f"parquet columns {', '.join(self.columns[1])}"
+                self.cleaning = CorpusReport("webperson", files=[columns], streamed=True)
+        image, captions = self.columns
+        stream = _undecoded(_stream_one_file("parquet", location, columns=[image, *captions]), image)
+        if len(captions) == 1:
+            return stream
+        return stream.map(  # exact resume inside a row: `datasets` keeps a batched map's position in its state
+            _one_row_per_caption,
+            batched=True,
+            with_indices=True,
+            remove_columns=[image, *captions],
+            fn_kwargs={"image": image, "captions": captions},
+        )
 
     def parts(self, example: dict[str, Any], shard: str, row: int) -> tuple[str, Any, Any, str | None]:
-        return f"{shard}/row {row}", example.get(self.columns[0]), example.get(self.columns[1]), None
+        image, captions = self.columns
+        if len(captions) == 1:
+            return f"{shard}/row {row}", example.get(image), example.get(captions[0]), None
+        where, caption = f"{shard}/row {example['__row__']}", example.get("__caption__")
+        if isinstance(caption, str) and "/n" in caption:
+            caption = " ".join(caption.replace("/n", " ").split())
+            self.cleaning.count(STRIPPED_NEWLINE, where)
+            if not caption:  # nothing but "/n": dropped, as the local release's, and counted
+                self.cleaning.count(DROPPED_EMPTY, where)
+                return f"{where}#{example['__number__']}", None, None, DROPPED
+        return f"{where}#{example['__number__']}", example.get(image), caption, None
+
+
+def _one_row_per_caption(batch: dict[str, list], rows: list[int], image: str, captions: tuple[str, ...]) -> dict:
+    """A batch of rows with several caption columns as one row per caption: the image, `__caption__`, `__row__` (the
+    row in its shard) and `__number__` (the caption's, from 1)."""
+    out: dict[str, list] = {image: [], "__caption__": [], "__row__": [], "__number__": []}
+    for position, row in enumerate(rows):
+        for number, column in enumerate(captions, 1):
+            out[image].append(batch[image][position])
+            out["__caption__"].append(batch[column][position])
+            out["__row__"].append(row)
+            out["__number__"].append(number)
+    return out
+
+
+NUMBERED_CAPTION = re.compile(r"^(?:caption|text)[_-]?(\d+)$", re.IGNORECASE)
+
+
+def parquet_columns(
+    features: dict[str, Any], image_columns: tuple[str, ...], caption_columns: tuple[str, ...], where: Any
+) -> tuple[str, tuple[str, ...]]:
+    """The image column and the caption column(s) of a parquet schema (`features`), by this rule, never by guess:
+
+    - image: the first of `image_columns` present (`--image_column`, else jpg, jpeg, png, webp, image, img), else the
+      one column of `datasets.Image` type;
+    - captions: the first of `caption_columns` present (`--caption_column`, else txt, text, caption): one caption per
+      row; else, when no column was named, the string columns named `caption` or `text` and a number (`caption1`,
+      `caption_2`, `text3`), in the numbers' order: several captions per row (WebPerson's Hub release: two).
+
+    Raises:
+        PairDataError: no column fits, naming the columns found and their types.
+    """
+    import datasets
+
+    names = list(features)
+    image = next((name for name in image_columns if name in names), None)
+    typed = [name for name, feature in features.items() if isinstance(feature, datasets.Image)]
+    if image is None and len(typed) == 1 and image_columns == DEFAULT_IMAGE_COLUMNS:
+        image = typed[0]
+    caption = next((name for name in caption_columns if name in names), None)
+    numbered = sorted(
+        (
+            name
+            for name, feature in features.items()
+            if NUMBERED_CAPTION.match(name) and getattr(feature, "dtype", None) in ("string", "large_string")
+        ),
+        key=lambda name: int(NUMBERED_CAPTION.match(name).group(1)),
+    )
+    if image is not None and caption is not None:
+        return image, (caption,)
+    if image is not None and numbered and caption_columns == DEFAULT_CAPTION_COLUMNS:
+        return image, tuple(numbered)
+    described = ", ".join(f"{name} ({_feature_name(feature)})" for name, feature in features.items())
+    wanted = (
+        f"image column ({' or '.join(image_columns)}, or the one Image column)"
+        if image is None
+        else f"caption column ({' or '.join(caption_columns)}, or numbered ones: caption1, caption2, ...)"
+    )
+    raise PairDataError(
+        f"has no {wanted}; its columns are {described or 'none'} (name yours with image_column= / caption_column=)",
+        where=where,
+    )
+
+
+def _feature_name(feature: Any) -> str:
+    """`string` for a `Value("string")`, the type's name (`Image`, `List`) for the others."""
+    import datasets
+
+    return feature.dtype if isinstance(feature, datasets.Value) else type(feature).__name__
 
 
 _SHARD_FORMATS = {shards.name: shards for shards in (_WebDatasetShards, _ParquetShards)}
@@ -576,6 +688,12 @@ class ShardStream(_PairStreamBase):
             shards[name] = _Shard(str(url), f"{self._where}: {name}")
         return builder.name, shards
 
+    @property
+    def cleaning(self) -> CorpusReport | None:
+        """What WebPerson's caption cleaning did to the pairs this process read (parquet with several caption
+        columns), else None."""
+        return self._format.cleaning if isinstance(self._format, _ParquetShards) else None
+
     def shards_for_epoch(self, epoch: int) -> list[str]:
         """The shard names this process reads in `epoch`, in order."""
         return [self.shards[index] for index in self._order(epoch)]
@@ -629,6 +747,10 @@ class ShardStream(_PairStreamBase):
                 row = self._position["example"]
                 advance = {"example": row + 1, "datasets_state": stream.state_dict()}
                 key, image, caption, refused = self._format.parts(example, name, row)
+                if refused is DROPPED:  # left out by the corpus's own cleaning, which counts it
+                    self._check_current(generation)
+                    self._position.update(advance)
+                    continue
                 pair = self._accept(image, caption, key, shard.where, generation, advance, refused=refused)
                 if pair is not None:
                     yield pair
@@ -658,8 +780,10 @@ class ShardStream(_PairStreamBase):
 
 class RowStream(_PairStreamBase):
     """Pairs from the rows of a map-style source (an image folder with `metadata.jsonl` / `metadata.csv`, a
-    `save_to_disk` folder), read as a memory-mapped `datasets.Dataset`: each row is a "shard" of `num_shards`, permuted
-    and split between processes the same way. Made by `open_pair_stream`, which documents it."""
+    `save_to_disk` folder, a published corpus read by `corpora.read_corpus`), read as a `datasets.Dataset`: each row
+    is a "shard" of `num_shards`, permuted and split between processes the same way. Made by `open_pair_stream`,
+    which documents it. `cleaning`: the `corpora.CorpusReport` of a corpus (what its captions' cleaning did), else
+    None."""
 
     _state_route = "rows"
     unit = "rows"
@@ -667,16 +791,30 @@ class RowStream(_PairStreamBase):
     def __init__(self, source: str | os.PathLike, found: Source, **settings: Any):
         super().__init__(source, **settings)
         self._base = folder = Path(found.location)
-        loaded = _read_saved(folder, self.split) if found.kind == "saved" else _read_imagefolder(folder)
+        self.cleaning: CorpusReport | None = None
+        if found.kind in CORPUS_KINDS:
+            loaded = {"train": self._read_corpus(found)}
+        else:
+            loaded = _read_saved(folder, self.split) if found.kind == "saved" else _read_imagefolder(folder)
         if self.split not in loaded:
             raise PairDataError(f"has no split {self.split!r}; its splits are {', '.join(loaded)}", where=folder)
         table = loaded[self.split]
         image = _find_column(table.column_names, self._image_columns, "image", folder)
         caption = _find_column(table.column_names, self._caption_columns, "caption", folder)
-        self._table = _undecoded(table.select_columns([image, caption]), image)
+        # a corpus's rows name their pair (`key`) and MALS's carry attributes, which the pairs keep
+        self._extras = [name for name in CORPUS_COLUMNS if name in table.column_names] if self.cleaning else []
+        self._table = _undecoded(table.select_columns([image, caption, *self._extras]), image)
         self._columns = (image, caption)
         self.num_shards = len(self._table)
         self._check_enough_for_processes("add rows")
+
+    def _read_corpus(self, found: Source) -> datasets.Dataset:
+        try:
+            table, self.cleaning = read_corpus(found.kind, found.location, on_invalid=self.on_invalid)
+        except BenchmarkFormatError as error:
+            record = describe_record(error.record_index, error.image_path)
+            raise PairDataError(": ".join(filter(None, [record, error.reason])), where=error.annotation_file) from None
+        return table
 
     def shards_for_epoch(self, epoch: int) -> list[str]:
         """Empty: a map-style source has rows, not shards."""
@@ -706,7 +844,9 @@ class RowStream(_PairStreamBase):
             row = self._table[index]
             advance = {"row": self._position["row"] + 1}
             image, caption = row.get(image_column), row.get(caption_column)
-            pair = self._accept(image, caption, f"row {index}", self._where, generation, advance)
+            extra = {name: row[name] for name in self._extras}
+            key = extra.pop("key", None) or f"row {index}"
+            pair = self._accept(image, caption, key, self._where, generation, advance, extra=extra)
             if pair is not None:
                 yield pair
 
@@ -734,6 +874,7 @@ def _read_imagefolder(folder: Path) -> datasets.DatasetDict:
 # ----- the entry point -----
 
 _STREAM_OF_KIND = {
+    **dict.fromkeys(CORPUS_KINDS, RowStream),
     "saved": RowStream,
     "imagefolder": RowStream,
     "webdataset": ShardStream,
@@ -759,7 +900,8 @@ def open_pair_stream(
 
     Args:
         source: a local folder of WebDataset `.tar` shards (searched recursively) or of `.parquet` files; a local
-            image folder with `metadata.jsonl` / `metadata.csv`; a `save_to_disk` folder; or a Hub dataset id
+            image folder with `metadata.jsonl` / `metadata.csv`; a `save_to_disk` folder; a corpus folder as
+            published (`corpora.py`: WebPerson, LUPerson-MLLM, MALS, SYNTH-PEDES); or a Hub dataset id
             `ORG/NAME` whose data files (`datasets.load_dataset_builder(source, revision=revision)`) are `.tar` or
             `.parquet` shards. A `Path`, or a string naming an existing path, is never looked up on the Hub. A folder
             is recognised as `load_data` recognises it (`ivt_hf.data.sources`).
@@ -778,9 +920,11 @@ def open_pair_stream(
             A shard that `datasets` cannot read otherwise (a corrupt parquet file, a `.txt` that is not UTF-8, a Hub
             tar, which is not checked whole) always raises.
 
-    Iterating yields `{"key": str, "image": bytes, "caption": str, "epoch": int}` for ever: `key` is unique in the
-    collection (`"SHARD/KEY"` for a WebDataset sample, `"SHARD/row N"` for a parquet row, `"row N"` for a row of a
-    map-style source); `image` the encoded bytes, not decoded; `caption` the caption as the data holds it (text),
+    Iterating yields `{"key": str, "image": bytes, "caption": str, "epoch": int}` for ever (MALS's pairs also carry
+    `attributes`, 27 ints, -1 unknown): `key` is unique in the collection (`"SHARD/KEY"` for a WebDataset sample,
+    `"SHARD/row N"` for a parquet row, `"SHARD/row N#K"` for its K-th caption column, `"row N"` for a row of a
+    map-style source, `"IMAGE#K"` for a corpus's); `image` the encoded bytes, not decoded; `caption` the caption as the
+    data holds it (text, after the corpus's own cleaning),
     known to survive `clean_caption`, which the caller applies (with its own word limit: the stream cuts nothing).
     Iterating again continues where the last iterator stopped (one iterator at a time: starting one, or loading a
     state, ends the previous one). `state_dict()` / `load_state_dict(state)` save and restore the position exactly,
@@ -793,6 +937,7 @@ def open_pair_stream(
             map-style source.
         epoch: the epoch of the next pair.
         skipped: invalid pairs (and damaged shards) skipped so far (`on_invalid="skip"`), over all epochs.
+        cleaning: for a corpus, what its authors' caption cleaning did (`corpora.CorpusReport`); else None.
 
     Raises:
         PairDataError: the source is not found or not understood, or it has fewer shards (rows) than processes.

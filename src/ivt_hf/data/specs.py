@@ -1,8 +1,10 @@
-"""The three raw benchmarks as data: one small `BenchmarkSpec` each (file names, fields, id base, splits, published
+"""The raw benchmarks as data: one small `BenchmarkSpec` each (file names, fields, id base, splits, published
 counts), the errors a broken copy raises, and the list of names every part of the package accepts.
 
 CUHK-PEDES, ICFG-PEDES and RSTPReid ship as a JSON list of per-image records plus an `imgs/` folder
-(`docs/design.md`, "Data"). They differ only in these facts, so one normaliser (`normalise.py`) reads all three.
+(`docs/design.md`, "Data"); UFine6926 and its evaluation set UFine3C (`docs/corpora.md`) as a JSON list beside
+`images/`, and SYNTH-PEDES (a pre-training corpus with identities, so also fine-tuning data) beside `Part*/`. They
+differ only in these facts, so one normaliser (`normalise.py`) reads them all.
 """
 
 from __future__ import annotations
@@ -82,6 +84,9 @@ class BenchmarkSpec:
     # least images per identity in a split that needs pairs (`normalise.check_images_per_identity`); the published
     # benchmarks are read as they are, data a user made is checked
     min_images_per_id: dict[str, int] = field(default_factory=dict)
+    # record field naming where the record comes from (UFine3C's `source`), kept in the `source` column as
+    # `NAME/VALUE`; None: every row's source is the benchmark's name
+    source_field: str | None = None
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -140,6 +145,57 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
 }
 
 
+# UFineBench (Zuo et al., CVPR 2024): UFine6926, ultra-fine-grained captions (two per image, 80.8 words on average),
+# and UFine3C, an evaluation-only set of cross-domain, cross-granularity and cross-style queries whose records name
+# their `source`. Records `{"split", "id", "file_path": "images/N.jpg", "captions"}`, paths relative to the folder.
+# The annotation file names are those third-party loaders use (UFine3C_Annotations.json); both sets come under a
+# licence from their authors. Published totals: UFine6926 6,926 ids / 26,206 images / 52,412 captions (per split
+# unpublished: not checked); UFine3C 2,250 / 7,446 / 37,939, all test.
+UFINE_BENCHMARKS: dict[str, BenchmarkSpec] = {
+    spec.name: spec
+    for spec in (
+        BenchmarkSpec(
+            name="ufine6926",
+            display_name="UFine6926",
+            annotation_files=("UFine6926.json", "ufine6926.json", "UFine6926_Annotations.json"),
+            path_field="file_path",
+            id_base=1,
+            split_names={"train": "train", "val": "validation", "test": "test"},
+            image_dir="",
+            record_fields=("split", "id", "file_path", "captions"),
+            captions_per_record=2,
+        ),
+        BenchmarkSpec(
+            name="ufine3c",
+            display_name="UFine3C",
+            annotation_files=("UFine3C_Annotations.json", "UFine3C.json", "ufine3c.json"),
+            path_field="file_path",
+            id_base=1,
+            split_names={"test": "test"},
+            published=_counts({"test": (2250, 7446, 37939)}),
+            image_dir="",
+            record_fields=("id", "source", "split", "file_path", "captions"),
+            default_split="test",
+            source_field="source",
+        ),
+    )
+}
+
+# SYNTH-PEDES (Zuo et al., PLIP): 312,321 identities, 4.79 M images, 12.14 M captions, generated. Records `{"id",
+# "file_path": "PartN/<id>/<n>.jpg", "attributes", "captions": [2-3], "prompt_caption"}`, no split: all train.
+# Recognised by its folder (`sources.py`); a pre-training corpus (`corpora.py`) that can also fine-tune.
+SYNTH_PEDES_SPEC = BenchmarkSpec(
+    name="synth-pedes",
+    display_name="SYNTH-PEDES",
+    annotation_files=("synthpedes_dataset.json", "synthpedes-dataset.json"),
+    path_field="file_path",
+    id_base=0,
+    split_names={"train": "train"},
+    image_dir="",
+    record_fields=("id", "file_path", "attributes", "captions", "prompt_caption"),
+    default_split="train",
+)
+
 IMAGEFOLDER = "imagefolder"
 # Your own data, the Hugging Face way: an image folder with `metadata.jsonl` or `metadata.csv` whose rows give
 # `file_name` (relative to the folder), `person_id` (an integer), `caption` (one string) or `captions` (a list; in a
@@ -159,23 +215,22 @@ IMAGEFOLDER_SPEC = BenchmarkSpec(
 )
 
 # what `load_benchmark`, the CLI and training accept: the one list
-BENCHMARK_NAMES = (*BENCHMARKS, IMAGEFOLDER, SYNTHPEDES)
+BENCHMARK_NAMES = (*BENCHMARKS, *UFINE_BENCHMARKS, IMAGEFOLDER, SYNTHPEDES)
 
 
 def display_name(name: str) -> str:
     """How a benchmark name is shown to people (`cuhk-pedes` -> `CUHK-PEDES`); other names as they are."""
     if name == SYNTHPEDES:
         return "SynthPEDES (procedural, ivt_hf)"
-    return get_spec(name).display_name if name in (*BENCHMARKS, IMAGEFOLDER) else name
+    return get_spec(name).display_name if name in (*BENCHMARKS, *UFINE_BENCHMARKS, IMAGEFOLDER) else name
 
 
 def get_spec(name: str) -> BenchmarkSpec:
-    """The spec of a raw layout: the three benchmarks and `imagefolder`."""
+    """The spec of a raw layout: the three benchmarks, UFine6926 and UFine3C, and `imagefolder`."""
     if name == IMAGEFOLDER:
         return IMAGEFOLDER_SPEC
-    try:
-        return BENCHMARKS[name]
-    except KeyError:
-        raise IVTInputError(
-            f"unknown benchmark {name!r}; expected one of {sorted([*BENCHMARKS, IMAGEFOLDER])}"
-        ) from None
+    for specs in (BENCHMARKS, UFINE_BENCHMARKS):
+        if name in specs:
+            return specs[name]
+    known = sorted([*BENCHMARKS, *UFINE_BENCHMARKS, IMAGEFOLDER])
+    raise IVTInputError(f"unknown benchmark {name!r}; expected one of {known}")

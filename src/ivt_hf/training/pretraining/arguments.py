@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ...data.arguments import PAIR_FIELDS, DataArguments
+from ...data.mixture import mix_weights
 from ...errors import IVTInputError
 from ..arguments import ModelArguments, StageArguments, at_least
 from ..stage import parse_stage_args, read_recipe
@@ -96,7 +97,42 @@ class PretrainingArguments(StageArguments):
         return int(steps) if steps >= 1 else max(1, round(steps * self.max_steps))
 
 
-ARGUMENT_CLASSES = (ModelArguments, DataArguments, PretrainingArguments)
+@dataclass
+class PairDataArguments(DataArguments):
+    """`DataArguments` of pre-training, whose pairs may come from several sources mixed by weight:
+    `--dataset_name A B --mix_weights 0.7 0.3` (`ivt_hf.data.mixture`)."""
+
+    dataset_name: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "(required) image-text pairs: a folder of WebDataset / parquet shards, an image folder, a "
+            "save_to_disk folder, a corpus folder as published (WebPerson, LUPerson-MLLM, MALS, SYNTH-PEDES: "
+            "docs/corpora.md) or a Hub dataset id ORG/NAME; several are mixed (--mix_weights)."
+        },
+    )
+    mix_weights: list[float] | None = field(
+        default=None,
+        metadata={"help": "one weight per --dataset_name source: its share of the pairs (default: equal shares)."},
+    )
+
+    def __post_init__(self):
+        if isinstance(self.dataset_name, str):  # a recipe's (or an old run's) single source
+            self.dataset_name = [self.dataset_name]
+        if self.data_dir is not None:
+            raise IVTInputError("--data_dir does not apply to ivt pretrain (image-text pairs)")
+        super().__post_init__()
+        if self.dataset_name is not None:
+            mix_weights(self.dataset_name, self.mix_weights)  # before anything is read
+
+    @property
+    def name(self) -> str:
+        """The sources, as messages name them."""
+        if not self.dataset_name:
+            raise IVTInputError("give --dataset_name: the pairs to pre-train on")
+        return " + ".join(self.dataset_name)
+
+
+ARGUMENT_CLASSES = (ModelArguments, PairDataArguments, PretrainingArguments)
 
 
 def read_pretraining_recipe(path: str | Path) -> dict[str, Any]:
@@ -106,7 +142,7 @@ def read_pretraining_recipe(path: str | Path) -> dict[str, Any]:
 
 def parse_pretraining_args(
     argv: list[str] | None = None,
-) -> tuple[ModelArguments, DataArguments, PretrainingArguments]:
+) -> tuple[ModelArguments, PairDataArguments, PretrainingArguments]:
     """Command-line flags, or one recipe JSON file followed by flags that override it (`stage.parse_stage_args`);
     the pairs must be named (`--dataset_name`), and data settings that pairs do not take are refused."""
     model_args, data_args, args = parse_stage_args(ARGUMENT_CLASSES, argv, prog="ivt pretrain")
@@ -121,10 +157,11 @@ def check_pair_data(data_args: DataArguments) -> None:
         raise IVTInputError(
             "--dataset_name is required: a folder of shards, an image folder, a save_to_disk folder or a Hub dataset id"
         )
-    data_args.refuse_unused(PAIR_FIELDS, "ivt pretrain (image-text pairs)")
+    data_args.refuse_unused((*PAIR_FIELDS, "mix_weights"), "ivt pretrain (image-text pairs)")
 
 
 __all__ = [
+    "PairDataArguments",
     "PretrainingArguments",
     "check_pair_data",
     "parse_pretraining_args",

@@ -19,7 +19,7 @@ import shutil
 import sys
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,8 @@ import torch
 from transformers import get_scheduler
 
 from ...data.arguments import DataArguments
-from ...data.pairs import PairDataError, open_pair_stream
+from ...data.mixture import cleaning_reports, open_pretraining_pairs
+from ...data.pairs import PairDataError
 from ...data.shuffle_buffer import ShuffleBuffer
 from ...errors import InputNotFoundError, IVTInputError
 from ...hub.folder import register_for_remote_code, save_model_folder
@@ -138,6 +139,7 @@ class PretrainingResult:
     output_dir: str
     world_size: int
     pairs_skipped: int
+    data_cleaning: list[dict[str, Any]] = field(default_factory=list)  # what each corpus's caption cleaning did
 
 
 class PretrainingRun:
@@ -195,8 +197,9 @@ class PretrainingRun:
         self.processor = IVTProcessor.from_config(model.config)
         register_for_remote_code(model, self.processor)
         data_args = self.data_args
-        self.stream = open_pair_stream(
-            data_args.name,
+        self.stream = open_pretraining_pairs(  # one source's stream, or several sources' mixture
+            data_args.dataset_name if isinstance(data_args.dataset_name, list) else data_args.name,
+            getattr(data_args, "mix_weights", None),
             rank=self.rank,
             world_size=self.world_size,
             seed=args.seed,
@@ -393,6 +396,7 @@ class PretrainingRun:
             output_dir=str(self.output_dir),
             world_size=self.world_size,
             pairs_skipped=skipped,
+            data_cleaning=cleaning_reports(self.stream),
         )
         if self.is_main:
             (self.output_dir / "pretrain_results.json").write_text(json.dumps(asdict(result), indent=1))
