@@ -12,6 +12,7 @@ from pathlib import Path
 from . import DTYPE_CHOICES, CommandError, flag
 from .export import add_runtime_argument
 from .footage import add_footage_arguments, describe_footage, is_footage_build, run_footage_build
+from .growing import add_search_filters, register_index_changes, selected_rows
 from .parsers import picture_path, positive_int
 
 
@@ -50,6 +51,7 @@ def run_index_build(args: argparse.Namespace) -> int:
 def run_search(args: argparse.Namespace) -> int:
     from ..evaluation.pictures import RetrievalRow, draw_retrieval
     from ..search.faiss_cache import FaissSettings
+    from ..search.growing import search_selected
     from ..search.index import GalleryIndex
     from .export import load_for_runtime
 
@@ -65,7 +67,11 @@ def run_search(args: argparse.Namespace) -> int:
         faiss = FaissSettings(
             args.faiss, nlist=args.nlist, nprobe=args.nprobe, hnsw_m=args.hnsw_m, ef_search=args.ef_search
         )
-    results = index.search(args.queries, model, processor, k=args.k, faiss=faiss)
+    selected = selected_rows(index, args)  # --where, --after, --before (None: the whole gallery)
+    if selected is None:
+        results = index.search(args.queries, model, processor, k=args.k, faiss=faiss)
+    else:
+        results = search_selected(index, selected, args.queries, model, processor, k=args.k, faiss=faiss)
     rows = []
     for query, hits in zip(args.queries, results):
         print(f"\n{query}")
@@ -106,6 +112,7 @@ def register(subparsers) -> None:
     add_runtime_argument(build)
     add_footage_arguments(build)
     build.set_defaults(handler=run_index_build)
+    register_index_changes(index_commands, add_runtime_argument)  # ivt index add / remove
 
     search = subparsers.add_parser("search", help="find the images that best match a description")
     search.add_argument("--index", required=True, help="a folder written by `ivt index build`")
@@ -129,5 +136,6 @@ def register(subparsers) -> None:
     search.add_argument(*flag("--hnsw_m"), dest="hnsw_m", type=positive_int, default=32, help="hnsw: links per vector")
     search.add_argument(*flag("--ef_search"), dest="ef_search", type=positive_int, default=128, help="hnsw: candidates")
     search.add_argument("--show", type=picture_path, help="write a picture of the results (PNG)")
+    add_search_filters(search)
     add_runtime_argument(search)
     search.set_defaults(handler=run_search)

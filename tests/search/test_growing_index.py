@@ -1,0 +1,254 @@
+"""Galleries that grow (issue 28): `ivt index add` / `ivt index remove` keep an index equal to a fresh build of the
+same files (embeddings, manifest, search), refuse another model and folders ivt_hf did not write, leave the old index
+whole when the disk is full, keep the FAISS cache exact (extended, or built again, never read stale), and
+`ivt search --where / --after / --before` searches a part of the gallery."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers.commands import error_lines, run_cli
+from PIL import Image
+
+from ivt_hf import IVTConfig, IVTModel, IVTProcessor
+from ivt_hf.hub import save_model_folder
+from ivt_hf.outputs import MARKER
+from ivt_hf.search import FaissSettings, GalleryIndex, build_faiss_index, cached_faiss_index
+from ivt_hf.search.faiss_cache import faiss_cache_path
+from ivt_hf.search.growing import add_images, select_entries
+
+QUERIES = ["a man in a red coat", "a woman with a black bag", "someone walking"]
+
+
+def _model(folder: Path, seed: int) -> Path:
+    torch.manual_seed(seed)
+    config = IVTConfig.from_preset("micro", patch_stride=16)
+    save_model_folder(IVTModel(config), IVTProcessor.from_config(config), folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("growing_models")
+    return _model(root / "model", seed=0), _model(root / "other", seed=1)
+
+
+def _gallery(folder: Path) -> Path:
+    """camA: 6 images, camB: 5 images (one unreadable), random pixels."""
+    rng = np.random.default_rng(0)
+    for camera, count in (("camA", 6), ("camB", 5)):
+        for number in range(count):
+            path = folder / camera / f"{number:03d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (80, 40, 3), dtype=np.uint8)).save(path)
+    (folder / "camB" / "004.png").write_bytes(b"not a png")
+    return folder
+
+
+def _build(model: Path, images: Path, output: Path, capsys) -> None:
+    """`ivt index build`, one image per batch: a CPU encodes an image to the last bit the same only in a batch of the
+    same size (another batch size moves an embedding by up to 1 ulp, 6e-8), and the add's batches hold other images
+    than the fresh build's."""
+    flags = f"index build --model {model} --images {images} --output_dir {output} --on_invalid skip --batch_size 1"
+    code, out, err = run_cli(flags.split(), capsys)
+    assert code == 0, err
+
+
+def _state(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def _top10(index: GalleryIndex, model_dir: Path, **options) -> list[list[tuple[str, float]]]:
+    model, processor = IVTModel.from_pretrained(model_dir), IVTProcessor.from_pretrained(model_dir)
+    results = index.search(QUERIES, model.eval(), processor, k=10, **options)
+    return [[(hit.path, hit.score) for hit in hits] for hits in results]
+
+
+def test_add_then_remove_equals_a_fresh_build_of_the_same_files(models, tmp_path, capsys):
+    model, _ = models
+    gallery = _gallery(tmp_path / "gallery")
+    grown = tmp_path / "grown"
+    _build(model, gallery / "camA", grown, capsys)
+    before = GalleryIndex.load(grown)
+    assert _top10(before, model, use_faiss=True)  # a flat FAISS cache of the camA index, to be extended by the add
+
+    flags = f"index add {grown} --images {gallery} --on_invalid skip --batch_size 1"
+    code, out, err = run_cli(flags.split(), capsys)
+    assert code == 0, err
+    assert out.splitlines() == [
+        f"6 already in the index, not added again (first: {gallery.resolve()}/camA/000.png)",
+        f"added 4, 1 skipped, removed 0: {grown} now holds 10 entries",
+        f"skipped: {GalleryIndex.load(grown).skipped[0]['error']}",
+    ]
+    (gallery / "camB" / "001.png").unlink()  # gone: --missing drops it
+    code, out, err = run_cli(f"index remove {grown} --missing".split(), capsys)
+    assert (code, out) == (0, f"added 0, removed 1: {grown} now holds 9 entries\n"), err
+    code, out, err = run_cli(f"index remove {grown} --source {gallery}/camA/002.png".split(), capsys)
+    assert (code, out) == (0, f"added 0, removed 1: {grown} now holds 8 entries\n"), err
+
+    shutil.move(gallery / "camA" / "002.png", tmp_path / "002.png")  # A + B - C, built afresh
+    fresh_dir = tmp_path / "fresh"
+    _build(model, gallery, fresh_dir, capsys)
+    index, fresh = GalleryIndex.load(grown), GalleryIndex.load(fresh_dir)
+
+    assert sorted(index.paths) == sorted(fresh.paths) and len(index) == 8
+    by_path = dict(zip(index.paths, index.embeddings))
+    assert all(torch.equal(by_path[path], row) for path, row in zip(fresh.paths, fresh.embeddings))
+    assert index.manifest == fresh.manifest  # root moved up to the gallery; the skipped image, counts, model
+    for options in ({}, {"use_faiss": True}):
+        assert _top10(index, model, **options) == _top10(fresh, model, **options)
+    assert sorted(path.name for path in grown.iterdir()) == [MARKER, "embeddings.safetensors", "faiss", "manifest.json"]
+
+
+def test_another_model_and_paths_already_held_change_nothing(models, tmp_path, capsys):
+    model, other = models
+    gallery = _gallery(tmp_path / "gallery")
+    folder = tmp_path / "index"
+    _build(model, gallery, folder, capsys)
+    state = _state(folder)
+
+    code, out, err = run_cli(f"index add {folder} --images {gallery} --model {other}".split(), capsys)
+    assert code == 2 and error_lines(err)[0].startswith("error: the index was built by another model (")
+    code, out, err = run_cli(f"index add {folder} --images {gallery / 'camB'} --on_invalid skip".split(), capsys)
+    skipped = GalleryIndex.load(folder).skipped[0]["error"]  # camB/004.png, tried again: still not an image
+    assert (code, out.splitlines()) == (
+        0,
+        [
+            f"4 already in the index, not added again (first: {gallery.resolve()}/camB/000.png)",
+            f"added 0, 1 skipped, removed 0: {folder} unchanged",
+            f"skipped: {skipped}",
+        ],
+    )
+    assert _state(folder) == state
+
+
+def test_a_folder_ivt_hf_did_not_write_whole_is_refused(models, tmp_path, capsys):
+    model, _ = models
+    gallery = _gallery(tmp_path / "gallery")
+    folder = tmp_path / "index"
+    _build(model, gallery / "camA", folder, capsys)
+    (folder / "notes.txt").write_text("mine")
+    state = _state(folder)
+    code, out, err = run_cli(f"index add {folder} --images {gallery}".split(), capsys)
+    assert code == 2 and error_lines(err) == [
+        f"error: refusing to change {folder}: it is not a folder that ivt_hf wrote whole (no valid {MARKER}, or "
+        "files of someone else's in it); build the index again with `ivt index build`"
+    ]
+    (folder / "notes.txt").unlink()
+    (folder / MARKER).unlink()  # a copy without the marker: not known to be ivt_hf's
+    code, out, err = run_cli(f"index remove {folder} --source {gallery}/camA/000.png".split(), capsys)
+    assert code == 2 and "refusing to change" in error_lines(err)[0]
+    del state["notes.txt"], state[MARKER]
+    assert _state(folder) == state
+
+
+def test_a_full_disk_during_add_leaves_the_old_index(models, tmp_path, capsys, small_tmpfs):
+    from helpers.tmpfs import fill
+
+    model, _ = models
+    gallery = _gallery(tmp_path / "gallery")
+    disk = small_tmpfs("300k")
+    folder = disk / "index"
+    _build(model, gallery / "camA", folder, capsys)
+    state = _state(folder)
+    fill(disk, leave=0)
+    code, out, err = run_cli(f"index add {folder} --images {gallery} --on_invalid skip".split(), capsys)
+    line = f"error: no space left on device: {folder} (free some space or choose another folder)"
+    assert (code, error_lines(err)) == (3, [line]), err
+    with pytest.raises(OSError) as refused:  # the refusal came from safetensors' own writer, into the staging folder
+        encoder, processor = IVTModel.from_pretrained(model), IVTProcessor.from_pretrained(model)
+        add_images(encoder, processor, folder, gallery, on_invalid="skip", progress=False)
+    assert type(refused.value.__cause__).__name__ == "SafetensorError"
+    assert "No space left on device" in str(refused.value.__cause__)
+    assert _state(folder) == state
+    assert sorted(path.name for path in disk.iterdir()) == [".filler", ".index.lock", "index"]  # no staging left
+    assert len(GalleryIndex.load(folder)) == 6
+
+
+def test_the_faiss_cache_is_extended_and_never_read_stale(models, tmp_path, capsys):
+    model, _ = models
+    gallery = _gallery(tmp_path / "gallery")
+    folder = tmp_path / "index"
+    _build(model, gallery / "camA", folder, capsys)
+    _top10(GalleryIndex.load(folder), model, use_faiss=True)
+    cache = faiss_cache_path(folder, FaissSettings().build_key(6))
+    old_cache = cache.read_bytes()
+    assert run_cli(f"index add {folder} --images {gallery} --on_invalid skip".split(), capsys)[0] == 0
+
+    grown = GalleryIndex.load(folder)
+    extended, source = cached_faiss_index(grown.embeddings, FaissSettings(), folder)
+    assert (source, extended.ntotal) == ("cache", 10)  # the add extended the flat index: no rebuild
+    queries = torch.nn.functional.normalize(
+        torch.randn(5, grown.embeddings.shape[1], generator=torch.Generator()), dim=1
+    )
+    found, expected = (
+        extended.search(queries.numpy(), 10),
+        build_faiss_index(grown.embeddings).search(queries.numpy(), 10),
+    )
+    assert all(np.array_equal(a, b) for a, b in zip(found, expected))  # equal to a flat index built afresh, exactly
+    cache.write_bytes(old_cache)  # the camA index's cache, put back: its header names other embeddings
+    rebuilt, source = cached_faiss_index(grown.embeddings, FaissSettings(), folder)
+    assert (source, rebuilt.ntotal) == ("built", 10)
+
+    _top10(grown, model, faiss=FaissSettings("hnsw"))
+    assert run_cli(f"index remove {folder} --source {gallery}/camB".split(), capsys)[0] == 0
+    assert not (folder / "faiss").exists()  # a removal keeps no cache: the next search builds it
+    shrunk = GalleryIndex.load(folder)
+    assert [[path for path, _ in hits] for hits in _top10(shrunk, model, use_faiss=True)] == [
+        [path for path, _ in hits] for hits in _top10(shrunk, model)
+    ]
+    assert len(shrunk) == 6 and (folder / "faiss").is_dir()  # built again for the 6 entries left
+
+
+def test_search_where_source_and_camera(models, tmp_path, capsys):
+    model, _ = models
+    gallery = _gallery(tmp_path / "gallery")
+    folder = tmp_path / "index"
+    _build(model, gallery, folder, capsys)
+
+    def hits(flags: str) -> list[str]:
+        code, out, err = run_cli(f"search --index {folder} someone -k 20 {flags}".split(), capsys)
+        assert code == 0, err
+        return sorted(line.split()[-1] for line in out.splitlines()[2:])
+
+    camera_b = ["camB/000.png", "camB/001.png", "camB/002.png", "camB/003.png"]
+    assert hits("--where camera=camB") == camera_b
+    assert hits(f"--where source={gallery}/camB") == camera_b
+    assert hits(f"--where source={gallery}/camA/001.png --where source={gallery}/camB/003.png") == [
+        "camA/001.png",
+        "camB/003.png",
+    ]
+    code, out, err = run_cli(
+        f"search --index {folder} someone --where camera=camA --where source={gallery}/camB".split(), capsys
+    )
+    assert (code, error_lines(err)) == (
+        2,
+        ["error: no entry of the index passes the filters (--where, --after, --before)"],
+    )
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(f"search --index {folder} someone --where place=x".split(), capsys)
+    message = "ivt search: error: argument --where: must be source=FILE_OR_DIR or camera=NAME, got 'place=x'"
+    assert (stopped.value.code, error_lines(capsys.readouterr().err)) == (2, [message])
+
+
+def test_select_entries_by_time_and_camera_of_footage():
+    def record(source: str, time_s):
+        return {"source": source, "frame": 0, "time_s": time_s, "box": [0, 0, 1, 1], "track": 0, "score": 1.0}
+
+    footage = [
+        record("/videos/street.mp4", 1.0),
+        record("/videos/street.mp4", 12.5),
+        record("/videos/door.avi", 30.0),
+        record("/stills/gate/0001.jpg", None),
+    ]
+    paths = ["street-1/crops/a.jpg", "street-1/crops/b.jpg", "door-2/crops/c.jpg", "gate-3/crops/d.jpg"]
+    index = GalleryIndex(torch.eye(4), paths, {"root": "/index/gallery"}, footage=footage)
+    assert select_entries(index, after=1.0, before=12.5) == [0, 1]
+    assert select_entries(index, after=12.6) == [2]  # an entry without a time is never in a time range
+    assert select_entries(index, cameras=["street.mp4"]) == [0, 1]
+    assert select_entries(index, cameras=["gate", "door-2"]) == [2, 3]
+    assert select_entries(index, sources=["/videos"], before=20) == [0, 1]
