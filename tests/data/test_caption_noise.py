@@ -52,3 +52,32 @@ def test_the_report_is_a_table_with_examples_and_caps_them():
 
 def test_normalised_keeps_inner_punctuation():
     assert normalised("  A man, in black.  ") == "a man, in black"
+
+
+def test_data_stats_reports_the_noise_of_a_raw_copy(tmp_path, capsys):
+    """`ivt data stats` on an RSTPReid copy where two people share a caption and one caption is a fragment."""
+    from test_data_benchmarks import BENCHMARKS, RSTP_IMAGES, make_copy, make_records
+
+    from ivt_hf.cli import main
+
+    records = make_records("rstpreid", RSTP_IMAGES)
+    records[0]["captions"][0] = "A man in a black coat."
+    records[1]["captions"][1] = "a man in a black coat"  # person 1: the same text as person 0's
+    records[4]["captions"][0] = "Woman.</s>"
+    assert BENCHMARKS["rstpreid"].annotation_files[0] == "data_captions.json"
+    root = make_copy(tmp_path / "RSTPReid", "rstpreid", records=records)
+    assert main(["data", "stats", str(root), "--dataset_name", "rstpreid"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    start = out.index("caption noise over 12 captions")
+    assert out[start + 2 :] == [
+        "same caption, different identities             2   16.67%",
+        "non-English                                    0    0.00%",
+        "code or markup fragments                       1    8.33%",
+        "empty or very short                            1    8.33%",
+        "same caption, different identities, for example:",
+        "  2 captions of ids 0, 1 (train): 'A man in a black coat.'",
+        "code or markup fragments, for example:",
+        "  test imgs/3901_c14_0007.jpg: 'Woman.</s>'",
+        "empty or very short, for example:",
+        "  test imgs/3901_c14_0007.jpg: 'Woman.</s>'",
+    ]

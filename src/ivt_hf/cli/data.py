@@ -131,6 +131,7 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def run_stats(args: argparse.Namespace) -> int:
+    from ..data.caption_noise import caption_noise, dataset_caption_records
     from ..data.corpora import read_corpus
     from ..data.loading import load_benchmark_with_report
     from ..data.prepared import is_prepared, load_prepared
@@ -153,6 +154,7 @@ def run_stats(args: argparse.Namespace) -> int:
     sources = sorted({source for split_dataset in dataset.values() for source in split_dataset.unique("source")})
     print(f"{args.path} ({', '.join(sources)})")
     print(format_counts_table(counts))
+    print(caption_noise(dataset_caption_records(dataset)).format())
     return 0
 
 
