@@ -252,3 +252,56 @@ def test_select_entries_by_time_and_camera_of_footage():
     assert select_entries(index, cameras=["street.mp4"]) == [0, 1]
     assert select_entries(index, cameras=["gate", "door-2"]) == [2, 3]
     assert select_entries(index, sources=["/videos"], before=20) == [0, 1]
+
+
+def test_footage_add_and_remove_by_source_equal_a_fresh_build(tmp_path):
+    pytest.importorskip("av")
+    pytest.importorskip("cv2")
+    from helpers.commands import save_tiny_model_folder
+    from helpers.footage import ColourDetector, synthetic_frame, write_synthetic_video
+
+    from ivt_hf.footage import FootageSettings
+    from ivt_hf.hub.folder import load_model_and_processor
+    from ivt_hf.search.footage_index import build_footage_index
+    from ivt_hf.search.growing import add_footage, remove_entries
+
+    model, processor = load_model_and_processor(str(save_tiny_model_folder(tmp_path / "model")))
+    video = write_synthetic_video(tmp_path / "street.avi")
+    for camera in ("cam1", "cam2"):
+        (tmp_path / "frames" / camera).mkdir(parents=True)
+        for number in range(12):
+            Image.fromarray(synthetic_frame(number)).save(tmp_path / "frames" / camera / f"{number:05d}.png")
+    settings = FootageSettings(frames_fps=10.0, sample_fps=5.0)
+    common = {"detector": ColourDetector(), "batch_size": 1, "progress": False}
+
+    def build(output: Path, frame_folders: list[Path]) -> GalleryIndex:
+        build_footage_index(
+            model, processor, output, videos=[video], frame_folders=frame_folders, settings=settings, **common
+        )
+        return GalleryIndex.load(output)
+
+    grown = tmp_path / "grown"
+    build(grown, [])
+    report = add_footage(model, processor, grown, videos=[video], frame_folders=[tmp_path / "frames"], **common)
+    assert (report.added, report.already) == (12, [str(video.absolute())])
+    assert remove_entries(grown, sources=[tmp_path / "frames" / "cam2"]).removed == 6
+    fresh_dir = tmp_path / "fresh"
+    index, fresh = GalleryIndex.load(grown), build(fresh_dir, [tmp_path / "frames" / "cam1"])
+
+    assert sorted(index.paths) == sorted(fresh.paths) and len(index) == 12
+    rows = {path: (row, record) for path, row, record in zip(index.paths, index.embeddings, index.footage)}
+    for path, row, record in zip(fresh.paths, fresh.embeddings, fresh.footage):
+        assert torch.equal(rows[path][0], row) and rows[path][1] == record
+
+    def comparable(manifest: dict) -> dict:
+        sources = [{**item, "seconds": None} for item in manifest["footage_sources"]]  # how long each took differs
+        return {**manifest, "root": None, "footage_sources": sources}
+
+    assert comparable(index.manifest) == comparable(fresh.manifest)
+    assert _state(grown / "gallery") == _state(tmp_path / "fresh" / "gallery")  # cam2's crops and frames left behind
+    folders = [
+        sorted(str(path.relative_to(top)) for path in top.rglob("*") if path.is_dir()) for top in (grown, fresh_dir)
+    ]
+    assert folders[0] == folders[1]  # and no empty folder of cam2's
+    for options in ({}, {"use_faiss": True}):
+        assert _top10(index, tmp_path / "model", **options) == _top10(fresh, tmp_path / "model", **options)

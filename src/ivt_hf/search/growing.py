@@ -116,9 +116,15 @@ def _carry_gallery(old_dir: Path, staging: Path, keep: set[str] | None) -> None:
             continue
         if item.is_dir() and not item.is_symlink():
             ignore = _unnamed(item, keep) if keep is not None and item.name == FOOTAGE_GALLERY else None
-            shutil.copytree(item, staging / item.name, copy_function=_link_or_copy, ignore=ignore, symlinks=True)
+            shutil.copytree(
+                item, staging / item.name, copy_function=_link_or_copy, ignore=ignore, symlinks=True, dirs_exist_ok=True
+            )
         else:
             _link_or_copy(str(item), str(staging / item.name))
+    if keep is not None:  # the folders of a removed source, left empty
+        for folder, _, _ in os.walk(staging / FOOTAGE_GALLERY, topdown=False):
+            if not os.listdir(folder):
+                os.rmdir(folder)
 
 
 def _unnamed(gallery: Path, keep: set[str]) -> Callable[[str, list[str]], list[str]]:
