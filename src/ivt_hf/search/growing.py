@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from ..atomic import refusals_naming
+from ..atomic import read_json_object, refusals_naming
 from ..errors import IVTInputError
 from ..outputs import MARKER, foreign_files, read_marker, writing_output_dir
 from .faiss_cache import (
@@ -189,10 +189,25 @@ def _rewrite(index_dir: Path, command: str, change: Callable[[GalleryIndex, Path
         if result is None:
             raise _NothingToWrite
         new, appended = result
+        _keep_relative_root(index_dir, old, new)
         _carry_gallery(index_dir, staging, _footage_files(new))
         new.save(staging)
         _carry_faiss(old, new, staging, appended)
         return new
+
+
+def _keep_relative_root(index_dir: Path, old: GalleryIndex, new: GalleryIndex) -> None:
+    """A gallery root that the manifest names relative to the index folder (a footage index's `gallery`, a Space's)
+    stays so, for the folder to stay movable; `load` gave it as an absolute path. Such a root cannot move up."""
+    recorded = read_json_object(index_dir / INDEX_MANIFEST, GalleryIndexError).get("root")
+    if recorded is not None and os.path.isabs(recorded):
+        return
+    if new.manifest["root"] != old.manifest["root"]:
+        raise GalleryIndexError(
+            f"the gallery of {index_dir} lies inside it ({recorded or '.'}): what is added must lie under "
+            f"{old.manifest['root']}"
+        )
+    new.manifest["root"] = recorded
 
 
 class _NothingToWrite(Exception):
@@ -321,6 +336,9 @@ def search_selected(index: GalleryIndex, rows: Sequence[int], texts, model, proc
     built for this search, never cached)."""
     if not rows:
         raise IVTInputError("no entry of the index passes the filters (--where, --after, --before)")
+    from ..evaluation.encoding import encode_texts
+
+    texts = [texts] if isinstance(texts, str) else list(texts)
     index.check_model(model)
     part = GalleryIndex(
         index.embeddings[list(rows)],
@@ -328,8 +346,8 @@ def search_selected(index: GalleryIndex, rows: Sequence[int], texts, model, proc
         index.manifest,
         footage=[index.footage[row] for row in rows],
     )
-    part._passed_model = index._passed_model
-    return part.search(texts, model, processor, k=k, faiss=faiss)
+    queries = encode_texts(model, processor, texts, progress=False)
+    return part.search_embeddings(queries, k=k, faiss=faiss)
 
 
 def remove_entries(
