@@ -57,7 +57,7 @@ def _ivt_argv(command: str) -> list[str] | None:
 
 
 def test_the_readme_is_for_users():
-    assert len(README.encode()) <= 12_100  # about 12 kB: evidence lives in docs/ and benchmarks/README.md
+    assert len(README.encode()) <= 11_500  # about 11 kB: evidence lives in docs/ and benchmarks/README.md
     assert len(COMMANDS) >= 12
 
 
