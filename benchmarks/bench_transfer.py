@@ -163,6 +163,37 @@ def run(command: list[str], log: Path) -> float:
     return time.perf_counter() - start
 
 
+def pretrain_arguments(pairs: Path, output_dir: Path, steps: int, seed: int, batch: int = 16) -> list[str]:
+    """`ivt pretrain`'s arguments of the transfer benches: tiny preset, AdamW 3e-4, cosine to 1e-6, shuffle buffer
+    256, `batch` pairs a process."""
+    return [
+        "pretrain",
+        *("--dataset_name", str(pairs), "--output_dir", str(output_dir), "--overwrite_output_dir"),
+        *("--model_preset", "tiny", "--max_steps", str(steps), "--per_device_train_batch_size", str(batch)),
+        *("--learning_rate", "3e-4", "--weight_decay", "0.02", "--warmup_steps", "0.05"),
+        *("--lr_scheduler_type", "cosine_with_min_lr", "--lr_scheduler_kwargs", '{"min_lr": 1e-6}'),
+        *("--max_grad_norm", "0", "--save_steps", str(steps), "--logging_steps", "50"),
+        *("--shuffle_buffer_size", "256", "--dataloader_num_workers", "1", "--seed", str(seed), "--use_cpu"),
+    ]
+
+
+def finetune_and_evaluate(
+    recipe: Path, start: list[str], dataset: Path, run_dir: Path, steps: int, seed: int, extra: tuple[str, ...] = ()
+) -> tuple[float, dict]:
+    """`ivt train RECIPE` from `start` (a preset or `--model_name_or_path`), then `ivt evaluate` on the test split;
+    (seconds of training, the test metrics). Logs and results lie beside `run_dir`."""
+    ivt = [sys.executable, "-m", "ivt_hf"]
+    shutil.rmtree(run_dir, ignore_errors=True)  # this script's own folder: a rerun starts afresh
+    train = [*ivt, "train", str(recipe), *start, "--dataset_name", str(dataset), "--output_dir", str(run_dir)]
+    train += ["--max_steps", str(steps), "--seed", str(seed), "--disable_tqdm", "true", *extra]
+    seconds = run(train, run_dir.with_name(run_dir.name + ".log"))
+    results = run_dir.with_name(run_dir.name + "-test.json")
+    evaluate = [*ivt, "evaluate", "--model", str(run_dir), "--dataset_name", str(dataset), "--split", "test"]
+    run([*evaluate, "--output", str(results)], run_dir.with_name(run_dir.name + "-eval.log"))
+    metrics = json.loads(results.read_text())["metrics"]
+    return seconds, {name: metrics[name] for name in ("R1", "R5", "R10", "mAP")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -182,91 +213,16 @@ def main() -> None:
         pretrained = out / f"pretrain-seed{seed}"
         seconds = {}
         if not (pretrained / "pretrain_results.json").is_file():
-            seconds["pretrain"] = run(
-                [
-                    *ivt,
-                    "pretrain",
-                    "--dataset_name",
-                    str(out / "pairs"),
-                    "--output_dir",
-                    str(pretrained),
-                    "--overwrite_output_dir",
-                    "--model_preset",
-                    "tiny",
-                    "--max_steps",
-                    str(args.pretrain_steps),
-                    "--per_device_train_batch_size",
-                    "16",
-                    "--learning_rate",
-                    "3e-4",
-                    "--weight_decay",
-                    "0.02",
-                    "--warmup_steps",
-                    "0.05",
-                    "--lr_scheduler_type",
-                    "cosine_with_min_lr",
-                    "--lr_scheduler_kwargs",
-                    '{"min_lr": 1e-6}',
-                    "--max_grad_norm",
-                    "0",
-                    "--save_steps",
-                    str(args.pretrain_steps),
-                    "--logging_steps",
-                    "50",
-                    "--shuffle_buffer_size",
-                    "256",
-                    "--dataloader_num_workers",
-                    "1",
-                    "--seed",
-                    str(seed),
-                    "--use_cpu",
-                ],
-                out / f"pretrain-seed{seed}.log",
-            )
+            command = [*ivt, *pretrain_arguments(out / "pairs", pretrained, args.pretrain_steps, seed)]
+            seconds["pretrain"] = run(command, out / f"pretrain-seed{seed}.log")
         row = {"seed": seed}
         for arm, start in (
             ("scratch", ["--model_preset", "tiny"]),
             ("pretrained", ["--model_name_or_path", str(pretrained)]),
         ):
-            run_dir = out / f"{arm}-seed{seed}"
-            shutil.rmtree(run_dir, ignore_errors=True)  # this script's own folder: a rerun starts afresh
-            seconds[arm] = run(
-                [
-                    *ivt,
-                    "train",
-                    str(RECIPE),
-                    *start,
-                    "--dataset_name",
-                    str(out / "outfits"),
-                    "--output_dir",
-                    str(run_dir),
-                    "--max_steps",
-                    str(args.finetune_steps),
-                    "--seed",
-                    str(seed),
-                    "--disable_tqdm",
-                    "true",
-                ],
-                out / f"{arm}-seed{seed}.log",
+            seconds[arm], row[arm] = finetune_and_evaluate(
+                RECIPE, start, out / "outfits", out / f"{arm}-seed{seed}", args.finetune_steps, seed
             )
-            results = out / f"{arm}-seed{seed}-test.json"
-            run(
-                [
-                    *ivt,
-                    "evaluate",
-                    "--model",
-                    str(run_dir),
-                    "--dataset_name",
-                    str(out / "outfits"),
-                    "--split",
-                    "test",
-                    "--output",
-                    str(results),
-                ],
-                out / f"{arm}-seed{seed}-eval.log",
-            )
-            metrics = json.loads(results.read_text())["metrics"]
-            row[arm] = {name: metrics[name] for name in ("R1", "R5", "R10", "mAP")}
         row["seconds"] = {name: round(value) for name, value in seconds.items()}
         rows.append(row)
         print(json.dumps(row), flush=True)
