@@ -147,6 +147,29 @@ def test_a_folder_ivt_hf_did_not_write_whole_is_refused(models, tmp_path, capsys
     assert _state(folder) == state
 
 
+def test_wrong_kinds_and_removing_everything_are_one_line_each(models, tmp_path, capsys):
+    model, _ = models
+    gallery = _gallery(tmp_path / "gallery")
+    folder = tmp_path / "index"
+    _build(model, gallery / "camA", folder, capsys)
+    state = _state(folder)
+    cases = {
+        f"index add {folder} --video {tmp_path}/street.avi": f"error: {folder} is an index of images: add --images DIR",
+        f"index add {folder}": "error: give --images DIR, or --video FILE... / --frames DIR... (what the index holds)",
+        f"index remove {folder}": "error: say what to remove: --missing, or --source FILE_OR_DIR...",
+        f"index remove {folder} --source {gallery}": f"error: that would remove all 6 entries of {folder}; nothing "
+        "was changed",
+        f"index remove {folder} --missing": None,  # nothing is missing: nothing changes
+    }
+    for command, line in cases.items():
+        code, out, err = run_cli(command.split(), capsys)
+        if line is None:
+            assert (code, out) == (0, f"added 0, removed 0: {folder} unchanged\n")
+        else:
+            assert (code, error_lines(err)) == (2, [line]), command
+    assert _state(folder) == state
+
+
 def test_a_full_disk_during_add_leaves_the_old_index(models, tmp_path, capsys, small_tmpfs):
     from helpers.tmpfs import fill
 

@@ -75,7 +75,11 @@ def run_index_add(args: argparse.Namespace) -> int:
 
     if bool(args.images) == bool(args.video or args.frames):
         raise CommandError("give --images DIR, or --video FILE... / --frames DIR... (what the index holds)")
-    manifest = GalleryIndex.load(args.index).manifest
+    index = GalleryIndex.load(args.index)
+    footage, manifest = any(index.footage), index.manifest
+    if footage != bool(args.video or args.frames):  # before a model or a detector is loaded
+        held = "footage: add --video FILE... / --frames DIR..." if footage else "images: add --images DIR"
+        raise CommandError(f"{args.index} is an index of {held}")
     model_dir = args.model or manifest.get("model")
     if not model_dir:
         raise CommandError("the index does not name its model; pass --model")
