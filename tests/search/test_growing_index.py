@@ -295,6 +295,8 @@ def test_footage_add_and_remove_by_source_equal_a_fresh_build(tmp_path):
         (tmp_path / "frames" / camera).mkdir(parents=True)
         for number in range(12):
             Image.fromarray(synthetic_frame(number)).save(tmp_path / "frames" / camera / f"{number:05d}.png")
+    frames = tmp_path / "linked"  # footage records keep a source as given: through this link
+    frames.symlink_to(tmp_path / "frames")
     settings = FootageSettings(frames_fps=10.0, sample_fps=5.0)
     common = {"detector": ColourDetector(), "batch_size": 1, "progress": False}
 
@@ -306,11 +308,11 @@ def test_footage_add_and_remove_by_source_equal_a_fresh_build(tmp_path):
 
     grown = tmp_path / "grown"
     build(grown, [])
-    report = add_footage(model, processor, grown, videos=[video], frame_folders=[tmp_path / "frames"], **common)
+    report = add_footage(model, processor, grown, videos=[video], frame_folders=[frames], **common)
     assert (report.added, report.already) == (12, [str(video.absolute())])
-    assert remove_entries(grown, sources=[tmp_path / "frames" / "cam2"]).removed == 6
+    assert remove_entries(grown, sources=[frames / "cam2"]).removed == 6
     fresh_dir = tmp_path / "fresh"
-    index, fresh = GalleryIndex.load(grown), build(fresh_dir, [tmp_path / "frames" / "cam1"])
+    index, fresh = GalleryIndex.load(grown), build(fresh_dir, [frames / "cam1"])
 
     assert sorted(index.paths) == sorted(fresh.paths) and len(index) == 12
     rows = {path: (row, record) for path, row, record in zip(index.paths, index.embeddings, index.footage)}

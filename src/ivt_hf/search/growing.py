@@ -280,8 +280,14 @@ def add_images(
     return report
 
 
+def source_targets(sources: Sequence[str | os.PathLike]) -> list[Path]:
+    """Each source as an absolute path, as given and with its links followed: footage records keep a source as it
+    was given (absolute), image entries are found with their links followed."""
+    return sorted({path for source in sources for path in (Path(source).absolute(), Path(source).resolve())})
+
+
 def source_matches(source: str, targets: Sequence[Path]) -> bool:
-    """Whether the file `source` (absolute) is one of `targets` or lies under one of them (absolute, resolved)."""
+    """Whether the file `source` (absolute) is one of `targets` or lies under one of them (`source_targets`)."""
     path = Path(source)
     return any(path == target or target in path.parents for target in targets)
 
@@ -316,7 +322,7 @@ def select_entries(
 ) -> list[int]:
     """The entries (row numbers, in order) that pass every filter given: from one of `sources` (files or folders),
     of one of `cameras` (`entry_camera`), at a time (seconds into the footage) from `after` to `before` inclusive."""
-    targets = [Path(source).resolve() for source in sources]
+    targets = source_targets(sources)
     wanted, cache, rows = set(cameras), {}, []
     for number in range(len(index)):
         if targets and not source_matches(_entry_source(index, number, cache), targets):
@@ -357,7 +363,7 @@ def remove_entries(
     index left must hold at least one entry."""
     if not missing and not sources:
         raise IVTInputError("say what to remove: --missing, or --source FILE_OR_DIR")
-    index_dir, targets = Path(index_dir), [Path(source).resolve() for source in sources]
+    index_dir, targets = Path(index_dir), source_targets(sources)
     report = ChangeReport(index_dir)
 
     def change(old: GalleryIndex, staging: Path):
@@ -467,4 +473,5 @@ __all__ = [
     "search_selected",
     "select_entries",
     "source_matches",
+    "source_targets",
 ]
