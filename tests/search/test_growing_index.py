@@ -132,6 +132,11 @@ def test_a_folder_ivt_hf_did_not_write_whole_is_refused(models, tmp_path, capsys
     gallery = _gallery(tmp_path / "gallery")
     folder = tmp_path / "index"
     _build(model, gallery / "camA", folder, capsys)
+    _top10(GalleryIndex.load(folder), model, use_faiss=True)  # the cache a search keeps there is ivt_hf's
+    (folder / "faiss" / "notes.txt").write_text("mine")  # but not a file of the user's beside it
+    code, out, err = run_cli(f"index add {folder} --images {gallery}".split(), capsys)
+    assert code == 2 and "refusing to change" in error_lines(err)[0]
+    (folder / "faiss" / "notes.txt").unlink()
     (folder / "notes.txt").write_text("mine")
     state = _state(folder)
     code, out, err = run_cli(f"index add {folder} --images {gallery}".split(), capsys)

@@ -24,6 +24,7 @@ it holds, and `ivt search --where/--after/--before` searches a part of it.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -56,6 +57,9 @@ from .index import (
 )
 
 FOOTAGE_GALLERY = "gallery"  # `footage_index.GALLERY`: not imported, that module needs the video extra
+# what `faiss_cache.save_faiss_cache` writes (`faiss_cache_path`), and its temporary file of a killed search
+_CACHE_NAME = r"(?:flat|ivf|hnsw)-[0-9a-f]{16}\.faiss"
+_FAISS_CACHE_FILE = re.compile(rf"{FAISS_CACHE_DIR}/(?:{_CACHE_NAME}|\.{_CACHE_NAME}\.tmp-\d+-[0-9a-f]{{8}})")
 _INDEX_FILES = {INDEX_EMBEDDINGS, INDEX_MANIFEST, MARKER, FAISS_CACHE_DIR}
 
 
@@ -98,7 +102,7 @@ def _written_by_ivt_hf(index_dir: Path) -> bool:
     searches keep in `faiss/` (derived data, written after the marker)."""
     if read_marker(index_dir) is None:
         return False
-    return all(name.startswith(FAISS_CACHE_DIR + "/") for name in foreign_files(index_dir))
+    return all(_FAISS_CACHE_FILE.fullmatch(name) for name in foreign_files(index_dir))
 
 
 def _link_or_copy(source: str, target: str) -> None:
