@@ -152,7 +152,7 @@ def test_a_folder_ivt_hf_did_not_write_whole_is_refused(models, tmp_path, capsys
     assert _state(folder) == state
 
 
-def test_wrong_kinds_and_removing_everything_are_one_line_each(models, tmp_path, capsys):
+def test_wrong_kinds_and_removing_everything_are_one_line_each(models, tmp_path, capsys, monkeypatch):
     model, _ = models
     gallery = _gallery(tmp_path / "gallery")
     folder = tmp_path / "index"
@@ -173,6 +173,10 @@ def test_wrong_kinds_and_removing_everything_are_one_line_each(models, tmp_path,
         else:
             assert (code, error_lines(err)) == (2, [line]), command
     assert _state(folder) == state
+    monkeypatch.setenv("WORLD_SIZE", "2")  # under torchrun
+    code, out, err = run_cli(f"index add {folder} --images {gallery}".split(), capsys)
+    line = "error: ivt index add is one process: start it without torchrun / accelerate"
+    assert (code, error_lines(err), _state(folder)) == (2, [line], state)
 
 
 def test_a_full_disk_during_add_leaves_the_old_index(models, tmp_path, capsys, small_tmpfs):

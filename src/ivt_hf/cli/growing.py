@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 
 from . import CommandError, flag
 from .parsers import positive_int
@@ -75,6 +76,8 @@ def run_index_add(args: argparse.Namespace) -> int:
 
     if bool(args.images) == bool(args.video or args.frames):
         raise CommandError("give --images DIR, or --video FILE... / --frames DIR... (what the index holds)")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each process would encode the same images and race to write
+        raise CommandError("ivt index add is one process: start it without torchrun / accelerate")
     index = GalleryIndex.load(args.index)
     footage, manifest = any(index.footage), index.manifest
     if footage != bool(args.video or args.frames):  # before a model or a detector is loaded
