@@ -262,6 +262,11 @@ def test_search_where_source_and_camera(models, tmp_path, capsys):
         2,
         ["error: no entry of the index passes the filters (--where, --after, --before)"],
     )
+    flags = f"search --index {folder} someone --where camera=camA --faiss ivf --nlist 7"
+    code, out, err = run_cli(flags.split(), capsys)
+    line = "error: --nlist 7 is more centroids than the gallery has images that pass the filters (6)"
+    assert (code, error_lines(err)) == (2, [line])
+    assert hits("--where camera=camA --faiss ivf --nlist 6") == [f"camA/{number:03d}.png" for number in range(6)]
     with pytest.raises(SystemExit) as stopped:
         run_cli(f"search --index {folder} someone --where place=x".split(), capsys)
     message = "ivt search: error: argument --where: must be source=FILE_OR_DIR or camera=NAME, got 'place=x'"

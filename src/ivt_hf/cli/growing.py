@@ -61,13 +61,16 @@ def selected_rows(index, args: argparse.Namespace) -> list[int] | None:
         return None
     if args.after is not None and args.before is not None and args.after > args.before:
         raise CommandError(f"--after {args.after} is later than --before {args.before}")
-    return select_entries(
+    rows = select_entries(
         index,
         sources=[value for key, value in args.where if key == "source"],
         cameras=[value for key, value in args.where if key == "camera"],
         after=args.after,
         before=args.before,
     )
+    if not rows:  # before the model is loaded
+        raise CommandError("no entry of the index passes the filters (--where, --after, --before)")
+    return rows
 
 
 def run_index_add(args: argparse.Namespace) -> int:

@@ -56,18 +56,20 @@ def run_search(args: argparse.Namespace) -> int:
     from .export import load_for_runtime
 
     index = GalleryIndex.load(args.index)
+    selected = selected_rows(index, args)  # --where, --after, --before (None: the whole gallery)
+    count = len(index) if selected is None else len(selected)
+    if args.faiss == "ivf" and args.nlist is not None and args.nlist > count:
+        passing = "" if selected is None else " that pass the filters"
+        raise CommandError(f"--nlist {args.nlist} is more centroids than the gallery has images{passing} ({count})")
     model_dir = args.model or index.manifest.get("model")
     if not model_dir:
         raise CommandError("the index does not name its model; pass --model")
     model, processor = load_for_runtime(model_dir, args.runtime)
-    if args.faiss == "ivf" and args.nlist is not None and args.nlist > len(index):
-        raise CommandError(f"--nlist {args.nlist} is more centroids than the gallery has images ({len(index)})")
     faiss = None
     if args.faiss:
         faiss = FaissSettings(
             args.faiss, nlist=args.nlist, nprobe=args.nprobe, hnsw_m=args.hnsw_m, ef_search=args.ef_search
         )
-    selected = selected_rows(index, args)  # --where, --after, --before (None: the whole gallery)
     if selected is None:
         results = index.search(args.queries, model, processor, k=args.k, faiss=faiss)
     else:
