@@ -52,6 +52,7 @@ ICON_CONTEXTS = {
     "status": "a status icon",
 }
 ICON_TEMPLATES = ("{words}, {context}", "{context} showing {words}", "icon: {words}")
+SHARDS = 8  # about this many: each process of a multi-process `ivt pretrain` needs shards of its own
 SPLITS = (("train", 0.7), ("validation", 0.1), ("test", 0.2))
 
 
@@ -181,7 +182,7 @@ def build(sources: Path, out: Path, seed: int = 0) -> dict:
     write_webdataset_shards(
         ((key, _encoded(image, "JPEG"), caption) for key, image, caption in pairs),
         out / "pretrain",
-        pairs_per_shard=500,
+        pairs_per_shard=max(1, min(500, -(-len(pairs) // SHARDS))),
         overwrite=True,
     )
     lines, counts = [], {split: [0, 0] for split, _ in SPLITS}

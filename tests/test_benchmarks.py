@@ -5,6 +5,7 @@ memory bench's rule for what it runs and what it extrapolates."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -104,3 +105,100 @@ def test_the_memory_bench_extrapolates_what_would_not_fit(monkeypatch, capsys):
 @pytest.mark.parametrize("points, images, expected", [([(1, 3.0), (2, 3.5)], 28, 16.5), ([(1, 2.0)], 9, 2.0)])
 def test_the_memory_line(points, images, expected):
     assert _load("bench_memory.py").extrapolate(points, images) == pytest.approx(expected)
+
+
+def _fake_registry_sources(root: Path, emoji: int = 30) -> Path:
+    """What `real_pairs.fetch` unpacks, made here without network: `emoji` drawable emoji (plus a Component one and
+    one Twitter lacks, both left out), 3 Oxygen icons at each size and a symlinked duplicate."""
+    import json
+    import random
+
+    from PIL import Image
+
+    rng = random.Random(5)
+
+    def png(path: Path, size: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.frombytes("RGBA", (size, size), rng.randbytes(size * size * 4)).save(path)
+
+    entries = []
+    for number in range(emoji + 2):
+        code = f"1F{number:03X}"
+        category = "Component" if number == emoji else "Smileys & Emotion"
+        entries.append(
+            {
+                "name": f"FACE {number}",
+                "unified": code,
+                "image": f"{code.lower()}.png",
+                "short_name": f"face_{number}",
+                "short_names": [f"face_{number}", f"f-{number}"],
+                "category": category,
+                "subcategory": "face-smiling",
+                "sort_order": number,
+            }
+        )
+        for vendor in ("google", "twitter")[: 1 if number == emoji + 1 else 2]:
+            png(root / f"emoji-datasource-{vendor}/package/img/{vendor}/64/{code.lower()}.png", 64)
+    (root / "emoji-datasource/package").mkdir(parents=True)
+    (root / "emoji-datasource/package/emoji.json").write_text(json.dumps(entries))
+    for size in (32, 48, 64, 128):
+        folder = root / f"oxygen/usr/share/icons/oxygen/base/{size}x{size}"
+        for context, name in (("apps", "accessories-calculator"), ("places", "user-home"), ("devices", "drive_cdrom")):
+            png(folder / context / f"{name}.png", size)
+        (folder / "places/user-home-alias.png").symlink_to("user-home.png")
+    return root
+
+
+def test_real_pairs_builds_identity_splits_and_unique_icons(tmp_path):
+    real_pairs = _load("real_pairs.py")
+    info = real_pairs.build(_fake_registry_sources(tmp_path / "sources"), tmp_path / "data")
+    assert info["pretrain"]["pairs"] == 12  # 3 icons at 4 sizes; the symlinked name is the same image
+    assert {split: counts["identities"] for split, counts in info["finetune"].items()} == {
+        "train": 21,
+        "validation": 3,
+        "test": 6,
+    }
+    records = [json.loads(line) for line in (tmp_path / "data/finetune/metadata.jsonl").read_text().splitlines()]
+    splits_of = {}
+    for record in records:
+        splits_of.setdefault(record["person_id"], set()).add(record["split"])
+    assert len(records) == 60 and all(len(splits) == 1 for splits in splits_of.values())
+    first = next(record for record in records if record["file_name"].endswith("1f000_google.png"))
+    assert first["captions"] == [
+        "face 0",
+        "face 0, an emoji of smileys & emotion, face smiling",
+        "emoji face 0 or f 0 (face smiling)",
+    ]
+    shards = sorted(path.name for path in (tmp_path / "data/pretrain").iterdir())
+    assert shards == [f"pairs-{number:05d}.tar" for number in range(6)]  # 2 pairs each: at least 8 shards, or all
+
+
+def test_real_pairs_refuses_a_pretraining_image_equal_to_a_finetuning_one(tmp_path):
+    real_pairs = _load("real_pairs.py")
+    sources = _fake_registry_sources(tmp_path / "sources")
+    icon = sources / "oxygen/usr/share/icons/oxygen/base/64x64/apps/accessories-calculator.png"
+    icon.write_bytes((sources / "emoji-datasource-twitter/package/img/twitter/64/1f003.png").read_bytes())
+    with pytest.raises(SystemExit, match="pre-training images equal to fine-tuning images: \\['64_apps_"):
+        real_pairs.build(sources, tmp_path / "data")
+
+
+def test_the_real_transfer_bench_runs_both_arms_over_two_seeds_with_quick(tmp_path):
+    """The whole path offline: two-process pre-training, both fine-tuning arms, evaluation, the probe, the summary."""
+    _load("real_pairs.py").build(_fake_registry_sources(tmp_path / "sources"), tmp_path / "data")
+    flags = f"--quick --probe --data_dir {tmp_path / 'data'} --out {tmp_path / 'out'}".split()
+    result = _run("bench_real_transfer.py", *flags)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    saved = json.loads((tmp_path / "out/results.json").read_text())
+    rows = saved["rows"]
+    assert [(row["pretrain_seed"], row["finetune_seed"]) for row in rows] == [(0, 0), (1, 1)]
+    for arm in ("scratch", "pretrained"):
+        values = [row[arm]["R1"] for row in rows]
+        assert saved["summary"][arm]["R1"]["mean"] == round(sum(values) / 2, 2)
+        assert saved["summary"][arm]["R1"]["min"] == round(min(values), 2)
+    differences = [row["pretrained"]["mAP"] - row["scratch"]["mAP"] for row in rows]
+    assert saved["summary"]["difference"]["mAP"]["max"] == round(max(differences), 2)
+    scratch_start = rows[0]["probe"]["scratch"]["start"]
+    assert scratch_start["ln_gain"] == 1.0 and scratch_start["image_norm"] == pytest.approx(128**0.5, abs=1e-3)
+    assert len(rows[0]["probe"]["pretrained"]["first_logs"]) == 5 and len(rows[0]["probe"]["scratch"]["eval_R1"]) == 2
+    table = _table(result.stdout, "pretrain seed")
+    assert [line.split()[:2] for line in table[:2]] == [["0", "0"], ["1", "1"]]
