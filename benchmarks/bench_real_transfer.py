@@ -166,20 +166,15 @@ def embedding_probe(model, processor, dataset: Path, count: int = 64) -> dict:
 
 
 def parameter_change(start, end) -> dict:
-    """||end - start|| / ||start|| over each top-level part of the model (how far fine-tuning moved it)."""
-    import torch
-
+    """||end - start|| / ||start|| over each top-level part of the model (how far fine-tuning moved it; a
+    non-finite weight shows as nan)."""
     moved, size = {}, {}
     end_state = end.state_dict()
     for key, value in start.state_dict().items():
         part = key.split(".")[0]
         moved[part] = moved.get(part, 0.0) + (end_state[key].float() - value.float()).pow(2).sum().item()
         size[part] = size.get(part, 0.0) + value.float().pow(2).sum().item()
-    return {
-        part: round((moved[part] / max(size[part], 1e-12)) ** 0.5, 4)
-        for part in moved
-        if torch.isfinite(torch.tensor(moved[part]))
-    }
+    return {part: round((moved[part] / max(size[part], 1e-12)) ** 0.5, 4) for part in moved}
 
 
 def logged(log: Path) -> dict:
@@ -204,12 +199,22 @@ def probe_run(recipe: Path, start: list[str], seed: int, run_dir: Path, dataset:
     from ivt_hf.model.processing_ivt import IVTProcessor
 
     first = start_model(recipe, start, seed)
+    carried = {}
+    if start[0] == "--model_name_or_path":  # the ITC temperature fine-tuning drops: what the features were shaped for
+        from safetensors import safe_open
+
+        for shard in sorted(Path(start[1]).glob("*.safetensors")):
+            with safe_open(str(shard), "pt") as weights:
+                if "log_temperature" in weights.keys():
+                    inverse = 1 / weights.get_tensor("log_temperature").exp().item()
+                    carried["pretraining_inverse_temperature"] = round(inverse, 3)
     last = AutoModel.from_pretrained(run_dir, use_safetensors=True)
     processor = IVTProcessor.from_pretrained(run_dir)
     return {
         "start": embedding_probe(first, processor, dataset),
         "end": embedding_probe(last, processor, dataset),
         "moved": parameter_change(first, last),
+        **carried,
         **logged(run_dir.with_name(run_dir.name + ".log")),
     }
 

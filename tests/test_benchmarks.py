@@ -199,6 +199,9 @@ def test_the_real_transfer_bench_runs_both_arms_over_two_seeds_with_quick(tmp_pa
     assert saved["summary"]["difference"]["mAP"]["max"] == round(max(differences), 2)
     scratch_start = rows[0]["probe"]["scratch"]["start"]
     assert scratch_start["ln_gain"] == 1.0 and scratch_start["image_norm"] == pytest.approx(128**0.5, abs=1e-3)
+    # 4 pre-training steps barely move the temperature from its 0.07 start; the scratch arm has none
+    assert rows[0]["probe"]["pretrained"]["pretraining_inverse_temperature"] == pytest.approx(1 / 0.07, rel=0.01)
+    assert "pretraining_inverse_temperature" not in rows[0]["probe"]["scratch"]
     assert len(rows[0]["probe"]["pretrained"]["first_logs"]) == 5 and len(rows[0]["probe"]["scratch"]["eval_R1"]) == 2
     table = _table(result.stdout, "pretrain seed")
     assert [line.split()[:2] for line in table[:2]] == [["0", "0"], ["1", "1"]]
