@@ -179,6 +179,9 @@ def build(sources: Path, out: Path, seed: int = 0) -> dict:
     shared = [key for key, image, _ in pairs if pixel_hash(image) in emoji_hashes]
     if shared:
         raise SystemExit(f"pre-training images equal to fine-tuning images: {shared[:5]}")
+    # shuffled before sharding: read in order, each shard would hold one size and one context, and a process's
+    # shuffle buffer (256 pairs) would hold little else
+    random.Random(seed).shuffle(pairs)
     write_webdataset_shards(
         ((key, _encoded(image, "JPEG"), caption) for key, image, caption in pairs),
         out / "pretrain",

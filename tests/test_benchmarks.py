@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -171,6 +172,11 @@ def test_real_pairs_builds_identity_splits_and_unique_icons(tmp_path):
     ]
     shards = sorted(path.name for path in (tmp_path / "data/pretrain").iterdir())
     assert shards == [f"pairs-{number:05d}.tar" for number in range(6)]  # 2 pairs each: at least 8 shards, or all
+    keys = [
+        name.split(".")[0] for shard in shards for name in tarfile.open(tmp_path / "data/pretrain" / shard).getnames()
+    ]
+    sizes = [int(key.split("_")[0]) for key in keys[::2]]
+    assert sorted(sizes) == sorted([32, 48, 64, 128] * 3) and sizes != sorted(sizes)  # shuffled across the shards
 
 
 def test_real_pairs_refuses_a_pretraining_image_equal_to_a_finetuning_one(tmp_path):
