@@ -559,7 +559,11 @@ def _parsed(family: str, argv: list[str]):
     if family in ("train", "pretrain"):
         return (parse_args if family == "train" else parse_pretraining_args)(argv)[1]
     args = build_parser().parse_args(argv)
-    return source_arguments(args) if family in ("evaluate", "data prepare") else vars(args)
+    if family == "evaluate":  # one `DataArguments` per --dataset_name (the cross-domain table takes several)
+        from ivt_hf.cli.evaluation import data_sources
+
+        return data_sources(args)
+    return source_arguments(args) if family == "data prepare" else vars(args)
 
 
 @pytest.mark.parametrize("family", list(OLD_AND_NEW_SPELLINGS))

@@ -4,10 +4,13 @@ An `EvaluationRecord` is saved as JSON:
 
     {"benchmark": "synthpedes", "split": "test", "protocol": "standard",
      "metrics": {"R1": 24.2, "R5": ..., "R10": ..., "mAP": ..., "mINP": ...},
-     "facts": {"num_queries": ..., "num_gallery": ..., "num_identities": ..., "seconds": ..., ...},
+     "facts": {"num_queries": ..., "num_gallery": ..., "num_identities": ..., "seconds": ...,
+               "trained_on": "cuhk-pedes", ...},              # or "zero_shot": true for a pre-training output
      "baselines": {"random": {...}, "oracle": {...}}}     # SynthPEDES only: the floor and the ceiling
 
-Metrics are in percent. `from_dict` validates a record read from a file and says what is wrong with it.
+Metrics are in percent. `from_dict` validates a record read from a file and says what is wrong with it. What the
+model was trained on (`Training`, in the facts) says whether the numbers are in-domain, cross-domain or zero-shot;
+the cross-domain table and the model card's `model-index` read it from here.
 """
 
 from __future__ import annotations
@@ -18,15 +21,46 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..data.specs import display_name
 from ..errors import IVTInputError
 
 METRIC_ORDER = ("R1", "R5", "R10", "mAP", "mINP")
+TRAINED_ON, ZERO_SHOT = "trained_on", "zero_shot"  # the facts that say what the evaluated model was trained on
 BASELINE_NAMES = ("random", "oracle")
 _KEYS = ("benchmark", "split", "protocol")
 
 
 class InvalidEvaluationRecordError(IVTInputError):
     """A JSON file or mapping that is not an evaluation record; the message says why."""
+
+
+@dataclass(frozen=True)
+class Training:
+    """What an evaluated model was trained on: a data set's name (`dataset_name` as `ivt train` was given it, from
+    the model folder's `training_facts.json`), or nothing but pre-training (`zero_shot`: its encoder's embeddings,
+    never fine-tuned on a benchmark), or not recorded (both empty)."""
+
+    trained_on: str | None = None
+    zero_shot: bool = False
+
+    @property
+    def label(self) -> str:
+        """How a table or a card names it."""
+        if self.zero_shot:
+            return "zero-shot (pre-training)"
+        return display_name(self.trained_on) if self.trained_on else "not recorded"
+
+    def setting(self, test_set: str) -> str | None:
+        """`in-domain` (tested on its training set), `cross-domain`, `zero-shot`, or None when not recorded."""
+        if self.zero_shot:
+            return "zero-shot"
+        if not self.trained_on:
+            return None
+        return "in-domain" if self.trained_on == test_set else "cross-domain"
+
+    def facts(self) -> dict[str, Any]:
+        """The record's facts that say it (none when not recorded)."""
+        return {ZERO_SHOT: True} if self.zero_shot else {TRAINED_ON: self.trained_on} if self.trained_on else {}
 
 
 @dataclass
@@ -39,6 +73,23 @@ class EvaluationRecord:
     metrics: dict[str, float]
     facts: dict[str, Any] = field(default_factory=dict)
     baselines: dict[str, dict[str, float]] | None = None
+
+    @property
+    def training(self) -> Training:
+        """What the evaluated model was trained on, as the facts say (`Training`; older records: not recorded)."""
+        trained_on = self.facts.get(TRAINED_ON)
+        return Training(trained_on if isinstance(trained_on, str) else None, self.facts.get(ZERO_SHOT) is True)
+
+    @property
+    def setting(self) -> str | None:
+        """`in-domain`, `cross-domain`, `zero-shot` or None (`Training.setting` of this record's test set)."""
+        return self.training.setting(self.benchmark)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """What makes two records the same evaluation, so that the later replaces the earlier on a card: the data
+        set, the split and the protocol (one model folder holds one model, with one training set)."""
+        return (self.benchmark, self.split, self.protocol)
 
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)
@@ -109,4 +160,11 @@ def format_metrics_table(named_metrics: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["EvaluationRecord", "InvalidEvaluationRecordError", "format_metrics_table"]
+__all__ = [
+    "TRAINED_ON",
+    "ZERO_SHOT",
+    "EvaluationRecord",
+    "InvalidEvaluationRecordError",
+    "Training",
+    "format_metrics_table",
+]

@@ -2,7 +2,8 @@
 
 Files beside the weights:
 - `evaluation.json` (`ivt demo`) and `eval_BENCHMARK_SPLIT.json` (`ivt evaluate`): `EvaluationRecord`s;
-- `training_facts.json`: a flat object of training facts, shown as a table in the card;
+- `training_facts.json`: a flat object of training facts, shown as a table in the card; its `dataset` is what the
+  model was trained on (`ivt demo`, `ivt train`), which `ivt evaluate` records with each evaluation;
 - `card_facts.json`: the card's title and provenance paragraph (what the weights are), written by `save_model_card`.
 """
 
@@ -12,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..atomic import read_json_object
+from ..atomic import atomic_write_json, read_json_object
 from ..errors import IVTInputError
 from ..evaluation.record import EvaluationRecord, InvalidEvaluationRecordError
 from ..model.configuration_ivt import IVTConfig
-from .card import CARD_FACTS_FILE, render_model_card
+from .card import CARD_FACTS_FILE, one_per_evaluation, render_model_card
 
 EVALUATION_FILE_PATTERNS = ("evaluation.json", "eval_*.json")  # written by `ivt demo` / `ivt evaluate`
 TRAINING_FACTS_FILE = "training_facts.json"
@@ -43,6 +44,13 @@ class FolderFacts:
     has_card_facts: bool = False
 
     @property
+    def card_evaluations(self) -> dict[str, EvaluationRecord]:
+        """The records the card shows, one per evaluation (`EvaluationRecord.key`): a later file replaces an earlier
+        one of the same data set, split and protocol (so an `ivt evaluate` record replaces the demo's
+        `evaluation.json`), keeping its place."""
+        return one_per_evaluation(self.evaluations)
+
+    @property
     def files(self) -> list[str]:
         """The fact files to share beside the weights."""
         return [
@@ -58,6 +66,23 @@ def _read_facts(path: Path) -> dict[str, Any]:
         return read_json_object(path, holds="a JSON object of facts")
     except OSError as error:
         raise IVTInputError(f"{path} is unreadable: {error}") from None
+
+
+def recorded_training_set(model_dir: str | Path) -> str | None:
+    """The `dataset` of a model folder's `training_facts.json`: what the model was trained on; None when the folder
+    records none. A `dataset` that is not a name is bad input, named."""
+    path = Path(model_dir) / TRAINING_FACTS_FILE
+    if not path.is_file():
+        return None
+    dataset = _read_facts(path).get("dataset")
+    if dataset is not None and not (isinstance(dataset, str) and dataset):
+        raise IVTInputError(f"{path}: 'dataset' must be the name of the training data, got {dataset!r}")
+    return dataset
+
+
+def write_training_facts(model_dir: str | Path, facts: dict[str, Any]) -> Path:
+    """`training_facts.json` (written whole or not at all): the run's facts, `dataset` first."""
+    return atomic_write_json(Path(model_dir) / TRAINING_FACTS_FILE, facts)
 
 
 def read_folder_facts(model_dir: str | Path) -> FolderFacts:
@@ -97,14 +122,15 @@ def model_card_for_folder(
     provenance: str | None = None,
     facts: FolderFacts | None = None,
 ) -> str:
-    """The card of a folder from its recorded facts; without an evaluation record it says "not evaluated"."""
+    """The card of a folder from its recorded facts: every evaluation record is a `model-index` result (one per
+    evaluation, `FolderFacts.card_evaluations`), the first the card's evaluation section; without any it says "not
+    evaluated"."""
     facts = facts if facts is not None else read_folder_facts(model_dir)
-    evaluation = next(iter(facts.evaluations.values()), None)
     return render_model_card(
         config,
         repo_id=repo_id,
         title=facts.title,
-        evaluation=evaluation,
+        evaluations=list(facts.card_evaluations.values()),
         training=facts.training,
         num_parameters=num_parameters,
         provenance=provenance or facts.provenance or UNRECORDED_PROVENANCE,
@@ -117,4 +143,6 @@ __all__ = [
     "FolderFacts",
     "model_card_for_folder",
     "read_folder_facts",
+    "recorded_training_set",
+    "write_training_facts",
 ]

@@ -117,7 +117,7 @@ def push_model_folder(
         revision=revision,
         commits=list(dict.fromkeys(commit.commit_url for commit in (model_commit, processor_commit, card_commit))),
         fact_files=facts.files,
-        card_evaluation=next(iter(facts.evaluations), None),
+        card_evaluation=next(iter(facts.card_evaluations), None),
         skipped=facts.skipped,
     )
 

@@ -19,6 +19,7 @@ from ...data.loading import load_from_arguments
 from ...data.normalise import emit_report
 from ...data.specs import SYNTHPEDES
 from ...errors import InputNotFoundError, IVTInputError
+from ...hub.facts import write_training_facts
 from ...hub.folder import register_for_remote_code
 from ...model.modeling_ivt import IVTModel
 from ...model.processing_ivt import IVTProcessor
@@ -100,7 +101,10 @@ def train_from_arguments(
     """`ivt train`: hold `--output_dir` first (`claiming_output_dir`, so that a refusal comes before the data loads),
     then build the trainer and run the training as `run_training` does."""
     with claiming_output_dir(training_args) as folder:
-        return _train_in(build_trainer(model_args, data_args, training_args), folder)
+        metrics = _train_in(build_trainer(model_args, data_args, training_args), folder)
+        if folder is not None:  # what the model was trained on, for its card and `ivt evaluate`'s cross-domain table
+            write_training_facts(training_args.output_dir, {"dataset": data_args.dataset_name or SYNTHPEDES})
+        return metrics
 
 
 def run_training(trainer: IVTTrainer) -> dict[str, float]:
