@@ -429,7 +429,8 @@ def test_evaluation_only_data_prepares_reads_back_and_evaluates(tmp_path, tiny_c
         capsys.readouterr()
         assert ivt(["data", "stats", str(prepared)]) == 0
         table = capsys.readouterr().out.splitlines()
-        assert [line.split() for line in table[1:]] == [["split", "ids", "images", "captions"], ["test", "2", "3", "3"]]
+        assert [line.split() for line in table[1:3]] == [["split", "ids", "images", "captions"], ["test", "2", "3", "3"]]
+        assert table[3] == "caption noise over 3 captions"  # then the noise table (tests/data/test_caption_noise.py)
 
         record_path = tmp_path / f"eval-{name}.json"
         assert (
