@@ -494,16 +494,7 @@ def test_export_space_runs_the_same_page_from_its_own_folder(gallery, tmp_path):
     install = subprocess.run(
         [
             sys.executable,
-            "-m",
-            "pip",
-            "--python",
-            str(python),
-            "install",
-            "--no-index",
-            "--find-links",
-            "wheels",
-            "-r",
-            "requirements.txt",
+            *f"-m pip --python {python} install --no-index --find-links wheels -r requirements.txt".split(),
         ],
         cwd=space,
         capture_output=True,

@@ -55,39 +55,12 @@ def _commands(inputs: Path, output: Path) -> dict[str, list[str]]:
     """Each command that writes an output folder, writing into `output`."""
     return {
         "data prepare": [
-            "data",
-            "prepare",
-            "--benchmark",
-            "synthpedes",
-            "--root",
-            str(inputs / "synth"),
-            "--output_dir",
-            str(output),
+            *f"data prepare --benchmark synthpedes --root {inputs / 'synth'} --output_dir {output}".split()
         ],
-        "data synth": [
-            "data",
-            "synth",
-            "--num_ids",
-            "13",
-            "--image_size",
-            "32",
-            "16",
-            "--seed",
-            "1",
-            "--output_dir",
-            str(output),
-        ],
+        "data synth": [*f"data synth --num_ids 13 --image_size 32 16 --seed 1 --output_dir {output}".split()],
         "index build": [
-            "index",
-            "build",
-            "--model",
-            str(inputs / "model"),
-            "--images",
-            str(inputs / "images"),
-            "--output_dir",
-            str(output),
-            "--chunk_size",
-            "2",
+            *f"index build --model {inputs / 'model'} --images {inputs / 'images'}".split(),
+            *f"--output_dir {output} --chunk_size 2".split(),
         ],
         "convert": [
             "convert",
@@ -428,13 +401,10 @@ def test_a_user_file_deep_inside_a_copied_output_is_found_too(inputs, tmp_path, 
 def _train_flags(data_root: Path, output: Path, *extra: str) -> list[str]:
     """`ivt train` of the tiny preset for 2 steps, a checkpoint at each, at most one kept."""
     return [
-        "train",
-        "--dataset_name", "synthpedes", "--data_root", str(data_root),
-        "--model_preset", "tiny", "--image_height", "64", "--image_width", "32",
-        "--per_device_train_batch_size", "8", "--images_per_id", "2",
-        "--max_steps", "2", "--save_steps", "1", "--save_total_limit", "1", "--eval_strategy", "no",
-        "--use_cpu", "--report_to", "none", "--disable_tqdm", "true",
-        "--output_dir", str(output),
+        *f"train --dataset_name synthpedes --data_root {data_root} --model_preset tiny".split(),
+        *"--image_height 64 --image_width 32 --per_device_train_batch_size 8 --images_per_id 2 --max_steps 2".split(),
+        *"--save_steps 1 --save_total_limit 1 --eval_strategy no --use_cpu --report_to none".split(),
+        *f"--disable_tqdm true --output_dir {output}".split(),
         *extra,
     ]  # fmt: skip
 

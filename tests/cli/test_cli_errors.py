@@ -106,17 +106,7 @@ def test_a_read_only_folder_is_one_line_naming_the_path_and_exit_3(tmp_path, cap
     try:
         with permissions_enforced():
             code, out, err = run_cli(
-                [
-                    "data",
-                    "synth",
-                    "--num_ids",
-                    "13",
-                    "--image_size",
-                    "32",
-                    "16",
-                    "--output_dir",
-                    str(read_only / "synth"),
-                ],
+                [*f"data synth --num_ids 13 --image_size 32 16 --output_dir {read_only / 'synth'}".split()],
                 capsys,
             )
     finally:
@@ -294,18 +284,7 @@ def test_a_repo_the_hub_does_not_have_is_still_bad_input(tmp_path, hub, capsys):
         ),
         (
             "pretrain",
-            [
-                "--dataset_name",
-                "DATA",
-                "--output_dir",
-                "OUT",
-                "--max_steps",
-                "2",
-                "--use_cpu",
-                "true",
-                "--no_such_flag",
-                "1",
-            ],
+            [*"--dataset_name DATA --output_dir OUT --max_steps 2 --use_cpu true --no_such_flag 1".split()],
             "Some specified arguments are not used by the HfArgumentParser: ['--no_such_flag', '1']",
         ),
     ],
@@ -343,17 +322,7 @@ def test_convert_onto_a_full_disk_is_one_line_naming_the_output_and_exit_3(small
 
 
 def _build_index_argv(images: Path, output: Path, *extra: str) -> list[str]:
-    return [
-        "index",
-        "build",
-        "--model",
-        str(images.parent / "model"),
-        "--images",
-        str(images),
-        "--output_dir",
-        str(output),
-        *extra,
-    ]
+    return [*f"index build --model {images.parent / 'model'} --images {images} --output_dir {output}".split(), *extra]
 
 
 @pytest.fixture(scope="module")
@@ -513,19 +482,7 @@ def _readable_files(root: Path, gallery: Path) -> dict[str, Path]:
     shutil.copytree(gallery.parent / "model", root / "model")
     files["weights"] = root / "model" / "model.safetensors"
     assert (
-        main(
-            [
-                "index",
-                "build",
-                "--model",
-                str(root / "model"),
-                "--images",
-                str(gallery),
-                "--output_dir",
-                str(root / "index"),
-            ]
-        )
-        == 0
+        main([*f"index build --model {root / 'model'} --images {gallery} --output_dir {root / 'index'}".split()]) == 0
     )
     files["embeddings"] = root / "index" / "embeddings.safetensors"
     shutil.copytree(gallery, root / "images")
@@ -543,12 +500,7 @@ UNREADABLE = {
     "convert: the vocabulary": (
         "vocab",
         [
-            "convert",
-            "--checkpoint_path",
-            str(FIXTURES / "ivt_tiny_s16.pth"),
-            "--num_attention_heads",
-            "2",
-            "--vocab_file",
+            *f"convert --checkpoint_path {FIXTURES / 'ivt_tiny_s16.pth'} --num_attention_heads 2 --vocab_file".split(),
             "{vocab}",
             "--output_dir",
             "{out}",

@@ -44,14 +44,10 @@ def test_converted_checkpoint_reproduces_reference_embeddings(
     for field in ("hidden_size", "num_hidden_layers", "intermediate_size", "vocab_size", "max_position_embeddings"):
         assert getattr(model.config, field) == reference[field]
     assert report.dropped_keys == [
-        "bottleneck_img.bias",
-        "bottleneck_img.num_batches_tracked",
-        "bottleneck_img.running_mean",
-        "bottleneck_img.running_var",
-        "bottleneck_img.weight",
-        "classifier_img.weight",
-        "encoder_vl.embeddings.position_ids",
-        "temp",
+        *"bottleneck_img.bias bottleneck_img.num_batches_tracked".split(),
+        *"bottleneck_img.running_mean bottleneck_img.running_var".split(),
+        *"bottleneck_img.weight classifier_img.weight".split(),
+        *"encoder_vl.embeddings.position_ids temp".split(),
     ]
     with torch.no_grad():
         image_embeds = model.get_image_features(reference_io["pixel_values"])
@@ -135,13 +131,8 @@ def test_convert_script_writes_a_loadable_folder(fixtures_dir, tmp_path, referen
     result = subprocess.run(
         [
             sys.executable,
-            str(script),
-            "--checkpoint_path",
-            str(fixtures_dir / "ivt_tiny_s12_ddp.pth"),
-            "--output_dir",
-            str(tmp_path / "out"),
-            "--num_attention_heads",
-            "2",
+            *f"{script} --checkpoint_path {fixtures_dir / 'ivt_tiny_s12_ddp.pth'} --output_dir".split(),
+            *f"{tmp_path / 'out'} --num_attention_heads 2".split(),
         ],
         capture_output=True,
         text=True,

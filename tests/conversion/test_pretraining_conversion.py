@@ -303,15 +303,8 @@ def test_pretraining_cli_writes_a_folder_for_both_auto_classes(source_model, aut
     vocab = tmp_path / "vocab.txt"  # as many tokens as the tiny model's vocabulary
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(VOCAB - 5)]))
     args = [
-        "convert",
-        "--checkpoint_path",
-        str(authors_checkpoint),
-        "--output_dir",
-        str(folder),
-        "--num_attention_heads",
-        "2",
-        "--vocab_file",
-        str(vocab),
+        *f"convert --checkpoint_path {authors_checkpoint} --output_dir {folder} --num_attention_heads".split(),
+        *f"2 --vocab_file {vocab}".split(),
     ]
     assert main([*args, "--pretraining"]) == 0
     assert "pre-training heads: fusion encoder 2 layers" in capsys.readouterr().out
@@ -362,14 +355,8 @@ def test_fusion_encoder_and_mlm_head_from_bert(tie):
     state = model.state_dict()
 
     parts = [
-        "attention.self.query",
-        "attention.self.key",
-        "attention.self.value",
-        "attention.output.dense",
-        "attention.output.LayerNorm",
-        "intermediate.dense",
-        "output.dense",
-        "output.LayerNorm",
+        *"attention.self.query attention.self.key attention.self.value attention.output.dense".split(),
+        *"attention.output.LayerNorm intermediate.dense output.dense output.LayerNorm".split(),
     ]
     for index in range(2):  # the fusion encoder's 2 layers from BERT's first 2
         for part in parts:

@@ -114,14 +114,8 @@ def test_prepare_stats_and_training_take_an_image_folder(jsonl_folder, tmp_path,
     assert (
         ivt(
             [
-                "data",
-                "prepare",
-                "--benchmark",
-                "imagefolder",
-                "--root",
-                str(jsonl_folder),
-                "--output_dir",
-                str(tmp_path / "prepared"),
+                *f"data prepare --benchmark imagefolder --root {jsonl_folder}".split(),
+                *f"--output_dir {tmp_path / 'prepared'}".split(),
             ]
         )
         == 0
@@ -129,23 +123,9 @@ def test_prepare_stats_and_training_take_an_image_folder(jsonl_folder, tmp_path,
     assert ivt(["data", "stats", str(tmp_path / "prepared")]) == 0
     assert "(imagefolder)" in capsys.readouterr().out
     common = [
-        "--output_dir",
-        str(tmp_path / "run"),
-        "--model_preset",
-        "tiny",
-        "--image_height",
-        "64",
-        "--image_width",
-        "32",
-        "--per_device_train_batch_size",
-        "4",
-        "--images_per_id",
-        "2",
-        "--use_cpu",
-        "--report_to",
-        "none",
-        "--eval_strategy",
-        "no",
+        *f"--output_dir {tmp_path / 'run'} --model_preset tiny --image_height 64 --image_width 32".split(),
+        *"--per_device_train_batch_size 4 --images_per_id 2 --use_cpu --report_to none".split(),
+        *"--eval_strategy no".split(),
     ]
     datasets = [
         ["--dataset_name", str(jsonl_folder)],
@@ -429,7 +409,10 @@ def test_evaluation_only_data_prepares_reads_back_and_evaluates(tmp_path, tiny_c
         capsys.readouterr()
         assert ivt(["data", "stats", str(prepared)]) == 0
         table = capsys.readouterr().out.splitlines()
-        assert [line.split() for line in table[1:3]] == [["split", "ids", "images", "captions"], ["test", "2", "3", "3"]]
+        assert [line.split() for line in table[1:3]] == [
+            ["split", "ids", "images", "captions"],
+            ["test", "2", "3", "3"],
+        ]
         assert table[3] == "caption noise over 3 captions"  # then the noise table (tests/data/test_caption_noise.py)
 
         record_path = tmp_path / f"eval-{name}.json"
@@ -455,15 +438,10 @@ def test_evaluation_only_data_prepares_reads_back_and_evaluates(tmp_path, tiny_c
         assert (
             ivt(
                 [
-                    "evaluate",
-                    "--model",
-                    str(tmp_path / "model"),
+                    *f"evaluate --model {tmp_path / 'model'}".split(),
                     *source,
                     *columns,
-                    "--split",
-                    "train",
-                    "--output",
-                    str(tmp_path / "never.json"),
+                    *f"--split train --output {tmp_path / 'never.json'}".split(),
                 ]
             )
             == 2

@@ -118,14 +118,8 @@ def test_write_webdataset_shards_layout_and_refusal_of_a_folder_with_shards(tmp_
     with tarfile.open(paths[0]) as tar:
         names = tar.getnames()
         assert names == [
-            "000000.jpg",
-            "000000.txt",
-            "000001.jpg",
-            "000001.txt",
-            "000002.jpg",
-            "000002.txt",
-            "000003.jpg",
-            "000003.txt",
+            *"000000.jpg 000000.txt 000001.jpg 000001.txt 000002.jpg 000002.txt 000003.jpg".split(),
+            *"000003.txt".split(),
         ]
         assert tar.extractfile("000001.jpg").read() == pairs[1][1]
         assert tar.extractfile("000001.txt").read().decode() == pairs[1][2]
@@ -762,23 +756,9 @@ def test_a_hub_dataset_of_tar_shards_is_streamed_through_the_hub_protocol(tmp_pa
         pretrained = subprocess.run(
             [
                 sys.executable,
-                "-m",
-                "ivt_hf",
-                "pretrain",
-                "--dataset_name",
-                "people-org/pairs",
-                "--output_dir",
-                str(tmp_path / "pretrain"),
-                "--model_preset",
-                "tiny",
-                "--max_steps",
-                "2",
-                "--per_device_train_batch_size",
-                "4",
-                "--shuffle_buffer_size",
-                "4",
-                "--dataloader_num_workers",
-                "1",
+                *f"-m ivt_hf pretrain --dataset_name people-org/pairs --output_dir {tmp_path / 'pretrain'}".split(),
+                *"--model_preset tiny --max_steps 2 --per_device_train_batch_size 4 --shuffle_buffer_size 4".split(),
+                *"--dataloader_num_workers 1".split(),
             ],
             capture_output=True,
             text=True,

@@ -67,15 +67,8 @@ def test_an_int8_index_is_searched_with_the_float32_model(model_and_inputs, tmp_
         assert (
             ivt(
                 [
-                    "index",
-                    "build",
-                    "--model",
-                    str(tmp_path / "model"),
-                    "--images",
-                    str(tmp_path / "gallery"),
-                    "--output_dir",
-                    str(tmp_path / dtype),
-                    "--dtype",
+                    *f"index build --model {tmp_path / 'model'} --images {tmp_path / 'gallery'} --output_dir".split(),
+                    *f"{tmp_path / dtype} --dtype".split(),
                     dtype,
                 ]
             )

@@ -146,19 +146,8 @@ def test_cli_evaluate_index_and_search(trained, gallery_folder, tmp_path, capsys
     folder = next(path for path in run.data_root.iterdir() if (path / "synthpedes_meta.json").is_file())
     code = ivt_main(
         [
-            "evaluate",
-            "--model",
-            str(run.model_dir),
-            "--benchmark",
-            "synthpedes",
-            "--root",
-            str(folder),
-            "--split",
-            "test",
-            "--output",
-            str(tmp_path / "eval.json"),
-            "--show",
-            str(tmp_path / "eval.png"),
+            *f"evaluate --model {run.model_dir} --benchmark synthpedes --root {folder} --split test --output".split(),
+            *f"{tmp_path / 'eval.json'} --show {tmp_path / 'eval.png'}".split(),
         ]
     )
     assert code == 0
@@ -173,30 +162,16 @@ def test_cli_evaluate_index_and_search(trained, gallery_folder, tmp_path, capsys
 
     assert (
         ivt_main(
-            [
-                "index",
-                "build",
-                "--model",
-                str(run.model_dir),
-                "--images",
-                str(gallery_folder),
-                "--output",
-                str(tmp_path / "index"),
-            ]
+            [*f"index build --model {run.model_dir} --images {gallery_folder} --output {tmp_path / 'index'}".split()]
         )
         == 0
     )
     assert (
         ivt_main(
             [
-                "search",
-                "--index",
-                str(tmp_path / "index"),
+                *f"search --index {tmp_path / 'index'}".split(),
                 "a man in a red jacket",
-                "-k",
-                "3",
-                "--show",
-                str(tmp_path / "search.png"),
+                *f"-k 3 --show {tmp_path / 'search.png'}".split(),
             ]
         )
         == 0

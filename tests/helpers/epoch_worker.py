@@ -1,5 +1,5 @@
-"""Worker for tests/training/test_multiprocess_training.py: `ivt train` (`run_training`: resume, final save, results) under a
-real launcher, recording every batch.
+"""Worker for tests/training/test_multiprocess_training.py: `ivt train` (`run_training`: resume, final save,
+results) under a real launcher, recording every batch.
 
     torchrun --nproc_per_node 2 epoch_worker.py OUT TRAIN_FLAGS...
     accelerate launch --multi_gpu --num_processes 2 epoch_worker.py OUT TRAIN_FLAGS...

@@ -1,4 +1,5 @@
-"""Worker for tests/training/test_distributed_loss.py, launched as ``torchrun --nproc_per_node 2 gather_loss_worker.py OUT``.
+"""Worker for tests/training/test_distributed_loss.py, launched as
+``torchrun --nproc_per_node 2 gather_loss_worker.py OUT``.
 
 Each rank takes its share of one seeded global batch, runs a tiny two-tower linear model wrapped in
 DistributedDataParallel (gloo, CPU), computes the CMPM loss and lets DDP average the gradients. It writes the loss and

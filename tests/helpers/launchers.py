@@ -36,19 +36,8 @@ def launcher(name: str, processes: int = 2) -> list[str]:
     if name == "accelerate":
         return [
             sys.executable,
-            "-m",
-            "accelerate.commands.launch",
-            "--multi_gpu",
-            "--num_processes",
-            str(processes),
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "--main_process_port",
-            str(free_port()),
+            *f"-m accelerate.commands.launch --multi_gpu --num_processes {processes} --num_machines 1".split(),
+            *f"--mixed_precision no --dynamo_backend no --main_process_port {free_port()}".split(),
         ]
     raise ValueError(f"unknown launcher {name!r}")
 

@@ -1,7 +1,7 @@
 """`ivt pretrain` that stops after optimizer step `--hang_at` (the first argument) and waits to be killed, after writing
 OUT/hung_rank{R}.json (`--hang_out`, the second argument) with its pid: run under torchrun by
-`tests/training/test_multiprocess_pretraining.py`, which then kills every process of the run for real, past a checkpoint and
-with the DataLoader workers mid-read, as a crash would."""
+`tests/training/test_multiprocess_pretraining.py`, which then kills every process of the run for real, past a
+checkpoint and with the DataLoader workers mid-read, as a crash would."""
 
 import json
 import os

@@ -185,13 +185,9 @@ def test_push_then_reload_through_the_same_endpoint_is_bit_exact(tmp_path, tiny_
     push = subprocess.run(
         [
             sys.executable,
-            str(SCRIPT),
-            "--model_dir",
-            str(folder),
-            "--repo_id",
+            *f"{SCRIPT} --model_dir {folder} --repo_id".split(),
             REPO_ID,
-            "--private",
-            "--commit_message",
+            *"--private --commit_message".split(),
             "Test push",
         ],
         capture_output=True,

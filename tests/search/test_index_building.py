@@ -45,20 +45,8 @@ def setting(tmp_path_factory):
     assert (
         main(
             [
-                "index",
-                "build",
-                "--model",
-                str(model),
-                "--images",
-                str(gallery),
-                "--output_dir",
-                str(reference),
-                "--chunk_size",
-                str(CHUNK),
-                "--on_invalid",
-                "skip",
-                "--batch_size",
-                "3",
+                *f"index build --model {model} --images {gallery} --output_dir {reference} --chunk_size".split(),
+                *f"{CHUNK} --on_invalid skip --batch_size 3".split(),
             ]
         )
         == 0

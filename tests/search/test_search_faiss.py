@@ -248,18 +248,9 @@ def test_ivt_search_twice_trains_the_faiss_index_once(tmp_path, builds, capsys):
     capsys.readouterr()
 
     command = [
-        "search",
-        "--index",
-        str(tmp_path / "index"),
-        "--model",
-        str(tmp_path / "model"),
+        *f"search --index {tmp_path / 'index'} --model {tmp_path / 'model'}".split(),
         "a man",
-        "-k",
-        "5",
-        "--faiss",
-        "ivf",
-        "--nlist",
-        "2",
+        *"-k 5 --faiss ivf --nlist 2".split(),
     ]
     printed = []
     for nprobe in ("1", "1", "2"):

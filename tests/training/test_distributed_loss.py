@@ -45,18 +45,8 @@ def rank_results(tmp_path_factory) -> list[dict]:
     out_dir = tmp_path_factory.mktemp("gather_loss")
     command = [
         sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nnodes",
-        "1",
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(free_port()),
-        str(WORKER),
-        str(out_dir),
+        *"-m torch.distributed.run --nnodes 1 --nproc_per_node 2 --master_addr 127.0.0.1".split(),
+        *f"--master_port {free_port()} {WORKER} {out_dir}".split(),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     completed = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env)

@@ -24,12 +24,9 @@ STEPS, SAVE_AT, HANG_AT = 5, 3, 4
 
 def _flags(sources: list[Path], output: Path, *extra: str) -> list[str]:
     return [
-        "pretrain",
-        "--train_data",
+        *"pretrain --train_data".split(),
         *map(str, sources),
-        "--mix_weights",
-        "0.7",
-        "0.3",
+        *"--mix_weights 0.7 0.3".split(),
         *(
             f"--output_dir {output} --model_preset micro --image_height 32 --image_width 16 --max_steps {STEPS} "
             f"--per_device_train_batch_size 4 --logging_steps 1 --save_steps {SAVE_AT} --shuffle_buffer_size 4 "

@@ -29,27 +29,11 @@ TINY_MODEL = ["--model_preset", "tiny", "--image_height", "64", "--image_width",
 
 def _common(data_root, output_dir, *extra):
     return [
-        "--dataset_name",
-        "synthpedes",
-        "--data_dir",
-        str(data_root),
-        "--output_dir",
-        str(output_dir),
+        *f"--dataset_name synthpedes --data_dir {data_root} --output_dir {output_dir}".split(),
         *TINY_MODEL,
         *SMALL,
-        "--per_device_train_batch_size",
-        "8",
-        "--use_cpu",
-        "--report_to",
-        "none",
-        "--optim",
-        "adamw_torch",
-        "--learning_rate",
-        "1e-3",
-        "--disable_tqdm",
-        "true",
-        "--seed",
-        "3",
+        *"--per_device_train_batch_size 8 --use_cpu --report_to none --optim adamw_torch".split(),
+        *"--learning_rate 1e-3 --disable_tqdm true --seed 3".split(),
         *extra,
     ]
 
@@ -86,16 +70,7 @@ def test_compute_loss_is_cmpm_over_the_three_pairs_and_biases_get_double_lr(synt
 
 
 def test_text_length_buckets_reach_the_model_and_keep_the_loss(synth_root, tmp_path):
-    extra = [
-        "--eval_strategy",
-        "no",
-        "--text_length_buckets",
-        "3",
-        "--initializer_range",
-        "0.05",
-        "--num_hidden_layers",
-        "3",
-    ]
+    extra = [*"--eval_strategy no --text_length_buckets 3 --initializer_range 0.05 --num_hidden_layers 3".split()]
     trainer = build_trainer(*parse_args(_common(synth_root, tmp_path / "out", *extra)))
     assert trainer.args.text_length_buckets == 3 and trainer.model.config.initializer_range == 0.05
     assert trainer.model.config.num_hidden_layers == 3 and len(trainer.model.encoder.layers) == 3
@@ -251,18 +226,9 @@ def test_no_validation_split_means_no_model_selection_on_test(tmp_path):
     root = tmp_path / "icfg"
     generate(root, split_ids={"train": 8, "test": 4}, image_size=(64, 32), layout="icfg-pedes", progress=False)
     common = [
-        "--dataset_name",
-        "icfg-pedes",
-        "--data_dir",
-        str(root),
-        "--output_dir",
-        str(tmp_path / "o"),
+        *f"--dataset_name icfg-pedes --data_dir {root} --output_dir {tmp_path / 'o'}".split(),
         *TINY_MODEL,
-        "--per_device_train_batch_size",
-        "8",
-        "--use_cpu",
-        "--report_to",
-        "none",
+        *"--per_device_train_batch_size 8 --use_cpu --report_to none".split(),
     ]
     with pytest.raises(ValueError, match="icfg-pedes has no validation split; set --eval_strategy no"):
         build_trainer(*parse_args([*common, "--eval_strategy", "steps"]))
@@ -320,12 +286,7 @@ def test_two_processes_with_torchrun(synth_root, tmp_path, entry):
     target = [str(TRAIN_SCRIPT)] if entry == "scripts/train.py" else ["-m", "ivt_hf", "train"]
     command = [
         sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        str(free_port()),
+        *f"-m torch.distributed.run --nproc_per_node 2 --master_port {free_port()}".split(),
         *target,
         *_common(
             synth_root,
@@ -391,16 +352,7 @@ def _precision_runs(synth_root, tmp_path, precisions, *extra_flags):
     results = {}
     for precision in precisions:
         extra = [
-            "--max_steps",
-            "3",
-            "--logging_steps",
-            "1",
-            "--eval_strategy",
-            "steps",
-            "--eval_steps",
-            "3",
-            "--save_strategy",
-            "no",
+            *"--max_steps 3 --logging_steps 1 --eval_strategy steps --eval_steps 3 --save_strategy no".split(),
             *([f"--{precision}", "true"] if precision != "fp32" else []),
             *extra_flags,
         ]
