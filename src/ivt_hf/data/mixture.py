@@ -26,7 +26,7 @@ from typing import Any
 
 from ..errors import IVTInputError
 from .corpora import iter_reports
-from .pairs import PairDataError, RowStream, ShardStream, open_pair_stream
+from .pairs import PairDataError, RowStream, ShardStream, open_pair_stream, refuse_other_settings
 
 logger = logging.getLogger(__name__)
 
@@ -148,15 +148,13 @@ class PairMixture:
                 "is not a mixture's state (a run over one source cannot resume as a mixture, nor the other way)",
                 where="the state",
             )
-        expected = self._settings()
-        differ = [name for name, value in expected.items() if state.get(name) != value]
-        if differ:
-            shown = "; ".join(f"{name} {state.get(name)!r} there, {expected[name]!r} here" for name in differ)
-            raise PairDataError(
-                f"was saved by a mixture of other settings ({shown}); resume with the same sources, weights, seed and "
-                "processes, or start afresh",
-                where="the state",
-            )
+        refuse_other_settings(
+            state,
+            self._settings(),
+            saved_by="a mixture of other settings",
+            advice="resume with the same sources, weights, seed and processes, or start afresh",
+            where="the state",
+        )
         draws, streams = state.get("draws"), state.get("streams")
         if (
             not isinstance(draws, int)

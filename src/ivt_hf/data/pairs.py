@@ -102,6 +102,15 @@ class _InvalidPair(Exception):
 # ----- captions -----
 
 
+def refuse_other_settings(state: dict, expected: dict, *, saved_by: str, advice: str, where: str) -> None:
+    """A `PairDataError` naming every setting of `expected` that a saved stream `state` holds otherwise (a resume must
+    continue the same stream, or it would silently read other pairs); nothing when they all agree."""
+    differ = [name for name, value in expected.items() if state.get(name) != value]
+    if differ:
+        shown = "; ".join(f"{name} {state.get(name)!r} there, {expected[name]!r} here" for name in differ)
+        raise PairDataError(f"was saved by {saved_by} ({shown}); {advice}", where=where)
+
+
 def clean_caption(text: str, max_words: int = 50) -> str:
     """The authors' pre-training caption cleaning.
 
@@ -359,15 +368,13 @@ class _PairStreamBase:
                 f"has version {state.get('version')!r}; this stream reads version {_STATE_VERSION}",
                 where="the state",
             )
-        expected = self._settings()
-        differ = [name for name, value in expected.items() if state.get(name) != value]
-        if differ:
-            shown = "; ".join(f"{name} {state.get(name)!r} there, {expected[name]!r} here" for name in differ)
-            raise PairDataError(
-                f"was saved by a stream over other data or with other settings ({shown}); resume with the same "
-                "source, rank, world_size and seed, or start afresh without loading it",
-                where=f"the state of {state.get('source')!r}",
-            )
+        refuse_other_settings(
+            state,
+            self._settings(),
+            saved_by="a stream over other data or with other settings",
+            advice="resume with the same source, rank, world_size and seed, or start afresh without loading it",
+            where=f"the state of {state.get('source')!r}",
+        )
         epoch, position = state.get("epoch"), state.get("position")
         if not isinstance(epoch, int) or epoch < 0 or not isinstance(position, dict):
             raise PairDataError("has no valid epoch and position", where="the state")
