@@ -188,6 +188,7 @@ def test_real_pairs_refuses_a_pretraining_image_equal_to_a_finetuning_one(tmp_pa
         real_pairs.build(sources, tmp_path / "data")
 
 
+@pytest.mark.slow  # about 10 subprocess start-ups: 2-3.5 minutes
 def test_the_real_transfer_bench_runs_both_arms_over_two_seeds_with_quick(tmp_path):
     """The whole path offline: two-process pre-training, both fine-tuning arms, evaluation, the probe, the summary."""
     _load("real_pairs.py").build(_fake_registry_sources(tmp_path / "sources"), tmp_path / "data")
