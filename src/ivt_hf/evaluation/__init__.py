@@ -9,18 +9,26 @@
 - `pictures.py`: top-k result pictures.
 """
 
-from .encoding import encode_images, encode_texts
-from .metrics import retrieval_metrics
-from .record import EvaluationRecord, InvalidEvaluationRecordError, format_metrics_table
-from .split_evaluation import SplitEvaluation, evaluate_split
+import importlib
 
-__all__ = [
-    "EvaluationRecord",
-    "InvalidEvaluationRecordError",
-    "SplitEvaluation",
-    "encode_images",
-    "encode_texts",
-    "evaluate_split",
-    "format_metrics_table",
-    "retrieval_metrics",
-]
+# Each name loads its module on first use (PEP 562), as the root package does: search imports `encoding.py` on the
+# page of a Space exported for onnxruntime, where torch is not installed (`metrics.py` and the rest need it)
+_LAZY = {
+    "encode_images": ".encoding",
+    "encode_texts": ".encoding",
+    "retrieval_metrics": ".metrics",
+    "EvaluationRecord": ".record",
+    "InvalidEvaluationRecordError": ".record",
+    "format_metrics_table": ".record",
+    "SplitEvaluation": ".split_evaluation",
+    "evaluate_split": ".split_evaluation",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

@@ -1,4 +1,8 @@
-"""Batched, L2-normalised embeddings of images and texts, with a progress bar: what evaluation and search share."""
+"""Batched, L2-normalised embeddings of images and texts, with a progress bar: what evaluation and search share.
+
+Without torch (the page of a Space exported for onnxruntime) this module still imports: the onnxruntime encoder's
+embeddings then come back as the numpy arrays it made (`_from_onnx`), and `model_fingerprint` reads the one the
+export recorded."""
 
 from __future__ import annotations
 
@@ -9,10 +13,14 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 
 from ..errors import IVTInputError
+
+try:
+    import torch
+except ImportError:  # only an ONNX encoder can encode here (`_is_onnx`); search keeps its embeddings as numpy
+    torch = None
 
 DTYPES = ("float32", "bfloat16", "float16", "int8")
 # config entries that say where or how a model was saved, not what it computes
@@ -92,7 +100,12 @@ def _is_onnx(model) -> bool:
     return getattr(model, "runtime", "torch") == "onnx"
 
 
-@torch.no_grad()
+def _from_onnx(embeddings):
+    """An ONNX encoder's normalised numpy embeddings as search and evaluation take them: a torch tensor (sharing the
+    memory), or the array itself where torch is not installed (`GalleryIndex` then keeps numpy arrays)."""
+    return embeddings if torch is None else torch.from_numpy(embeddings)
+
+
 def _encode_in_batches(model, num_items: int, batch_size: int, embed_batch, progress: bool, description: str):
     """Run `embed_batch(start, stop) -> (batch, hidden)` over [0, num_items) in eval mode (restoring the mode
     afterwards) and return the L2-normalised float32 embeddings `(num_items, hidden)` on the CPU."""
@@ -100,9 +113,10 @@ def _encode_in_batches(model, num_items: int, batch_size: int, embed_batch, prog
     model.eval()
     chunks = []
     try:
-        for start in tqdm(range(0, num_items, batch_size), desc=description, disable=not progress, unit="batch"):
-            embeddings = embed_batch(start, min(start + batch_size, num_items))
-            chunks.append(torch.nn.functional.normalize(embeddings.float(), dim=-1).cpu())
+        with torch.no_grad():
+            for start in tqdm(range(0, num_items, batch_size), desc=description, disable=not progress, unit="batch"):
+                embeddings = embed_batch(start, min(start + batch_size, num_items))
+                chunks.append(torch.nn.functional.normalize(embeddings.float(), dim=-1).cpu())
     finally:
         model.train(was_training)
     return torch.cat(chunks) if chunks else torch.empty(0, model.config.hidden_size)
@@ -121,7 +135,7 @@ def encode_images(
     `datasets.Dataset` with an `image` column (decoded batch by batch)."""
     if _is_onnx(model):
         kwargs = {"batch_size": batch_size, "progress": progress, "description": description}
-        return torch.from_numpy(model.encode_images(images, processor, **kwargs))
+        return _from_onnx(model.encode_images(images, processor, **kwargs))
     device = next(model.parameters()).device
 
     def embed_batch(start: int, stop: int) -> torch.Tensor:
@@ -147,7 +161,7 @@ def encode_texts(
     """`(len(texts), hidden)` L2-normalised float32 text embeddings."""
     if _is_onnx(model):
         kwargs = {"batch_size": batch_size, "max_length": max_length, "progress": progress, "description": description}
-        return torch.from_numpy(model.encode_texts(texts, processor, **kwargs))
+        return _from_onnx(model.encode_texts(texts, processor, **kwargs))
     device = next(model.parameters()).device
     texts = list(texts)
 

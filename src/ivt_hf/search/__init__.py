@@ -3,32 +3,32 @@
 cached beside the index (`faiss_cache.py`: `FaissSettings`, `cached_faiss_index`); `build_footage_index` for the
 people in videos and still frames (`footage_index.py`)."""
 
-from .building import BuildReport, build_index
-from .faiss_cache import FaissSettings, build_faiss_index, cached_faiss_index
-from .footage_index import FootageBuildReport, build_footage_index
-from .index import (
-    GalleryIndex,
-    GalleryIndexError,
-    IndexNotFoundError,
-    ModelMismatchError,
-    SearchHit,
-    find_images,
-    model_fingerprint,
-)
+import importlib
 
-__all__ = [
-    "BuildReport",
-    "FaissSettings",
-    "FootageBuildReport",
-    "GalleryIndex",
-    "GalleryIndexError",
-    "IndexNotFoundError",
-    "ModelMismatchError",
-    "SearchHit",
-    "build_faiss_index",
-    "build_footage_index",
-    "build_index",
-    "cached_faiss_index",
-    "find_images",
-    "model_fingerprint",
-]
+# Each name loads its module on first use (PEP 562), as the root package does: the page of a Space exported for
+# onnxruntime imports `index.py` and `faiss_cache.py` where torch is not installed, and `building.py` needs torch
+_LAZY = {
+    "BuildReport": ".building",
+    "build_index": ".building",
+    "FaissSettings": ".faiss_cache",
+    "build_faiss_index": ".faiss_cache",
+    "cached_faiss_index": ".faiss_cache",
+    "FootageBuildReport": ".footage_index",
+    "build_footage_index": ".footage_index",
+    "GalleryIndex": ".index",
+    "GalleryIndexError": ".index",
+    "IndexNotFoundError": ".index",
+    "ModelMismatchError": ".index",
+    "SearchHit": ".index",
+    "find_images": ".index",
+    "model_fingerprint": ".index",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

@@ -17,11 +17,12 @@ import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ..errors import IVTInputError
+
+if TYPE_CHECKING:
+    import torch
 
 FAISS_CACHE_DIR = "faiss"  # trained FAISS indexes, beside the embeddings: `faiss/KIND-SETTINGS.faiss`
 FAISS_CACHE_MAGIC = b"IVT-FAISS-CACHE\n"
@@ -101,6 +102,8 @@ def build_faiss_index(embeddings: torch.Tensor, settings: FaissSettings = FaissS
         index = faiss.IndexHNSWFlat(dim, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = settings.ef_construction
     else:
+        import torch  # here, not above: the torch-free page (a Space for onnxruntime) imports this module
+
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, key["nlist"], faiss.METRIC_INNER_PRODUCT)
         rng = torch.Generator().manual_seed(seed)
         sample = torch.randperm(count, generator=rng)[: key["train_sample"]].sort().values.numpy()

@@ -1,7 +1,12 @@
 """A searchable gallery of your own images: embeddings saved as safetensors + a JSON manifest (never pickle),
 searched with exact cosine similarity, or with a FAISS inner-product index (the `faiss` extra) for large galleries.
 A FAISS index is trained once and kept in the index folder's `faiss/`, then read by the next search
-(`faiss_cache.py`)."""
+(`faiss_cache.py`).
+
+Where torch is not installed (the page of a Space exported for onnxruntime: `ivt app --export_space --runtime onnx`)
+an index still loads and is searched: it keeps its embeddings as numpy arrays and scores them with numpy
+(`_float_matrix`, `_top_k`): torch's scores and order (equal scores in gallery order, which torch does not promise).
+Building and saving indexes need torch."""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 from tqdm.auto import tqdm
 
 from ..atomic import read_json_object
@@ -23,6 +28,11 @@ from ..errors import InputNotFoundError, IVTInputError
 from ..evaluation.encoding import encode_images, encode_texts, model_fingerprint
 from ..model.image_processing_ivt import to_rgb_uint8
 from .faiss_cache import FaissSettings, cached_faiss_index, embeddings_digest
+
+try:
+    import torch
+except ImportError:  # the torch-free page: numpy arrays instead of tensors (module docstring)
+    torch = None
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 INDEX_EMBEDDINGS = "embeddings.safetensors"
@@ -240,6 +250,22 @@ def _checked_footage(manifest_path: Path, root: str, paths: list[str], footage: 
     return footage
 
 
+def _float_matrix(array):
+    """`array` (a torch tensor or a numpy array) as contiguous float32: a torch tensor, or where torch is not
+    installed a numpy array (module docstring)."""
+    if torch is None:
+        return np.ascontiguousarray(array, dtype=np.float32)
+    return torch.as_tensor(array).float().contiguous()
+
+
+def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """`torch.topk(scores, k, dim=1)` for the torch-free page: each row's k highest scores and their positions, best
+    first, equal scores in gallery order (torch orders them as it likes). A full sort: a Space's gallery is small, a
+    large one is searched through FAISS."""
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(scores, order, axis=1), order
+
+
 class GalleryIndex:
     """Normalised image embeddings + the image paths they came from, searchable by text.
 
@@ -259,11 +285,11 @@ class GalleryIndex:
         directory: str | Path | None = None,
         footage: Sequence[dict[str, Any] | None] | None = None,
     ):
-        if embeddings.dim() != 2 or embeddings.shape[0] != len(paths):
+        if embeddings.ndim != 2 or embeddings.shape[0] != len(paths):
             raise IVTInputError(f"embeddings {tuple(embeddings.shape)} do not match {len(paths)} paths")
         if footage is not None and len(footage) != len(paths):
             raise IVTInputError(f"{len(footage)} footage records do not match {len(paths)} paths")
-        self.embeddings = embeddings.float().contiguous()
+        self.embeddings = _float_matrix(embeddings)
         self.paths = [str(path) for path in paths]
         self.manifest = dict(manifest or {})
         # per entry: where a crop of footage comes from (source, frame, time_s, box, track, frame_file, video_file),
@@ -352,7 +378,10 @@ class GalleryIndex:
 
     @classmethod
     def load(cls, directory: str | Path) -> GalleryIndex:
-        from safetensors.torch import load_file
+        if torch is None:
+            from safetensors.numpy import load_file
+        else:
+            from safetensors.torch import load_file
 
         directory = Path(directory)
         manifest_path, embeddings_path = directory / INDEX_MANIFEST, directory / INDEX_EMBEDDINGS
@@ -375,20 +404,21 @@ class GalleryIndex:
             raise GalleryIndexError(f"{embeddings_path} is not a readable safetensors file ({error})") from None
         if "embeddings" not in tensors:
             raise GalleryIndexError(f"{embeddings_path} holds no 'embeddings' tensor")
-        if tensors["embeddings"].dim() != 2 or tensors["embeddings"].shape[0] != len(paths):
+        if tensors["embeddings"].ndim != 2 or tensors["embeddings"].shape[0] != len(paths):
             raise GalleryIndexError(
                 f"{embeddings_path} holds {tuple(tensors['embeddings'].shape)} embeddings for "
                 f"{len(paths)} paths in {manifest_path}"
             )
         return cls(tensors["embeddings"], paths, manifest, directory=directory, footage=footage)
 
-    def _scores_and_indices(
-        self, queries: torch.Tensor, k: int, use_faiss: bool, faiss: FaissSettings | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _scores_and_indices(self, queries, k: int, use_faiss: bool, faiss: FaissSettings | None = None):
+        """(scores, gallery positions), each `(queries, k)`, best first: torch tensors, or numpy arrays (FAISS's, or
+        the torch-free page's)."""
         k = min(k, len(self))
         if use_faiss or faiss is not None:
-            scores, indices = self.faiss_index(faiss or FaissSettings()).search(queries.numpy(), k)
-            return torch.from_numpy(scores), torch.from_numpy(indices)
+            return self.faiss_index(faiss or FaissSettings()).search(np.asarray(queries), k)
+        if torch is None:
+            return _top_k(queries @ self.embeddings.T, k)
         scores = queries @ self.embeddings.t()  # (queries, gallery) cosine
         return scores.topk(k, dim=1)
 
@@ -412,13 +442,13 @@ class GalleryIndex:
     ) -> list[list[SearchHit]]:
         """Top-k hits for each row of `(num_queries, hidden)` normalised query embeddings (`faiss` implies
         `use_faiss`; an approximate index can return fewer than k hits: -1 rows are dropped)."""
-        if queries.dim() != 2 or queries.shape[1] != self.embeddings.shape[1]:
+        if queries.ndim != 2 or queries.shape[1] != self.embeddings.shape[1]:
             raise IVTInputError(
                 f"query embeddings must be (num_queries, {self.embeddings.shape[1]}), got {tuple(queries.shape)}"
             )
         if k < 1:
             raise IVTInputError(f"k must be >= 1, got {k}")
-        scores, indices = self._scores_and_indices(queries.float().contiguous(), k, use_faiss, faiss)
+        scores, indices = self._scores_and_indices(_float_matrix(queries), k, use_faiss, faiss)
         return [
             [
                 SearchHit(self.paths[int(index)], float(score), rank + 1, self.footage[int(index)])
