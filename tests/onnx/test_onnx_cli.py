@@ -204,7 +204,7 @@ def test_evaluate_gives_the_same_metrics_through_onnx(exported, tmp_path, capsys
 
 def test_the_search_page_runs_on_an_onnx_folder(exported, tmp_path, capsys):
     """`ivt app --runtime onnx`'s page (`load_page`, no browser): the same results as on the PyTorch folder, for a
-    description and for an example crop; a Space export is refused in one line (its search still needs torch)."""
+    description and for an example crop (the Space for onnxruntime: tests/hub/test_onnx_space.py)."""
     from ivt_hf.app import load_page
 
     argv = f"index build --model {exported / 'model'} --images {exported / 'images'} --output_dir {tmp_path / 'i'}"
@@ -220,8 +220,6 @@ def test_the_search_page_runs_on_an_onnx_folder(exported, tmp_path, capsys):
     }
     assert len(found["torch"][0]) == 5 and found["torch"][0] == found["onnx"][0]
     assert [caption for _, caption in found["torch"][1]] == [caption for _, caption in found["onnx"][1]]
-    space = f"app --runtime onnx --model {exported / 'onnx'} --index {tmp_path / 'i'} --export_space {tmp_path / 's'}"
-    expect_one_error(space.split(), capsys, "--export_space does not take --runtime onnx")
 
 
 @pytest.mark.slow

@@ -26,13 +26,18 @@ def run_app(args: argparse.Namespace) -> int:
     if args.export_space:
         if args.index is None:
             raise CommandError("--export_space needs --index (a folder written by `ivt index build`)")
-        if args.runtime == "onnx":  # its search code still needs torch: such a Space would install torch anyway
-            raise CommandError(
-                "--export_space does not take --runtime onnx yet: the Space's search (ivt_hf.search) still needs "
-                "torch; export it with the PyTorch model folder"
-            )
+        if args.runtime == "onnx":  # the export folder, checked before anything is written
+            from ..onnx.runtime import read_manifest
+
+            read_manifest(args.model)
         folder = export_space(
-            args.export_space, args.model, args.index, title=args.title, package=args.package, overwrite=args.overwrite
+            args.export_space,
+            args.model,
+            args.index,
+            title=args.title,
+            package=args.package,
+            overwrite=args.overwrite,
+            runtime=args.runtime,
         )
         print(
             f"wrote a Space to {folder}: upload it to a Space repo (sdk gradio), e.g. "
@@ -95,7 +100,8 @@ def register(subparsers) -> None:
     app.add_argument(
         "--package",
         help="the Space's requirement for this package (default: a wheel built from this "
-        "source tree, shipped in the Space's wheels/ folder)",
+        "source tree, shipped in the Space's wheels/ folder; with --runtime onnx the Space ships ivt_hf's source "
+        "and installs no torch)",
     )
     app.add_argument("--overwrite", action="store_true", help="replace a non-empty --export_space folder")
     add_runtime_argument(app)

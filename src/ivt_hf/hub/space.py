@@ -4,6 +4,10 @@
 `ivt_hf.app`; this module only writes files (the index and its gallery, the model folder, the requirements, a wheel
 built offline from this source tree by `package_wheel`). It lives in `hub/` because it is a way of sharing a model,
 beside `push.py`, and imports nothing of the page: `hub` sits below `app`.
+
+A Space for onnxruntime (`runtime="onnx"`, an `ivt export onnx` folder) installs no torch: its requirements are
+onnxruntime, gradio and the few of ivt_hf's dependencies the page needs without torch (`space_requirements`), and
+ivt_hf itself travels as its source beside `app.py` (`ivt_hf/`), since the wheel's requirements hold torch.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import os
 
 from ivt_hf.app import serve
 
-serve(model={model!r}, index="index", host="0.0.0.0", port=int(os.environ.get("PORT", 7860)), title={title!r})
+serve(model={model!r}, index="index", host="0.0.0.0", port=int(os.environ.get("PORT", 7860)), title={title!r}{runtime})
 '''
 
 
@@ -35,6 +39,7 @@ def export_space(
     title: str = "IVT person search",
     package: str | None = None,
     overwrite: bool = False,
+    runtime: str = "torch",
 ) -> Path:
     """Write a Space folder: `app.py` (calls `serve`), `requirements.txt`, `README.md` with the Space front matter,
     `index/` (the index with its images under `index/gallery/`) and, for a model folder, `model/`.
@@ -44,14 +49,25 @@ def export_space(
     and `requirements.txt` names it, beside the page's own dependencies (the `app` extra without Playwright, which
     only the tests use). The folder is written all at once; `overwrite`
     replaces only a folder that ivt_hf wrote (`ivt_hf.outputs.writing_output_dir`).
+
+    `runtime="onnx"`: `model` is a folder written by `ivt export onnx` (copied to `model/`), the page runs it with
+    onnxruntime, and the Space installs no torch (module docstring); `package` does not apply (a published ivt_hf
+    requires torch).
     """
     from ..outputs import writing_output_dir
 
+    if runtime not in SPACE_RUNTIMES:
+        raise IVTInputError(f"runtime must be one of {', '.join(SPACE_RUNTIMES)}, got {runtime!r}")
+    if runtime == "onnx" and (package is not None or not Path(model).is_dir()):
+        raise IVTInputError(
+            "a Space for onnxruntime ships an ONNX folder (ivt export onnx) and ivt_hf's source, not "
+            + ("a package requirement (--package; a published ivt_hf requires torch)" if package else f"{model!r}")
+        )
     gallery = GalleryIndex.load(index)  # checked before anything is written
     if Path(model).is_dir():
-        _check_model_links(model)
+        _check_model_links(model, runtime)
     with writing_output_dir(output_dir, overwrite=overwrite, command="ivt app --export_space") as staging:
-        _write_space(staging, model, gallery, title=title, package=package)
+        _write_space(staging, model, gallery, title=title, package=package, runtime=runtime)
     return Path(output_dir)
 
 
@@ -83,7 +99,9 @@ def _copy_gallery(gallery: GalleryIndex, images: Path) -> tuple[list[str], list[
     return names, footage
 
 
-def _write_space(output_dir: Path, model: str, gallery: GalleryIndex, *, title: str, package: str | None) -> Path:
+def _write_space(
+    output_dir: Path, model: str, gallery: GalleryIndex, *, title: str, package: str | None, runtime: str
+) -> Path:
     """`export_space`'s files, written into `output_dir` (its staging folder)."""
     import gradio
 
@@ -97,10 +115,16 @@ def _write_space(output_dir: Path, model: str, gallery: GalleryIndex, *, title: 
     names, footage = _copy_gallery(gallery, output_dir / "index" / "gallery")
     manifest = {**gallery.manifest, "root": "gallery", "model": model_ref}  # relative: resolved against index/
     GalleryIndex(gallery.embeddings, names, manifest, footage=footage).save(output_dir / "index")
-    (output_dir / "app.py").write_text(SPACE_APP.format(model=model_ref, title=title))
-    if package is None:  # the wheel, by a path relative to the Space's root (where pip runs)
+    onnx = runtime == "onnx"
+    (output_dir / "app.py").write_text(
+        SPACE_APP.format(model=model_ref, title=title, runtime=', runtime="onnx"' if onnx else "")
+    )
+    if onnx:  # the source, found beside app.py; its wheel's requirements would install torch
+        shutil.copytree(PACKAGE_DIR, output_dir / "ivt_hf", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    elif package is None:  # the wheel, by a path relative to the Space's root (where pip runs)
         package = f"./{WHEELS_DIR}/{package_wheel(output_dir / WHEELS_DIR).name}"
-    (output_dir / "requirements.txt").write_text("\n".join([package, *space_requirements()]) + "\n")
+    requirements = space_requirements(runtime) if onnx else [package, *space_requirements()]
+    (output_dir / "requirements.txt").write_text("\n".join(requirements) + "\n")
     front = {
         "title": title,
         "emoji": "🔎",
@@ -115,6 +139,8 @@ def _write_space(output_dir: Path, model: str, gallery: GalleryIndex, *, title: 
         front["models"] = [model_ref]
     header = "\n".join(f"{key}: {json.dumps(value, ensure_ascii=False)}" for key, value in front.items())
     shipped = f", and ivt_hf {__version__} as a wheel in `{WHEELS_DIR}/`" if (output_dir / WHEELS_DIR).is_dir() else ""
+    if onnx:
+        shipped = f", and ivt_hf {__version__}'s source in `ivt_hf/`; it runs the model with onnxruntime, without torch"
     (output_dir / "README.md").write_text(
         f"---\n{header}\n---\n\n# {title}\n\nSearch {len(gallery)} pedestrian crops by description with IVT "
         f"(`{model}`). The page is `ivt_hf.app`; this Space holds only its settings, the index and the gallery"
@@ -123,14 +149,14 @@ def _write_space(output_dir: Path, model: str, gallery: GalleryIndex, *, title: 
     return output_dir
 
 
-def _check_model_links(model: str | os.PathLike) -> None:
+def _check_model_links(model: str | os.PathLike, runtime: str = "torch") -> None:
     """`IVTInputError` naming the first file or folder of a model folder that links outside it: the Space copies
     the folder (links followed) and is published, so a link to `/etc/passwd` would ship that file. The folder may be
     a snapshot of the Hub's cache (`.../snapshots/REVISION/`), whose files link into the repo's `blobs/`: there the
-    repo's cache folder is the bound."""
+    repo's cache folder is the bound. An ONNX folder (`runtime="onnx"`) is checked by the page when it loads."""
     from .folder import check_model_folder
 
-    model_dir = check_model_folder(model)
+    model_dir = check_model_folder(model) if runtime == "torch" else Path(model)
     bound = model_dir.parent.parent if model_dir.parent.name == "snapshots" else model_dir
     for parent, folders, files in os.walk(model_dir):  # copytree follows links, of folders and of files
         for path in (os.path.join(parent, name) for name in folders + files):
@@ -142,26 +168,42 @@ def _check_model_links(model: str | os.PathLike) -> None:
 
 WHEELS_DIR = "wheels"
 SOURCE_TREE_FILES = ("pyproject.toml", "setup.cfg", "setup.py", "MANIFEST.in", "README.md", "LICENSE", "NOTICE")
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # ivt_hf, in a source tree or installed
+SPACE_RUNTIMES = ("torch", "onnx")
+# what the page needs of ivt_hf's own dependencies where torch is not installed: the config and processor
+# (transformers, tokenizers, huggingface-hub), the index (numpy, safetensors), images (pillow), progress bars (tqdm);
+# not torch, datasets, accelerate, evaluate (training and evaluation)
+ONNX_SPACE_PACKAGES = ("transformers", "tokenizers", "huggingface-hub", "numpy", "pillow", "safetensors", "tqdm")
 
 
-def space_requirements() -> list[str]:
-    """The page's dependencies beyond ivt_hf's own: the `app` extra of the installed ivt_hf without Playwright
-    (the browser tests' driver, never needed to serve)."""
+def space_requirements(runtime: str = "torch") -> list[str]:
+    """The page's dependencies beyond ivt_hf's own, with the installed ivt_hf's version ranges: its `app` extra
+    without Playwright (the browser tests' driver, never needed to serve). For `runtime="onnx"` all the Space
+    installs: also onnxruntime (of the `onnx` extra, not the exporter) and `ONNX_SPACE_PACKAGES`, no torch."""
     from importlib.metadata import requires
 
     from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
 
     found = []
     for line in requires("ivt_hf") or []:
         requirement = Requirement(line)
-        if (
-            requirement.marker is not None
-            and requirement.marker.evaluate({"extra": "app"})
-            and (not requirement.marker.evaluate({"extra": ""}))
-            and requirement.name != "playwright"
-        ):
+        name, marker = canonicalize_name(requirement.name), requirement.marker
+        if marker is None or marker.evaluate({"extra": ""}):  # ivt_hf's own
+            wanted = runtime == "onnx" and name in ONNX_SPACE_PACKAGES
+        elif marker.evaluate({"extra": "app"}):
+            wanted = name != "playwright"
+        else:
+            wanted = runtime == "onnx" and name == "onnxruntime" and marker.evaluate({"extra": "onnx"})
+        if wanted:
             requirement.marker = None
             found.append(str(requirement))
+    expected = {"gradio", *(("onnxruntime", *ONNX_SPACE_PACKAGES) if runtime == "onnx" else ())}
+    missing = sorted(expected - {canonicalize_name(Requirement(line).name) for line in found})
+    if missing:  # an install older than its source tree (an editable one): the Space would lack them
+        raise IVTInputError(
+            f"the installed ivt_hf's metadata lists no {', '.join(missing)}: install ivt_hf again (pip install -e .)"
+        )
     return found
 
 
