@@ -23,14 +23,14 @@ def error_lines(err: str) -> list[str]:
     return [line for line in err.splitlines() if "error:" in line]
 
 
-def save_tiny_model_folder(folder: Path) -> Path:
-    """A `from_pretrained` folder of a random one-block tiny IVT (the `micro` preset at patch stride 16, seed 0) and its
-    processor."""
+def save_tiny_model_folder(folder: Path, seed: int = 0, **overrides) -> Path:
+    """A `from_pretrained` folder of a random one-block tiny IVT (the `micro` preset at patch stride 16, drawn with
+    `seed`; `overrides` change the config) and its processor."""
     import torch
 
     from ivt_hf import IVTConfig, IVTModel, IVTProcessor
     from ivt_hf.hub import save_model_folder
 
-    torch.manual_seed(0)
-    config = IVTConfig.from_preset("micro", num_hidden_layers=1, patch_stride=16)
+    torch.manual_seed(seed)
+    config = IVTConfig.from_preset("micro", **{"num_hidden_layers": 1, "patch_stride": 16, **overrides})
     return save_model_folder(IVTModel(config), IVTProcessor.from_config(config), folder)

@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers.commands import error_lines, run_cli
+from helpers.commands import error_lines, run_cli, save_tiny_model_folder
 from PIL import Image
 
-from ivt_hf import IVTConfig, IVTModel, IVTProcessor
-from ivt_hf.hub import save_model_folder
+from ivt_hf import IVTModel, IVTProcessor
 from ivt_hf.outputs import MARKER
 from ivt_hf.search import FaissSettings, GalleryIndex, build_faiss_index, cached_faiss_index
 from ivt_hf.search.faiss_cache import faiss_cache_path
@@ -26,10 +25,7 @@ QUERIES = ["a man in a red coat", "a woman with a black bag", "someone walking"]
 
 
 def _model(folder: Path, seed: int) -> Path:
-    torch.manual_seed(seed)
-    config = IVTConfig.from_preset("micro", patch_stride=16)
-    save_model_folder(IVTModel(config), IVTProcessor.from_config(config), folder)
-    return folder
+    return save_tiny_model_folder(folder, seed=seed, num_hidden_layers=2)
 
 
 @pytest.fixture(scope="module")

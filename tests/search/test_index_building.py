@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers.commands import save_tiny_model_folder
 from helpers.launchers import ENV, launcher
 from PIL import Image
 
-from ivt_hf import IVTConfig, IVTModel, IVTProcessor
+from ivt_hf import IVTModel, IVTProcessor
 from ivt_hf.cli import main
-from ivt_hf.hub import save_model_folder
 from ivt_hf.search import GalleryIndex, ModelMismatchError
 
 HELPER = Path(__file__).parents[1] / "helpers" / "index_kill_worker.py"
@@ -24,10 +24,7 @@ NUM_IMAGES, CHUNK = 23, 4  # 6 chunks, the last one short
 
 
 def _model(folder: Path, seed: int) -> Path:
-    torch.manual_seed(seed)
-    config = IVTConfig.from_preset("micro", patch_stride=16)
-    save_model_folder(IVTModel(config), IVTProcessor.from_config(config), folder)
-    return folder
+    return save_tiny_model_folder(folder, seed=seed, num_hidden_layers=2)
 
 
 @pytest.fixture(scope="module")
