@@ -297,11 +297,10 @@ def test_a_hub_dataset_by_id_with_config_revision_and_column_mapping(tmp_path, t
     """`--dataset_name ORG/NAME` goes through `datasets.load_dataset` against the package's local Hub server (the
     real client, in a subprocess with `HF_ENDPOINT` pointing at it), for prepare, evaluate and training."""
     import io
-    import os
     import subprocess
     import sys
 
-    from helpers.hub_access import TOKEN
+    from helpers.hub_access import TOKEN, hub_env
     from helpers.hub_access import load_local_hub as _load_local_hub
 
     from ivt_hf import IVTModel, IVTProcessor
@@ -331,14 +330,7 @@ def test_a_hub_dataset_by_id_with_config_revision_and_column_mapping(tmp_path, t
             branch="v2",
             repo_type="dataset",
         )
-        env = {
-            **os.environ,
-            "HF_ENDPOINT": hub.url,
-            "HF_HOME": str(tmp_path / "hf"),
-            "HF_HUB_DISABLE_XET": "1",
-            "HF_HUB_DISABLE_TELEMETRY": "1",
-            "HF_DATASETS_CACHE": str(tmp_path / "hf" / "datasets"),
-        }
+        env = hub_env(hub, tmp_path)
         completed = subprocess.run(
             [sys.executable, "-c", HUB_SCRIPT, str(tmp_path / "out"), str(tmp_path / "model")],
             capture_output=True,

@@ -718,12 +718,11 @@ def test_a_hub_dataset_of_tar_shards_is_streamed_through_the_hub_protocol(tmp_pa
     it; LFS files are served through the storage redirect, as on the Hub); a repo of parquet files too. Not covered:
     auth, Xet storage, and Range requests (the local server answers every read with the whole file, which is what a
     client reading these small files asks for; large parquet files would be read in ranges)."""
-    import os
     import subprocess
     import sys
 
     import datasets
-    from helpers.hub_access import TOKEN
+    from helpers.hub_access import TOKEN, hub_env
     from helpers.hub_access import load_local_hub as _load_local_hub
 
     pairs = _pairs(12, seed=5)
@@ -741,14 +740,7 @@ def test_a_hub_dataset_of_tar_shards_is_streamed_through_the_hub_protocol(tmp_pa
     with _load_local_hub().LocalHub(token=TOKEN) as hub:
         hub.seed_repo("people-org/pairs", files, repo_type="dataset")
         hub.seed_repo("people-org/pairs-parquet", parquet_files, repo_type="dataset")
-        env = {
-            **os.environ,
-            "HF_ENDPOINT": hub.url,
-            "HF_HOME": str(tmp_path / "hf"),
-            "HF_HUB_DISABLE_XET": "1",
-            "HF_HUB_DISABLE_TELEMETRY": "1",
-            "HF_DATASETS_CACHE": str(tmp_path / "hf" / "datasets"),
-        }
+        env = hub_env(hub, tmp_path)
         completed = subprocess.run(
             [sys.executable, "-c", HUB_SCRIPT], capture_output=True, text=True, timeout=300, env=env
         )

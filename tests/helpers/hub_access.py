@@ -17,3 +17,17 @@ def load_local_hub():
     sys.modules["local_hub"] = module
     spec.loader.exec_module(module)
     return module
+
+
+def hub_env(hub, tmp_path) -> dict:
+    """The environment of a subprocess that reads datasets and models from the local `hub`, caching under `tmp_path`."""
+    import os
+
+    return {
+        **os.environ,
+        "HF_ENDPOINT": hub.url,
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_DATASETS_CACHE": str(tmp_path / "hf" / "datasets"),
+    }
