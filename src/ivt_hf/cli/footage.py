@@ -70,7 +70,7 @@ def is_footage_build(args: argparse.Namespace) -> bool:
     return footage
 
 
-def run_footage_build(args: argparse.Namespace, model, processor, model_name: str) -> int:
+def run_footage_build(args: argparse.Namespace, model, processor, model_name: str, store=None) -> int:
     from ..footage import FootageSettings, load_person_detector
     from ..search.footage_index import build_footage_index
 
@@ -103,6 +103,7 @@ def run_footage_build(args: argparse.Namespace, model, processor, model_name: st
             model_name_or_path=model_name,
             overwrite=args.overwrite,
             dtype=args.dtype,
+            store=store,
         )
     except FootageReadError as error:
         if getattr(error, "report", None) is not None:  # the index of what was read is in place: say what it holds

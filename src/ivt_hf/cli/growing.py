@@ -15,6 +15,9 @@ import os
 
 from . import CommandError, flag
 from .parsers import positive_int
+from .store import add_store_argument, check_time_range
+
+STORE_CHANGE_HELP = "the Milvus server (milvus:http(s)://HOST:PORT) the index keeps its vectors on: changed to match"
 
 WHERE_KEYS = ("source", "camera")
 
@@ -59,8 +62,7 @@ def selected_rows(index, args: argparse.Namespace) -> list[int] | None:
 
     if not args.where and args.after is None and args.before is None:
         return None
-    if args.after is not None and args.before is not None and args.after > args.before:
-        raise CommandError(f"--after {args.after} is later than --before {args.before}")
+    check_time_range(args)
     rows = select_entries(
         index,
         sources=[value for key, value in args.where if key == "source"],
@@ -76,11 +78,13 @@ def selected_rows(index, args: argparse.Namespace) -> list[int] | None:
 def run_index_add(args: argparse.Namespace) -> int:
     from ..search.index import GalleryIndex
     from .export import load_for_runtime
+    from .store import named_store
 
     if bool(args.images) == bool(args.video or args.frames):
         raise CommandError("give --images DIR, or --video FILE... / --frames DIR... (what the index holds)")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each process would encode the same images and race to write
         raise CommandError("ivt index add is one process: start it without torchrun / accelerate")
+    store = named_store(args, args.index)  # a Milvus server the index keeps its vectors on
     index = GalleryIndex.load(args.index)
     footage, manifest = any(index.footage), index.manifest
     if footage != bool(args.video or args.frames):  # before a model or a detector is loaded
@@ -94,7 +98,13 @@ def run_index_add(args: argparse.Namespace) -> int:
         from ..search.growing import add_images
 
         report = add_images(
-            model, processor, args.index, args.images, batch_size=args.batch_size, on_invalid=args.on_invalid
+            model,
+            processor,
+            args.index,
+            args.images,
+            batch_size=args.batch_size,
+            on_invalid=args.on_invalid,
+            store=store,
         )
     else:
         from ..footage import load_person_detector
@@ -114,6 +124,7 @@ def run_index_add(args: argparse.Namespace) -> int:
             videos=args.video or (),
             frame_folders=args.frames or (),
             batch_size=args.batch_size,
+            store=store,
         )
     print(report.summary())
     for skipped in report.skipped:
@@ -123,10 +134,12 @@ def run_index_add(args: argparse.Namespace) -> int:
 
 def run_index_remove(args: argparse.Namespace) -> int:
     from ..search.growing import remove_entries
+    from .store import named_store
 
     if not args.missing and not args.source:
         raise CommandError("say what to remove: --missing, or --source FILE_OR_DIR...")
-    print(remove_entries(args.index, missing=args.missing, sources=args.source or ()).summary())
+    store = named_store(args, args.index)
+    print(remove_entries(args.index, missing=args.missing, sources=args.source or (), store=store).summary())
     return 0
 
 
@@ -142,6 +155,7 @@ def register_index_changes(index_commands, add_runtime_argument) -> None:
     add.add_argument(*flag("--batch_size"), type=positive_int, default=64)
     add.add_argument(*flag("--on_invalid"), choices=["error", "skip"], default="error")
     add_runtime_argument(add)
+    add_store_argument(add, STORE_CHANGE_HELP)
     add.set_defaults(handler=run_index_add)
 
     remove = index_commands.add_parser("remove", help="remove entries whose files are gone, or of a source")
@@ -150,4 +164,5 @@ def register_index_changes(index_commands, add_runtime_argument) -> None:
     remove.add_argument(
         "--source", nargs="+", metavar="FILE_OR_DIR", help="entries from these images, folders, videos, frame folders"
     )
+    add_store_argument(remove, STORE_CHANGE_HELP)
     remove.set_defaults(handler=run_index_remove)

@@ -14,6 +14,7 @@ from .export import add_runtime_argument
 from .footage import add_footage_arguments, describe_footage, is_footage_build, run_footage_build
 from .growing import add_search_filters, register_index_changes, selected_rows
 from .parsers import picture_path, positive_int
+from .store import add_store_argument, named_store, searched_index, store_search
 
 
 def run_index_build(args: argparse.Namespace) -> int:
@@ -21,6 +22,7 @@ def run_index_build(args: argparse.Namespace) -> int:
     from .export import load_for_runtime
 
     footage = is_footage_build(args)  # before the model is loaded: one line for --images with --video
+    store = named_store(args, args.output_dir)  # Milvus (`ivt_hf.search.milvus_store`), checked before the model loads
     model, processor = load_for_runtime(args.model, args.runtime)
     if args.runtime == "onnx":  # an export's precision is fixed: refuse another --dtype before anything is written
         from ..evaluation.encoding import prepare_for_inference
@@ -28,7 +30,7 @@ def run_index_build(args: argparse.Namespace) -> int:
         prepare_for_inference(model, args.dtype)
     model_name = str(Path(args.model).resolve()) if Path(args.model).is_dir() else args.model  # folder or repo id
     if footage:
-        return run_footage_build(args, model, processor, model_name)
+        return run_footage_build(args, model, processor, model_name, store=store)
     report = build_index(
         model,
         processor,
@@ -40,6 +42,7 @@ def run_index_build(args: argparse.Namespace) -> int:
         model_name_or_path=model_name,
         overwrite=args.overwrite,
         dtype=args.dtype,
+        store=store,
     )
     if report.process_index == 0:
         print(report.summary())
@@ -52,11 +55,10 @@ def run_search(args: argparse.Namespace) -> int:
     from ..evaluation.pictures import RetrievalRow, draw_retrieval
     from ..search.faiss_cache import FaissSettings
     from ..search.growing import search_selected
-    from ..search.index import GalleryIndex
     from .export import load_for_runtime
 
-    index = GalleryIndex.load(args.index)
-    selected = selected_rows(index, args)  # --where, --after, --before (None: the whole gallery)
+    index, store = searched_index(args)  # store: the Milvus store that holds the vectors (then not loaded here)
+    selected = selected_rows(index, args) if store is None else None  # --where, --after, --before (None: all)
     count = len(index) if selected is None else len(selected)
     if args.faiss == "ivf" and args.nlist is not None and args.nlist > count:
         passing = "" if selected is None else " that pass the filters"
@@ -70,7 +72,9 @@ def run_search(args: argparse.Namespace) -> int:
         faiss = FaissSettings(
             args.faiss, nlist=args.nlist, nprobe=args.nprobe, hnsw_m=args.hnsw_m, ef_search=args.ef_search
         )
-    if selected is None:
+    if store is not None:
+        results = store_search(index, store, args, model, processor)
+    elif selected is None:
         results = index.search(args.queries, model, processor, k=args.k, faiss=faiss)
     else:
         results = search_selected(index, selected, args.queries, model, processor, k=args.k, faiss=faiss)
@@ -113,6 +117,7 @@ def register(subparsers) -> None:
     )
     add_runtime_argument(build)
     add_footage_arguments(build)
+    add_store_argument(build)
     build.set_defaults(handler=run_index_build)
     register_index_changes(index_commands, add_runtime_argument)  # ivt index add / remove
 
@@ -139,5 +144,6 @@ def register(subparsers) -> None:
     search.add_argument(*flag("--ef_search"), dest="ef_search", type=positive_int, default=128, help="hnsw: candidates")
     search.add_argument("--show", type=picture_path, help="write a picture of the results (PNG)")
     add_search_filters(search)
+    add_store_argument(search)
     add_runtime_argument(search)
     search.set_defaults(handler=run_search)

@@ -81,12 +81,14 @@ def build_index(
     overwrite: bool = False,
     progress: bool = True,
     dtype: str = "float32",
+    store=None,
 ) -> BuildReport:
     """Encode every image under `images` into an index at `output_dir`, in this process's share of the chunks.
 
     Call it in every process of a launch (each returns the same report); see the module docstring. `dtype` is the
     encoding precision (`prepare_for_inference`: float32, bfloat16, float16 on a GPU, int8 on a CPU); the index
-    records it, and is searched with the original model.
+    records it, and is searched with the original model. `store` (a `milvus_store.StoreSpec`) also puts the
+    vectors in Milvus (`milvus_store.write_store`).
     """
     from accelerate import PartialState
 
@@ -130,7 +132,7 @@ def build_index(
     )
     if state.is_main_process:
         model_name = model_name_or_path or getattr(model.config, "_name_or_path", "") or None
-        _save_joined_index(output_dir, num_chunks, plan, model_name)
+        _save_joined_index(output_dir, num_chunks, plan, model_name, store=store, overwrite=overwrite)
     state.wait_for_everyone()
     index_manifest = json.loads((output_dir / INDEX_MANIFEST).read_text())
     report.images = index_manifest["num_images"]
@@ -166,7 +168,9 @@ def _write_chunk(
     atomic_write_json(chunk_dir / f"{chunk:06d}.json", {"paths": stored, "skipped": skipped}, indent=None)
 
 
-def _save_joined_index(output_dir: Path, num_chunks: int, plan: dict, model_name: str | None) -> None:
+def _save_joined_index(
+    output_dir: Path, num_chunks: int, plan: dict, model_name: str | None, *, store=None, overwrite: bool = False
+) -> None:
     """Join the chunks into the index, which replaces the unfinished build (plan + chunks) all at once, with the
     output marker. An index of no image is an error naming the first unreadable one."""
     index = _join_chunks(output_dir / CHUNKS, num_chunks, plan, model_name)
@@ -176,6 +180,10 @@ def _save_joined_index(output_dir: Path, num_chunks: int, plan: dict, model_name
     with writing_output_dir(
         output_dir, overwrite=True, command="ivt index build", ours=_is_unfinished_build
     ) as staging:
+        if store is not None:
+            from .milvus_store import write_store
+
+            write_store(index, staging, store, index_dir=output_dir, overwrite=overwrite)
         index.save(staging)
 
 

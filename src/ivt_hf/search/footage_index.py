@@ -84,10 +84,12 @@ def build_footage_index(
     overwrite: bool = False,
     progress: bool = True,
     dtype: str = "float32",
+    store=None,
 ) -> FootageBuildReport:
     """Find the people in `videos` and `frame_folders`, crop a few per track and index the crops at `output_dir`
     (see the module docstring). Raises `FootageReadError` when a source could not be read whole (after writing the
-    index of what was read, unless nothing was), `GalleryIndexError` when no person was found at all."""
+    index of what was read, unless nothing was), `GalleryIndexError` when no person was found at all. `store` (a
+    `milvus_store.StoreSpec`) also puts the vectors in Milvus."""
     if on_invalid not in ("error", "skip"):
         raise IVTInputError(f"on_invalid must be 'error' or 'skip', got {on_invalid!r}")
     settings = settings or FootageSettings()
@@ -122,6 +124,10 @@ def build_footage_index(
         index = GalleryIndex(
             embeddings, [entry.path for entry in entries], manifest, footage=[entry.record() for entry in entries]
         )
+        if store is not None:
+            from .milvus_store import write_store
+
+            write_store(index, staging, store, index_dir=Path(output_dir), overwrite=overwrite, progress=progress)
         index.save(staging)
     report.seconds = time.perf_counter() - start
     if report.skipped and on_invalid == "error":

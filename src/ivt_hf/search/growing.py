@@ -36,6 +36,7 @@ import torch
 from ..atomic import read_json_object, refusals_naming
 from ..errors import IVTInputError
 from ..outputs import MARKER, foreign_files, read_marker, writing_output_dir
+from .entries import entry_camera, select_entries, source_matches, source_targets
 from .faiss_cache import (
     FAISS_CACHE_DIR,
     _cache_header,
@@ -46,7 +47,6 @@ from .faiss_cache import (
     save_faiss_cache,
 )
 from .index import (
-    IMAGE_EXTENSIONS,
     INDEX_EMBEDDINGS,
     INDEX_MANIFEST,
     GalleryIndex,
@@ -179,10 +179,11 @@ def _carry_faiss(old: GalleryIndex, new: GalleryIndex, staging: Path, appended: 
         save_faiss_cache(index, faiss_cache_path(staging, key), new_header)
 
 
-def _rewrite(index_dir: Path, command: str, change: Callable[[GalleryIndex, Path], Any]) -> GalleryIndex:
+def _rewrite(index_dir: Path, command: str, change: Callable[[GalleryIndex, Path], Any], store=None) -> GalleryIndex:
     """Apply `change` ((old index, staging folder) -> (new index, rows appended or None)) under the folder's lock
     and put the new index in place all at once; the old one stays if anything fails. `change` returning None writes
-    nothing (`_NothingToWrite`)."""
+    nothing (`_NothingToWrite`). An index that keeps its vectors in Milvus has its store changed to match
+    (`milvus_store.sync_store`; `store`: the `--store` the user named, needed for a server)."""
     _refuse_foreign_index(index_dir)
     with (
         refusals_naming(index_dir),  # safetensors' "No space left on device" names no file: name the index
@@ -195,6 +196,10 @@ def _rewrite(index_dir: Path, command: str, change: Callable[[GalleryIndex, Path
         new, appended = result
         _keep_relative_root(index_dir, old, new)
         _carry_gallery(index_dir, staging, _footage_files(new))
+        if "store" in old.manifest:
+            from .milvus_store import sync_store
+
+            sync_store(index_dir, staging, old, new, store)
         new.save(staging)
         _carry_faiss(old, new, staging, appended)
         return new
@@ -218,9 +223,9 @@ class _NothingToWrite(Exception):
     """Raised inside the writer to leave the folder untouched (the staging folder is removed)."""
 
 
-def _rewrite_or_keep(index_dir: Path, command: str, change) -> GalleryIndex | None:
+def _rewrite_or_keep(index_dir: Path, command: str, change, store=None) -> GalleryIndex | None:
     try:
-        return _rewrite(index_dir, command, change)
+        return _rewrite(index_dir, command, change, store)
     except _NothingToWrite:
         return None
 
@@ -246,9 +251,11 @@ def add_images(
     batch_size: int = 64,
     on_invalid: str = "error",
     progress: bool = True,
+    store=None,
 ) -> ChangeReport:
     """Encode the images under `images` that `index_dir` does not hold yet and append them (see the module
-    docstring). Images the index skipped before are tried again."""
+    docstring). Images the index skipped before are tried again. `store`: the Milvus server the user named
+    (`milvus_store.StoreSpec`), for an index that keeps its vectors there."""
     index_dir, folder = Path(index_dir), Path(images).resolve()
     paths = find_images(folder)
     report = ChangeReport(index_dir)
@@ -279,66 +286,9 @@ def add_images(
         new = GalleryIndex(joined, held + [str(path.relative_to(root)) for path in readable], manifest)
         return new, embeddings
 
-    new = _rewrite_or_keep(index_dir, "ivt index add", change)
+    new = _rewrite_or_keep(index_dir, "ivt index add", change, store)
     report.written, report.entries = new is not None, len(new) if new is not None else 0
     return report
-
-
-def source_targets(sources: Sequence[str | os.PathLike]) -> list[Path]:
-    """Each source as an absolute path, as given and with its links followed: footage records keep a source as it
-    was given (absolute), image entries are found with their links followed."""
-    return sorted({path for source in sources for path in (Path(source).absolute(), Path(source).resolve())})
-
-
-def source_matches(source: str, targets: Sequence[Path]) -> bool:
-    """Whether the file `source` (absolute) is one of `targets` or lies under one of them (`source_targets`)."""
-    path = Path(source)
-    return any(path == target or target in path.parents for target in targets)
-
-
-def _entry_source(index: GalleryIndex, number: int, cache: dict) -> str:
-    """The file an entry comes from: a footage record's source, else the image file under the gallery root."""
-    record = index.footage[number]
-    if record:
-        return record["source"]
-    return resolve_under_root(index.manifest["root"], index.paths[number], cache=cache) or ""
-
-
-def entry_camera(index: GalleryIndex, number: int) -> set[str]:
-    """The names a `camera=` filter matches for an entry: the first folder under the gallery root ('.' for an image
-    at the root); for footage also the source's own name (the video file's, the frame folder's)."""
-    parts = Path(index.paths[number]).parts
-    names = {parts[0] if len(parts) > 1 else "."}
-    record = index.footage[number]
-    if record:
-        source = Path(record["source"])  # a video file, or a still frame of a folder of frames
-        names.add(source.parent.name if source.suffix.lower() in IMAGE_EXTENSIONS else source.name)
-    return names
-
-
-def select_entries(
-    index: GalleryIndex,
-    *,
-    sources: Sequence[str | os.PathLike] = (),
-    cameras: Sequence[str] = (),
-    after: float | None = None,
-    before: float | None = None,
-) -> list[int]:
-    """The entries (row numbers, in order) that pass every filter given: from one of `sources` (files or folders),
-    of one of `cameras` (`entry_camera`), at a time (seconds into the footage) from `after` to `before` inclusive."""
-    targets = source_targets(sources)
-    wanted, cache, rows = set(cameras), {}, []
-    for number in range(len(index)):
-        if targets and not source_matches(_entry_source(index, number, cache), targets):
-            continue
-        if wanted and not (entry_camera(index, number) & wanted):
-            continue
-        if after is not None or before is not None:
-            time_s = (index.footage[number] or {}).get("time_s")
-            if time_s is None or (after is not None and time_s < after) or (before is not None and time_s > before):
-                continue
-        rows.append(number)
-    return rows
 
 
 def search_selected(index: GalleryIndex, rows: Sequence[int], texts, model, processor, *, k: int = 10, faiss=None):
@@ -361,10 +311,10 @@ def search_selected(index: GalleryIndex, rows: Sequence[int], texts, model, proc
 
 
 def remove_entries(
-    index_dir: str | os.PathLike, *, missing: bool = False, sources: Sequence[str | os.PathLike] = ()
+    index_dir: str | os.PathLike, *, missing: bool = False, sources: Sequence[str | os.PathLike] = (), store=None
 ) -> ChangeReport:
     """Drop the entries whose file is gone (`missing`) or that come from one of `sources` (files or folders); the
-    index left must hold at least one entry."""
+    index left must hold at least one entry. `store`: as for `add_images`."""
     if not missing and not sources:
         raise IVTInputError("say what to remove: --missing, or --source FILE_OR_DIR")
     index_dir, targets = Path(index_dir), source_targets(sources)
@@ -404,7 +354,7 @@ def remove_entries(
         )
         return new, None
 
-    new = _rewrite_or_keep(index_dir, "ivt index remove", change)
+    new = _rewrite_or_keep(index_dir, "ivt index remove", change, store)
     report.written, report.entries = new is not None, len(new) if new is not None else 0
     return report
 
@@ -420,6 +370,7 @@ def add_footage(
     settings=None,
     batch_size: int = 64,
     progress: bool = True,
+    store=None,
 ) -> ChangeReport:
     """Find the people in footage sources that `index_dir` (an index of footage) does not hold yet, and append
     their crops, as `build_footage_index` would have indexed them. A source that cannot be read whole is an error
@@ -456,7 +407,7 @@ def add_footage(
         new = GalleryIndex(joined, paths, manifest, footage=old.footage + [entry.record() for entry in entries])
         return new, embeddings
 
-    new = _rewrite_or_keep(index_dir, "ivt index add", change)
+    new = _rewrite_or_keep(index_dir, "ivt index add", change, store)
     report.written, report.entries = new is not None, len(new) if new is not None else 0
     return report
 
