@@ -56,7 +56,7 @@ def test_ivf_defaults_and_bad_settings():
     small = build_faiss_index(gallery[:30], FaissSettings("ivf"))  # fewer vectors than one centroid wants
     assert small.nlist == 1 and small.ntotal == 30
     for bad, message in [
-        ({"kind": "annoy"}, "flat, ivf or hnsw"),
+        ({"kind": "annoy"}, "flat, ivf, hnsw or ivfpq"),
         ({"kind": "ivf", "nprobe": 0}, "nprobe"),
         ({"kind": "ivf", "nlist": 0}, "nlist"),
     ]:
@@ -258,3 +258,95 @@ def test_ivt_search_twice_trains_the_faiss_index_once(tmp_path, builds, capsys):
         printed.append(capsys.readouterr().out)
     assert len(builds) == 1 and printed[0] == printed[1]  # the second command read faiss/, same hits
     assert main([*command[:-1], "3", "--nprobe", "3"]) == 0 and len(builds) == 2  # --nlist: a new index
+
+
+# ivfpq: a compressed index built out of core from the embeddings file, which a loaded index maps instead of reading
+
+
+def test_ivfpq_built_from_the_file_in_chunks_is_the_one_built_in_memory_and_finds_the_neighbours(tmp_path):
+    import tracemalloc
+
+    import faiss
+
+    from ivt_hf.search.embeddings_file import EmbeddingsFile
+
+    ivfpq = FaissSettings("ivfpq", nlist=64, nprobe=16, pq_bytes=32, train_sample=5000)
+    gallery = clustered(20_000, clusters=200, seed=3)
+    _save(gallery, [f"{number}.jpg" for number in range(len(gallery))], tmp_path / "index")
+    stored = EmbeddingsFile.open(tmp_path / "index" / "embeddings.safetensors", rows=20_000, dim=64)
+    tracemalloc.start()  # numpy's arrays are traced: what the build holds at once
+    try:
+        from_file = build_faiss_index(stored, ivfpq, chunk_rows=1000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.3 * 20_000 * 64 * 4  # the 5,000-row sample and a chunk, never the 5.1 MB file
+    in_memory = build_faiss_index(gallery, ivfpq)  # one chunk of 20,000
+    assert isinstance(from_file, faiss.IndexIVFPQ) and from_file.code_size == 32 and from_file.ntotal == 20_000
+    assert bytes(faiss.serialize_index(from_file)) == bytes(faiss.serialize_index(in_memory))  # the same codes
+
+    queries = torch.nn.functional.normalize(gallery[:300] + 0.3 * torch.randn(300, 64), dim=1)
+    exact = (queries @ gallery.t()).topk(10, dim=1).indices.tolist()
+    found = from_file.search(queries.numpy(), 10)[1].tolist()
+    recall = sum(len(set(a) & set(e)) for a, e in zip(found, exact)) / (10 * len(exact))
+    assert recall >= 0.7  # 0.78 measured; 2 dims a byte (pq_bytes 16, 4 dims a byte: about 0.5)
+
+
+def test_a_saved_index_keeps_its_ivfpq_index_hashed_from_the_file(saved, builds):
+    from ivt_hf.search.embeddings_file import EmbeddingsFile
+
+    folder, queries = saved
+    settings = FaissSettings("ivfpq", nlist=8, nprobe=8)  # pq_bytes by default: 16 for 64-d
+    first = _hits(folder, queries, settings)
+    (name,) = _cache_files(folder)
+    assert name.startswith("ivfpq-") and len(builds) == 1
+    assert _hits(folder, queries, settings) == first and len(builds) == 1  # read from faiss/
+    assert _hits(folder, queries, FaissSettings("ivfpq", nlist=8, nprobe=8, pq_bytes=8)) != first
+    assert len(builds) == 2 and len(_cache_files(folder)) == 2  # pq_bytes shapes the index: another file
+    loaded = GalleryIndex.load(folder)
+    streamed = EmbeddingsFile.open(folder / "embeddings.safetensors").digest()
+    assert streamed == faiss_cache_module.embeddings_digest(loaded.embeddings.clone())  # the digest the cache keeps
+
+
+def _craft(path: Path, entry: dict, data: bytes) -> None:
+    """A safetensors file whose one tensor `embeddings` is described by `entry`, followed by `data`."""
+    header = json.dumps({"embeddings": entry}).encode()
+    path.write_bytes(len(header).to_bytes(8, "little") + header + data)
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"dtype": "F32", "shape": [50, 64], "data_offsets": [4096, 4096 + 50 * 256]}, "lie outside the file"),
+        ({"dtype": "F32", "shape": [50, 64], "data_offsets": [0, 2**62]}, "lie outside the file"),
+        ({"dtype": "F32", "shape": [49, 64], "data_offsets": [0, 49 * 256]}, r"holds \(49, 64\) embeddings where"),
+        ({"dtype": "F32", "shape": [50, 32], "data_offsets": [0, 50 * 128]}, r"holds \(50, 32\) embeddings where"),
+        ({"dtype": "F16", "shape": [50, 64], "data_offsets": [0, 50 * 128]}, "'F16', not F32"),
+        ({"dtype": "F32", "shape": [3200], "data_offsets": [0, 50 * 256]}, "is not 2-D"),
+        ({"dtype": "F32", "shape": [50, 64], "data_offsets": [0, 100]}, "do not hold"),
+    ],
+)
+def test_a_crafted_embeddings_file_is_refused_naming_it(tmp_path, entry, message):
+    gallery = clustered(50)
+    folder = tmp_path / "index"
+    _save(gallery, [f"{number}.jpg" for number in range(50)], folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "hidden_size": 64}))
+    path = folder / "embeddings.safetensors"
+    _craft(path, entry, gallery.numpy().tobytes())
+    with pytest.raises(index_module.GalleryIndexError, match=f"^{path}.*{message}") as caught:
+        GalleryIndex.load(folder)
+    assert "\n" not in str(caught.value)
+
+
+def test_pq_bytes_must_divide_the_dimension(saved, capsys):
+    from helpers.commands import error_lines, run_cli
+
+    with pytest.raises(ValueError, match="--pq_bytes 7 does not divide the embedding dimension 64"):
+        FaissSettings("ivfpq", pq_bytes=7).build_key(1000, dim=64)
+    assert FaissSettings("ivfpq").build_key(1000, dim=768)["pq_bytes"] == 64
+    assert FaissSettings("ivfpq").build_key(1000, dim=64)["pq_bytes"] == 16
+    folder, _ = saved
+    code, _, err = run_cli([*f"search --index {folder} --faiss ivfpq --pq_bytes 7".split(), "a man"], capsys)
+    assert code == 2 and len(error_lines(err)) == 1
+    assert "--pq_bytes 7 does not divide the embedding dimension 64" in error_lines(err)[0]

@@ -46,7 +46,9 @@ def run_app(args: argparse.Namespace) -> int:
         return 0
     from ..search.faiss_cache import FaissSettings
 
-    faiss = None if args.faiss is None else FaissSettings(args.faiss, nprobe=args.nprobe, ef_search=args.ef_search)
+    faiss = None
+    if args.faiss is not None:
+        faiss = FaissSettings(args.faiss, nprobe=args.nprobe, ef_search=args.ef_search, pq_bytes=args.pq_bytes)
     upload_limit_bytes(args.max_upload_mb)  # a bad limit: one error line before anything starts (serve checks again)
     check_port(args.host, args.port)  # a port in use: one error line before the model loads (serve checks again)
     print(f"IVT search page on http://{args.host}:{args.port} (Ctrl+C stops it)")
@@ -84,11 +86,14 @@ def register(subparsers) -> None:
     app.add_argument("--title", default="IVT person search")
     app.add_argument(
         "--faiss",
-        choices=["flat", "ivf", "hnsw"],
+        choices=["flat", "ivf", "hnsw", "ivfpq"],
         help="search a FAISS index (opened at start: built once, then read from the index's faiss/ "
-        "folder); ivf / hnsw: approximate, for large galleries",
+        "folder); ivf / hnsw: approximate, for large galleries; ivfpq: compressed, for galleries larger than memory",
     )
-    app.add_argument("--nprobe", type=positive_int, default=32, help="ivf: centroids scanned per query")
+    app.add_argument("--nprobe", type=positive_int, default=32, help="ivf, ivfpq: centroids scanned per query")
+    app.add_argument(
+        *flag("--pq_bytes"), dest="pq_bytes", type=positive_int, help="ivfpq: bytes per vector, a divisor of the dim"
+    )
     app.add_argument(
         *flag("--max_upload_mb"),
         dest="max_upload_mb",

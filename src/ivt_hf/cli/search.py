@@ -60,7 +60,9 @@ def run_search(args: argparse.Namespace) -> int:
     index, store = searched_index(args)  # store: the Milvus store that holds the vectors (then not loaded here)
     selected = selected_rows(index, args) if store is None else None  # --where, --after, --before (None: all)
     count = len(index) if selected is None else len(selected)
-    if args.faiss == "ivf" and args.nlist is not None and args.nlist > count:
+    if args.faiss == "ivfpq":  # --pq_bytes that does not divide the dimension: one line before the model loads
+        FaissSettings("ivfpq", pq_bytes=args.pq_bytes).pq_sub_quantizers(int(index.embeddings.shape[1]))
+    if args.faiss in ("ivf", "ivfpq") and args.nlist is not None and args.nlist > count:
         passing = "" if selected is None else " that pass the filters"
         raise CommandError(f"--nlist {args.nlist} is more centroids than the gallery has images{passing} ({count})")
     model_dir = args.model or index.manifest.get("model")
@@ -70,7 +72,12 @@ def run_search(args: argparse.Namespace) -> int:
     faiss = None
     if args.faiss:
         faiss = FaissSettings(
-            args.faiss, nlist=args.nlist, nprobe=args.nprobe, hnsw_m=args.hnsw_m, ef_search=args.ef_search
+            args.faiss,
+            nlist=args.nlist,
+            nprobe=args.nprobe,
+            hnsw_m=args.hnsw_m,
+            ef_search=args.ef_search,
+            pq_bytes=args.pq_bytes,
         )
     if store is not None:
         results = store_search(index, store, args, model, processor)
@@ -130,16 +137,23 @@ def register(subparsers) -> None:
         "--faiss",
         nargs="?",
         const="flat",
-        choices=["flat", "ivf", "hnsw"],
+        choices=["flat", "ivf", "hnsw", "ivfpq"],
         help="search a FAISS index (pip install 'ivt_hf[faiss]'): flat (exact, the default), or "
-        "approximate ivf / hnsw for large galleries. Built once, kept in the index's faiss/ folder "
+        "approximate ivf / hnsw for large galleries, ivfpq (compressed, built from the embeddings file a chunk "
+        "at a time) for galleries larger than memory. Built once, kept in the index's faiss/ folder "
         "and reused until the gallery or the build settings change (--nprobe, --ef_search: no "
         "rebuild)",
     )
     search.add_argument(
         "--nlist", type=positive_int, help="ivf: centroids, at most the gallery size (default about 4 x sqrt of it)"
     )
-    search.add_argument("--nprobe", type=positive_int, default=32, help="ivf: centroids scanned per query")
+    search.add_argument("--nprobe", type=positive_int, default=32, help="ivf, ivfpq: centroids scanned per query")
+    search.add_argument(
+        *flag("--pq_bytes"),
+        dest="pq_bytes",
+        type=positive_int,
+        help="ivfpq: bytes per vector, a divisor of the dimension (default: 64 for 768-d)",
+    )
     search.add_argument(*flag("--hnsw_m"), dest="hnsw_m", type=positive_int, default=32, help="hnsw: links per vector")
     search.add_argument(*flag("--ef_search"), dest="ef_search", type=positive_int, default=128, help="hnsw: candidates")
     search.add_argument("--show", type=picture_path, help="write a picture of the results (PNG)")

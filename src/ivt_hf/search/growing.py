@@ -58,7 +58,7 @@ from .index import (
 
 FOOTAGE_GALLERY = "gallery"  # `footage_index.GALLERY`: not imported, that module needs the video extra
 # what `faiss_cache.save_faiss_cache` writes (`faiss_cache_path`), and its temporary file of a killed search
-_CACHE_NAME = r"(?:flat|ivf|hnsw)-[0-9a-f]{16}\.faiss"
+_CACHE_NAME = r"(?:flat|ivf|hnsw|ivfpq)-[0-9a-f]{16}\.faiss"
 _FAISS_CACHE_FILE = re.compile(rf"{FAISS_CACHE_DIR}/(?:{_CACHE_NAME}|\.{_CACHE_NAME}\.tmp-\d+-[0-9a-f]{{8}})")
 _INDEX_FILES = {INDEX_EMBEDDINGS, INDEX_MANIFEST, MARKER, FAISS_CACHE_DIR}
 

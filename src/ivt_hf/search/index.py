@@ -1,7 +1,9 @@
 """A searchable gallery of your own images: embeddings saved as safetensors + a JSON manifest (never pickle),
 searched with exact cosine similarity, or with a FAISS inner-product index (the `faiss` extra) for large galleries.
 A FAISS index is trained once and kept in the index folder's `faiss/`, then read by the next search
-(`faiss_cache.py`).
+(`faiss_cache.py`). A loaded index maps its embeddings file into memory rather than reading it (`embeddings_file.py`):
+exact search pages it in as it goes, and FAISS indexes are built and hashed from the file a chunk at a time, so a
+gallery larger than memory can be opened and given an ivfpq index.
 
 Where torch is not installed (the page of a Space exported for onnxruntime: `ivt app --export_space --runtime onnx`)
 an index still loads and is searched: it keeps its embeddings as numpy arrays and scores them with numpy
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +30,7 @@ from ..data.arguments import check_on_invalid
 from ..errors import InputNotFoundError, IVTInputError
 from ..evaluation.encoding import encode_images, encode_texts, model_fingerprint
 from ..model.image_processing_ivt import to_rgb_uint8
+from .embeddings_file import EmbeddingsFile
 from .faiss_cache import FaissSettings, cached_faiss_index, embeddings_digest
 
 try:
@@ -252,9 +256,13 @@ def _checked_footage(manifest_path: Path, root: str, paths: list[str], footage: 
 
 def _float_matrix(array):
     """`array` (a torch tensor or a numpy array) as contiguous float32: a torch tensor, or where torch is not
-    installed a numpy array (module docstring)."""
+    installed a numpy array (module docstring). A float32 memory map stays one (no copy)."""
     if torch is None:
         return np.ascontiguousarray(array, dtype=np.float32)
+    if isinstance(array, np.ndarray) and not array.flags.writeable:
+        with warnings.catch_warnings():  # a read-only map: torch warns that writing to it would be undefined
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            array = torch.from_numpy(array)
     return torch.as_tensor(array).float().contiguous()
 
 
@@ -299,6 +307,7 @@ class GalleryIndex:
         self._faiss_index = None
         self._faiss_key: dict[str, Any] | None = None  # the build settings of `_faiss_index`
         self._embeddings_sha256: str | None = None
+        self._stored: EmbeddingsFile | None = None  # the file `embeddings` was mapped from (`load`, `save`)
         self._passed_model: weakref.ref | None = None  # the last model `check_model` accepted
 
     def __len__(self) -> int:
@@ -368,7 +377,9 @@ class GalleryIndex:
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        # safetensors writes a new file (a new inode): a map of the old one, this index's own included, stays valid
         save_file({"embeddings": self.embeddings}, str(directory / INDEX_EMBEDDINGS))
+        self._stored = EmbeddingsFile.open(directory / INDEX_EMBEDDINGS, error=GalleryIndexError)
         manifest = {**self.manifest, "paths": self.paths}
         if any(record is not None for record in self.footage):
             manifest["footage"] = self.footage
@@ -378,11 +389,9 @@ class GalleryIndex:
 
     @classmethod
     def load(cls, directory: str | Path) -> GalleryIndex:
-        if torch is None:
-            from safetensors.numpy import load_file
-        else:
-            from safetensors.torch import load_file
-
+        """The index saved in `directory`, its embeddings mapped from the file, not read (module docstring): its
+        manifest and the embeddings file's header are checked first (untrusted: every entry under the gallery root,
+        the tensor's bytes inside the file and of the manifest's shape), each error naming the file."""
         directory = Path(directory)
         manifest_path, embeddings_path = directory / INDEX_MANIFEST, directory / INDEX_EMBEDDINGS
         for path in (manifest_path, embeddings_path):
@@ -396,20 +405,17 @@ class GalleryIndex:
             raise GalleryIndexError(f"{manifest_path} has no 'paths' list of image paths")
         manifest["root"] = _checked_gallery_root(directory, manifest.get("root"), paths)  # before reading the rest
         footage = _checked_footage(manifest_path, manifest["root"], paths, manifest.pop("footage", None))
-        with open(embeddings_path, "rb"):  # a file the user may not read: PermissionError (exit 3), which
-            pass  # safetensors would misreport as "No such file or directory"
-        try:
-            tensors = load_file(str(embeddings_path))
-        except Exception as error:  # safetensors raises its own error type, naming no file
-            raise GalleryIndexError(f"{embeddings_path} is not a readable safetensors file ({error})") from None
-        if "embeddings" not in tensors:
-            raise GalleryIndexError(f"{embeddings_path} holds no 'embeddings' tensor")
-        if tensors["embeddings"].ndim != 2 or tensors["embeddings"].shape[0] != len(paths):
-            raise GalleryIndexError(
-                f"{embeddings_path} holds {tuple(tensors['embeddings'].shape)} embeddings for "
-                f"{len(paths)} paths in {manifest_path}"
-            )
-        return cls(tensors["embeddings"], paths, manifest, directory=directory, footage=footage)
+        hidden_size = manifest.get("hidden_size")
+        stored = EmbeddingsFile.open(  # a file the user may not read: PermissionError (exit 3)
+            embeddings_path,
+            rows=len(paths),
+            dim=hidden_size if isinstance(hidden_size, int) and not isinstance(hidden_size, bool) else None,
+            against=f"{manifest_path} (paths, hidden_size)",
+            error=GalleryIndexError,
+        )
+        index = cls(stored.memmap(), paths, manifest, directory=directory, footage=footage)
+        index._stored = stored
+        return index
 
     def _scores_and_indices(self, queries, k: int, use_faiss: bool, faiss: FaissSettings | None = None):
         """(scores, gallery positions), each `(queries, k)`, best first: torch tensors, or numpy arrays (FAISS's, or
@@ -425,12 +431,14 @@ class GalleryIndex:
     def faiss_index(self, settings: FaissSettings):
         """The FAISS index for `settings`: kept in memory per build settings (a new `nprobe` / `ef_search` only
         sets the knob), read from or saved to the folder's cache (`cached_faiss_index`), else built."""
-        key = settings.build_key(len(self))
+        key = settings.build_key(len(self), dim=self.embeddings.shape[1])
         if self._faiss_index is None or self._faiss_key != key:
+            # the file the embeddings are mapped from, where there is one: hashed and read a chunk at a time
+            vectors = self._stored if self._stored is not None else self.embeddings
             if self.directory is not None and self._embeddings_sha256 is None:
-                self._embeddings_sha256 = embeddings_digest(self.embeddings)
+                self._embeddings_sha256 = embeddings_digest(vectors)
             self._faiss_index, source = cached_faiss_index(
-                self.embeddings, settings, self.directory, embeddings_sha256=self._embeddings_sha256
+                vectors, settings, self.directory, embeddings_sha256=self._embeddings_sha256
             )
             self._faiss_key = key
             logger.info("FAISS %s index over %d vectors: %s", settings.kind, len(self), source)
