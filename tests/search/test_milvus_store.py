@@ -266,3 +266,96 @@ def test_a_missing_pymilvus_is_one_line(model_dir, tmp_path, capsys, monkeypatch
     code, out, err = run_cli(flags.split(), capsys)
     assert (code, error_lines(err)) == (2, ["error: a Milvus store needs pymilvus: pip install 'ivt_hf[milvus]'"])
     assert not (tmp_path / "index").exists()
+
+
+def test_a_server_store_is_used_only_when_named(model_dir, tmp_path, capsys):
+    """The server path, on milvus-lite's own gRPC server (what `milvus:NAME.db` runs in-process) at http://127.0.0.1:
+    PORT: the manifest records the URI, and neither search nor remove connects to it unless --store names it."""
+    from milvus_lite.server_manager import server_manager_instance
+
+    uri = server_manager_instance.start_and_get_uri(str(tmp_path / "server.db"))
+    try:
+        gallery, folder, plain = _gallery(tmp_path / "gallery"), tmp_path / "index", tmp_path / "plain"
+        _build(model_dir, gallery, folder, capsys, store=f"--store milvus:{uri}?collection=people")
+        _build(model_dir, gallery, plain, capsys, store="")
+        manifest_path = folder / "manifest.json"
+        assert json.loads(manifest_path.read_text())["store"] == {"kind": "milvus", "uri": uri, "collection": "people"}
+        assert not (folder / "milvus.db").exists()
+        named = f"--store milvus:{uri}"
+        refusal = (
+            f"error: {manifest_path} keeps its vectors on the Milvus server {uri}: an index folder does not choose "
+            f"what this machine connects to; pass --store milvus:{uri} to search there"
+        )
+        for command in (f"search --index {folder} someone", f"index remove {folder} --source {gallery}/camB"):
+            code, out, err = run_cli(command.split(), capsys)
+            assert (code, error_lines(err)) == (2, [refusal])
+        assert _search_lines(folder, capsys, named) == _search_lines(plain, capsys)
+
+        other = tmp_path / "other"
+        flags = f"index build --model {model_dir} --images {gallery} --output_dir {other} {named}?collection=people"
+        code, out, err = run_cli(flags.split(), capsys)
+        assert (code, error_lines(err)) == (2, [
+            f"error: the Milvus collection milvus:{uri}?collection=people exists already; pass --overwrite to "
+            "replace it (only a collection ivt_hf made is replaced), or name another with ?collection=NAME"
+        ])  # fmt: skip
+        assert not (other / "manifest.json").exists()  # its encoded chunks are kept, for a rerun to resume
+
+        for index in (folder, plain):
+            flags = f"index remove {index} --source {gallery}/camB/001.png {gallery}/camA/000.png"
+            code, out, err = run_cli((flags + (f" {named}" if index == folder else "")).split(), capsys)
+            assert code == 0, err
+        assert _search_lines(folder, capsys, named) == _search_lines(plain, capsys)
+        assert len(_search_lines(folder, capsys, named)) == 2 + 9
+    finally:
+        server_manager_instance.release_server(str(tmp_path / "server.db"))
+
+
+def test_footage_build_add_remove_and_time_filters_in_the_store(tmp_path, capsys):
+    """A real footage index (a synthetic video, frame folders through a link) built with a store, grown by add and
+    shrunk by remove, holds in Milvus what a fresh build holds, and --after/--before/--where in Milvus give the
+    in-memory search's hits."""
+    pytest.importorskip("av")
+    pytest.importorskip("cv2")
+    from helpers.footage import ColourDetector, synthetic_frame, write_synthetic_video
+
+    from ivt_hf.footage import FootageSettings
+    from ivt_hf.hub.folder import load_model_and_processor
+    from ivt_hf.search.footage_index import build_footage_index
+    from ivt_hf.search.growing import add_footage, remove_entries
+
+    model_dir = save_tiny_model_folder(tmp_path / "model")
+    model, processor = load_model_and_processor(str(model_dir))
+    video = write_synthetic_video(tmp_path / "street.avi")
+    for camera in ("cam1", "cam2"):
+        (tmp_path / "frames" / camera).mkdir(parents=True)
+        for number in range(12):
+            Image.fromarray(synthetic_frame(number)).save(tmp_path / "frames" / camera / f"{number:05d}.png")
+    frames = tmp_path / "linked"
+    frames.symlink_to(tmp_path / "frames")
+    settings = FootageSettings(frames_fps=10.0, sample_fps=5.0)
+    common = {"detector": ColourDetector(), "batch_size": 1, "progress": False}
+    store = parse_store("milvus:")
+
+    grown, fresh = tmp_path / "grown", tmp_path / "fresh"
+    build_footage_index(model, processor, grown, videos=[video], settings=settings, store=store, **common)
+    add_footage(model, processor, grown, videos=[video], frame_folders=[frames], **common)
+    assert remove_entries(grown, sources=[frames / "cam2"]).removed == 6
+    build_footage_index(
+        model,
+        processor,
+        fresh,
+        videos=[video],
+        frame_folders=[frames / "cam1"],
+        settings=settings,
+        store=store,
+        **common,
+    )
+    assert _rows(grown) == _rows(fresh) and len(_rows(grown)) == len(GalleryIndex.load(fresh)) == 12
+
+    plain = tmp_path / "plain"
+    build_footage_index(
+        model, processor, plain, videos=[video], frame_folders=[frames / "cam1"], settings=settings, **common
+    )
+    for flags in ("--after 0.2 --before 0.6", "--before 0.3", "--where camera=cam1", f"--where source={video}"):
+        hits = _search_lines(grown, capsys, flags)
+        assert hits == _search_lines(plain, capsys, flags) and len(hits) > 2, flags
