@@ -51,6 +51,7 @@ from ..stage import (
 )
 from .arguments import PretrainingArguments
 from .collator import PairBatches, PairCollator, pair_loader
+from .health import ALIKE_NAMES, alikeness, collapse_warning
 from .masking import MaskingRules
 
 logger = logging.getLogger(__name__)
@@ -233,6 +234,7 @@ class PretrainingRun:
         self.images_skipped = 0  # pairs left out because their image does not decode (--on_invalid skip)
         self.resume_state: dict[str, Any] | None = None  # the shuffle buffer after the last batch trained on
         self.log_history: list[dict[str, Any]] = []
+        self._warned_collapse = False
         if self.resume_dir is not None:
             self._load_checkpoint(self.resume_dir)
 
@@ -358,7 +360,7 @@ class PretrainingRun:
         loader = pair_loader(batches, self.collator, num_workers=args.dataloader_num_workers, pin_memory=on_gpu)
         loader_iterator = iter(loader)
         self.model.train()
-        sums = dict.fromkeys(LOSS_NAMES, 0.0)
+        sums = dict.fromkeys((*LOSS_NAMES, *ALIKE_NAMES), 0.0)
         count = pairs_trained = 0
         start_step, started = self.step, time.perf_counter()
         with tqdm(total=args.max_steps, initial=self.step, disable=not self.is_main, desc="pre-training") as progress:
@@ -366,9 +368,11 @@ class PretrainingRun:
                 for micro_step in range(args.gradient_accumulation_steps):
                     batch = self._next_batch(loader_iterator, batches)
                     output = self._forward_backward(batch)
-                    for name in sums:
+                    for name in LOSS_NAMES:
                         value = getattr(output, name)
                         sums[name] += float(value.detach()) if value is not None else 0.0
+                    sums["image_alike"] += alikeness(output.image_embeds)
+                    sums["text_alike"] += alikeness(output.text_embeds)
                     count += 1
                     pairs_trained += len(batch["pairs"])
                     self.epoch = max(epoch for epoch, _ in batch["pairs"])
@@ -467,8 +471,18 @@ class PretrainingRun:
         self.log_history.append(record)
         if self.is_main:
             logger.info("step %d: %s", self.step, {key: value for key, value in record.items() if key != "step"})
+            self._warn_if_collapsed(record)
             with (self.output_dir / "log.jsonl").open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
+
+    def _warn_if_collapsed(self, record: dict[str, Any]) -> None:
+        """The collapse warning (`health.collapse_warning`), once a run: at the first logged step that shows it."""
+        gathered = self.args.gather_itc and self.world_size > 1
+        itc_batch = self.args.per_device_train_batch_size * (self.world_size if gathered else 1)
+        warning = None if self._warned_collapse else collapse_warning(record, itc_batch)
+        if warning:
+            logger.warning(warning)
+            self._warned_collapse = True
 
     def _save_final(self) -> None:
         self.accelerator.wait_for_everyone()
@@ -497,6 +511,7 @@ def cached_pretraining_step(
     masked = inputs["mlm_labels"] != -100
     total_masked = max(int(masked.sum()), 1)
     chunk_terms = {"loss_itm": [], "loss_mlm": []}
+    embeddings = {"image_embeds": [], "text_embeds": []}
     unwrapped.clamp_temperature_()
 
     def encode_chunk(rows: slice, with_graph: bool) -> ChunkOutput:
@@ -511,6 +526,8 @@ def cached_pretraining_step(
         mlm = output.loss_mlm * (int(masked[rows].sum()) / total_masked)
         chunk_terms["loss_itm"].append(itm.detach())
         chunk_terms["loss_mlm"].append(mlm.detach())
+        embeddings["image_embeds"].append(output.image_embeds.detach())
+        embeddings["text_embeds"].append(output.text_embeds.detach())
         return ChunkOutput((output.image_embeds, output.text_embeds), itm + mlm)
 
     def batch_loss(image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -523,6 +540,8 @@ def cached_pretraining_step(
         loss_itc=step.batch_terms["loss_itc"],
         loss_itm=torch.stack(chunk_terms["loss_itm"]).sum(),
         loss_mlm=torch.stack(chunk_terms["loss_mlm"]).sum(),
+        image_embeds=torch.cat(embeddings["image_embeds"]),
+        text_embeds=torch.cat(embeddings["text_embeds"]),
         temperature=unwrapped.current_temperature().detach(),
     )
 
