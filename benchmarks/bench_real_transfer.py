@@ -7,10 +7,11 @@ pre-trained folder and from scratch, over seeds; test R@1 / mAP of both arms, th
 The data (`real_pairs.py`, fetched from pinned registry packages unless --data_dir holds it already): pre-training
 pairs are Oxygen icons captioned from their names, the fine-tuning set is emoji, an identity each, drawn by Google
 and Twitter. Per seed s: two-process `ivt pretrain` (torchrun, gloo on CPU; `bench_transfer.pretrain_arguments`:
-tiny preset with the recipe's `num_hidden_layers`, 16 pairs a process, pre-training seed s), then `ivt train RECIPE`
-from scratch (`--model_preset tiny`) and from the pre-training folder, both with fine-tuning seed s (or each of
---finetune_seeds), then `ivt evaluate` on the test split. --probe adds per-run diagnostics (`probe_run`): the
-embeddings at the fine-tuning start and end, the first steps' losses and gradient norms, each validation's R@1.
+tiny preset with the recipe's `num_hidden_layers` and `initializer_range`, 16 pairs a process, pre-training seed
+s), then `ivt train RECIPE` from scratch (`--model_preset tiny`) and from the pre-training folder, both with
+fine-tuning seed s (or each of --finetune_seeds), then `ivt evaluate` on the test split. --probe adds per-run
+diagnostics (`probe_run`): the embeddings at the fine-tuning start and end, the first steps' losses and gradient
+norms, each validation's R@1.
 --quick: 2 seeds, a few steps, at most 24 / 6 / 6 identities: a smoke test of the whole path.
 """
 
@@ -43,11 +44,26 @@ def _launcher() -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port)]
 
 
+# What the fine-tuning recipe says of the model that pre-training must say too. `initializer_range` decides
+# whether a from-scratch pre-training learns at all: at the tiny preset's default 0.02 every caption's CLS is the
+# same vector (cosine 0.9998), ITC's text-to-image term is then lowest when all images look alike, and the encoder
+# collapses in the first 20 steps (ITC and ITM stay at chance for the whole run); at the recipe's 0.05 it does not
+# (benchmarks/README.md, "Does pre-training transfer on real pairs?").
+ARCHITECTURE_KEYS = ("num_hidden_layers", "initializer_range")
+
+
 def pretrain_two_processes(pairs: Path, output_dir: Path, steps: int, seed: int, recipe: dict) -> float:
     """Two-process `ivt pretrain` (torchrun), with the architecture the fine-tuning recipe states."""
-    architecture = [f"--{key}={recipe[key]}" for key in ("num_hidden_layers",) if key in recipe]
+    architecture = [f"--{key}={recipe[key]}" for key in ARCHITECTURE_KEYS if key in recipe]
     command = [*_launcher(), "-m", "ivt_hf", *pretrain_arguments(pairs, output_dir, steps, seed), *architecture]
     return run(command, output_dir.with_name(output_dir.name + ".log"))
+
+
+def pretraining_last_log(output_dir: Path) -> dict:
+    """The last line of a pre-training run's `log.jsonl` (its losses: ITC at ln(global batch) is chance)."""
+    log = output_dir / "log.jsonl"
+    lines = log.read_text().splitlines() if log.is_file() else []
+    return json.loads(lines[-1]) if lines else {}
 
 
 def quick_subset(finetune: Path, out: Path, identities: dict[str, int]) -> Path:
@@ -269,6 +285,7 @@ def main() -> None:
                 "pretrain_seed": seed,
                 "finetune_seed": finetune_seed,
                 "seconds": {"pretrain": round(pretrain_seconds)},
+                "pretrain_last_log": pretraining_last_log(pretrained),
             }
             for arm, start in (
                 ("scratch", ["--model_preset", "tiny"]),

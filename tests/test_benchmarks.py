@@ -209,6 +209,10 @@ def test_the_real_transfer_bench_runs_both_arms_over_two_seeds_with_quick(tmp_pa
     # 4 pre-training steps barely move the temperature from its 0.07 start; the scratch arm has none
     assert rows[0]["probe"]["pretrained"]["pretraining_inverse_temperature"] == pytest.approx(1 / 0.07, rel=0.01)
     assert "pretraining_inverse_temperature" not in rows[0]["probe"]["scratch"]
+    # pre-training starts from the recipe's initialisation (at the preset's 0.02 it collapses on real pairs)
+    pretrained_config = json.loads((tmp_path / "out/pretrain-seed0/config.json").read_text())
+    assert pretrained_config["initializer_range"] == 0.05 and pretrained_config["num_hidden_layers"] == 3
+    assert set(rows[0]["pretrain_last_log"]) >= {"step", "loss_itc"}
     assert len(rows[0]["probe"]["pretrained"]["first_logs"]) == 5 and len(rows[0]["probe"]["scratch"]["eval_R1"]) == 2
     table = _table(result.stdout, "pretrain seed")
     assert [line.split()[:2] for line in table[:2]] == [["0", "0"], ["1", "1"]]
