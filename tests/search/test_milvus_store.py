@@ -237,6 +237,13 @@ def test_a_manifest_cannot_lead_the_store_elsewhere(model_dir, tmp_path, capsys)
             f"error: refusing {manifest_path}: its Milvus Lite file {uri!r} is not a NAME.db in the index folder "
             "(an index may only reach its own folder)"
         ]
+    indexes = folder / "milvus.db" / "collections" / "ivt_index"
+    (indexes / "planted").symlink_to(tmp_path / "gallery" / "camA" / "000.png")  # milvus-lite would read or write it
+    assert refusal("milvus.db") == [
+        f"error: refusing {manifest_path}: its Milvus Lite file holds {indexes / 'planted'}, which is not a plain file "
+        "or folder"
+    ]
+    (indexes / "planted").unlink()
     (folder / "link.db").symlink_to(outside)
     assert refusal("link.db") == [
         f"error: refusing {manifest_path}: its Milvus Lite file 'link.db' is not a NAME.db in the index folder "

@@ -151,9 +151,23 @@ def trusted_spec(index_dir: Path, record: Any, named: StoreSpec | None) -> Store
         )
     if not (index_dir / uri).is_dir():
         raise MilvusStoreError(f"{manifest_path} keeps its vectors in the Milvus Lite file {uri}, which is missing")
+    _refuse_links(index_dir / uri, manifest_path)
     if named is not None and (named.server is not None or named.lite != uri):
         raise MilvusStoreError(f"--store {named.describe()}: {index_dir} keeps its vectors in {uri} (Milvus Lite)")
     return StoreSpec(lite=uri, collection=collection)
+
+
+def _refuse_links(lite: Path, manifest_path: Path) -> None:
+    """A `MilvusStoreError` when the Lite folder holds a symbolic link, or anything but folders and files: milvus-lite
+    reads and writes the files in it (it writes its search index files as it loads), so a link in a downloaded
+    index could have it read or write a file outside."""
+    for folder, folders, files in os.walk(lite):
+        for name in folders + files:
+            path = os.path.join(folder, name)
+            if os.path.islink(path) or not (os.path.isdir(path) or os.path.isfile(path)):
+                raise MilvusStoreError(
+                    f"refusing {manifest_path}: its Milvus Lite file holds {path}, which is not a plain file or folder"
+                )
 
 
 def load_store_index(directory: str | os.PathLike, named: StoreSpec | None) -> tuple[GalleryIndex, StoreSpec] | None:
@@ -230,7 +244,7 @@ def filter_expression(*, sources=(), cameras=(), after: float | None = None, bef
 def _entry_rows(index: GalleryIndex, start: int, stop: int, cache: dict) -> list[dict[str, Any]]:
     """The Milvus rows of entries `start` to `stop` (`FIELDS`): what the filters compare, as `select_entries` sees
     it (`entry_source`, `entry_camera_names`)."""
-    vectors = np.ascontiguousarray(index.embeddings[start:stop].float().numpy(), dtype=np.float32)
+    vectors = np.ascontiguousarray(index.embeddings[start:stop], dtype=np.float32)  # a tensor's, or a mapped file's
     rows = []
     for number, vector in zip(range(start, stop), vectors):
         record = index.footage[number] or {}
