@@ -254,6 +254,21 @@ def _checked_footage(manifest_path: Path, root: str, paths: list[str], footage: 
     return footage
 
 
+def checked_manifest(directory: Path, manifest: dict[str, Any]) -> tuple[list[str], list[dict[str, Any] | None]]:
+    """`(paths, footage records)` of the manifest read from the index folder `directory` (untrusted), each checked
+    (`_checked_gallery_root`, `_checked_footage`) before anything else is read; `manifest` keeps the rest, its
+    `root` made the checked gallery root. `GalleryIndex.load` and a Milvus store's index (`milvus_store`) read it."""
+    manifest_path = directory / INDEX_MANIFEST
+    if manifest.get("format_version") != INDEX_FORMAT_VERSION:
+        raise GalleryIndexError(f"{manifest_path}: unsupported index format {manifest.get('format_version')!r}")
+    paths = manifest.pop("paths", None)
+    if not isinstance(paths, list) or not all(isinstance(path, str) for path in paths):
+        raise GalleryIndexError(f"{manifest_path} has no 'paths' list of image paths")
+    manifest["root"] = _checked_gallery_root(directory, manifest.get("root"), paths)  # before reading the rest
+    footage = _checked_footage(manifest_path, manifest["root"], paths, manifest.pop("footage", None))
+    return paths, footage
+
+
 def _float_matrix(array):
     """`array` (a torch tensor or a numpy array) as contiguous float32: a torch tensor, or where torch is not
     installed a numpy array (module docstring). A float32 memory map stays one (no copy)."""
@@ -398,13 +413,7 @@ class GalleryIndex:
             if not path.is_file():
                 raise IndexNotFoundError(f"not a gallery index folder: {path} is missing")
         manifest = read_json_object(manifest_path, GalleryIndexError)
-        if manifest.get("format_version") != INDEX_FORMAT_VERSION:
-            raise GalleryIndexError(f"{manifest_path}: unsupported index format {manifest.get('format_version')!r}")
-        paths = manifest.pop("paths", None)
-        if not isinstance(paths, list) or not all(isinstance(path, str) for path in paths):
-            raise GalleryIndexError(f"{manifest_path} has no 'paths' list of image paths")
-        manifest["root"] = _checked_gallery_root(directory, manifest.get("root"), paths)  # before reading the rest
-        footage = _checked_footage(manifest_path, manifest["root"], paths, manifest.pop("footage", None))
+        paths, footage = checked_manifest(directory, manifest)
         hidden_size = manifest.get("hidden_size")
         stored = EmbeddingsFile.open(  # a file the user may not read: PermissionError (exit 3)
             embeddings_path,

@@ -40,14 +40,12 @@ from tqdm.auto import tqdm
 from ..atomic import read_json_object
 from .entries import entry_camera_names, entry_source, source_targets
 from .index import (
-    INDEX_FORMAT_VERSION,
     INDEX_MANIFEST,
     GalleryIndex,
     GalleryIndexError,
     IndexNotFoundError,
     SearchHit,
-    _checked_footage,
-    _checked_gallery_root,
+    checked_manifest,
     resolve_under_root,
 )
 
@@ -184,16 +182,11 @@ def load_store_index(directory: str | os.PathLike, named: StoreSpec | None) -> t
         if named is not None:
             raise MilvusStoreError(f"{directory} keeps no Milvus store: build it with `ivt index build --store ...`")
         return None
-    if manifest.get("format_version") != INDEX_FORMAT_VERSION:
-        raise GalleryIndexError(f"{manifest_path}: unsupported index format {manifest.get('format_version')!r}")
     spec = trusted_spec(directory, manifest["store"], named)
-    paths, hidden = manifest.pop("paths", None), manifest.get("hidden_size")
-    if not isinstance(paths, list) or not all(isinstance(path, str) for path in paths):
-        raise GalleryIndexError(f"{manifest_path} has no 'paths' list of image paths")
+    paths, footage = checked_manifest(directory, manifest)
+    hidden = manifest.get("hidden_size")
     if not isinstance(hidden, int) or hidden < 1 or manifest.get("num_images") != len(paths):
         raise GalleryIndexError(f"{manifest_path}: its hidden_size / num_images do not describe its paths")
-    manifest["root"] = _checked_gallery_root(directory, manifest.get("root"), paths)
-    footage = _checked_footage(manifest_path, manifest["root"], paths, manifest.pop("footage", None))
     shape_only = torch.empty(len(paths), hidden, device="meta")  # what `check_model` reads: the hidden size
     return GalleryIndex(shape_only, paths, manifest, directory=directory, footage=footage), spec
 
