@@ -255,7 +255,7 @@ def test_a_manifest_cannot_lead_the_store_elsewhere(model_dir, tmp_path, capsys)
         "to search there"
     ]
     assert refusal("milvus.db", "--store milvus:other.db") == [
-        f"error: --store milvus:other.db?collection=None: {folder} keeps its vectors in milvus.db (Milvus Lite)"
+        f"error: --store milvus:other.db: {folder} keeps its vectors in milvus.db (Milvus Lite)"
     ]
     code, out, err = run_cli(f"index build --model {model_dir} --images {gallery} --output_dir {tmp_path}/x "
                              f"--store milvus:{tmp_path}/elsewhere.db".split(), capsys)  # fmt: skip

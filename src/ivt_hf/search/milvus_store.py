@@ -88,7 +88,8 @@ class StoreSpec:
         return {"kind": "milvus", "uri": self.server or self.lite, "collection": self.collection}
 
     def describe(self) -> str:
-        return f"{STORE_SCHEME}{self.server or self.lite}?collection={self.collection}"
+        collection = f"?collection={self.collection}" if self.collection else ""
+        return f"{STORE_SCHEME}{self.server or self.lite}{collection}"
 
 
 def _checked_collection(name: Any, where: str) -> str:
