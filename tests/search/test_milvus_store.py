@@ -305,7 +305,7 @@ def test_a_server_store_is_used_only_when_named(model_dir, tmp_path, capsys):
             f"error: the Milvus collection milvus:{uri}?collection=people exists already; pass --overwrite to "
             "replace it (only a collection ivt_hf made is replaced), or name another with ?collection=NAME"
         ])  # fmt: skip
-        assert not (other / "manifest.json").exists()  # its encoded chunks are kept, for a rerun to resume
+        assert not other.exists()  # refused before anything is encoded or written
 
         for index in (folder, plain):
             flags = f"index remove {index} --source {gallery}/camB/001.png {gallery}/camA/000.png"

@@ -14,7 +14,7 @@ from .export import add_runtime_argument
 from .footage import add_footage_arguments, describe_footage, is_footage_build, run_footage_build
 from .growing import add_search_filters, register_index_changes, selected_rows
 from .parsers import picture_path, positive_int
-from .store import add_store_argument, named_store, searched_index, store_search
+from .store import add_store_argument, build_store, searched_index, store_search
 
 
 def run_index_build(args: argparse.Namespace) -> int:
@@ -22,7 +22,7 @@ def run_index_build(args: argparse.Namespace) -> int:
     from .export import load_for_runtime
 
     footage = is_footage_build(args)  # before the model is loaded: one line for --images with --video
-    store = named_store(args, args.output_dir)  # Milvus (`ivt_hf.search.milvus_store`), checked before the model loads
+    store = build_store(args)  # Milvus (`ivt_hf.search.milvus_store`), checked before the model loads
     model, processor = load_for_runtime(args.model, args.runtime)
     if args.runtime == "onnx":  # an export's precision is fixed: refuse another --dtype before anything is written
         from ..evaluation.encoding import prepare_for_inference

@@ -34,6 +34,23 @@ def named_store(args: argparse.Namespace, index_dir):
     return spec
 
 
+def build_store(args: argparse.Namespace):
+    """`ivt index build`'s `--store` (`named_store`), its collection name settled; on a server, a collection there
+    that the build may not replace is refused now, before anything is encoded."""
+    from dataclasses import replace
+
+    from ..search.milvus_store import MilvusStore, default_collection
+
+    spec = named_store(args, args.output_dir)
+    if spec is None:
+        return None
+    spec = replace(spec, collection=spec.collection or default_collection(args.output_dir))
+    if spec.server is not None:
+        with MilvusStore(spec, Path(args.output_dir)) as store:
+            store.may_create(overwrite=args.overwrite)
+    return spec
+
+
 def check_time_range(args: argparse.Namespace) -> None:
     """`--after` no later than `--before` (the filters of both searches: in memory, and in Milvus)."""
     if args.after is not None and args.before is not None and args.after > args.before:

@@ -290,12 +290,7 @@ class MilvusStore:
         only with `overwrite` and only when ivt_hf made it."""
         from pymilvus import DataType, MilvusClient
 
-        if self.client.has_collection(self.name):
-            if not (overwrite and _FINGERPRINT in self._properties()):
-                raise MilvusStoreError(
-                    f"the Milvus collection {self.spec.describe()} exists already; pass --overwrite to replace it "
-                    "(only a collection ivt_hf made is replaced), or name another with ?collection=NAME"
-                )
+        if self.may_create(overwrite=overwrite):
             self.client.drop_collection(self.name)
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", DataType.INT64, is_primary=True)
@@ -309,6 +304,18 @@ class MilvusStore:
         params.add_index(field_name="vector", index_type="FLAT", metric_type="IP")
         properties = {_FINGERPRINT: fingerprint}
         self.client.create_collection(self.name, schema=schema, index_params=params, properties=properties)
+
+    def may_create(self, *, overwrite: bool) -> bool:
+        """Whether a collection of this name is there to be replaced; a `MilvusStoreError` when it is there and
+        may not be (no `overwrite`, or not ivt_hf's)."""
+        if not self.client.has_collection(self.name):
+            return False
+        if not (overwrite and _FINGERPRINT in self._properties()):
+            raise MilvusStoreError(
+                f"the Milvus collection {self.spec.describe()} exists already; pass --overwrite to replace it "
+                "(only a collection ivt_hf made is replaced), or name another with ?collection=NAME"
+            )
+        return True
 
     def _properties(self) -> dict[str, Any]:
         return dict(self.client.describe_collection(self.name).get("properties") or {})
