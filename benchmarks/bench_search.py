@@ -16,7 +16,7 @@ check and read the cached file), and checks that both give the same top-10 (`--n
 
 Out of core, for galleries larger than memory (10M x 768 float32 = 30.7 GB):
 
-    python benchmarks/bench_search.py --sizes 10000000 --out_of_core --workdir DIR [--nlist 4096] [--skip milvus]
+    python benchmarks/bench_search.py --sizes 10000000 --out_of_core --workdir DIR --queries 10000 --nlist 4096
 
 writes the gallery a block at a time straight to DIR/index-SIZExDIM-seedS/embeddings.safetensors (kept with
 `--keep_files` and reused by the next run), samples `--queries` rows as queries, and reports per method the build
@@ -25,8 +25,10 @@ time, bytes a vector, peak memory (VmHWM of this process and its children during
 nothing, its batched latency the scan time per query); ivf is IVF-SQ8 (IVF-Flat's lists would be the 30 GB of floats
 again); ivfpq is the package's out-of-core build (`build_faiss_index` over an `EmbeddingsFile`); Milvus Lite
 (pymilvus over a local .db, `--milvus_index`) holds what `--milvus_max_rows` / `--milvus_max_seconds` let it insert,
-its recall against the exact top-10 among those rows. At 10M on 2 cores, plan on more than an hour: `--nlist 4096`
-keeps the k-means and the assignment of 10M vectors to centroids affordable, `--skip` leaves methods out.
+its recall against the exact top-10 among those rows. At 10M on 2 cores, plan on about two hours (benchmarks/README.md:
+the exact scan of 10k queries and the assignment of 10M vectors to centroids, twice, dominate); `--nlist 4096` keeps
+the k-means affordable (the default, 4 x sqrt(10M) = 12,649 centroids on 632k rows, would take hours), `--skip`
+leaves methods out.
 """
 
 from __future__ import annotations
@@ -535,7 +537,12 @@ def out_of_core_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--train_sample", type=int, help="ivf, ivfpq: training rows (default 50 per centroid)")
     group.add_argument("--pq_bytes", type=int, help="ivfpq: bytes a vector (default 64 at 768)")
     group.add_argument("--milvus_index", default="IVF_SQ8", choices=sorted(MILVUS_PARAMS))
-    group.add_argument("--milvus_max_rows", type=int, default=2_000_000, help="Milvus Lite holds at most these")
+    group.add_argument(
+        "--milvus_max_rows",
+        type=int,
+        default=500_000,
+        help="Milvus Lite holds at most these (it peaked at 4.7 GB for 200k x 768: 1M would fill 24 GiB)",
+    )
     group.add_argument("--milvus_max_seconds", type=float, default=1800, help="and inserts for at most this long")
     group.add_argument("--keep_files", action="store_true", help="keep the gallery file for the next run")
 
