@@ -258,6 +258,11 @@ def test_ivt_search_twice_trains_the_faiss_index_once(tmp_path, builds, capsys):
         printed.append(capsys.readouterr().out)
     assert len(builds) == 1 and printed[0] == printed[1]  # the second command read faiss/, same hits
     assert main([*command[:-1], "3", "--nprobe", "3"]) == 0 and len(builds) == 2  # --nlist: a new index
+    capsys.readouterr()
+    assert main([*command[:-3], "ivfpq", "--nlist", "2", "--pq_bytes", "8"]) == 0 and len(builds) == 3
+    assert sum(name.startswith("ivfpq-") for name in _cache_files(tmp_path / "index")) == 1
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[1] == "a man" and len(printed) == 7 and printed[2].endswith("  2.png")  # 5 hits, exact's top hit
 
 
 # ivfpq: a compressed index built out of core from the embeddings file, which a loaded index maps instead of reading
