@@ -355,3 +355,26 @@ def test_pq_bytes_must_divide_the_dimension(saved, capsys):
     code, _, err = run_cli([*f"search --index {folder} --faiss ivfpq --pq_bytes 7".split(), "a man"], capsys)
     assert code == 2 and len(error_lines(err)) == 1
     assert "--pq_bytes 7 does not divide the embedding dimension 64" in error_lines(err)[0]
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_flat_and_hnsw_from_the_embeddings_file_never_read_it_whole(tmp_path, kind):
+    import tracemalloc
+
+    import faiss
+
+    from ivt_hf.search.embeddings_file import EmbeddingsFile
+
+    gallery = clustered(5000)
+    _save(gallery, [f"{number}.jpg" for number in range(len(gallery))], tmp_path / "index")
+    stored = EmbeddingsFile.open(tmp_path / "index" / "embeddings.safetensors")
+    tracemalloc.start()  # numpy's arrays are traced (FAISS's own storage is not): what the build reads at once
+    try:
+        index = build_faiss_index(stored, FaissSettings(kind, hnsw_m=8), chunk_rows=500)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.3 * 5000 * 64 * 4  # flat: a chunk of 500 rows at a time; hnsw: the file mapped, not copied
+    assert index.ntotal == 5000 and index.search(gallery[:20].numpy(), 1)[1][:, 0].tolist() == list(range(20))
+    if kind == "flat":
+        assert bytes(faiss.serialize_index(index)) == bytes(faiss.serialize_index(build_faiss_index(gallery)))

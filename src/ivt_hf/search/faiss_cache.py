@@ -176,11 +176,14 @@ def build_faiss_index(
     embeddings, settings: FaissSettings = FaissSettings(), seed: int = 0, *, chunk_rows: int = CHUNK_ROWS
 ):
     """A FAISS inner-product index over `(n, dim)` normalised float32 `embeddings` (a tensor, an array, or an
-    `EmbeddingsFile` read a chunk at a time), as `settings` say. IVF indexes are trained on a sample and filled
-    `chunk_rows` rows at a time, so an `EmbeddingsFile` is never in memory whole: ivfpq's memory is one chunk, the
-    training sample and the codes; the chunking changes nothing in the index (each vector is coded alone)."""
+    `EmbeddingsFile` read a chunk at a time), as `settings` say. IVF indexes are trained on a sample, and flat and
+    IVF indexes filled `chunk_rows` rows at a time, so an `EmbeddingsFile` is never in memory whole: ivfpq's memory
+    is one chunk, the training sample and the codes; the chunking changes nothing in the index (each vector is added
+    alone). hnsw takes all rows in one call, as ever (from a memory map of a file: no copy besides its own)."""
     faiss = _import_faiss()
     vectors = _vectors(embeddings)
+    if settings.kind == "hnsw" and isinstance(vectors, EmbeddingsFile):
+        vectors = vectors.memmap()
     count, dim = vectors.shape
     key = settings.build_key(count, seed, dim)
     if settings.kind == "flat":
@@ -190,7 +193,7 @@ def build_faiss_index(
         index.hnsw.efConstruction = settings.ef_construction
     else:
         index = _trained_ivf(faiss, vectors, key, seed)
-    step = chunk_rows if settings.kind in IVF_KINDS else max(1, count)  # hnsw, flat: as ever, all in one call
+    step = max(1, count) if settings.kind == "hnsw" else chunk_rows
     for start in range(0, count, step):
         index.add(np.ascontiguousarray(vectors[start : start + step], dtype=np.float32))
     settings.apply_search_knobs(index)
