@@ -1,7 +1,8 @@
 """Search over your own images: `GalleryIndex` (build, save, load, search; safetensors + JSON, never pickle), and
 `build_index` for galleries of any size (several processes, resumable); FAISS indexes for large galleries,
-cached beside the index (`faiss_cache.py`: `FaissSettings`, `cached_faiss_index`); `build_footage_index` for the
-people in videos and still frames (`footage_index.py`)."""
+cached beside the index (`faiss_cache.py`: `FaissSettings`, `cached_faiss_index`; `ivfpq` built out of core from
+the index's embeddings file, `embeddings_file.py`: `EmbeddingsFile`); `build_footage_index` for the people in videos
+and still frames (`footage_index.py`)."""
 
 import importlib
 
@@ -10,6 +11,7 @@ import importlib
 _LAZY = {
     "BuildReport": ".building",
     "build_index": ".building",
+    "EmbeddingsFile": ".embeddings_file",
     "FaissSettings": ".faiss_cache",
     "build_faiss_index": ".faiss_cache",
     "cached_faiss_index": ".faiss_cache",
