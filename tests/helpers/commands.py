@@ -34,3 +34,18 @@ def save_tiny_model_folder(folder: Path, seed: int = 0, **overrides) -> Path:
     torch.manual_seed(seed)
     config = IVTConfig.from_preset("micro", **{"num_hidden_layers": 1, "patch_stride": 16, **overrides})
     return save_model_folder(IVTModel(config), IVTProcessor.from_config(config), folder)
+
+
+def write_camera_gallery(folder: Path, counts: tuple[tuple[str, int], ...] = (("camA", 6), ("camB", 5))) -> Path:
+    """A gallery of random-pixel 80x40 PNGs, `counts` images in each camera folder (`camA/000.png`, ...), the same
+    pixels for the same counts (seed 0)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for camera, count in counts:
+        for number in range(count):
+            path = folder / camera / f"{number:03d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (80, 40, 3), dtype=np.uint8)).save(path)
+    return folder

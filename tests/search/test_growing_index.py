@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers.commands import error_lines, run_cli, save_tiny_model_folder
+from helpers.commands import error_lines, run_cli, save_tiny_model_folder, write_camera_gallery
 from PIL import Image
 
 from ivt_hf import IVTModel, IVTProcessor
@@ -36,12 +36,7 @@ def models(tmp_path_factory):
 
 def _gallery(folder: Path) -> Path:
     """camA: 6 images, camB: 5 images (one unreadable), random pixels."""
-    rng = np.random.default_rng(0)
-    for camera, count in (("camA", 6), ("camB", 5)):
-        for number in range(count):
-            path = folder / camera / f"{number:03d}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rng.integers(0, 256, (80, 40, 3), dtype=np.uint8)).save(path)
+    write_camera_gallery(folder)
     (folder / "camB" / "004.png").write_bytes(b"not a png")
     return folder
 

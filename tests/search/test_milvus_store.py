@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers.commands import error_lines, run_cli, save_tiny_model_folder
+from helpers.commands import error_lines, run_cli, save_tiny_model_folder, write_camera_gallery
 from PIL import Image
 
 from ivt_hf import IVTModel, IVTProcessor
@@ -29,6 +29,7 @@ from ivt_hf.search.milvus_store import (  # noqa: E402  (after the skips: the mi
     MilvusStore,
     MilvusStoreError,
     filter_expression,
+    load_searched_index,
     load_store_index,
     milvus_literal,
     parse_store,
@@ -46,12 +47,7 @@ def model_dir(tmp_path_factory):
 
 def _gallery(folder: Path) -> Path:
     """camA: 6 images, camB: 5, random pixels."""
-    rng = np.random.default_rng(0)
-    for camera, count in (("camA", 6), ("camB", 5)):
-        for number in range(count):
-            path = folder / camera / f"{number:03d}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rng.integers(0, 256, (80, 40, 3), dtype=np.uint8)).save(path)
+    write_camera_gallery(folder)
     return folder
 
 
@@ -109,6 +105,33 @@ def test_lite_search_equals_exact_search_without_reading_the_embeddings(model_di
     other = save_tiny_model_folder(tmp_path / "other", seed=1, num_hidden_layers=2)
     code, out, err = run_cli(f"search --index {folder} someone --model {other}".split(), capsys)
     assert code == 2 and error_lines(err)[0].startswith("error: the index was built by another model")
+
+
+def test_search_reads_each_manifest_once_with_or_without_a_store(model_dir, tmp_path, capsys, monkeypatch):
+    """`ivt search` looks into the manifest for a store, then loads the index from that same read."""
+    import ivt_hf.search.index as index_module
+    import ivt_hf.search.milvus_store as store_module
+
+    plain, stored = tmp_path / "plain", tmp_path / "stored"
+    _build(model_dir, _gallery(tmp_path / "gallery"), plain, capsys, store="")
+    _build(model_dir, tmp_path / "gallery", stored, capsys)
+    reads = []
+
+    def counted(read):
+        def read_json_object(path, *args, **kwargs):
+            reads.append(Path(path).name)
+            return read(path, *args, **kwargs)
+
+        return read_json_object
+
+    for module in (index_module, store_module):
+        monkeypatch.setattr(module, "read_json_object", counted(module.read_json_object))
+    index, store = load_searched_index(plain, None)
+    assert (len(index), store, reads) == (11, None, ["manifest.json"])
+    assert index.embeddings.shape == (11, index.manifest["hidden_size"])
+    reads.clear()
+    index, store = load_searched_index(stored, None)
+    assert (len(index), store is not None, reads) == (11, True, ["manifest.json"])
 
 
 def test_where_filters_give_the_in_memory_hits(model_dir, tmp_path, capsys):

@@ -60,15 +60,12 @@ def check_time_range(args: argparse.Namespace) -> None:
 def searched_index(args: argparse.Namespace):
     """`(index, store)`: an index that keeps its vectors in Milvus, read from its manifest alone, and its
     `StoreSpec`; or the whole index (`GalleryIndex.load`) and None."""
-    from ..search.index import GalleryIndex
-    from ..search.milvus_store import load_store_index
+    from ..search.milvus_store import load_searched_index
 
-    stored = load_store_index(args.index, named_store(args, args.index))
-    if stored is None:
-        return GalleryIndex.load(args.index), None
-    if args.faiss:
+    index, store = load_searched_index(args.index, named_store(args, args.index))
+    if store is not None and args.faiss:
         raise CommandError(f"{args.index} is searched in Milvus (its store); --faiss searches vectors held in memory")
-    return stored
+    return index, store
 
 
 def store_search(index, spec, args: argparse.Namespace, model, processor):

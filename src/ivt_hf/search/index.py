@@ -403,16 +403,18 @@ class GalleryIndex:
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path) -> GalleryIndex:
+    def load(cls, directory: str | Path, *, manifest: dict[str, Any] | None = None) -> GalleryIndex:
         """The index saved in `directory`, its embeddings mapped from the file, not read (module docstring): its
         manifest and the embeddings file's header are checked first (untrusted: every entry under the gallery root,
-        the tensor's bytes inside the file and of the manifest's shape), each error naming the file."""
+        the tensor's bytes inside the file and of the manifest's shape), each error naming the file. `manifest`: the
+        folder's manifest as a caller already read it (not read again; checked all the same)."""
         directory = Path(directory)
         manifest_path, embeddings_path = directory / INDEX_MANIFEST, directory / INDEX_EMBEDDINGS
-        for path in (manifest_path, embeddings_path):
+        for path in (embeddings_path,) if manifest is not None else (manifest_path, embeddings_path):
             if not path.is_file():
                 raise IndexNotFoundError(f"not a gallery index folder: {path} is missing")
-        manifest = read_json_object(manifest_path, GalleryIndexError)
+        if manifest is None:
+            manifest = read_json_object(manifest_path, GalleryIndexError)
         paths, footage = checked_manifest(directory, manifest)
         hidden_size = manifest.get("hidden_size")
         stored = EmbeddingsFile.open(  # a file the user may not read: PermissionError (exit 3)

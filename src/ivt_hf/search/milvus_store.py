@@ -169,16 +169,35 @@ def _refuse_links(lite: Path, manifest_path: Path) -> None:
                 )
 
 
-def load_store_index(directory: str | os.PathLike, named: StoreSpec | None) -> tuple[GalleryIndex, StoreSpec] | None:
-    """An index that keeps its vectors in Milvus, read from its manifest alone (checked as `GalleryIndex.load`
-    checks it; its `embeddings` a shape without data, never read), and its store; None for an index without one."""
-    import torch
-
-    directory = Path(directory)
+def _read_manifest(directory: Path) -> dict[str, Any]:
     manifest_path = directory / INDEX_MANIFEST
     if not manifest_path.is_file():
         raise IndexNotFoundError(f"not a gallery index folder: {manifest_path} is missing")
-    manifest = read_json_object(manifest_path, GalleryIndexError)
+    return read_json_object(manifest_path, GalleryIndexError)
+
+
+def load_store_index(directory: str | os.PathLike, named: StoreSpec | None) -> tuple[GalleryIndex, StoreSpec] | None:
+    """An index that keeps its vectors in Milvus, read from its manifest alone (checked as `GalleryIndex.load`
+    checks it; its `embeddings` a shape without data, never read), and its store; None for an index without one."""
+    directory = Path(directory)
+    return _store_index(directory, _read_manifest(directory), named)
+
+
+def load_searched_index(directory: str | os.PathLike, named: StoreSpec | None) -> tuple[GalleryIndex, StoreSpec | None]:
+    """What `ivt search` searches: `load_store_index`'s `(index, store)`, or for an index without a store the whole
+    index (`GalleryIndex.load`) and None; the manifest read once either way."""
+    directory = Path(directory)
+    manifest = _read_manifest(directory)
+    stored = _store_index(directory, manifest, named)
+    return stored if stored is not None else (GalleryIndex.load(directory, manifest=manifest), None)
+
+
+def _store_index(
+    directory: Path, manifest: dict[str, Any], named: StoreSpec | None
+) -> tuple[GalleryIndex, StoreSpec] | None:
+    import torch
+
+    manifest_path = directory / INDEX_MANIFEST
     if "store" not in manifest:
         if named is not None:
             raise MilvusStoreError(f"{directory} keeps no Milvus store: build it with `ivt index build --store ...`")
@@ -445,6 +464,7 @@ __all__ = [
     "StoreSpec",
     "default_collection",
     "filter_expression",
+    "load_searched_index",
     "load_store_index",
     "milvus_literal",
     "parse_store",
